@@ -1,0 +1,208 @@
+package rotate_test
+
+import (
+	"bufio"
+	"crypto/x509"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper/internal/testpki"
+	"github.com/certkeeper/certkeeper/pki"
+	"github.com/certkeeper/certkeeper/platform"
+	"github.com/certkeeper/certkeeper/rotate"
+)
+
+// The crash helper is this test binary run again with CRASH_HELPER set: it
+// installs bundles A and B in turn, forever, until the test kills it.
+func TestMain(m *testing.M) {
+	if dir := os.Getenv("CERTKEEPER_CRASH_HELPER"); dir != "" {
+		crashHelper(dir)
+		return
+	}
+	os.Exit(m.Run())
+}
+
+func crashManager(dir string) *rotate.Manager {
+	l, err := rotate.ResolveLayout("flocker-node", "node-1", rotate.Overrides{Dir: &dir})
+	if err != nil {
+		panic(err)
+	}
+	return rotate.NewManager(rotate.Spec{Name: "crash", Layout: l, NodeID: "node-1", Owner: platform.NoOwner})
+}
+
+func crashInputs(src, which string) []rotate.Input {
+	var in []rotate.Input
+	for _, n := range []string{which + ".crt", which + ".key", "ca.crt"} {
+		b, err := os.ReadFile(filepath.Join(src, n))
+		if err != nil {
+			panic(err)
+		}
+		in = append(in, rotate.Input{Name: n, Data: b})
+	}
+	return in
+}
+
+func crashHelper(dir string) {
+	src := os.Getenv("CERTKEEPER_CRASH_SRC")
+	m := crashManager(dir)
+	a, b := crashInputs(src, "a"), crashInputs(src, "b")
+	// Start-up recovery, as the agent and every command do.
+	if err := m.Store.Recover(); err != nil {
+		fmt.Println("recover:", err)
+		os.Exit(1)
+	}
+	fmt.Println("ready")
+	for i := 0; ; i++ {
+		in := a
+		if i%2 == 1 {
+			in = b
+		}
+		if _, err := m.Install(in, "crash helper"); err != nil {
+			fmt.Println("install:", err)
+			os.Exit(1)
+		}
+	}
+}
+
+// A helper installs new generations in a loop while the test kills it with
+// SIGKILL at random moments. After every kill, recovery runs and the live
+// directory holds a matching, valid pair, old or new, never a mix, and no
+// key anywhere in the directory ever had a loose mode.
+func TestCrashAtAnyInstantLeavesAMatchingPair(t *testing.T) {
+	kills := 200
+	if testing.Short() {
+		kills = 40
+	}
+	src, dir := t.TempDir(), filepath.Join(t.TempDir(), "flocker")
+	ca := testpki.NewCA(t, "cluster", testpki.Options{})
+	pairs := map[string]*testpki.Pair{}
+	for _, n := range []string{"a", "b"} {
+		p := ca.Issue(t, "node-1", testpki.Options{NotAfter: time.Now().Add(24 * time.Hour)})
+		pairs[n] = p
+		testpki.WriteFile(t, src, n+".crt", p.CertPEM(), 0o644)
+		testpki.WriteFile(t, src, n+".key", p.KeyPEM(t), 0o600)
+	}
+	testpki.WriteFile(t, src, "ca.crt", ca.CertPEM(), 0o644)
+	if _, err := crashManager(dir).Install(crashInputs(src, "a"), "first"); err != nil {
+		t.Fatal(err)
+	}
+
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen, interrupted := map[string]int{}, 0
+	for i := range kills {
+		cmd := exec.Command(exe, "-test.run=^$")
+		cmd.Env = append(os.Environ(), "CERTKEEPER_CRASH_HELPER="+dir, "CERTKEEPER_CRASH_SRC="+src)
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		line, _ := bufio.NewReader(out).ReadString('\n')
+		if strings.TrimSpace(line) != "ready" {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("kill %d: helper said %q", i, line)
+		}
+		time.Sleep(time.Duration(rand.IntN(25000)) * time.Microsecond)
+		if err := cmd.Process.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		cmd.Wait()
+
+		// Before recovery: no loose key anywhere, and the visible names,
+		// if readable, already hold one generation's pair.
+		checkNoLooseKey(t, dir, i)
+		if mid, _ := filepath.Glob(filepath.Join(dir, "..tmp-*")); len(mid) > 0 {
+			interrupted++
+		}
+		if cert, key, err := readPair(dir); err == nil {
+			if !pki.KeyMatches(cert, key.Signer) {
+				t.Fatalf("kill %d: before recovery, node.crt and node.key are from different generations", i)
+			}
+		}
+		if err := crashManager(dir).Store.Recover(); err != nil {
+			t.Fatalf("kill %d: recover: %v", i, err)
+		}
+		cert, key, err := readPair(dir)
+		if err != nil {
+			t.Fatalf("kill %d: after recovery: %v", i, err)
+		}
+		if !pki.KeyMatches(cert, key.Signer) {
+			t.Fatalf("kill %d: after recovery, a mixed pair", i)
+		}
+		which := ""
+		for n, p := range pairs {
+			if cert.Equal(p.Cert) {
+				which = n
+			}
+		}
+		if which == "" {
+			t.Fatalf("kill %d: live certificate is neither A nor B", i)
+		}
+		seen[which]++
+		if fi, err := os.Stat(filepath.Join(dir, "node.key")); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("kill %d: live key mode %v, %v", i, fi.Mode(), err)
+		}
+		leftovers, _ := filepath.Glob(filepath.Join(dir, "..tmp-*"))
+		if len(leftovers) > 0 {
+			t.Fatalf("kill %d: recovery left %v", i, leftovers)
+		}
+	}
+	t.Logf("%d kills: live was A %d times, B %d times; %d kills interrupted a staging", kills, seen["a"], seen["b"], interrupted)
+	if interrupted == 0 {
+		t.Errorf("no kill interrupted a staging: the test is not exercising the dangerous window")
+	}
+	if seen["a"] == 0 || seen["b"] == 0 {
+		t.Errorf("kills never landed on both sides of a swap (A %d, B %d): the test is not exercising installs", seen["a"], seen["b"])
+	}
+}
+
+func readPair(dir string) (*x509.Certificate, *pki.Key, error) {
+	cb, err := os.ReadFile(filepath.Join(dir, "node.crt"))
+	if err != nil {
+		return nil, nil, err
+	}
+	kb, err := os.ReadFile(filepath.Join(dir, "node.key"))
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := pki.Parse(cb)
+	if err != nil {
+		return nil, nil, fmt.Errorf("node.crt: %w", err)
+	}
+	k, err := pki.Parse(kb)
+	if err != nil {
+		return nil, nil, fmt.Errorf("node.key: %w", err)
+	}
+	if len(c.Certificates) == 0 || len(k.Keys) == 0 {
+		return nil, nil, fmt.Errorf("empty pair")
+	}
+	return c.Certificates[0], k.Keys[0], nil
+}
+
+func checkNoLooseKey(t *testing.T, dir string, i int) {
+	t.Helper()
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || d.Type()&fs.ModeSymlink != 0 {
+			return nil
+		}
+		if strings.HasSuffix(p, ".key") {
+			if fi, err := os.Lstat(p); err == nil && fi.Mode().Perm()&0o077 != 0 {
+				t.Fatalf("kill %d: %s has mode %04o", i, p, fi.Mode().Perm())
+			}
+		}
+		return nil
+	})
+}

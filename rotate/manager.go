@@ -1,0 +1,345 @@
+package rotate
+
+import (
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/certkeeper/certkeeper/pki"
+	"github.com/certkeeper/certkeeper/platform"
+)
+
+// Spec is everything rotate needs to know about one bundle on this node.
+type Spec struct {
+	Name          string
+	Layout        Layout
+	NodeID        string
+	AllowCAChange bool
+	Keep          int
+	Owner         platform.Owner
+	Renewal       RenewalPolicy
+}
+
+// DefaultKeep is how many previous generations are kept for rollback.
+const DefaultKeep = 2
+
+// Manager runs the pipeline for one bundle: classify, validate, stage,
+// swap. It does not reload daemons; its caller does, when Changed.
+type Manager struct {
+	Spec  Spec
+	Store *Store
+	Now   func() time.Time
+}
+
+// NewManager returns a manager for a bundle.
+func NewManager(s Spec) *Manager {
+	if s.Keep <= 0 {
+		s.Keep = DefaultKeep
+	}
+	return &Manager{Spec: s, Store: NewStore(s.Layout, s.Owner, s.Keep), Now: time.Now}
+}
+
+func (m *Manager) now() time.Time {
+	if m.Now == nil {
+		return time.Now()
+	}
+	return m.Now()
+}
+
+// Result says what an install did.
+type Result struct {
+	Generation Generation
+	Changed    bool
+	Bundle     *Bundle
+}
+
+// Live parses the live generation. It returns ErrNoGeneration before the
+// first install.
+func (m *Manager) Live() (*Bundle, Generation, error) {
+	g, files, err := m.Store.Live()
+	if err != nil {
+		return nil, g, err
+	}
+	b, err := ReadBundle(files, m.Spec.Layout)
+	return b, g, err
+}
+
+func (m *Manager) policy() Policy {
+	return Policy{Layout: m.Spec.Layout, NodeID: m.Spec.NodeID, AllowCAChange: m.Spec.AllowCAChange, Now: m.now()}
+}
+
+// Validate classifies and validates inputs against the live bundle without
+// installing anything.
+func (m *Manager) Validate(inputs []Input, p Policy) (*Bundle, error) {
+	live, _, err := m.Live()
+	if err != nil && !errors.Is(err, ErrNoGeneration) {
+		// A damaged live bundle can not vouch for a CA or lend its key; the
+		// candidate must then stand on its own.
+		live = nil
+	}
+	return Validate(Classify(inputs), p, live)
+}
+
+// Install validates inputs and, if they pass, makes them the live
+// generation. Byte-identical content changes nothing (Changed is false).
+func (m *Manager) Install(inputs []Input, source string) (Result, error) {
+	return m.install(inputs, source, m.policy())
+}
+
+// InstallNewer is Install for pulled bundles: a leaf issued before the live
+// one is refused, so a stale source never takes a node back in time.
+func (m *Manager) InstallNewer(inputs []Input, source string) (Result, error) {
+	p := m.policy()
+	p.RefuseOlder = true
+	return m.install(inputs, source, p)
+}
+
+func (m *Manager) install(inputs []Input, source string, p Policy) (Result, error) {
+	if err := m.Store.Recover(); err != nil {
+		return Result{}, err
+	}
+	b, err := m.Validate(inputs, p)
+	if err != nil {
+		return Result{}, err
+	}
+	gen, changed, err := m.Store.Install(Plan(b, m.Spec.Layout), source)
+	if err != nil {
+		return Result{}, err
+	}
+	return Result{Generation: gen, Changed: changed, Bundle: b}, nil
+}
+
+// Rollback makes the previous generation live again. Unless force, the
+// previous generation must still pass validation (an expired or damaged one
+// is refused).
+func (m *Manager) Rollback(force bool) (from, to Generation, err error) {
+	prev, err := m.Store.Previous()
+	if err != nil {
+		return from, to, err
+	}
+	if !force {
+		files, err := m.Store.ReadGeneration(prev)
+		if err != nil {
+			return from, to, err
+		}
+		var inputs []Input
+		for name, data := range files {
+			if name != m.Spec.Layout.EnvFile {
+				inputs = append(inputs, Input{Name: prev.Name + "/" + name, Data: data})
+			}
+		}
+		p := m.policy()
+		p.AllowCAChange = true // going back to the CA it had is the point
+		if _, err := Validate(Classify(inputs), p, nil); err != nil {
+			return from, to, fmt.Errorf("previous generation %s does not validate (use --force to roll back anyway): %w", prev.Name, err)
+		}
+	}
+	return m.Store.Rollback()
+}
+
+// JitterFor derives a certificate's renewal jitter from its fingerprint:
+// uniform across a fleet, so renewals of certificates issued together
+// spread out, yet stable for one certificate, so `status`, `check` and the
+// agent agree on the time and a restart does not move it.
+func JitterFor(c *x509.Certificate) float64 {
+	sum := sha256.Sum256(append([]byte("certkeeper renewal jitter\x00"), c.Raw...))
+	return float64(binary.BigEndian.Uint64(sum[:8])>>11) / float64(1<<53)
+}
+
+// RenewalTime is the live leaf's renewal time under the bundle's policy.
+func (m *Manager) RenewalTime(leaf *x509.Certificate) (time.Time, error) {
+	return RenewalTime(leaf.NotBefore, leaf.NotAfter, m.Spec.Renewal, JitterFor(leaf))
+}
+
+// Status is what `status` and `check` report about one bundle.
+type Status struct {
+	Name       string       `json:"name"`
+	Layout     string       `json:"layout"`
+	Dir        string       `json:"dir"`
+	NodeID     string       `json:"node_id,omitempty"`
+	Generation string       `json:"generation,omitempty"`
+	Installed  time.Time    `json:"installed,omitzero"`
+	Source     string       `json:"source,omitempty"`
+	Files      []FileStatus `json:"files"`
+	Leaf       *pki.Info    `json:"leaf,omitempty"`
+	CA         []pki.Info   `json:"ca,omitempty"`
+	KeyMatch   bool         `json:"key_match"`
+	Chain      string       `json:"chain"`
+	RenewAt    time.Time    `json:"renew_at,omitzero"`
+	TimeLeft   string       `json:"time_left,omitempty"`
+	Health     Health       `json:"health"`
+	HealthText string       `json:"health_text"`
+	Problems   []string     `json:"problems,omitempty"`
+	Previous   []string     `json:"previous_generations,omitempty"`
+}
+
+// FileStatus describes one visible file of a bundle.
+type FileStatus struct {
+	Name    string `json:"name"`
+	Role    string `json:"role"`
+	Path    string `json:"path"`
+	Mode    string `json:"mode"`
+	Owner   string `json:"owner,omitempty"`
+	OK      bool   `json:"ok"`
+	Problem string `json:"problem,omitempty"`
+}
+
+// Status inspects the bundle without changing anything.
+func (m *Manager) Status() Status {
+	l, now := m.Spec.Layout, m.now()
+	st := Status{Name: m.Spec.Name, Layout: l.Preset, Dir: l.Dir, NodeID: m.Spec.NodeID, Health: Unknown}
+	problem := func(h Health, format string, args ...any) {
+		msg := fmt.Sprintf(format, args...)
+		st.Problems = append(st.Problems, msg)
+		if st.Health == Unknown || h > st.Health {
+			st.Health = h
+			st.HealthText = msg
+		}
+	}
+	b, gen, err := m.Live()
+	if errors.Is(err, ErrNoGeneration) {
+		st.Health, st.HealthText = Critical, "nothing installed in "+l.Dir
+		st.Problems = append(st.Problems, st.HealthText)
+		return st
+	}
+	st.Generation, st.Installed, st.Source = gen.Name, gen.Installed, gen.Source
+	if gens, gerr := m.Store.Generations(); gerr == nil {
+		for _, g := range gens {
+			if g.Name != gen.Name {
+				st.Previous = append(st.Previous, g.Name)
+			}
+		}
+	}
+	st.Files = m.fileStatus(gen)
+	if err != nil {
+		problem(Critical, "live bundle is damaged: %v", err)
+	}
+	for _, f := range st.Files {
+		if !f.OK {
+			problem(Critical, "%s: %s", f.Name, f.Problem)
+		}
+	}
+	if b == nil {
+		return st
+	}
+	for _, c := range b.CAs {
+		st.CA = append(st.CA, pki.Describe(c))
+	}
+	if l.CAOnly() {
+		if len(b.CAs) == 0 {
+			problem(Critical, "no CA certificate installed")
+			return st
+		}
+		h, text := ExpiryHealth(now, b.CAs[0].NotBefore, b.CAs[0].NotAfter, b.CAs[0].NotAfter)
+		if st.Health == Unknown {
+			st.Health, st.HealthText = h, text
+		}
+		return st
+	}
+	if b.Leaf == nil {
+		problem(Critical, "no certificate installed")
+		return st
+	}
+	info := pki.Describe(b.Leaf)
+	st.Leaf = &info
+	st.KeyMatch = b.Key != nil && pki.KeyMatches(b.Leaf, b.Key.Signer)
+	if !st.KeyMatch {
+		problem(Critical, "private key does not match the certificate")
+	}
+	st.Chain = "ok"
+	if err := pki.Verify(b.Leaf, b.Intermediates, b.CAs, now); err != nil {
+		st.Chain = err.Error()
+		if now.Before(b.Leaf.NotAfter) && now.After(b.Leaf.NotBefore) {
+			problem(Critical, "certificate %v", err)
+		}
+	}
+	if m.Spec.NodeID != "" && !pki.NamesNode(b.Leaf, m.Spec.NodeID) {
+		problem(Critical, "certificate does not name this node %q", m.Spec.NodeID)
+	}
+	st.TimeLeft = Age(b.Leaf.NotAfter.Sub(now))
+	if now.After(b.Leaf.NotAfter) {
+		st.TimeLeft = "expired " + st.TimeLeft + " ago"
+	}
+	renewAt, rerr := m.RenewalTime(b.Leaf)
+	if rerr != nil {
+		problem(Unknown, "renewal time: %v", rerr)
+		return st
+	}
+	st.RenewAt = renewAt
+	h, text := ExpiryHealth(now, b.Leaf.NotBefore, b.Leaf.NotAfter, renewAt)
+	if st.Health == Unknown || h > st.Health {
+		st.Health, st.HealthText = h, text
+	}
+	return st
+}
+
+func (m *Manager) fileStatus(gen Generation) []FileStatus {
+	l := m.Spec.Layout
+	roles := map[string]string{}
+	add := func(name, role string) {
+		if name != "" {
+			if _, ok := roles[name]; !ok {
+				roles[name] = role
+			}
+		}
+	}
+	add(l.CertFile, "cert")
+	add(l.KeyFile, "key")
+	add(l.CAFile, "ca")
+	add(l.EnvFile, "env")
+	var out []FileStatus
+	for _, name := range []string{l.CAFile, l.CertFile, l.KeyFile, l.EnvFile} {
+		if name == "" || (len(out) > 0 && out[len(out)-1].Name == name) {
+			continue
+		}
+		fs := FileStatus{Name: name, Role: roles[name], Path: filepath.Join(l.Dir, name), OK: true}
+		want, inGen := gen.Files[name]
+		fs.Problem = m.inspectFile(&fs, want, inGen)
+		fs.OK = fs.Problem == ""
+		out = append(out, fs)
+	}
+	return out
+}
+
+// inspectFile compares what a name shows to what the live generation holds.
+func (m *Manager) inspectFile(fst *FileStatus, want Meta, inGen bool) string {
+	if !inGen {
+		return "not in the live generation (layout changed? install again)"
+	}
+	li, err := os.Lstat(fst.Path)
+	if err != nil {
+		return "missing"
+	}
+	if li.Mode()&fs.ModeSymlink == 0 {
+		return "replaced by a regular file; it is not the live generation's"
+	}
+	fi, err := os.Stat(fst.Path)
+	if err != nil {
+		return err.Error()
+	}
+	fst.Mode = fmt.Sprintf("%04o", fi.Mode().Perm())
+	if uid, gid, ok := platform.FileOwner(fi); ok {
+		fst.Owner = platform.UserName(uid) + ":" + platform.GroupName(gid)
+		o := m.Spec.Owner
+		if (o.UID >= 0 && uid != o.UID) || (o.GID >= 0 && gid != o.GID) {
+			return fmt.Sprintf("owner is %s, want %s:%s", fst.Owner, o.User, o.Group)
+		}
+	}
+	if platform.SupportsOwnership && fi.Mode().Perm() != want.Mode {
+		return fmt.Sprintf("mode is %04o, want %04o", fi.Mode().Perm(), want.Mode)
+	}
+	data, err := os.ReadFile(fst.Path)
+	if err != nil {
+		return err.Error()
+	}
+	if hashOf(data) != want.SHA256 {
+		return "content differs from the live generation (edited in place?)"
+	}
+	return ""
+}

@@ -1,0 +1,738 @@
+package rotate
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/certkeeper/certkeeper/platform"
+)
+
+// The live directory of a bundle, after the kubelet's atomic writer:
+//
+//	/etc/flocker/               0700
+//	  ..gen-000007/             a complete generation: node.crt node.key cluster.crt ..meta.json
+//	  ..gen-000006/             the previous one, kept for rollback
+//	  ..data -> ..gen-000007    the live generation
+//	  node.crt -> ..data/node.crt
+//	  node.key -> ..data/node.key
+//	  cluster.crt -> ..data/cluster.crt
+//
+// A generation is written completely, fsynced and renamed into place before
+// anything points at it; the swap is one rename of the ..data symlink. So at
+// every instant, whatever kills the process, every visible name resolves
+// into the same generation: a certificate never sits beside another
+// generation's key.
+const (
+	dataLink  = "..data"
+	dataTmp   = "..data.tmp"
+	genPrefix = "..gen-"
+	tmpPrefix = "..tmp-"
+	linkTmp   = "..link-"
+	displaced = "..displaced"
+	metaFile  = "..meta.json"
+)
+
+// File is one file of a generation.
+type File struct {
+	Name string
+	Data []byte
+	Mode fs.FileMode
+}
+
+// Generation describes one generation directory.
+type Generation struct {
+	Name      string          `json:"name"`
+	Seq       int             `json:"seq"`
+	Installed time.Time       `json:"installed"`
+	Source    string          `json:"source,omitempty"`
+	Files     map[string]Meta `json:"files"`
+}
+
+// Meta is what a generation records of each file, so drift is detectable.
+type Meta struct {
+	SHA256 string      `json:"sha256"`
+	Mode   fs.FileMode `json:"mode"`
+}
+
+// Store manages the generations of one live directory.
+type Store struct {
+	Dir     string
+	DirMode fs.FileMode
+	Owner   platform.Owner
+	// Keep is how many generations besides the live one are kept for
+	// rollback.
+	Keep int
+	Now  func() time.Time
+}
+
+// NewStore returns a store for a layout's directory.
+func NewStore(l Layout, owner platform.Owner, keep int) *Store {
+	return &Store{Dir: l.Dir, DirMode: l.DirMode, Owner: owner, Keep: keep, Now: time.Now}
+}
+
+// ErrNoGeneration means nothing has been installed in the directory yet.
+var ErrNoGeneration = errors.New("no generation installed")
+
+func (s *Store) now() time.Time {
+	if s.Now == nil {
+		return time.Now()
+	}
+	return s.Now()
+}
+
+// open makes sure the directory exists, is a real directory this process
+// may trust, and has the layout's mode and owner; then opens it as a root
+// that no symlink can lead out of.
+func (s *Store) open(create bool) (*os.Root, error) {
+	fi, err := os.Lstat(s.Dir)
+	if errors.Is(err, fs.ErrNotExist) && create {
+		if err := os.MkdirAll(filepath.Dir(s.Dir), 0o755); err != nil {
+			return nil, fmt.Errorf("create parent of %s: %w", s.Dir, err)
+		}
+		if err := os.Mkdir(s.Dir, s.DirMode); err != nil && !errors.Is(err, fs.ErrExist) {
+			return nil, fmt.Errorf("create %s: %w", s.Dir, err)
+		}
+		fi, err = os.Lstat(s.Dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", s.Dir, err)
+	}
+	if err := s.checkDir(fi); err != nil {
+		return nil, err
+	}
+	if create {
+		if fi.Mode().Perm() != s.DirMode {
+			if err := os.Chmod(s.Dir, s.DirMode); err != nil {
+				return nil, fmt.Errorf("%s: set mode %04o: %w", s.Dir, s.DirMode, err)
+			}
+		}
+		if err := s.chown(s.Dir, fi, os.Chown); err != nil {
+			return nil, err
+		}
+	}
+	return os.OpenRoot(s.Dir)
+}
+
+// checkDir refuses a directory someone else could have planted files in.
+func (s *Store) checkDir(fi fs.FileInfo) error {
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		return fmt.Errorf("%s is a symlink; certkeeper installs only into a real directory (replace the link with a directory)", s.Dir)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", s.Dir)
+	}
+	if !platform.SupportsOwnership {
+		return nil
+	}
+	if fi.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("%s is writable by group or others (mode %04o), so its contents can not be trusted; check them, then `chmod %04o %s`",
+			s.Dir, fi.Mode().Perm(), s.DirMode, s.Dir)
+	}
+	uid, _, ok := platform.FileOwner(fi)
+	if ok && uid != platform.Euid() && uid != s.Owner.UID {
+		return fmt.Errorf("%s is owned by %s, not by %s (this process) or the bundle's owner; check it, then chown it",
+			s.Dir, platform.UserName(uid), platform.UserName(platform.Euid()))
+	}
+	return nil
+}
+
+func (s *Store) chown(name string, fi fs.FileInfo, chown func(string, int, int) error) error {
+	if s.Owner.UID < 0 && s.Owner.GID < 0 {
+		return nil
+	}
+	// fi is nil for what this process just created: set the owner.
+	if fi != nil {
+		if uid, gid, ok := platform.FileOwner(fi); ok && (s.Owner.UID < 0 || uid == s.Owner.UID) && (s.Owner.GID < 0 || gid == s.Owner.GID) {
+			return nil
+		}
+	}
+	if err := chown(name, s.Owner.UID, s.Owner.GID); err != nil {
+		return fmt.Errorf("%s: set owner %s:%s: %w (run as root, or remove owner/group from the bundle)", name, s.Owner.User, s.Owner.Group, err)
+	}
+	return nil
+}
+
+// Install writes files as a new generation and makes it live. When the live
+// generation already holds exactly these files, nothing is written and
+// changed is false; the visible names are still checked and repaired.
+func (s *Store) Install(files []File, source string) (gen Generation, changed bool, err error) {
+	if len(files) == 0 {
+		return gen, false, errors.New("nothing to install")
+	}
+	for _, f := range files {
+		if err := CheckName(f.Name); err != nil {
+			return gen, false, err
+		}
+	}
+	root, err := s.open(true)
+	if err != nil {
+		return gen, false, err
+	}
+	defer root.Close()
+	if err := s.recover(root); err != nil {
+		return gen, false, err
+	}
+	live, liveErr := s.live(root)
+	if liveErr != nil && !errors.Is(liveErr, ErrNoGeneration) {
+		return gen, false, liveErr
+	}
+	if err := s.checkVisible(root, files); err != nil {
+		return gen, false, err
+	}
+	if errors.Is(liveErr, ErrNoGeneration) {
+		if err := s.adopt(root, files); err != nil {
+			return gen, false, err
+		}
+		live, liveErr = s.live(root)
+	}
+	if liveErr == nil && sameFiles(live, files) {
+		return live, false, s.linkAll(root, names(files), true)
+	}
+	gen, err = s.stage(root, files, source)
+	if err != nil {
+		return gen, false, err
+	}
+	// Links first: a name that is new in this generation dangles (reads as
+	// missing) until the swap makes all of them appear together.
+	if err := s.linkAll(root, names(files), true); err != nil {
+		return gen, false, err
+	}
+	if err := s.swap(root, gen.Name); err != nil {
+		return gen, false, err
+	}
+	if err := s.prune(root); err != nil {
+		return gen, true, err
+	}
+	return gen, true, nil
+}
+
+func names(files []File) []string {
+	n := make([]string, len(files))
+	for i, f := range files {
+		n[i] = f.Name
+	}
+	return n
+}
+
+func sameFiles(g Generation, files []File) bool {
+	if len(g.Files) != len(files) {
+		return false
+	}
+	for _, f := range files {
+		m, ok := g.Files[f.Name]
+		if !ok || m.SHA256 != hashOf(f.Data) || m.Mode != f.Mode {
+			return false
+		}
+	}
+	return true
+}
+
+func hashOf(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// What a visible name holds.
+type visible int
+
+const (
+	visMissing       visible = iota
+	visOurs                  // a link to ..data/<name>
+	visOursElsewhere         // a link into ..data, but to another name (a renamed link)
+	visRegular               // a regular file (hand-copied, or drift)
+)
+
+// classifyVisible says what a visible name holds, refusing what certkeeper
+// did not put there and must not overwrite: a symlink elsewhere (it could
+// lead a write anywhere), a directory, a device.
+func (s *Store) classifyVisible(root *os.Root, name string) (visible, fs.FileInfo, error) {
+	fi, err := root.Lstat(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return visMissing, nil, nil
+	}
+	if err != nil {
+		return 0, nil, fmt.Errorf("%s: %w", filepath.Join(s.Dir, name), err)
+	}
+	switch {
+	case fi.Mode().IsRegular():
+		return visRegular, fi, nil
+	case fi.Mode()&fs.ModeSymlink != 0:
+		target, err := root.Readlink(name)
+		if err != nil {
+			return 0, nil, fmt.Errorf("%s: %w", filepath.Join(s.Dir, name), err)
+		}
+		if target == dataLink+"/"+name {
+			return visOurs, fi, nil
+		}
+		if rest, ok := strings.CutPrefix(target, dataLink+"/"); ok && CheckName(rest) == nil {
+			return visOursElsewhere, fi, nil
+		}
+		return 0, nil, fmt.Errorf("%s is a symlink to %q that certkeeper did not make; refusing to write through or replace it (check who made it, move it away, and run again)",
+			filepath.Join(s.Dir, name), target)
+	}
+	return 0, nil, fmt.Errorf("%s is a %s, not a file; move it away and run again", filepath.Join(s.Dir, name), fi.Mode().Type())
+}
+
+// checkVisible refuses before anything is written when a name holds
+// something certkeeper must not replace.
+func (s *Store) checkVisible(root *os.Root, files []File) error {
+	for _, f := range files {
+		if _, _, err := s.classifyVisible(root, f.Name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// adopt takes the regular files a directory holds before certkeeper's first
+// install (copied there by hand, as the guides say) into a generation of
+// their own, and replaces each by a link to the same content. Each step
+// keeps what readers see unchanged, so the swap that follows changes all
+// names at once instead of one file after another.
+func (s *Store) adopt(root *os.Root, files []File) error {
+	var existing []File
+	for _, f := range files {
+		fi, err := root.Lstat(f.Name)
+		if err != nil || !fi.Mode().IsRegular() {
+			continue
+		}
+		if fi.Size() > 1<<20 {
+			return fmt.Errorf("%s: existing file is larger than 1 MiB; move it away and install again", filepath.Join(s.Dir, f.Name))
+		}
+		data, err := root.ReadFile(f.Name)
+		if err != nil {
+			return fmt.Errorf("read existing %s: %w", filepath.Join(s.Dir, f.Name), err)
+		}
+		existing = append(existing, File{Name: f.Name, Data: data, Mode: f.Mode})
+	}
+	if len(existing) == 0 {
+		return nil
+	}
+	gen, err := s.stage(root, existing, "adopted: files present before certkeeper's first install")
+	if err != nil {
+		return err
+	}
+	if err := s.swap(root, gen.Name); err != nil {
+		return err
+	}
+	// The adopted generation holds the files' content; no need to keep
+	// the originals under ..displaced as well.
+	return s.linkAll(root, names(existing), false)
+}
+
+// stage writes a complete generation under a temporary name and renames it
+// into place. Every file is created with its final mode and owner before
+// its first byte, so a key is never readable by others, not even briefly.
+func (s *Store) stage(root *os.Root, files []File, source string) (Generation, error) {
+	seq, err := s.nextSeq(root)
+	if err != nil {
+		return Generation{}, err
+	}
+	tmp := tmpPrefix + strconv.Itoa(seq) + "-" + randomSuffix()
+	if err := root.Mkdir(tmp, 0o700); err != nil {
+		return Generation{}, fmt.Errorf("%s: create staging directory: %w", s.Dir, err)
+	}
+	fail := func(err error) (Generation, error) {
+		_ = root.RemoveAll(tmp)
+		return Generation{}, err
+	}
+	gen := Generation{Name: fmt.Sprintf("%s%06d", genPrefix, seq), Seq: seq, Installed: s.now().UTC(), Source: source, Files: map[string]Meta{}}
+	for _, f := range files {
+		if err := s.writeFile(root, tmp+"/"+f.Name, f.Data, f.Mode); err != nil {
+			return fail(err)
+		}
+		gen.Files[f.Name] = Meta{SHA256: hashOf(f.Data), Mode: f.Mode}
+	}
+	meta, _ := json.MarshalIndent(gen, "", "  ")
+	if err := s.writeFile(root, tmp+"/"+metaFile, meta, 0o600); err != nil {
+		return fail(err)
+	}
+	if err := syncDir(root, tmp); err != nil {
+		return fail(err)
+	}
+	if err := root.Chmod(tmp, s.DirMode); err != nil {
+		return fail(fmt.Errorf("%s: %w", s.Dir, err))
+	}
+	if err := s.chown(tmp, nil, root.Lchown); err != nil {
+		return fail(err)
+	}
+	if err := root.Rename(tmp, gen.Name); err != nil {
+		return fail(fmt.Errorf("%s: rename staged generation: %w", s.Dir, err))
+	}
+	return gen, syncDir(root, ".")
+}
+
+func (s *Store) writeFile(root *os.Root, name string, data []byte, mode fs.FileMode) error {
+	f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return fmt.Errorf("%s: %w", filepath.Join(s.Dir, name), err)
+	}
+	err = f.Chmod(mode) // the umask may have narrowed it; never widened
+	if err == nil && (s.Owner.UID >= 0 || s.Owner.GID >= 0) {
+		if cerr := f.Chown(s.Owner.UID, s.Owner.GID); cerr != nil {
+			err = fmt.Errorf("set owner %s:%s: %w (run as root, or remove owner/group from the bundle)", s.Owner.User, s.Owner.Group, cerr)
+		}
+	}
+	if err == nil {
+		_, err = f.Write(data)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", filepath.Join(s.Dir, name), err)
+	}
+	return nil
+}
+
+func syncDir(root *os.Root, name string) error {
+	d, err := root.Open(name)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func randomSuffix() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// swap points ..data at a generation with a single rename.
+func (s *Store) swap(root *os.Root, gen string) error {
+	_ = root.Remove(dataTmp)
+	if err := root.Symlink(gen, dataTmp); err != nil {
+		return fmt.Errorf("%s: %w", s.Dir, err)
+	}
+	if err := root.Rename(dataTmp, dataLink); err != nil {
+		return fmt.Errorf("%s: swap to %s: %w", s.Dir, gen, err)
+	}
+	return syncDir(root, ".")
+}
+
+// linkAll makes every visible name a link into ..data. A regular file found
+// in its place (a drifted copy) is kept under ..displaced/ rather than lost,
+// when keep is set.
+func (s *Store) linkAll(root *os.Root, files []string, keep bool) error {
+	for _, name := range files {
+		kind, fi, err := s.classifyVisible(root, name)
+		if err != nil {
+			return err
+		}
+		if kind == visOurs {
+			if err := s.chown(name, fi, root.Lchown); err != nil {
+				return err
+			}
+			continue
+		}
+		tmp := linkTmp + randomSuffix()
+		if err := root.Symlink(dataLink+"/"+name, tmp); err != nil {
+			return fmt.Errorf("%s: %w", s.Dir, err)
+		}
+		if err := s.chown(tmp, nil, root.Lchown); err != nil {
+			_ = root.Remove(tmp)
+			return err
+		}
+		if keep && kind == visRegular {
+			if err := s.displace(root, name); err != nil {
+				_ = root.Remove(tmp)
+				return err
+			}
+		}
+		if err := root.Rename(tmp, name); err != nil {
+			_ = root.Remove(tmp)
+			return fmt.Errorf("%s: %w", filepath.Join(s.Dir, name), err)
+		}
+	}
+	return syncDir(root, ".")
+}
+
+// displace keeps a hard link to a regular file that is about to be replaced
+// by certkeeper's link, so a hand-placed file is never silently lost.
+func (s *Store) displace(root *os.Root, name string) error {
+	if err := root.Mkdir(displaced, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("%s: %w", s.Dir, err)
+	}
+	dst := displaced + "/" + name + "." + s.now().UTC().Format("20060102T150405.000000000")
+	if err := root.Link(name, dst); err != nil {
+		return fmt.Errorf("%s: keep a copy before replacing it: %w", filepath.Join(s.Dir, name), err)
+	}
+	// Whatever it was, it may be a key: only the owner reads it from here.
+	return root.Chmod(dst, 0o600)
+}
+
+// Generations lists the generation directories, oldest first.
+func (s *Store) generations(root *os.Root) ([]Generation, error) {
+	d, err := root.Open(".")
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	entries, err := d.ReadDir(-1)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", s.Dir, err)
+	}
+	var gens []Generation
+	for _, e := range entries {
+		seq, ok := genSeq(e.Name())
+		if !ok || !e.IsDir() {
+			continue
+		}
+		g := Generation{Name: e.Name(), Seq: seq}
+		if b, err := root.ReadFile(e.Name() + "/" + metaFile); err == nil {
+			_ = json.Unmarshal(b, &g)
+			g.Name, g.Seq = e.Name(), seq
+		}
+		gens = append(gens, g)
+	}
+	sort.Slice(gens, func(i, j int) bool { return gens[i].Seq < gens[j].Seq })
+	return gens, nil
+}
+
+func genSeq(name string) (int, bool) {
+	if !strings.HasPrefix(name, genPrefix) {
+		return 0, false
+	}
+	n, err := strconv.Atoi(strings.TrimPrefix(name, genPrefix))
+	return n, err == nil && n > 0
+}
+
+func (s *Store) nextSeq(root *os.Root) (int, error) {
+	gens, err := s.generations(root)
+	if err != nil {
+		return 0, err
+	}
+	if len(gens) == 0 {
+		return 1, nil
+	}
+	return gens[len(gens)-1].Seq + 1, nil
+}
+
+// live returns the generation ..data points at.
+func (s *Store) live(root *os.Root) (Generation, error) {
+	target, err := root.Readlink(dataLink)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Generation{}, ErrNoGeneration
+	}
+	if err != nil {
+		return Generation{}, fmt.Errorf("%s: %w", filepath.Join(s.Dir, dataLink), err)
+	}
+	seq, ok := genSeq(target)
+	if !ok {
+		return Generation{}, fmt.Errorf("%s points at %q, which is not a generation; remove it and install again", filepath.Join(s.Dir, dataLink), target)
+	}
+	g := Generation{Name: target, Seq: seq}
+	b, err := root.ReadFile(target + "/" + metaFile)
+	if err != nil {
+		return g, fmt.Errorf("live generation %s: %w", filepath.Join(s.Dir, target), err)
+	}
+	if err := json.Unmarshal(b, &g); err != nil {
+		return g, fmt.Errorf("live generation %s: %s is damaged: %w", filepath.Join(s.Dir, target), metaFile, err)
+	}
+	g.Name, g.Seq = target, seq
+	return g, nil
+}
+
+// Live returns the live generation and its files' contents.
+func (s *Store) Live() (Generation, map[string][]byte, error) {
+	root, err := s.open(false)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return Generation{}, nil, ErrNoGeneration
+		}
+		return Generation{}, nil, err
+	}
+	defer root.Close()
+	g, err := s.live(root)
+	if err != nil {
+		return g, nil, err
+	}
+	files := map[string][]byte{}
+	for name := range g.Files {
+		b, err := root.ReadFile(g.Name + "/" + name)
+		if err != nil {
+			return g, nil, fmt.Errorf("live generation %s: %w", g.Name, err)
+		}
+		files[name] = b
+	}
+	return g, files, nil
+}
+
+// Generations lists the kept generations, oldest first.
+func (s *Store) Generations() ([]Generation, error) {
+	root, err := s.open(false)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	return s.generations(root)
+}
+
+// Recover finishes or undoes whatever an interrupted install left behind:
+// staging directories and temporary links are removed (nothing points at
+// them), and every name of the live generation is linked again. The swap
+// itself is a single rename, so there is no half-swapped state to repair.
+func (s *Store) Recover() error {
+	root, err := s.open(false)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	return s.recover(root)
+}
+
+func (s *Store) recover(root *os.Root) error {
+	d, err := root.Open(".")
+	if err != nil {
+		return err
+	}
+	entries, err := d.ReadDir(-1)
+	d.Close()
+	if err != nil {
+		return fmt.Errorf("%s: %w", s.Dir, err)
+	}
+	for _, e := range entries {
+		n := e.Name()
+		if strings.HasPrefix(n, tmpPrefix) || strings.HasPrefix(n, linkTmp) || n == dataTmp {
+			if err := root.RemoveAll(n); err != nil {
+				return fmt.Errorf("%s: remove leftover %s: %w", s.Dir, n, err)
+			}
+		}
+	}
+	live, err := s.live(root)
+	if errors.Is(err, ErrNoGeneration) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var want []string
+	for name := range live.Files {
+		want = append(want, name)
+	}
+	sort.Strings(want)
+	return s.linkAll(root, want, true)
+}
+
+// Rollback makes the newest generation older than the live one live again.
+func (s *Store) Rollback() (from, to Generation, err error) {
+	root, err := s.open(false)
+	if err != nil {
+		return from, to, err
+	}
+	defer root.Close()
+	if err := s.recover(root); err != nil {
+		return from, to, err
+	}
+	from, err = s.live(root)
+	if err != nil {
+		return from, to, err
+	}
+	to, err = s.Previous()
+	if err != nil {
+		return from, to, err
+	}
+	if err := s.linkAll(root, sortedNames(to.Files), true); err != nil {
+		return from, to, err
+	}
+	return from, to, s.swap(root, to.Name)
+}
+
+// Previous returns the generation a rollback would make live.
+func (s *Store) Previous() (Generation, error) {
+	root, err := s.open(false)
+	if err != nil {
+		return Generation{}, err
+	}
+	defer root.Close()
+	live, err := s.live(root)
+	if err != nil {
+		return Generation{}, err
+	}
+	gens, err := s.generations(root)
+	if err != nil {
+		return Generation{}, err
+	}
+	for i := len(gens) - 1; i >= 0; i-- {
+		if gens[i].Seq < live.Seq && gens[i].Files != nil {
+			return gens[i], nil
+		}
+	}
+	return Generation{}, fmt.Errorf("%s: no generation older than %s to roll back to", s.Dir, live.Name)
+}
+
+// ReadGeneration returns the files of a kept generation.
+func (s *Store) ReadGeneration(g Generation) (map[string][]byte, error) {
+	root, err := s.open(false)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	files := map[string][]byte{}
+	for name := range g.Files {
+		b, err := root.ReadFile(g.Name + "/" + name)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", filepath.Join(s.Dir, g.Name, name), err)
+		}
+		files[name] = b
+	}
+	return files, nil
+}
+
+func sortedNames(m map[string]Meta) []string {
+	n := make([]string, 0, len(m))
+	for k := range m {
+		n = append(n, k)
+	}
+	sort.Strings(n)
+	return n
+}
+
+// prune removes generations beyond the live one and the Keep newest others.
+func (s *Store) prune(root *os.Root) error {
+	live, err := s.live(root)
+	if err != nil {
+		return err
+	}
+	gens, err := s.generations(root)
+	if err != nil {
+		return err
+	}
+	kept := 0
+	for i := len(gens) - 1; i >= 0; i-- {
+		g := gens[i]
+		if g.Name == live.Name {
+			continue
+		}
+		if kept < s.Keep {
+			kept++
+			continue
+		}
+		if err := root.RemoveAll(g.Name); err != nil {
+			return fmt.Errorf("%s: prune %s: %w", s.Dir, g.Name, err)
+		}
+	}
+	return nil
+}

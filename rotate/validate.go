@@ -1,0 +1,408 @@
+package rotate
+
+import (
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/certkeeper/certkeeper/pki"
+)
+
+// Bundle is a validated set ready to install: the cluster CA, the leaf with
+// its intermediates, and the key.
+type Bundle struct {
+	CAs           []*x509.Certificate
+	Leaf          *x509.Certificate
+	Intermediates []*x509.Certificate
+	Key           *pki.Key
+}
+
+// Policy is what a candidate is judged against.
+type Policy struct {
+	Layout Layout
+	// NodeID is this node's name; the leaf must carry it. Empty skips the
+	// rule (certkeeper verify without --node-id).
+	NodeID string
+	// AllowCAChange lets a bundle bring a cluster CA other than the
+	// installed one (a planned CA rotation).
+	AllowCAChange bool
+	// RefuseOlder refuses a leaf issued before the live one: a pull must
+	// never go back in time because the source still has an old bundle.
+	RefuseOlder bool
+	Now         time.Time
+}
+
+// ValidationError lists every reason a candidate was refused.
+type ValidationError struct {
+	Problems []Problem
+}
+
+func (e *ValidationError) Error() string {
+	if len(e.Problems) == 1 {
+		return e.Problems[0].Error()
+	}
+	s := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		s[i] = "  - " + p.Error()
+	}
+	return fmt.Sprintf("%d problems:\n%s", len(e.Problems), strings.Join(s, "\n"))
+}
+
+// Unwrap lets errors.Is find a cause such as pki.ErrEncryptedKey.
+func (e *ValidationError) Unwrap() []error {
+	errs := make([]error, len(e.Problems))
+	for i, p := range e.Problems {
+		errs[i] = p
+	}
+	return errs
+}
+
+// Validate judges a candidate against every rule of DESIGN.md and returns
+// the bundle to install, or a *ValidationError with one problem per broken
+// rule. live is the installed bundle (nil before the first install): its CA
+// is the trust anchor, and its key completes a candidate that brings only a
+// renewed leaf for it.
+func Validate(c *Candidate, p Policy, live *Bundle) (*Bundle, error) {
+	v := validator{c: c, p: p, live: live, problems: append([]Problem(nil), c.Problems...)}
+	b := v.run()
+	if len(v.problems) > 0 {
+		return nil, &ValidationError{Problems: v.problems}
+	}
+	return b, nil
+}
+
+type validator struct {
+	c        *Candidate
+	p        Policy
+	live     *Bundle
+	problems []Problem
+}
+
+func (v *validator) fail(file, reason, hint string) {
+	v.problems = append(v.problems, Problem{File: file, Reason: reason, Hint: hint})
+}
+
+func (v *validator) run() *Bundle {
+	if v.p.Layout.CAOnly() {
+		return v.caOnly()
+	}
+	c, b := v.c, &Bundle{}
+	for _, x := range c.Extra {
+		v.fail(x.File, fmt.Sprintf("certificate %q is neither the leaf, a CA nor an intermediate; a bundle holds one leaf", pki.Name(x.Cert.Subject.String())),
+			"remove the certificates of other nodes")
+	}
+	if c.Leaf == nil {
+		switch {
+		case c.Key != nil:
+			v.fail(c.Key.File, "no certificate in the bundle belongs to this private key", "add the node's certificate, or the key that matches it")
+		default:
+			v.fail("", "no leaf certificate in the bundle ("+orNone(c.Files())+")", "add the node's certificate and key")
+		}
+		return nil
+	}
+	leaf := c.Leaf
+	b.Leaf = leaf.Cert
+	for _, x := range c.Intermediates {
+		b.Intermediates = append(b.Intermediates, x.Cert)
+	}
+
+	// The key: from the candidate, or the live one for a renewed leaf.
+	switch {
+	case c.Key != nil:
+		b.Key = c.Key.Key
+		if !pki.KeyMatches(leaf.Cert, c.Key.Key.Signer) {
+			v.fail(c.Key.File, fmt.Sprintf("private key does not match the certificate in %s (%q)", leaf.File, pki.Name(leaf.Cert.Subject.String())),
+				"take the key and certificate from the same issue")
+		}
+	case v.live != nil && v.live.Key != nil:
+		b.Key = v.live.Key
+		if !pki.KeyMatches(leaf.Cert, v.live.Key.Signer) {
+			v.fail(leaf.File, "certificate does not match the installed private key, and the bundle brings no key", "include the private key that belongs to this certificate")
+		}
+	default:
+		v.fail(leaf.File, "no private key in the bundle and none installed", "include the private key (node.key)")
+	}
+
+	v.checkCA(b)
+	v.checkLeaf(leaf, b)
+	for _, x := range c.Intermediates {
+		v.checkStrength(x.File, x.Cert)
+		if err := pki.WeakSignature(x.Cert); err != nil {
+			v.fail(x.File, fmt.Sprintf("intermediate %q is %v", pki.Name(x.Cert.Subject.String()), err), "")
+		}
+	}
+	return b
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "nothing usable"
+	}
+	return s
+}
+
+// checkCA settles the trust anchor: the candidate's CA, else the live one,
+// else (for a layout that allows it) the self-signed leaf itself.
+func (v *validator) checkCA(b *Bundle) {
+	c, leaf := v.c, v.c.Leaf
+	selfLeaf := v.p.Layout.SelfSignedLeaf && pki.SelfSigned(leaf.Cert)
+	for _, x := range c.CAs {
+		b.CAs = append(b.CAs, x.Cert)
+		v.checkStrength(x.File, x.Cert)
+	}
+	if len(b.CAs) == 0 && v.live != nil {
+		b.CAs = v.live.CAs
+	}
+	if len(b.CAs) == 0 && selfLeaf {
+		b.CAs = []*x509.Certificate{leaf.Cert}
+	}
+	if len(b.CAs) == 0 {
+		v.fail("", "no cluster CA certificate in the bundle and none installed", fmt.Sprintf("add the cluster CA (%s)", orName(v.p.Layout.CAFile, "cluster.crt")))
+		return
+	}
+	if len(c.CAs) > 0 || selfLeaf {
+		v.checkCAChange(b.CAs, caFile(c, leaf))
+	}
+}
+
+func orName(n, def string) string {
+	if n == "" {
+		return def
+	}
+	return n
+}
+
+func caFile(c *Candidate, leaf *Cert) string {
+	if len(c.CAs) > 0 {
+		return c.CAs[0].File
+	}
+	return leaf.File
+}
+
+func (v *validator) checkCAChange(cas []*x509.Certificate, file string) {
+	if v.live == nil || len(v.live.CAs) == 0 || v.p.AllowCAChange || sameCerts(cas, v.live.CAs) {
+		return
+	}
+	v.fail(file, fmt.Sprintf("cluster CA %q (sha256 %s) differs from the installed %q (sha256 %s); refusing a CA change",
+		pki.Name(cas[0].Subject.String()), short(pki.Fingerprint(cas[0])),
+		pki.Name(v.live.CAs[0].Subject.String()), short(pki.Fingerprint(v.live.CAs[0]))),
+		"if this is a planned CA rotation, set allow_ca_change = true for this bundle")
+}
+
+func short(fp string) string {
+	if len(fp) > 23 {
+		return fp[:23] + "…"
+	}
+	return fp
+}
+
+func sameCerts(a, b []*x509.Certificate) bool {
+	fp := func(cs []*x509.Certificate) string {
+		s := make([]string, len(cs))
+		for i, c := range cs {
+			s[i] = pki.Fingerprint(c)
+		}
+		sort.Strings(s)
+		return strings.Join(s, ",")
+	}
+	return fp(a) == fp(b)
+}
+
+func (v *validator) checkLeaf(leaf *Cert, b *Bundle) {
+	cert, now := leaf.Cert, v.p.Now
+	selfLeaf := v.p.Layout.SelfSignedLeaf && pki.SelfSigned(cert)
+	// Time first, on its own: an expired leaf should say "expired", not
+	// also "does not chain".
+	at, timeOK := now, true
+	switch {
+	case now.After(cert.NotAfter):
+		v.fail(leaf.File, fmt.Sprintf("certificate expired on %s (%s ago)", stamp(cert.NotAfter), Age(now.Sub(cert.NotAfter))),
+			"issue a new one: certkeeper ca issue node ID")
+		at, timeOK = cert.NotAfter, false
+	case now.Before(cert.NotBefore):
+		v.fail(leaf.File, fmt.Sprintf("certificate is not valid until %s (in %s)", stamp(cert.NotBefore), Age(cert.NotBefore.Sub(now))),
+			"check the clock on this node and on the CA host")
+		at, timeOK = cert.NotBefore, false
+	}
+	if pki.IsCACert(cert) && !selfLeaf {
+		v.fail(leaf.File, fmt.Sprintf("certificate %q is a CA certificate; a node's certificate must not be able to sign others", pki.Name(cert.Subject.String())),
+			"issue a leaf certificate with basicConstraints CA:FALSE")
+	}
+	if len(b.CAs) > 0 {
+		var ci x509.CertificateInvalidError
+		if err := pki.Verify(cert, b.Intermediates, b.CAs, at); err != nil && (timeOK || !errors.As(err, &ci) || ci.Reason != x509.Expired) {
+			v.fail(leaf.File, err.Error(), "")
+		}
+	}
+	if id := v.p.NodeID; id != "" {
+		ok := pki.NamesNode(cert, id)
+		if v.p.Layout.RequireCN {
+			ok = cert.Subject.CommonName == id
+		}
+		if !ok {
+			names := pki.NodeNames(cert)
+			quoted := make([]string, len(names))
+			for i, n := range names {
+				quoted[i] = fmt.Sprintf("%q", n)
+			}
+			what := strings.Join(quoted, ", ")
+			if len(names) == 0 {
+				what = "no name (empty CN and no SANs)"
+			}
+			rule := "CN or a subject alternative name"
+			if v.p.Layout.RequireCN {
+				rule = "the CN (the " + v.p.Layout.Preset + " layout requires it)"
+			}
+			v.fail(leaf.File, fmt.Sprintf("certificate is for %s, this node is %q", what, id),
+				"a node installs only its own certificate: "+rule+" must be the node_id")
+		}
+	}
+	v.checkStrength(leaf.File, cert)
+	if err := pki.WeakSignature(cert); err != nil && !selfLeaf {
+		v.fail(leaf.File, "certificate is "+err.Error(), "")
+	}
+	if v.p.RefuseOlder && v.live != nil && v.live.Leaf != nil && cert.NotBefore.Before(v.live.Leaf.NotBefore) {
+		v.fail(leaf.File, fmt.Sprintf("certificate was issued %s, before the installed one (%s); refusing to go back", stamp(cert.NotBefore), stamp(v.live.Leaf.NotBefore)),
+			"the source still holds an older bundle")
+	}
+}
+
+func (v *validator) checkStrength(file string, c *x509.Certificate) {
+	if _, weak := pki.KeyStrength(c.PublicKey); weak != nil {
+		v.fail(file, fmt.Sprintf("%q has a weak key: %v", pki.Name(c.Subject.String()), weak), "")
+	}
+}
+
+// caOnly validates a bundle that installs only a CA (Clusterio's hosts).
+func (v *validator) caOnly() *Bundle {
+	c := v.c
+	if c.Key != nil {
+		v.fail(c.Key.File, "this layout installs only the CA certificate; a private key does not belong here", "do not copy the controller's key to hosts")
+	}
+	cas := c.CAs
+	if c.Leaf != nil {
+		if v.p.Layout.SelfSignedLeaf && pki.SelfSigned(c.Leaf.Cert) {
+			cas = append(cas, *c.Leaf)
+		} else {
+			v.fail(c.Leaf.File, fmt.Sprintf("certificate %q is not a CA; this layout installs only the CA", pki.Name(c.Leaf.Cert.Subject.String())), "")
+		}
+	}
+	if len(cas) == 0 {
+		if len(c.Problems) == 0 {
+			v.fail("", "no CA certificate in the bundle", "add the cluster CA")
+		}
+		return nil
+	}
+	b := &Bundle{}
+	for _, x := range cas {
+		b.CAs = append(b.CAs, x.Cert)
+		v.checkStrength(x.File, x.Cert)
+		if v.p.Now.After(x.Cert.NotAfter) {
+			v.fail(x.File, fmt.Sprintf("CA certificate expired on %s", stamp(x.Cert.NotAfter)), "")
+		}
+	}
+	v.checkCAChange(b.CAs, cas[0].File)
+	return b
+}
+
+func stamp(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") }
+
+// Age formats a duration the way an admin reads it: "3d4h", "5m", "12s".
+func Age(d time.Duration) string {
+	if d < 0 {
+		d = -d
+	}
+	switch {
+	case d >= 48*time.Hour:
+		days := d / (24 * time.Hour)
+		h := (d % (24 * time.Hour)) / time.Hour
+		if h == 0 {
+			return fmt.Sprintf("%dd", days)
+		}
+		return fmt.Sprintf("%dd%dh", days, h)
+	case d >= time.Hour:
+		return fmt.Sprintf("%dh%dm", d/time.Hour, (d%time.Hour)/time.Minute)
+	case d >= time.Minute:
+		return fmt.Sprintf("%dm%ds", d/time.Minute, (d%time.Minute)/time.Second)
+	default:
+		return fmt.Sprintf("%ds", d/time.Second)
+	}
+}
+
+// Plan turns a bundle into the layout's files, in canonical names and
+// modes: the CA file, the leaf followed by its intermediates, the key in
+// the encoding it arrived in, and the environment file if the layout has one.
+func Plan(b *Bundle, l Layout) []File {
+	var files []File
+	cas := b.CAs
+	if l.CAFile != "" && len(cas) > 0 {
+		files = append(files, File{Name: l.CAFile, Data: pki.EncodeCertificates(cas...), Mode: l.CertMode})
+	}
+	if !l.CAOnly() {
+		chain := append([]*x509.Certificate{b.Leaf}, b.Intermediates...)
+		files = append(files,
+			File{Name: l.CertFile, Data: pki.EncodeCertificates(chain...), Mode: l.CertMode},
+			File{Name: l.KeyFile, Data: b.Key.PEM(), Mode: l.KeyMode})
+	}
+	if l.EnvFile != "" {
+		files = append(files, File{Name: l.EnvFile, Data: l.EnvFileContent(), Mode: l.CertMode})
+	}
+	return files
+}
+
+// ReadBundle parses a live generation's files back into a bundle, so it can
+// serve as the trust anchor and key source for the next candidate.
+func ReadBundle(files map[string][]byte, l Layout) (*Bundle, error) {
+	b := &Bundle{}
+	var errs []error
+	if l.CAFile != "" {
+		if data, ok := files[l.CAFile]; ok {
+			c, err := pki.Parse(data)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", l.CAFile, err))
+			} else {
+				b.CAs = c.Certificates
+			}
+		}
+	}
+	if !l.CAOnly() {
+		if data, ok := files[l.CertFile]; ok {
+			c, err := pki.Parse(data)
+			switch {
+			case err != nil:
+				errs = append(errs, fmt.Errorf("%s: %w", l.CertFile, err))
+			case len(c.Certificates) == 0:
+				errs = append(errs, fmt.Errorf("%s: no certificate", l.CertFile))
+			default:
+				b.Leaf, b.Intermediates = c.Certificates[0], c.Certificates[1:]
+			}
+		}
+		if data, ok := files[l.KeyFile]; ok {
+			c, err := pki.Parse(data)
+			switch {
+			case err != nil:
+				errs = append(errs, fmt.Errorf("%s: %w", l.KeyFile, err))
+			case len(c.Keys) == 0:
+				errs = append(errs, fmt.Errorf("%s: no private key", l.KeyFile))
+			default:
+				b.Key = c.Keys[0]
+			}
+		}
+		if l.SelfSignedLeaf && len(b.CAs) == 0 && b.Leaf != nil && pki.SelfSigned(b.Leaf) {
+			b.CAs = []*x509.Certificate{b.Leaf}
+		}
+	}
+	return b, errors.Join(errs...)
+}
+
+// Leafish returns the certificate that identifies the bundle: the leaf, or
+// the CA for a CA-only bundle.
+func (b *Bundle) Leafish() *x509.Certificate {
+	if b.Leaf != nil {
+		return b.Leaf
+	}
+	return b.CAs[0]
+}
