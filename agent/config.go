@@ -1,0 +1,551 @@
+// Package agent is certkeeper's node side: the config, the pipeline
+// wiring that installs and reloads, and the daemon that keeps bundles in
+// order.
+package agent
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/certkeeper/certkeeper/platform"
+	"github.com/certkeeper/certkeeper/rotate"
+)
+
+// Config is the agent's TOML config (DESIGN.md, "Agent config").
+type Config struct {
+	NodeID   string `toml:"node_id"`
+	StateDir string `toml:"state_dir"`
+	// LogFormat is "text", "json", or "" to choose by whether stderr is a
+	// terminal.
+	LogFormat       string   `toml:"log_format"`
+	LogLevel        string   `toml:"log_level"`
+	MetricsListen   string   `toml:"metrics_listen"`
+	MetricsTextfile string   `toml:"metrics_textfile"`
+	RescanInterval  Duration `toml:"rescan_interval"`
+	Source          *Source  `toml:"source"`
+	Bundles         []Bundle `toml:"bundle"`
+
+	// Path is the file the config was read from.
+	Path string `toml:"-"`
+	data []byte
+}
+
+// Source is the admin host a node pulls from.
+type Source struct {
+	Address      string   `toml:"address"`
+	User         string   `toml:"user"`
+	IdentityFile string   `toml:"identity_file"`
+	KnownHosts   string   `toml:"known_hosts"`
+	Timeout      Duration `toml:"timeout"`
+	PullInterval Duration `toml:"pull_interval"`
+}
+
+// Bundle is one managed directory.
+type Bundle struct {
+	Name   string `toml:"name"`
+	NodeID string `toml:"node_id"`
+	Layout string `toml:"layout"`
+	Dir    string `toml:"dir"`
+	Inbox  string `toml:"inbox"`
+	// RemoteDir is the bundle's directory on the source, relative to the
+	// SFTP root of the node's account.
+	RemoteDir     string   `toml:"remote_dir"`
+	RenewBefore   Duration `toml:"renew_before"`
+	RenewAt       float64  `toml:"renew_at"`
+	Mode          string   `toml:"mode"`
+	KeyType       string   `toml:"key_type"`
+	AllowCAChange bool     `toml:"allow_ca_change"`
+	Keep          int      `toml:"keep"`
+
+	CAFile   *string           `toml:"ca_file"`
+	CertFile *string           `toml:"cert_file"`
+	KeyFile  *string           `toml:"key_file"`
+	EnvFile  *string           `toml:"env_file"`
+	Env      map[string]string `toml:"env"`
+	DirMode  *FileMode         `toml:"dir_mode"`
+	CertMode *FileMode         `toml:"cert_mode"`
+	KeyMode  *FileMode         `toml:"key_mode"`
+	Owner    string            `toml:"owner"`
+	Group    string            `toml:"group"`
+
+	Reload       []Reload `toml:"reload"`
+	Check        []string `toml:"check"`
+	CheckTimeout Duration `toml:"check_timeout"`
+	Debounce     Duration `toml:"debounce"`
+
+	// Resolved from the above by Load.
+	Resolved rotate.Layout  `toml:"-"`
+	Owners   platform.Owner `toml:"-"`
+}
+
+// Reload is one action run after the bundle changed. Exactly one of
+// Systemd, Signal (with Pidfile) and Command is set.
+type Reload struct {
+	Systemd       string   `toml:"systemd"`
+	Signal        string   `toml:"signal"`
+	Pidfile       string   `toml:"pidfile"`
+	Command       []string `toml:"command"`
+	Shell         bool     `toml:"shell"`
+	OnlyIfRunning bool     `toml:"only_if_running"`
+	Timeout       Duration `toml:"timeout"`
+}
+
+// Defaults.
+const (
+	DefaultStateDir       = "/var/lib/certkeeper"
+	DefaultRescanInterval = time.Minute
+	DefaultReloadTimeout  = 30 * time.Second
+)
+
+// Duration is a TOML string such as "720h" or "30d". A bare number is an
+// error: "renew_before = 30" could mean days, hours or nanoseconds.
+type Duration struct{ time.Duration }
+
+// UnmarshalTOML implements toml.Unmarshaler.
+func (d *Duration) UnmarshalTOML(v any) error {
+	switch x := v.(type) {
+	case string:
+		p, err := ParseDuration(x)
+		if err != nil {
+			return err
+		}
+		d.Duration = p
+		return nil
+	case int64, float64:
+		return fmt.Errorf("a bare number (%v) is not a duration; write it with a unit, as a string: \"720h\", \"30d\", \"90s\"", x)
+	default:
+		return fmt.Errorf("expected a duration string such as \"720h\", got %T", v)
+	}
+}
+
+var daysRe = regexp.MustCompile(`^(\d+)d(.*)$`)
+
+// ParseDuration is time.ParseDuration plus a leading day count ("30d",
+// "1d12h"), the unit certificate lifetimes are talked about in.
+func ParseDuration(s string) (time.Duration, error) {
+	var days time.Duration
+	if m := daysRe.FindStringSubmatch(s); m != nil {
+		n, err := strconv.Atoi(m[1])
+		if err != nil || n > 100000 {
+			return 0, fmt.Errorf("duration %q: day count out of range", s)
+		}
+		days = time.Duration(n) * 24 * time.Hour
+		if m[2] == "" {
+			return days, nil
+		}
+		s = m[2]
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration (examples: \"720h\", \"30d\", \"1h30m\")", s)
+	}
+	return days + d, nil
+}
+
+// FileMode is an octal permission string such as "0600".
+type FileMode fs.FileMode
+
+// UnmarshalTOML implements toml.Unmarshaler.
+func (m *FileMode) UnmarshalTOML(v any) error {
+	s, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("write a mode as an octal string, such as \"0600\" (got %v)", v)
+	}
+	n, err := strconv.ParseUint(strings.TrimPrefix(s, "0o"), 8, 32)
+	if err != nil || n > 0o777 {
+		return fmt.Errorf("%q is not an octal permission such as \"0600\"", s)
+	}
+	*m = FileMode(n)
+	return nil
+}
+
+// ConfigError is a config problem, with the key and the line where known.
+type ConfigError struct {
+	Path string
+	Key  string
+	Line int
+	Msg  string
+}
+
+func (e *ConfigError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.Path)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	b.WriteString(": ")
+	if e.Key != "" {
+		b.WriteString(e.Key + ": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// LoadConfig reads and checks a config file.
+func LoadConfig(path string) (*Config, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if fi.Size() > 1<<20 {
+		return nil, fmt.Errorf("config %s: larger than 1 MiB", path)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return ParseConfig(path, data)
+}
+
+// ParseConfig decodes a config strictly: unknown keys (including keys that
+// differ from a known one only in case), bad durations and modes, missing
+// fields and unknown layouts are errors naming the key and its line.
+func ParseConfig(path string, data []byte) (*Config, error) {
+	c := &Config{Path: path}
+	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(c)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return nil, &ConfigError{Path: path, Key: pe.LastKey, Line: pe.Position.Line, Msg: pe.Message}
+		}
+		return nil, &ConfigError{Path: path, Msg: err.Error()}
+	}
+	known := knownKeys(reflect.TypeOf(Config{}), "")
+	for _, k := range md.Keys() {
+		if !keyKnown(known, k) {
+			parent := strings.Join(k[:len(k)-1], ".")
+			return nil, &ConfigError{Path: path, Key: k.String(), Line: keyLine(data, k),
+				Msg: "unknown key; known keys here: " + strings.Join(childKeys(known, parent), ", ")}
+		}
+	}
+	c.data = data
+	if err := c.resolve(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// knownKeys lists every dotted key path the config type accepts; a map
+// field accepts any key below it ("bundle.env.*").
+func knownKeys(t reflect.Type, prefix string) map[string]bool {
+	keys := map[string]bool{}
+	for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct {
+		return keys
+	}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		path := name
+		if prefix != "" {
+			path = prefix + "." + name
+		}
+		keys[path] = true
+		ft := f.Type
+		for ft.Kind() == reflect.Pointer || ft.Kind() == reflect.Slice {
+			ft = ft.Elem()
+		}
+		switch {
+		case ft.Kind() == reflect.Map:
+			keys[path+".*"] = true
+		case ft.Kind() == reflect.Struct && !reflect.PointerTo(ft).Implements(reflect.TypeOf((*toml.Unmarshaler)(nil)).Elem()):
+			for k := range knownKeys(ft, path) {
+				keys[k] = true
+			}
+		}
+	}
+	return keys
+}
+
+func keyKnown(known map[string]bool, k toml.Key) bool {
+	if known[strings.Join(k, ".")] {
+		return true
+	}
+	for i := len(k) - 1; i > 0; i-- {
+		if known[strings.Join(k[:i], ".")+".*"] {
+			return true
+		}
+	}
+	return false
+}
+
+func childKeys(known map[string]bool, parent string) []string {
+	var out []string
+	for k := range known {
+		rest := k
+		if parent != "" {
+			if !strings.HasPrefix(k, parent+".") {
+				continue
+			}
+			rest = strings.TrimPrefix(k, parent+".")
+		}
+		if !strings.Contains(rest, ".") && rest != "*" {
+			out = append(out, rest)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// keyLine finds the line that sets key k, for errors the TOML decoder has no
+// position for. It tracks table headers and matches the key's last part; a
+// key it cannot place (in an inline table, say) gets no line.
+func keyLine(data []byte, k toml.Key) int {
+	if len(k) == 0 {
+		return 0
+	}
+	parent := strings.Join(k[:len(k)-1], ".")
+	last := k[len(k)-1]
+	table := ""
+	for i, line := range strings.Split(string(data), "\n") {
+		s := strings.TrimSpace(line)
+		if strings.HasPrefix(s, "[") {
+			h := strings.Trim(strings.SplitN(s, "#", 2)[0], "[] \t")
+			table = strings.ReplaceAll(h, " ", "")
+			if table == strings.Join(k, ".") {
+				return i + 1
+			}
+			continue
+		}
+		name, _, ok := strings.Cut(s, "=")
+		if !ok {
+			continue
+		}
+		name = strings.Trim(strings.TrimSpace(name), `"'`)
+		full := name
+		if table != "" {
+			full = table + "." + name
+		}
+		if (table == parent && name == last) || full == strings.Join(k, ".") {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+var bundleNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// resolve fills defaults and checks what the types alone cannot.
+func (c *Config) resolve() error {
+	bad := func(key string, k toml.Key, format string, args ...any) error {
+		return &ConfigError{Path: c.Path, Key: key, Line: keyLine(c.data, k), Msg: fmt.Sprintf(format, args...)}
+	}
+	if c.StateDir == "" {
+		c.StateDir = DefaultStateDir
+	}
+	if !filepath.IsAbs(c.StateDir) {
+		return bad("state_dir", toml.Key{"state_dir"}, "%q must be an absolute path", c.StateDir)
+	}
+	if c.RescanInterval.Duration == 0 {
+		c.RescanInterval.Duration = DefaultRescanInterval
+	}
+	if c.RescanInterval.Duration < time.Second {
+		return bad("rescan_interval", toml.Key{"rescan_interval"}, "%s is too short; at least 1s", c.RescanInterval)
+	}
+	switch c.LogFormat {
+	case "", "text", "json":
+	default:
+		return bad("log_format", toml.Key{"log_format"}, "%q is not one of text, json", c.LogFormat)
+	}
+	switch c.LogLevel {
+	case "", "debug", "info", "warn", "error":
+	default:
+		return bad("log_level", toml.Key{"log_level"}, "%q is not one of debug, info, warn, error", c.LogLevel)
+	}
+	if c.Source != nil {
+		if c.Source.Address == "" {
+			return bad("source.address", toml.Key{"source"}, "missing: the admin host, as host or host:port")
+		}
+		if c.Source.User == "" {
+			return bad("source.user", toml.Key{"source"}, "missing: the account this node logs in as on the admin host")
+		}
+		if c.Source.KnownHosts == "" {
+			return bad("source.known_hosts", toml.Key{"source"}, "missing: host keys are always verified; pin the admin host's key with `certkeeper trust HOST --known-hosts FILE`")
+		}
+	}
+	if len(c.Bundles) == 0 {
+		return &ConfigError{Path: c.Path, Key: "bundle", Msg: "no [[bundle]] defined; a config manages at least one bundle"}
+	}
+	names, dirs := map[string]bool{}, map[string]string{}
+	for i := range c.Bundles {
+		b := &c.Bundles[i]
+		key := func(field string) string { return fmt.Sprintf("bundle[%d].%s", i, field) }
+		if b.Name == "" {
+			return bad(key("name"), toml.Key{"bundle"}, "missing: every bundle needs a name")
+		}
+		if !bundleNameRe.MatchString(b.Name) {
+			return bad(key("name"), toml.Key{"bundle", "name"}, "%q: use letters, digits, '.', '_' and '-' (it names directories)", b.Name)
+		}
+		key = func(field string) string { return fmt.Sprintf("bundle %q: %s", b.Name, field) }
+		if names[b.Name] {
+			return bad(key("name"), toml.Key{"bundle", "name"}, "defined twice")
+		}
+		names[b.Name] = true
+		if b.NodeID == "" {
+			b.NodeID = c.NodeID
+		}
+		if b.NodeID == "" {
+			return bad(key("node_id"), toml.Key{"node_id"}, "missing: set node_id at the top of the config or in the bundle; the installed certificate must name it")
+		}
+		if b.Layout == "" {
+			return bad(key("layout"), toml.Key{"bundle", "layout"}, "missing: one of %s", strings.Join(rotate.Presets(), ", "))
+		}
+		o := rotate.Overrides{CAFile: b.CAFile, CertFile: b.CertFile, KeyFile: b.KeyFile, EnvFile: b.EnvFile, Env: b.Env,
+			Owner: b.Owner, Group: b.Group}
+		if b.Dir != "" {
+			o.Dir = &b.Dir
+		}
+		for _, m := range []struct {
+			src *FileMode
+			dst **fs.FileMode
+		}{{b.DirMode, &o.DirMode}, {b.CertMode, &o.CertMode}, {b.KeyMode, &o.KeyMode}} {
+			if m.src != nil {
+				v := fs.FileMode(*m.src)
+				*m.dst = &v
+			}
+		}
+		l, err := rotate.ResolveLayout(b.Layout, b.NodeID, o)
+		if err != nil {
+			return bad(key("layout"), toml.Key{"bundle", "layout"}, "%v", err)
+		}
+		b.Resolved = l
+		if other, dup := dirs[l.Dir]; dup {
+			return bad(key("dir"), toml.Key{"bundle", "dir"}, "%s is also bundle %q's directory; each bundle needs its own", l.Dir, other)
+		}
+		dirs[l.Dir] = b.Name
+		if b.Inbox == "" {
+			b.Inbox = filepath.Join(c.StateDir, "inbox", b.Name)
+		}
+		if !filepath.IsAbs(b.Inbox) {
+			return bad(key("inbox"), toml.Key{"bundle", "inbox"}, "%q must be an absolute path", b.Inbox)
+		}
+		if b.Inbox == l.Dir {
+			return bad(key("inbox"), toml.Key{"bundle", "inbox"}, "the inbox must not be the live directory %s", l.Dir)
+		}
+		switch b.Mode {
+		case "":
+			b.Mode = "pull"
+		case "pull":
+		case "csr":
+			if c.Source == nil {
+				return bad(key("mode"), toml.Key{"bundle", "mode"}, "csr mode sends requests to the admin host: add a [source] section")
+			}
+		default:
+			return bad(key("mode"), toml.Key{"bundle", "mode"}, "%q is not one of pull, csr", b.Mode)
+		}
+		if slices.Contains(strings.Split(b.RemoteDir, "/"), "..") {
+			return bad(key("remote_dir"), toml.Key{"bundle", "remote_dir"}, "%q must not contain \"..\"", b.RemoteDir)
+		}
+		if err := b.Renewal().Check(0); err != nil {
+			return bad(key("renew"), toml.Key{"bundle", "renew_before"}, "%v", err)
+		}
+		if b.Keep < 0 {
+			return bad(key("keep"), toml.Key{"bundle", "keep"}, "%d: must be 0 (default %d) or more", b.Keep, rotate.DefaultKeep)
+		}
+		if b.Owners, err = platform.LookupOwner(b.Owner, b.Group); err != nil {
+			return bad(key("owner"), toml.Key{"bundle", "owner"}, "%v", err)
+		}
+		for j := range b.Reload {
+			if err := b.Reload[j].check(); err != nil {
+				return bad(fmt.Sprintf("bundle %q: reload[%d]", b.Name, j), toml.Key{"bundle", "reload"}, "%v", err)
+			}
+		}
+		if b.Check != nil && len(b.Check) == 0 {
+			return bad(key("check"), toml.Key{"bundle", "check"}, "an empty command; remove the key or give an argument array")
+		}
+	}
+	return nil
+}
+
+// Renewal is the bundle's renewal policy.
+func (b *Bundle) Renewal() rotate.RenewalPolicy {
+	return rotate.RenewalPolicy{Before: b.RenewBefore.Duration, At: b.RenewAt}
+}
+
+// Spec is what rotate needs to manage the bundle.
+func (b *Bundle) Spec() rotate.Spec {
+	return rotate.Spec{Name: b.Name, Layout: b.Resolved, NodeID: b.NodeID, AllowCAChange: b.AllowCAChange,
+		Keep: b.Keep, Owner: b.Owners, Renewal: b.Renewal()}
+}
+
+func (r *Reload) check() error {
+	n := 0
+	for _, set := range []bool{r.Systemd != "", r.Signal != "" || r.Pidfile != "", len(r.Command) > 0} {
+		if set {
+			n++
+		}
+	}
+	switch {
+	case n == 0:
+		return errors.New("empty: set one of systemd, signal with pidfile, or command")
+	case n > 1:
+		return errors.New("set only one of systemd, signal (with pidfile), or command per [[bundle.reload]]")
+	case r.Signal != "" && r.Pidfile == "":
+		return errors.New("signal needs a pidfile to find the process")
+	case r.Pidfile != "" && r.Signal == "":
+		return errors.New("pidfile needs a signal to send (HUP, USR1, …)")
+	case r.Signal != "":
+		if _, err := platform.ParseSignal(r.Signal); err != nil {
+			return err
+		}
+	case r.Shell && len(r.Command) != 1:
+		return errors.New("with shell = true, command is one string for /bin/sh -c")
+	case len(r.Command) > 0 && r.Command[0] == "":
+		return errors.New("command has an empty program name")
+	case r.Systemd != "" && strings.ContainsAny(r.Systemd, " /\t\n"):
+		return fmt.Errorf("%q is not a systemd unit name", r.Systemd)
+	}
+	if r.Shell && len(r.Command) == 0 {
+		return errors.New("shell = true goes with command")
+	}
+	if r.OnlyIfRunning && r.Systemd == "" && r.Pidfile == "" {
+		return errors.New("only_if_running needs a systemd unit or a pidfile to tell whether the service runs")
+	}
+	if r.Timeout.Duration < 0 {
+		return errors.New("timeout is negative")
+	}
+	return nil
+}
+
+// BundleNamed returns a bundle by name, or the only one when name is empty.
+func (c *Config) BundleNamed(name string) (*Bundle, error) {
+	if name == "" {
+		if len(c.Bundles) == 1 {
+			return &c.Bundles[0], nil
+		}
+		return nil, fmt.Errorf("config %s has %d bundles (%s); choose one with --bundle", c.Path, len(c.Bundles), strings.Join(c.BundleNames(), ", "))
+	}
+	for i := range c.Bundles {
+		if c.Bundles[i].Name == name {
+			return &c.Bundles[i], nil
+		}
+	}
+	return nil, fmt.Errorf("config %s has no bundle %q; it has %s", c.Path, name, strings.Join(c.BundleNames(), ", "))
+}
+
+// BundleNames lists the bundles in config order.
+func (c *Config) BundleNames() []string {
+	var n []string
+	for _, b := range c.Bundles {
+		n = append(n, b.Name)
+	}
+	return slices.Clip(n)
+}

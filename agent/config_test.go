@@ -1,0 +1,141 @@
+package agent_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper/agent"
+)
+
+// The example from DESIGN.md, as an admin would copy it.
+const designExample = `node_id   = "8eab4b8d-c0a2-4ce2-80aa-0709277a9a7a"
+state_dir = "/var/lib/certkeeper"
+
+[source]                       # the admin host; optional
+address       = "admin.example.com:22"
+user          = "node-8eab"
+identity_file = "/etc/certkeeper/id_ed25519"
+known_hosts   = "/etc/certkeeper/known_hosts"
+
+[[bundle]]
+name         = "flocker"
+layout       = "flocker-node"  # a preset; every field of it can be overridden
+dir          = "/etc/flocker"
+inbox        = "/var/lib/certkeeper/inbox/flocker"   # where pushed or hand-copied files land; this is the default
+remote_dir   = "nodes/8eab4b8d-c0a2-4ce2-80aa-0709277a9a7a"
+renew_before = "720h"          # or renew_at = 0.66 of the lifetime
+mode         = "pull"          # or "csr": the key is made on the node and never travels
+
+  [[bundle.reload]]
+  systemd = "flocker-dataset-agent.service"   # reload-or-restart
+
+  [[bundle.reload]]
+  signal  = "HUP"                             # or a signal to a pid file's process
+  pidfile = "/run/glow.pid"
+
+  [[bundle.reload]]
+  command = ["/usr/local/bin/mesos-reload", "--graceful"]   # an argument array; no shell unless shell = true
+`
+
+func TestDesignExampleLoads(t *testing.T) {
+	c, err := agent.ParseConfig("certkeeper.toml", []byte(designExample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := c.Bundles[0]
+	if b.Resolved.Dir != "/etc/flocker" || b.Resolved.KeyFile != "node.key" || b.RenewBefore.Duration != 720*time.Hour || len(b.Reload) != 3 || b.Mode != "pull" {
+		t.Fatalf("decoded %+v", b)
+	}
+	if c.Source == nil || c.Source.Address != "admin.example.com:22" {
+		t.Fatalf("source %+v", c.Source)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := agent.ParseConfig("c.toml", []byte("node_id = \"n1\"\n[[bundle]]\nname = \"glow\"\nlayout = \"glow\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := c.Bundles[0]
+	if c.StateDir != "/var/lib/certkeeper" || b.Inbox != "/var/lib/certkeeper/inbox/glow" || b.Resolved.Dir != "/etc/glow/ssl" ||
+		c.RescanInterval.Duration != time.Minute || b.Mode != "pull" || b.NodeID != "n1" {
+		t.Fatalf("defaults: %+v %+v", c, b)
+	}
+}
+
+// Each mistake names its key, and its line where the file has one.
+func TestConfigErrors(t *testing.T) {
+	base := "node_id = \"n1\"\n[[bundle]]\nname = \"b\"\nlayout = \"glow\"\n"
+	cases := []struct {
+		name   string
+		config string
+		want   string
+	}{
+		{"unknown top key", "node_idd = \"n1\"\n" + base, `c.toml:1: node_idd: unknown key; known keys here: `},
+		{"unknown bundle key", base + "renew_befor = \"1h\"\n", `c.toml:5: bundle.renew_befor: unknown key; known keys here: allow_ca_change,`},
+		{"unknown reload key", base + "[[bundle.reload]]\nsytemd = \"x.service\"\n", `c.toml:6: bundle.reload.sytemd: unknown key; known keys here: command, only_if_running, pidfile, shell, signal, systemd, timeout`},
+		{"key in the wrong case", base + "Layout = \"mesos\"\n", `bundle.Layout: unknown key`},
+		{"unknown section", base + "[sourc]\naddress = \"x\"\n", `c.toml:5: sourc: unknown key`},
+		{"bad duration", base + "renew_before = \"thirty days\"\n", `c.toml:5: bundle.renew_before: "thirty days" is not a duration`},
+		{"bare integer duration", base + "renew_before = 30\n", `c.toml:5: bundle.renew_before: a bare number (30) is not a duration`},
+		{"integer mode", base + "key_mode = 600\n", `c.toml:5: bundle.key_mode: write a mode as an octal string`},
+		{"bad mode", base + "key_mode = \"rw-------\"\n", `not an octal permission`},
+		{"loose key mode", base + "key_mode = \"0644\"\n", `lets other users read the private key`},
+		{"missing layout", "node_id = \"n1\"\n[[bundle]]\nname = \"b\"\n", `bundle "b": layout: missing: one of clusterio, clusterio-host, custom, flocker-control, flocker-node, glow, mesos, reign`},
+		{"unknown layout", "node_id = \"n1\"\n[[bundle]]\nname = \"b\"\nlayout = \"flocker\"\n", `c.toml:4: bundle "b": layout: unknown layout "flocker"`},
+		{"missing name", "node_id = \"n1\"\n[[bundle]]\nlayout = \"glow\"\n", `bundle[0].name: missing`},
+		{"missing node id", "[[bundle]]\nname = \"b\"\nlayout = \"glow\"\n", `node_id: missing`},
+		{"no bundles", "node_id = \"n1\"\n", `no [[bundle]] defined`},
+		{"duplicate bundle", base + "[[bundle]]\nname = \"b\"\nlayout = \"mesos\"\n", `bundle "b": name: defined twice`},
+		{"same directory", base + "[[bundle]]\nname = \"c\"\nlayout = \"glow\"\n", `/etc/glow/ssl is also bundle "b"'s directory`},
+		{"bad mode name", base + "mode = \"push\"\n", `"push" is not one of pull, csr`},
+		{"csr without source", base + "mode = \"csr\"\n", `add a [source] section`},
+		{"renew_at too big", base + "renew_at = 1.5\n", `between 0 and 1`},
+		{"renew both", base + "renew_at = 0.5\nrenew_before = \"1h\"\n", `choose one`},
+		{"reload with two mechanisms", base + "[[bundle.reload]]\nsystemd = \"a.service\"\ncommand = [\"x\"]\n", `set only one of`},
+		{"signal without pidfile", base + "[[bundle.reload]]\nsignal = \"HUP\"\n", `signal needs a pidfile`},
+		{"unknown signal", base + "[[bundle.reload]]\nsignal = \"WINCH\"\npidfile = \"/run/x.pid\"\n", `signal "WINCH" is not one of`},
+		{"shell with an array", base + "[[bundle.reload]]\ncommand = [\"a\", \"b\"]\nshell = true\n", `one string for /bin/sh -c`},
+		{"source without known_hosts", "node_id = \"n1\"\n[source]\naddress = \"a\"\nuser = \"u\"\n[[bundle]]\nname = \"b\"\nlayout = \"glow\"\n", `source.known_hosts: missing`},
+		{"syntax error", base + "dir = \"/x\n", `c.toml:5`},
+		{"relative inbox", base + "inbox = \"inbox\"\n", `must be an absolute path`},
+		{"remote dir escapes", base + "remote_dir = \"../other\"\n", `must not contain ".."`},
+		{"unknown owner", base + "owner = \"no-such-user-certkeeper\"\n", `owner "no-such-user-certkeeper"`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := agent.ParseConfig("c.toml", []byte(c.config))
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("ParseConfig = %v\nwant an error containing %q", err, c.want)
+			}
+			var ce *agent.ConfigError
+			if !errors.As(err, &ce) {
+				t.Fatalf("error is %T, want *agent.ConfigError", err)
+			}
+		})
+	}
+}
+
+func TestLoadConfigMissingFile(t *testing.T) {
+	_, err := agent.LoadConfig(filepath.Join(t.TempDir(), "nope.toml"))
+	if err == nil || !os.IsNotExist(errors.Unwrap(err)) && !strings.Contains(err.Error(), "no such file") {
+		t.Fatalf("LoadConfig(missing) = %v", err)
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	for s, want := range map[string]time.Duration{"720h": 720 * time.Hour, "30d": 720 * time.Hour, "1d12h": 36 * time.Hour, "90s": 90 * time.Second} {
+		if got, err := agent.ParseDuration(s); err != nil || got != want {
+			t.Errorf("ParseDuration(%q) = %v, %v", s, got, err)
+		}
+	}
+	for _, s := range []string{"", "30", "d", "1y", "99999999d"} {
+		if _, err := agent.ParseDuration(s); err == nil {
+			t.Errorf("ParseDuration(%q) accepted", s)
+		}
+	}
+}

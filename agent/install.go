@@ -1,0 +1,143 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/certkeeper/certkeeper/pki"
+	"github.com/certkeeper/certkeeper/platform"
+	"github.com/certkeeper/certkeeper/rotate"
+)
+
+// ReadInputs reads the files offered for a bundle. A symlink, a device or a
+// FIFO is refused (someone could point certkeeper at a file it should not
+// read), and so is a file over the 1 MiB limit.
+func ReadInputs(paths []string) ([]rotate.Input, error) {
+	var inputs []rotate.Input
+	for _, p := range paths {
+		data, err := readInput(p)
+		if err != nil {
+			return nil, err
+		}
+		inputs = append(inputs, rotate.Input{Name: filepath.Base(p), Data: data})
+	}
+	return inputs, nil
+}
+
+func readInput(p string) ([]byte, error) {
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return nil, err
+	}
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		return nil, fmt.Errorf("%s is a symlink; give the file itself (certkeeper does not follow links in its inputs)", p)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file (%s)", p, fi.Mode().Type())
+	}
+	f, err := platform.OpenInput(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err = f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s changed while being opened", p)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, pki.MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	if len(data) > pki.MaxFileSize {
+		return nil, fmt.Errorf("%s: larger than the 1 MiB limit for certificate and key files", p)
+	}
+	return data, nil
+}
+
+// Outcome is what installing into a bundle did.
+type Outcome struct {
+	Bundle  string
+	Result  rotate.Result
+	Reloads []platform.ReloadResult
+}
+
+// ReloadFailed reports whether any reload action failed.
+func (o Outcome) ReloadFailed() error {
+	var errs []error
+	for _, r := range o.Reloads {
+		if r.Err != nil {
+			errs = append(errs, r.Err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Install runs inputs through the pipeline into a bundle and, only when the
+// live content changed, runs the bundle's reload actions in order.
+func Install(ctx context.Context, b *Bundle, inputs []rotate.Input, source string, log *slog.Logger) (Outcome, error) {
+	m := rotate.NewManager(b.Spec())
+	res, err := m.Install(inputs, source)
+	out := Outcome{Bundle: b.Name, Result: res}
+	if err != nil {
+		// The caller reports it: a command prints it, the agent logs it
+		// with the inbox it came from.
+		return out, fmt.Errorf("bundle %q: %w", b.Name, err)
+	}
+	if !res.Changed {
+		log.Info("bundle unchanged; no reload", "bundle", b.Name, "generation", res.Generation.Name)
+		return out, nil
+	}
+	log.Info("installed", "bundle", b.Name, "generation", res.Generation.Name, "dir", b.Resolved.Dir,
+		"serial", pki.Serial(res.Bundle.Leafish()), "source", source)
+	out.Reloads = RunReloads(ctx, b, log)
+	return out, nil
+}
+
+// Rollback makes the bundle's previous generation live and reloads.
+func Rollback(ctx context.Context, b *Bundle, force bool, log *slog.Logger) (from, to rotate.Generation, reloads []platform.ReloadResult, err error) {
+	m := rotate.NewManager(b.Spec())
+	from, to, err = m.Rollback(force)
+	if err != nil {
+		return from, to, nil, fmt.Errorf("bundle %q: %w", b.Name, err)
+	}
+	log.Warn("rolled back", "bundle", b.Name, "from", from.Name, "to", to.Name)
+	return from, to, RunReloads(ctx, b, log), nil
+}
+
+// RunReloads runs every reload action of a bundle in order, logging each
+// with its exit status and output.
+func RunReloads(ctx context.Context, b *Bundle, log *slog.Logger) []platform.ReloadResult {
+	var results []platform.ReloadResult
+	for _, r := range b.Reload {
+		res := platform.RunReload(ctx, r.Action())
+		results = append(results, res)
+		attrs := []any{"bundle", b.Name, "action", res.Action, "exit", res.ExitCode, "duration", res.Duration.Round(1e6)}
+		if res.Output != "" {
+			attrs = append(attrs, "output", res.Output)
+		}
+		switch {
+		case res.Skipped != "":
+			log.Info("reload skipped", append(attrs, "why", res.Skipped)...)
+		case res.Err != nil:
+			log.Error("reload failed", append(attrs, "err", res.Err)...)
+		default:
+			log.Info("reloaded", attrs...)
+		}
+	}
+	return results
+}
+
+// Action converts the config's reload entry.
+func (r Reload) Action() platform.ReloadAction {
+	t := r.Timeout.Duration
+	if t == 0 {
+		t = DefaultReloadTimeout
+	}
+	return platform.ReloadAction{Systemd: r.Systemd, Signal: r.Signal, Pidfile: r.Pidfile, Command: r.Command,
+		Shell: r.Shell, OnlyIfRunning: r.OnlyIfRunning, Timeout: t}
+}
