@@ -1,0 +1,362 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper/internal/testpki"
+	"github.com/certkeeper/certkeeper/rotate"
+)
+
+var binary string
+
+// TestMain builds the real binary once; the tests run it as an admin would.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "certkeeper-bin-")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "certkeeper")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func certkeeper(t *testing.T, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return result{code, o.String(), e.String()}
+}
+
+// node is a temporary node: a config with one bundle and a place for files.
+type node struct {
+	t      *testing.T
+	root   string
+	config string
+	live   string
+}
+
+func newNode(t *testing.T, layout, nodeID, extra string) *node {
+	t.Helper()
+	root := t.TempDir()
+	n := &node{t: t, root: root, config: filepath.Join(root, "certkeeper.toml"), live: filepath.Join(root, "live")}
+	cfg := fmt.Sprintf("node_id = %q\nstate_dir = %q\n\n[[bundle]]\nname = \"b\"\nlayout = %q\ndir = %q\n%s", nodeID, filepath.Join(root, "state"), layout, n.live, extra)
+	testpki.WriteFile(t, root, "certkeeper.toml", []byte(cfg), 0o600)
+	return n
+}
+
+// files writes named files into a fresh input directory and returns paths.
+func (n *node) files(named map[string][]byte) []string {
+	dir, err := os.MkdirTemp(n.root, "in-")
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	var paths []string
+	for name, data := range named {
+		paths = append(paths, testpki.WriteFile(n.t, dir, name, data, 0o600))
+	}
+	return paths
+}
+
+func (n *node) install(paths ...string) result {
+	return certkeeper(n.t, append([]string{"install", "--config", n.config}, paths...)...)
+}
+
+func snapshot(t *testing.T, dir string) string {
+	t.Helper()
+	var b strings.Builder
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, _ := os.Lstat(p)
+		rel, _ := filepath.Rel(dir, p)
+		fmt.Fprintf(&b, "%s %s", rel, fi.Mode())
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			target, _ := os.Readlink(p)
+			b.WriteString(" -> " + target)
+		} else if fi.Mode().IsRegular() {
+			data, _ := os.ReadFile(p)
+			b.Write(data)
+		}
+		b.WriteString("\n")
+		return nil
+	})
+	return b.String()
+}
+
+// Each bad bundle: install exits 1, says why, and the live directory is
+// byte for byte what it was.
+func TestInstallOfABadBundleChangesNothing(t *testing.T) {
+	now := time.Now()
+	ca := testpki.NewCA(t, "cluster", testpki.Options{})
+	other := testpki.NewCA(t, "other", testpki.Options{})
+	good := ca.Issue(t, "node-1", testpki.Options{})
+	n := newNode(t, "flocker-node", "node-1", "")
+	if r := n.install(n.files(map[string][]byte{"8eab.crt": good.CertPEM(), "8eab.key": good.KeyPEM(t), "cluster.crt": ca.CertPEM()})...); r.code != 0 {
+		t.Fatalf("good install: %+v", r)
+	}
+	before := snapshot(t, n.live)
+
+	pair := func(p *testpki.Pair, caPEM []byte) map[string][]byte {
+		return map[string][]byte{"node.crt": p.CertPEM(), "node.key": p.KeyPEM(t), "cluster.crt": caPEM}
+	}
+	encDir := t.TempDir()
+	testpki.OpenSSL(t, encDir, "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-aes256", "-pass", "pass:x", "-out", "enc.key")
+	enc, _ := os.ReadFile(filepath.Join(encDir, "enc.key"))
+	cases := []struct {
+		name  string
+		files map[string][]byte
+		want  string
+	}{
+		{"another node's certificate", pair(ca.Issue(t, "node-2", testpki.Options{}), ca.CertPEM()), `node.crt: certificate is for "node-2", this node is "node-1"`},
+		{"another cluster's CA", pair(other.Issue(t, "node-1", testpki.Options{}), other.CertPEM()), "cluster.crt: cluster CA"},
+		{"expired", pair(ca.Issue(t, "node-1", testpki.Options{NotBefore: now.Add(-2 * time.Hour), NotAfter: now.Add(-time.Hour)}), ca.CertPEM()), "node.crt: certificate expired"},
+		{"mismatched key", map[string][]byte{"node.crt": good.CertPEM(), "node.key": testpki.KeyPEM(t, testpki.NewKey(t, "")), "cluster.crt": ca.CertPEM()}, "node.key: private key does not match"},
+		{"encrypted key", map[string][]byte{"node.crt": good.CertPEM(), "node.key": enc, "cluster.crt": ca.CertPEM()}, "node.key: private key is encrypted"},
+		{"empty file", map[string][]byte{"node.crt": good.CertPEM(), "node.key": nil, "cluster.crt": ca.CertPEM()}, "node.key: file is empty"},
+		{"weak RSA key", pair(ca.Issue(t, "node-1", testpki.Options{Key: testpki.RSA1024}), ca.CertPEM()), "RSA key of 1024 bits"},
+		{"a CA as leaf", pair(ca.Issue(t, "node-1", testpki.Options{CA: true}), ca.CertPEM()), "is a CA certificate"},
+		{"garbage", map[string][]byte{"node.crt": []byte("hello"), "cluster.crt": ca.CertPEM()}, "node.crt: unsupported content"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := n.install(n.files(c.files)...)
+			if r.code != 1 {
+				t.Fatalf("exit %d, want 1\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+			}
+			if !strings.Contains(r.stderr, c.want) {
+				t.Fatalf("stderr does not say %q:\n%s", c.want, r.stderr)
+			}
+			if after := snapshot(t, n.live); after != before {
+				t.Fatalf("live directory changed:\n%s\n---\n%s", before, after)
+			}
+		})
+	}
+	t.Run("symlink as input", func(t *testing.T) {
+		paths := n.files(pair(good, ca.CertPEM()))
+		link := filepath.Join(filepath.Dir(paths[0]), "link.crt")
+		os.Symlink(paths[0], link)
+		r := n.install(link, paths[1], paths[2])
+		if r.code != 1 || !strings.Contains(r.stderr, "is a symlink") {
+			t.Fatalf("symlink input: %+v", r)
+		}
+		if snapshot(t, n.live) != before {
+			t.Fatal("live directory changed")
+		}
+	})
+	t.Run("file over 1 MiB", func(t *testing.T) {
+		r := n.install(n.files(map[string][]byte{"node.crt": bytes.Repeat([]byte("A"), 1<<20+1), "node.key": good.KeyPEM(t)})...)
+		if r.code != 1 || !strings.Contains(r.stderr, "1 MiB") {
+			t.Fatalf("huge input: %+v", r)
+		}
+	})
+}
+
+// Reloads run once per change and never without one.
+func TestInstallReloadsOnlyOnChange(t *testing.T) {
+	ca := testpki.NewCA(t, "cluster", testpki.Options{})
+	log := filepath.Join(t.TempDir(), "reloads")
+	n := newNode(t, "glow", "localhost", fmt.Sprintf("  [[bundle.reload]]\n  command = [\"/bin/sh\", \"-c\", \"echo reload >> %s\"]\n", log))
+	a, b := ca.Issue(t, "localhost", testpki.Options{}), ca.Issue(t, "localhost", testpki.Options{})
+	files := func(p *testpki.Pair) []string {
+		return n.files(map[string][]byte{"localhost.cer": p.CertPEM(), "localhost.key": p.KeyPEM(t), "ca.cer": ca.CertPEM()})
+	}
+	reloads := func() int {
+		data, _ := os.ReadFile(log)
+		return strings.Count(string(data), "reload")
+	}
+	for i, step := range []struct {
+		p    *testpki.Pair
+		want int
+		out  string
+	}{{a, 1, "installed generation ..gen-000001"}, {a, 1, "unchanged"}, {b, 2, "installed generation ..gen-000002"}, {b, 2, "unchanged"}} {
+		r := n.install(files(step.p)...)
+		if r.code != 0 || !strings.Contains(r.stdout, step.out) {
+			t.Fatalf("step %d: %+v", i, r)
+		}
+		if got := reloads(); got != step.want {
+			t.Fatalf("step %d: %d reloads, want %d", i, got, step.want)
+		}
+	}
+	// Rollback goes back to a, and reloads once.
+	r := certkeeper(t, "rollback", "--config", n.config, "--bundle", "b")
+	if r.code != 0 || !strings.Contains(r.stdout, "rolled back from ..gen-000002 to ..gen-000001") || reloads() != 3 {
+		t.Fatalf("rollback: %+v, %d reloads", r, reloads())
+	}
+	live, _ := os.ReadFile(filepath.Join(n.live, "localhost.cer"))
+	if !bytes.Equal(live, a.CertPEM()) {
+		t.Fatal("rollback did not restore the first certificate")
+	}
+}
+
+func TestInstallReportsAFailedReload(t *testing.T) {
+	ca := testpki.NewCA(t, "cluster", testpki.Options{})
+	p := ca.Issue(t, "localhost", testpki.Options{})
+	n := newNode(t, "glow", "localhost", "  [[bundle.reload]]\n  command = [\"/bin/sh\", \"-c\", \"echo daemon not found >&2; exit 3\"]\n")
+	r := n.install(n.files(map[string][]byte{"a": p.CertPEM(), "b": p.KeyPEM(t), "c": ca.CertPEM()})...)
+	if r.code != 1 || !strings.Contains(r.stderr, "exit status 3") || !strings.Contains(r.stderr, "daemon not found") || !strings.Contains(r.stdout, "installed generation") {
+		t.Fatalf("failed reload: %+v", r)
+	}
+}
+
+// The Glow wiki's and reign's openssl recipes produce bundles that install
+// under their layouts, and the installed files pass `openssl verify`.
+func TestOpenSSLRecipesInstall(t *testing.T) {
+	t.Run("glow", func(t *testing.T) {
+		dir := t.TempDir()
+		testpki.GlowRecipe(t, dir, "localhost")
+		n := newNode(t, "glow", "localhost", "")
+		r := n.install(filepath.Join(dir, "server1.cer"), filepath.Join(dir, "server1.key"), filepath.Join(dir, "ca.cer"))
+		if r.code != 0 {
+			t.Fatalf("%+v", r)
+		}
+		testpki.OpenSSL(t, n.live, "verify", "-CAfile", "ca.cer", "localhost.cer")
+	})
+	t.Run("reign", func(t *testing.T) {
+		dir := t.TempDir()
+		testpki.ReignRecipe(t, dir, "1")
+		n := newNode(t, "reign", "1", "")
+		r := n.install(filepath.Join(dir, "signing.crt"), filepath.Join(dir, "node.1.crt"), filepath.Join(dir, "node.1.key"))
+		if r.code != 0 {
+			t.Fatalf("%+v", r)
+		}
+		testpki.OpenSSL(t, n.live, "verify", "-CAfile", "signing.crt", "node.1.crt")
+		if _, err := os.Stat(filepath.Join(n.live, "node.1.key")); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// `certkeeper verify` and `openssl verify` agree on whether a leaf chains
+// to the CA. (certkeeper is deliberately stricter elsewhere: names, key
+// sizes, SHA-1 and MD5; those cases are tested on their own.)
+func TestVerifyAgreesWithOpenSSL(t *testing.T) {
+	now := time.Now()
+	ca := testpki.NewCA(t, "cluster", testpki.Options{})
+	other := testpki.NewCA(t, "other", testpki.Options{})
+	inter := ca.Issue(t, "intermediate", testpki.Options{CA: true})
+	cases := []struct {
+		name   string
+		leaf   *testpki.Pair
+		chain  []byte
+		caPEM  []byte
+		expect bool
+	}{
+		{"direct", ca.Issue(t, "n1", testpki.Options{}), nil, ca.CertPEM(), true},
+		{"through an intermediate", inter.Issue(t, "n1", testpki.Options{}), inter.CertPEM(), ca.CertPEM(), true},
+		{"intermediate missing", inter.Issue(t, "n1", testpki.Options{}), nil, ca.CertPEM(), false},
+		{"other CA", other.Issue(t, "n1", testpki.Options{}), nil, ca.CertPEM(), false},
+		{"expired", ca.Issue(t, "n1", testpki.Options{NotBefore: now.Add(-2 * time.Hour), NotAfter: now.Add(-time.Hour)}), nil, ca.CertPEM(), false},
+		{"not yet valid", ca.Issue(t, "n1", testpki.Options{NotBefore: now.Add(time.Hour), NotAfter: now.Add(2 * time.Hour)}), nil, ca.CertPEM(), false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			testpki.WriteFile(t, dir, "ca.crt", c.caPEM, 0o644)
+			testpki.WriteFile(t, dir, "leaf.crt", append(c.leaf.CertPEM(), c.chain...), 0o644)
+			testpki.WriteFile(t, dir, "leaf.key", c.leaf.KeyPEM(t), 0o600)
+			args := []string{"verify", "-CAfile", "ca.crt"}
+			if c.chain != nil {
+				testpki.WriteFile(t, dir, "chain.crt", c.chain, 0o644)
+				args = append(args, "-untrusted", "chain.crt")
+			}
+			_, opensslErr := testpki.OpenSSLErr(dir, append(args, "leaf.crt")...)
+			r := certkeeper(t, "verify", "--ca", filepath.Join(dir, "ca.crt"), filepath.Join(dir, "leaf.crt"), filepath.Join(dir, "leaf.key"))
+			if (opensslErr == nil) != c.expect || (r.code == 0) != c.expect {
+				t.Fatalf("openssl ok=%v, certkeeper exit %d (%s), want ok=%v", opensslErr == nil, r.code, strings.TrimSpace(r.stdout), c.expect)
+			}
+		})
+	}
+}
+
+func TestStatusAndCheck(t *testing.T) {
+	ca := testpki.NewCA(t, "cluster", testpki.Options{})
+	now := time.Now()
+	n := newNode(t, "flocker-node", "node-1", "")
+
+	check := func() result { return certkeeper(t, "check", "--config", n.config) }
+	if r := check(); r.code != 2 || !strings.HasPrefix(r.stdout, "CRITICAL: b nothing installed") {
+		t.Fatalf("check before install: %+v", r)
+	}
+	fresh := ca.Issue(t, "node-1", testpki.Options{NotBefore: now.Add(-time.Minute), NotAfter: now.Add(90 * 24 * time.Hour), DNS: []string{"node-1.example"}})
+	if r := n.install(n.files(map[string][]byte{"a": fresh.CertPEM(), "b": fresh.KeyPEM(t), "c": ca.CertPEM()})...); r.code != 0 {
+		t.Fatal(r)
+	}
+	if r := check(); r.code != 0 || !strings.HasPrefix(r.stdout, "OK: b expires in 89d") {
+		t.Fatalf("check fresh: %+v", r)
+	}
+	r := certkeeper(t, "status", "--config", n.config)
+	for _, want := range []string{"bundle b (flocker-node)", "CN=node-1", "DNS:node-1.example", "issuer", "matches the certificate", "node.key     key   0600", "next renewal"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("status lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	r = certkeeper(t, "status", "--config", n.config, "--json")
+	var sts []rotate.Status
+	if err := json.Unmarshal([]byte(r.stdout), &sts); err != nil || len(sts) != 1 || sts[0].Leaf == nil || !sts[0].KeyMatch {
+		t.Fatalf("status --json: %v\n%s", err, r.stdout)
+	}
+
+	// In the renewal window: WARNING.
+	aging := ca.Issue(t, "node-1", testpki.Options{NotBefore: now.Add(-80 * 24 * time.Hour), NotAfter: now.Add(10 * 24 * time.Hour)})
+	if r := n.install(n.files(map[string][]byte{"a": aging.CertPEM(), "b": aging.KeyPEM(t)})...); r.code != 0 {
+		t.Fatal(r)
+	}
+	if r := check(); r.code != 1 || !strings.HasPrefix(r.stdout, "WARNING: b in its renewal window") {
+		t.Fatalf("check aging: %+v", r)
+	}
+	// Drift is CRITICAL.
+	os.Chmod(filepath.Join(n.live, "node.key"), 0o644)
+	if r := check(); r.code != 2 || !strings.Contains(r.stdout, "node.key: mode is 0644") {
+		t.Fatalf("check drift: %+v", r)
+	}
+	// A broken config is UNKNOWN.
+	testpki.WriteFile(t, n.root, "certkeeper.toml", []byte("node_id = 1\n"), 0o600)
+	if r := check(); r.code != 3 || !strings.HasPrefix(r.stdout, "UNKNOWN:") {
+		t.Fatalf("check bad config: %+v", r)
+	}
+}
+
+func TestUsageErrorsExit2(t *testing.T) {
+	for _, args := range [][]string{{}, {"frobnicate"}, {"install"}, {"install", "--config"}, {"verify"}, {"rollback", "--config", "x"}, {"status", "--nope"}} {
+		if r := certkeeper(t, args...); r.code != 2 {
+			t.Errorf("certkeeper %v: exit %d, want 2\n%s", args, r.code, r.stderr)
+		}
+	}
+	for _, cmd := range []string{"install", "verify", "status", "check", "rollback", "version"} {
+		r := certkeeper(t, cmd, "--help")
+		if r.code != 0 || !strings.Contains(r.stdout, "Usage: certkeeper "+cmd) {
+			t.Errorf("%s --help: %+v", cmd, r)
+		}
+	}
+	if r := certkeeper(t, "version"); r.code != 0 || !strings.HasPrefix(r.stdout, "certkeeper ") {
+		t.Errorf("version: %+v", r)
+	}
+}

@@ -1,0 +1,503 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/certkeeper/certkeeper/agent"
+	"github.com/certkeeper/certkeeper/pki"
+	"github.com/certkeeper/certkeeper/rotate"
+)
+
+// Set at build time: -ldflags "-X main.version=1.2.3 -X main.commit=abc".
+var (
+	version = "0.1.0-dev"
+	commit  = ""
+)
+
+func init() {
+	register(&command{name: "version", summary: "print the version", usage: "Usage: certkeeper version\n", run: runVersion})
+	register(verifyCmd)
+	register(installCmd)
+	register(statusCmd)
+	register(checkCmd)
+	register(rollbackCmd)
+}
+
+func runVersion(_ context.Context, e *env, args []string) int {
+	c := commands["version"]
+	if _, code, ok := parse(e, flags(e, c), args); !ok {
+		return code
+	}
+	v := "certkeeper " + version
+	if commit != "" {
+		v += " (" + commit + ")"
+	}
+	fmt.Fprintf(e.stdout, "%s %s %s/%s\n", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return exitOK
+}
+
+// cliLogger logs what the library reports (reload output, warnings) to
+// stderr; the commands print their own results to stdout.
+func cliLogger(e *env, verbose bool) *slog.Logger {
+	level := slog.LevelWarn
+	if verbose {
+		level = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+}
+
+var verifyCmd = &command{name: "verify", summary: "check files as one bundle under a layout's rules; installs nothing",
+	usage: `Usage: certkeeper verify [--ca FILE] [--node-id ID] [--layout NAME] FILE...
+
+Classifies FILEs by content (whatever their names), then checks them as one
+bundle: they parse, the key matches the leaf, the leaf chains to the cluster
+CA, is valid now, is not a CA, names the node, keys are strong enough and no
+signature uses SHA-1 or MD5. Exit 0 when the bundle is valid, 1 when not.
+
+  --ca FILE       the cluster CA to trust; a bundle bringing another CA fails
+  --node-id ID    the node the leaf must name (CN or a SAN); unchecked if unset
+  --layout NAME   a preset's rules: flocker-node, flocker-control, mesos, glow,
+                  clusterio, clusterio-host, reign, custom (default)
+
+Examples:
+  certkeeper verify --node-id 8eab4b8d-c0a2-4ce2-80aa-0709277a9a7a \
+      8eab4b8d-c0a2-4ce2-80aa-0709277a9a7a.crt 8eab4b8d-c0a2-4ce2-80aa-0709277a9a7a.key cluster.crt
+  certkeeper verify --layout reign --node-id 1 signing.crt node.1.crt node.1.key
+  certkeeper verify --ca /etc/flocker/cluster.crt new-node.crt new-node.key
+`}
+
+func init() { verifyCmd.run = runVerify }
+
+func runVerify(_ context.Context, e *env, args []string) int {
+	c := verifyCmd
+	fs := flags(e, c)
+	caFile := fs.String("ca", "", "cluster CA certificate to trust")
+	nodeID := fs.String("node-id", "", "node id the leaf must name")
+	layout := fs.String("layout", "custom", "layout preset whose rules apply")
+	files, code, ok := parse(e, fs, args)
+	if !ok {
+		return code
+	}
+	if len(files) == 0 {
+		return usageError(e, c, "no files given")
+	}
+	l, err := rotate.Rules(*layout, *nodeID)
+	if err != nil {
+		return usageError(e, c, "%v", err)
+	}
+	inputs, err := agent.ReadInputs(files)
+	if err != nil {
+		return failure(e, c, err)
+	}
+	var live *rotate.Bundle
+	if *caFile != "" {
+		in, err := agent.ReadInputs([]string{*caFile})
+		if err != nil {
+			return failure(e, c, err)
+		}
+		parsed, err := pki.Parse(in[0].Data)
+		if err != nil {
+			return failure(e, c, fmt.Errorf("%s: %w", *caFile, err))
+		}
+		if len(parsed.Certificates) == 0 {
+			return failure(e, c, fmt.Errorf("%s: no certificate", *caFile))
+		}
+		live = &rotate.Bundle{CAs: parsed.Certificates}
+	}
+	cand := rotate.Classify(inputs)
+	b, err := rotate.Validate(cand, rotate.Policy{Layout: l, NodeID: *nodeID, Now: time.Now()}, live)
+	if err != nil {
+		fmt.Fprintf(e.stdout, "INVALID: %v\n", err)
+		return exitFailure
+	}
+	who := "any node (no --node-id given)"
+	if *nodeID != "" {
+		who = fmt.Sprintf("node %q", *nodeID)
+	}
+	fmt.Fprintf(e.stdout, "OK: %d file(s) form a valid bundle for %s under the %s layout's rules\n", len(files), who, l.Preset)
+	w := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+	if cand.Leaf != nil {
+		i := pki.Describe(b.Leaf)
+		fmt.Fprintf(w, "  leaf\t%s\t%s; %s; expires %s (in %s)\n", cand.Leaf.File, i.Subject, orDash(i.SANs()), i.NotAfter.Format(time.DateTime+" MST"), rotate.Age(time.Until(i.NotAfter)))
+		for _, x := range cand.Intermediates {
+			fmt.Fprintf(w, "  intermediate\t%s\t%s\n", x.File, pki.Name(x.Cert.Subject.String()))
+		}
+	}
+	if cand.Key != nil {
+		desc, _ := pki.KeyStrength(cand.Key.Key.Signer.Public())
+		fmt.Fprintf(w, "  key\t%s\t%s (%s), matches the leaf\n", cand.Key.File, desc, cand.Key.Key.Format.Label())
+	}
+	for _, ca := range b.CAs {
+		src := "--ca " + *caFile
+		for _, x := range cand.CAs {
+			if x.Cert.Equal(ca) {
+				src = x.File
+			}
+		}
+		fmt.Fprintf(w, "  cluster CA\t%s\t%s (sha256 %s)\n", src, pki.Name(ca.Subject.String()), pki.Fingerprint(ca))
+	}
+	var names []string
+	for _, f := range rotate.Plan(b, l) {
+		names = append(names, f.Name)
+	}
+	if l.Preset != "custom" {
+		fmt.Fprintf(w, "  installs as\t\t%s\n", strings.Join(names, ", "))
+	}
+	w.Flush()
+	return exitOK
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "no SANs"
+	}
+	return s
+}
+
+// loadConfig loads --config, reporting errors the same way everywhere.
+func loadConfig(e *env, c *command, path string) (*agent.Config, int, bool) {
+	if path == "" {
+		return nil, usageError(e, c, "--config FILE is required"), false
+	}
+	cfg, err := agent.LoadConfig(path)
+	if err != nil {
+		return nil, failure(e, c, err), false
+	}
+	return cfg, 0, true
+}
+
+var installCmd = &command{name: "install", summary: "classify, validate and install files into a bundle, then reload; once",
+	usage: `Usage: certkeeper install --config FILE [--bundle NAME] FILE...
+
+Takes a bundle's files under any names (8eab….crt, control-host.key,
+cluster.crt), validates them for this node, and installs them under the
+layout's canonical names and modes in one atomic swap. The bundle's reload
+actions run only when the live content changed. A bundle that fails
+validation changes nothing.
+
+Exit 0 when installed (or already identical), 1 when refused or when a
+reload failed, 2 on usage errors.
+
+Examples:
+  certkeeper install --config /etc/certkeeper/certkeeper.toml \
+      8eab4b8d-c0a2-4ce2-80aa-0709277a9a7a.crt 8eab4b8d-c0a2-4ce2-80aa-0709277a9a7a.key cluster.crt
+  certkeeper install --config /etc/certkeeper/certkeeper.toml --bundle mesos localhost.pem localhost-key.pem ca.pem
+`}
+
+func init() { installCmd.run = runInstall }
+
+func runInstall(ctx context.Context, e *env, args []string) int {
+	c := installCmd
+	fs := flags(e, c)
+	cfgPath := fs.String("config", "", "agent config file")
+	bundle := fs.String("bundle", "", "bundle name (needed when the config has several)")
+	verbose := fs.Bool("verbose", false, "log each step")
+	files, code, ok := parse(e, fs, args)
+	if !ok {
+		return code
+	}
+	if len(files) == 0 {
+		return usageError(e, c, "no files given")
+	}
+	cfg, code, ok := loadConfig(e, c, *cfgPath)
+	if !ok {
+		return code
+	}
+	b, err := cfg.BundleNamed(*bundle)
+	if err != nil {
+		return usageError(e, c, "%v", err)
+	}
+	inputs, err := agent.ReadInputs(files)
+	if err != nil {
+		return failure(e, c, err)
+	}
+	out, err := agent.Install(ctx, b, inputs, "install: "+strings.Join(names(inputs), " "), cliLogger(e, *verbose))
+	if err != nil {
+		return failure(e, c, err)
+	}
+	res := out.Result
+	if !res.Changed {
+		fmt.Fprintf(e.stdout, "%s: unchanged: %s already holds these files (generation %s); no reload\n", b.Name, b.Resolved.Dir, res.Generation.Name)
+		return exitOK
+	}
+	var fileNames []string
+	for _, f := range rotate.Plan(res.Bundle, b.Resolved) {
+		fileNames = append(fileNames, f.Name)
+	}
+	fmt.Fprintf(e.stdout, "%s: installed generation %s in %s: %s\n", b.Name, res.Generation.Name, b.Resolved.Dir, strings.Join(fileNames, ", "))
+	return printReloads(e, c, b.Name, out.Reloads)
+}
+
+func printReloads(e *env, c *command, bundle string, reloads []platformResult) int {
+	failed := false
+	for _, r := range reloads {
+		switch {
+		case r.Skipped != "":
+			fmt.Fprintf(e.stdout, "%s: reload %s: skipped, %s\n", bundle, r.Action, r.Skipped)
+		case r.Err != nil:
+			failed = true
+			fmt.Fprintf(e.stderr, "certkeeper %s: %s: reload %s failed: %v\n", c.name, bundle, r.Action, r.Err)
+			if r.Output != "" {
+				fmt.Fprintf(e.stderr, "%s\n", indent(r.Output))
+			}
+		default:
+			fmt.Fprintf(e.stdout, "%s: reload %s: ok (%s)\n", bundle, r.Action, r.Duration.Round(time.Millisecond))
+		}
+	}
+	if failed {
+		fmt.Fprintf(e.stderr, "certkeeper %s: %s: the new files are installed, but a daemon may still serve the old ones; fix the reload and run it by hand, or `certkeeper rollback`\n", c.name, bundle)
+		return exitFailure
+	}
+	return exitOK
+}
+
+func indent(s string) string { return "    " + strings.ReplaceAll(s, "\n", "\n    ") }
+
+func names(in []rotate.Input) []string {
+	n := make([]string, len(in))
+	for i, x := range in {
+		n[i] = x.Name
+	}
+	return n
+}
+
+var rollbackCmd = &command{name: "rollback", summary: "make a bundle's previous generation live again, then reload",
+	usage: `Usage: certkeeper rollback --config FILE --bundle NAME [--force]
+
+Swaps the bundle back to the newest kept generation older than the live one
+(certkeeper keeps two by default, see keep in the config) and runs the
+bundle's reload actions. The previous generation must still validate (not
+expired, key matching); --force rolls back anyway.
+
+Example:
+  certkeeper rollback --config /etc/certkeeper/certkeeper.toml --bundle flocker
+`}
+
+func init() { rollbackCmd.run = runRollback }
+
+func runRollback(ctx context.Context, e *env, args []string) int {
+	c := rollbackCmd
+	fs := flags(e, c)
+	cfgPath := fs.String("config", "", "agent config file")
+	bundle := fs.String("bundle", "", "bundle to roll back")
+	force := fs.Bool("force", false, "roll back even if the previous generation no longer validates")
+	rest, code, ok := parse(e, fs, args)
+	if !ok {
+		return code
+	}
+	if len(rest) > 0 {
+		return usageError(e, c, "unexpected arguments: %s", strings.Join(rest, " "))
+	}
+	if *bundle == "" {
+		return usageError(e, c, "--bundle NAME is required")
+	}
+	cfg, code, ok := loadConfig(e, c, *cfgPath)
+	if !ok {
+		return code
+	}
+	b, err := cfg.BundleNamed(*bundle)
+	if err != nil {
+		return usageError(e, c, "%v", err)
+	}
+	from, to, reloads, err := agent.Rollback(ctx, b, *force, cliLogger(e, false))
+	if err != nil {
+		return failure(e, c, err)
+	}
+	fmt.Fprintf(e.stdout, "%s: rolled back from %s to %s (installed %s)\n", b.Name, from.Name, to.Name, to.Installed.Format(time.DateTime+" MST"))
+	return printReloads(e, c, b.Name, reloads)
+}
+
+var statusCmd = &command{name: "status", summary: "show each bundle: files, names, issuer, expiry, permissions, key match, next renewal",
+	usage: `Usage: certkeeper status --config FILE [--json]
+
+For each bundle: the live generation, its files with modes, owners and
+whether they are intact, the certificate's subject, SANs, issuer, serial,
+validity and time left, whether the key matches, the chain, and the next
+renewal time. Read-only.
+
+Examples:
+  certkeeper status --config /etc/certkeeper/certkeeper.toml
+  certkeeper status --config /etc/certkeeper/certkeeper.toml --json | jq '.[].leaf.not_after'
+`}
+
+func init() { statusCmd.run = runStatus }
+
+func statuses(cfg *agent.Config) []rotate.Status {
+	var out []rotate.Status
+	for i := range cfg.Bundles {
+		out = append(out, rotate.NewManager(cfg.Bundles[i].Spec()).Status())
+	}
+	return out
+}
+
+func runStatus(_ context.Context, e *env, args []string) int {
+	c := statusCmd
+	fs := flags(e, c)
+	cfgPath := fs.String("config", "", "agent config file")
+	asJSON := fs.Bool("json", false, "print JSON")
+	rest, code, ok := parse(e, fs, args)
+	if !ok {
+		return code
+	}
+	if len(rest) > 0 {
+		return usageError(e, c, "unexpected arguments: %s", strings.Join(rest, " "))
+	}
+	cfg, code, ok := loadConfig(e, c, *cfgPath)
+	if !ok {
+		return code
+	}
+	sts := statuses(cfg)
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(sts); err != nil {
+			return failure(e, c, err)
+		}
+		return exitOK
+	}
+	for i, st := range sts {
+		if i > 0 {
+			fmt.Fprintln(e.stdout)
+		}
+		printStatus(e.stdout, st)
+	}
+	return exitOK
+}
+
+func printStatus(w io.Writer, st rotate.Status) {
+	fmt.Fprintf(w, "bundle %s (%s) in %s: %s: %s\n", st.Name, st.Layout, st.Dir, st.Health, st.HealthText)
+	t := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	if st.Generation != "" {
+		fmt.Fprintf(t, "  generation\t%s, installed %s", st.Generation, st.Installed.Format(time.DateTime+" MST"))
+		if st.Source != "" {
+			fmt.Fprintf(t, " (%s)", st.Source)
+		}
+		fmt.Fprintln(t)
+		if len(st.Previous) > 0 {
+			fmt.Fprintf(t, "  kept\t%s\n", strings.Join(st.Previous, ", "))
+		}
+	}
+	if l := st.Leaf; l != nil {
+		fmt.Fprintf(t, "  subject\t%s\n", l.Subject)
+		fmt.Fprintf(t, "  SANs\t%s\n", orDash(l.SANs()))
+		fmt.Fprintf(t, "  issuer\t%s\n", l.Issuer)
+		fmt.Fprintf(t, "  serial\t%s\n", l.Serial)
+		fmt.Fprintf(t, "  validity\t%s to %s (%s)\n", l.NotBefore.Format(time.DateTime), l.NotAfter.Format(time.DateTime+" MST"), leftText(st.TimeLeft))
+		match := "matches the certificate"
+		if !st.KeyMatch {
+			match = "DOES NOT MATCH the certificate"
+		}
+		fmt.Fprintf(t, "  key\t%s, %s\n", l.Key, match)
+		fmt.Fprintf(t, "  chain\t%s\n", st.Chain)
+		if !st.RenewAt.IsZero() {
+			fmt.Fprintf(t, "  next renewal\t%s\n", st.RenewAt.UTC().Format(time.DateTime+" MST"))
+		}
+	}
+	for _, ca := range st.CA {
+		fmt.Fprintf(t, "  cluster CA\t%s, expires %s\n", ca.Subject, ca.NotAfter.Format(time.DateOnly))
+	}
+	t.Flush()
+	if len(st.Files) > 0 {
+		fmt.Fprintln(w, "  files")
+		t = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		for _, f := range st.Files {
+			state := "ok"
+			if !f.OK {
+				state = f.Problem
+			}
+			fmt.Fprintf(t, "    %s\t%s\t%s\t%s\t%s\n", f.Name, f.Role, orQ(f.Mode), orQ(f.Owner), state)
+		}
+		t.Flush()
+	}
+	for _, p := range st.Problems {
+		if p != st.HealthText {
+			fmt.Fprintf(w, "  problem: %s\n", p)
+		}
+	}
+}
+
+func leftText(s string) string {
+	if strings.HasPrefix(s, "expired") {
+		return s
+	}
+	return s + " left"
+}
+
+func orQ(s string) string {
+	if s == "" {
+		return "?"
+	}
+	return s
+}
+
+var checkCmd = &command{name: "check", summary: "one line for monitoring; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN",
+	usage: `Usage: certkeeper check --config FILE
+
+Prints one line, for Nagios, Icinga or a cron job, and exits with its state:
+  0 OK        every bundle is installed, intact and outside its renewal window
+  1 WARNING   a bundle is in its renewal window
+  2 CRITICAL  a bundle is expired, about to expire without renewal (10% of
+              its lifetime or 24h, whichever is less), missing, damaged, or
+              its files drifted
+  3 UNKNOWN   the config can not be read
+
+Example:
+  certkeeper check --config /etc/certkeeper/certkeeper.toml || alert
+`}
+
+func init() { checkCmd.run = runCheck }
+
+func runCheck(_ context.Context, e *env, args []string) int {
+	c := checkCmd
+	fs := flags(e, c)
+	cfgPath := fs.String("config", "", "agent config file")
+	rest, code, ok := parse(e, fs, args)
+	if !ok {
+		if code == exitUsage {
+			return int(rotate.Unknown)
+		}
+		return code
+	}
+	if len(rest) > 0 || *cfgPath == "" {
+		fmt.Fprintln(e.stdout, "UNKNOWN: usage: certkeeper check --config FILE")
+		return int(rotate.Unknown)
+	}
+	cfg, err := agent.LoadConfig(*cfgPath)
+	if err != nil {
+		fmt.Fprintf(e.stdout, "UNKNOWN: %s\n", oneLine(err))
+		return int(rotate.Unknown)
+	}
+	line, h := checkLine(statuses(cfg))
+	fmt.Fprintln(e.stdout, line)
+	return int(h)
+}
+
+// checkLine summarises bundles in one line, the worst first.
+func checkLine(sts []rotate.Status) (string, rotate.Health) {
+	worst := rotate.OK
+	for _, st := range sts {
+		if st.Health > worst {
+			worst = st.Health
+		}
+	}
+	var parts []string
+	for h := rotate.Unknown; h >= rotate.OK; h-- {
+		for _, st := range sts {
+			if st.Health == h {
+				parts = append(parts, fmt.Sprintf("%s %s", st.Name, oneLine(errors.New(st.HealthText))))
+			}
+		}
+	}
+	return fmt.Sprintf("%s: %s", worst, strings.Join(parts, "; ")), worst
+}
+
+func oneLine(err error) string { return strings.Join(strings.Fields(err.Error()), " ") }
