@@ -82,3 +82,13 @@ func ReignRecipe(t testing.TB, dir, id string) {
 	OpenSSL(t, dir, "x509", "-req", "-days", "3650", "-in", "node."+id+".req", "-CA", "signing.crt", "-CAkey", "signing.key",
 		"-out", "node."+id+".crt", "-CAcreateserial")
 }
+
+// Shell runs a /bin/sh script and returns its standard output.
+func Shell(t testing.TB, script string) string {
+	t.Helper()
+	out, err := exec.Command("/bin/sh", "-c", script).Output()
+	if err != nil {
+		t.Fatalf("sh -c %q: %v", script, err)
+	}
+	return string(out)
+}
