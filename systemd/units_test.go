@@ -1,0 +1,102 @@
+package systemd_test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/certkeeper/certkeeper/systemd"
+)
+
+// MaxExposure is the highest `systemd-analyze security` figure a shipped
+// service may have (0 is locked down, 10 is unprotected).
+const MaxExposure = 3.0
+
+var exposureRe = regexp.MustCompile(`Overall exposure level for \S+: (\d+\.\d+)`)
+
+// exposure finds the overall figure in systemd-analyze security's output.
+func exposure(out string) (float64, error) {
+	m := exposureRe.FindStringSubmatch(out)
+	if m == nil {
+		return 0, fmt.Errorf("no \"Overall exposure level\" in:\n%s", out)
+	}
+	return strconv.ParseFloat(m[1], 64)
+}
+
+func TestExposureParses(t *testing.T) {
+	got, err := exposure("✓ UMask= ...\n\n→ Overall exposure level for certkeeper.service: 2.2 OK 🙂\n")
+	if err != nil || got != 2.2 {
+		t.Errorf("got %v, %v", got, err)
+	}
+	if _, err := exposure("Failed to parse"); err == nil {
+		t.Error("parsed a figure from nothing")
+	}
+}
+
+func analyze(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Skip("systemd-analyze is not installed (apt-get install systemd)")
+	}
+	return p
+}
+
+// units writes the shipped units into a directory, their ExecStart
+// pointing at an executable that exists here (verify checks it does).
+func units(t *testing.T) (dir string, names []string) {
+	t.Helper()
+	dir = t.TempDir()
+	for name, text := range map[string]string{
+		"certkeeper.service":          systemd.Agent,
+		"certkeeper-ca-renew.service": systemd.CARenewService,
+		"certkeeper-ca-renew.timer":   systemd.CARenewTimer,
+	} {
+		text = strings.ReplaceAll(text, "=/usr/bin/certkeeper ", "=/bin/true ")
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, filepath.Join(dir, name))
+	}
+	return dir, names
+}
+
+func TestUnitsVerify(t *testing.T) {
+	a := analyze(t)
+	_, names := units(t)
+	out, err := exec.Command(a, append([]string{"verify"}, names...)...).CombinedOutput()
+	if err != nil || len(out) > 0 {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+}
+
+func TestUnitsExposure(t *testing.T) {
+	a := analyze(t)
+	dir, _ := units(t)
+	for _, name := range []string{"certkeeper.service", "certkeeper-ca-renew.service"} {
+		out, err := exec.Command(a, "security", "--offline=yes", filepath.Join(dir, name)).CombinedOutput()
+		if err != nil {
+			t.Fatalf("systemd-analyze security %s: %v\n%s", name, err, out)
+		}
+		e, err := exposure(string(out))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s: exposure %.1f", name, e)
+		if e > MaxExposure {
+			t.Errorf("%s: exposure %.1f, more than %.1f:\n%s", name, e, MaxExposure, out)
+		}
+	}
+}
+
+// The unit's ExecStart is what a rendered unit replaces.
+func TestAgentExecStart(t *testing.T) {
+	if !strings.Contains(systemd.Agent, "\nExecStart="+systemd.AgentExecStart+"\n") {
+		t.Errorf("certkeeper.service does not run %q", systemd.AgentExecStart)
+	}
+}
