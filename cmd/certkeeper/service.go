@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/certkeeper/certkeeper/agent"
+	"github.com/certkeeper/certkeeper/platform"
+)
+
+var serviceCmd = &command{name: "service", summary: "install, remove, start, stop or query the agent as a system service",
+	usage: `Usage: certkeeper service install|uninstall|start|stop|restart|status [--config FILE]
+
+Registers the node agent with the host's service manager, which then runs
+` + "`certkeeper agent --config FILE`" + ` at boot and restarts it when it fails:
+
+  systemd    the hardened certkeeper.service (Type=notify, watchdog,
+             ProtectSystem=strict) written to /etc/systemd/system, with
+             ReadWritePaths added for this config's directories
+  Windows    the service "certkeeper", automatic (delayed) start, restarted
+             after a failure; it runs ` + "`certkeeper agent --config FILE --service`" + `
+  macOS      the launchd daemon /Library/LaunchDaemons/certkeeper.plist
+
+Where the certkeeper package installed certkeeper.service, enable it with
+` + "`systemctl enable --now certkeeper`" + ` instead of ` + "`service install`" + `.
+Anywhere else (SysV init, OpenRC, a container) install fails: run
+` + "`certkeeper agent --config FILE`" + ` from your own init system.
+
+install checks that the config loads, and does not start the service;
+install --dry-run prints what it would register (under systemd, the unit)
+and changes nothing.
+status exits 0 when the agent runs, 3 when it is stopped or not installed.
+
+  --config FILE   the agent's config (default ` + platform.DefaultConfigPath() + `)
+  --dry-run       with install: print, change nothing
+
+Examples:
+  certkeeper service install --config /etc/certkeeper/certkeeper.toml
+  certkeeper service install --dry-run --config /etc/certkeeper/certkeeper.toml
+  certkeeper service start
+  certkeeper service status
+  certkeeper service install --config C:\ProgramData\certkeeper\certkeeper.toml
+`}
+
+func init() {
+	serviceCmd.run = runService
+	register(serviceCmd)
+}
+
+// exitNotRunning is LSB's "program is not running" for status.
+const exitNotRunning = 3
+
+func runService(_ context.Context, e *env, args []string) int {
+	c := serviceCmd
+	fs := flags(e, c)
+	config := fs.String("config", platform.DefaultConfigPath(), "the agent's config file")
+	dryRun := fs.Bool("dry-run", false, "install: print what would be registered (the systemd unit), change nothing")
+	pos, code, ok := parse(e, fs, args)
+	if !ok {
+		return code
+	}
+	if len(pos) != 1 {
+		return usageError(e, c, "give one action: install, uninstall, start, stop, restart or status")
+	}
+	action := pos[0]
+	switch action {
+	case "install", "uninstall", "start", "stop", "restart", "status":
+	default:
+		return usageError(e, c, "unknown action %q; one of install, uninstall, start, stop, restart, status", action)
+	}
+	path, err := filepath.Abs(*config)
+	if err != nil {
+		return failure(e, c, err)
+	}
+	spec := platform.ServiceSpec{Name: platform.ServiceName, Config: path}
+	if action == "install" {
+		// The service would only fail at start; say so now.
+		cfg, err := agent.LoadConfig(path)
+		if err != nil {
+			return failure(e, c, err)
+		}
+		spec.Writable = cfg.WritableDirs()
+		if spec.Executable, err = os.Executable(); err == nil {
+			spec.Executable, err = filepath.EvalSymlinks(spec.Executable)
+		}
+		if err != nil {
+			return failure(e, c, fmt.Errorf("find this program's path: %w", err))
+		}
+	}
+	if *dryRun {
+		if action != "install" {
+			return usageError(e, c, "--dry-run goes with install")
+		}
+		preview, err := spec.Preview(runtime.GOOS)
+		if err != nil {
+			return failure(e, c, err)
+		}
+		fmt.Fprint(e.stdout, preview)
+		return exitOK
+	}
+	svc, err := platform.OpenService(spec)
+	if err != nil {
+		return failure(e, c, err)
+	}
+	switch action {
+	case "install":
+		err = svc.Install()
+	case "uninstall":
+		err = svc.Uninstall()
+	case "start":
+		err = svc.Start()
+	case "stop":
+		err = svc.Stop()
+	case "restart":
+		err = svc.Restart()
+	case "status":
+		st, err := svc.Status()
+		if err != nil {
+			return failure(e, c, err)
+		}
+		fmt.Fprintf(e.stdout, "%s: %s (%s)\n", spec.Name, st, svc.System())
+		if st != platform.ServiceRunning {
+			return exitNotRunning
+		}
+		return exitOK
+	}
+	if err != nil {
+		return failure(e, c, err)
+	}
+	switch action {
+	case "install":
+		fmt.Fprintf(e.stdout, "installed %s into %s: it runs %s %s at boot; start it now with `certkeeper service start`\n",
+			spec.Name, svc.System(), spec.Executable, strings.Join(platform.AgentArgs(runtime.GOOS, path), " "))
+	default:
+		fmt.Fprintf(e.stdout, "%s: %s done (%s)\n", spec.Name, action, svc.System())
+	}
+	return exitOK
+}
