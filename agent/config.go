@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -92,7 +93,7 @@ type Bundle struct {
 }
 
 // Reload is one action run after the bundle changed. Exactly one of
-// Systemd, Signal (with Pidfile) and Command is set.
+// Systemd, WindowsService, Signal (with Pidfile) and Command is set.
 type Reload struct {
 	Systemd       string   `toml:"systemd"`
 	Signal        string   `toml:"signal"`
@@ -101,6 +102,9 @@ type Reload struct {
 	Shell         bool     `toml:"shell"`
 	OnlyIfRunning bool     `toml:"only_if_running"`
 	Timeout       Duration `toml:"timeout"`
+
+	// WindowsService is a Windows service to restart (Windows has no reload).
+	WindowsService string `toml:"windows_service"`
 }
 
 // Defaults.
@@ -349,7 +353,7 @@ func (c *Config) resolve() error {
 		return &ConfigError{Path: c.Path, Key: key, Line: keyLine(c.data, k), Msg: fmt.Sprintf(format, args...)}
 	}
 	if c.StateDir == "" {
-		c.StateDir = DefaultStateDir
+		c.StateDir = platform.NativeDir(DefaultStateDir)
 	}
 	if !filepath.IsAbs(c.StateDir) {
 		return bad("state_dir", toml.Key{"state_dir"}, "%q must be an absolute path", c.StateDir)
@@ -488,16 +492,16 @@ func (b *Bundle) Spec() rotate.Spec {
 
 func (r *Reload) check() error {
 	n := 0
-	for _, set := range []bool{r.Systemd != "", r.Signal != "" || r.Pidfile != "", len(r.Command) > 0} {
+	for _, set := range []bool{r.Systemd != "", r.WindowsService != "", r.Signal != "" || r.Pidfile != "", len(r.Command) > 0} {
 		if set {
 			n++
 		}
 	}
 	switch {
 	case n == 0:
-		return errors.New("empty: set one of systemd, signal with pidfile, or command")
+		return errors.New("empty: set one of systemd, windows_service, signal with pidfile, or command")
 	case n > 1:
-		return errors.New("set only one of systemd, signal (with pidfile), or command per [[bundle.reload]]")
+		return errors.New("set only one of systemd, windows_service, signal (with pidfile), or command per [[bundle.reload]]")
 	case r.Signal != "" && r.Pidfile == "":
 		return errors.New("signal needs a pidfile to find the process")
 	case r.Pidfile != "" && r.Signal == "":
@@ -512,12 +516,16 @@ func (r *Reload) check() error {
 		return errors.New("command has an empty program name")
 	case r.Systemd != "" && strings.ContainsAny(r.Systemd, " /\t\n"):
 		return fmt.Errorf("%q is not a systemd unit name", r.Systemd)
+	case strings.ContainsAny(r.WindowsService, "/\\\t\n"):
+		return fmt.Errorf("%q is not a Windows service name", r.WindowsService)
+	case r.WindowsService != "" && runtime.GOOS != "windows":
+		return fmt.Errorf("windows_service restarts a Windows service; this is %s: use systemd, signal or command", runtime.GOOS)
 	}
 	if r.Shell && len(r.Command) == 0 {
 		return errors.New("shell = true goes with command")
 	}
-	if r.OnlyIfRunning && r.Systemd == "" && r.Pidfile == "" {
-		return errors.New("only_if_running needs a systemd unit or a pidfile to tell whether the service runs")
+	if r.OnlyIfRunning && r.Systemd == "" && r.WindowsService == "" && r.Pidfile == "" {
+		return errors.New("only_if_running needs a systemd unit, a Windows service or a pidfile to tell whether the service runs")
 	}
 	if r.Timeout.Duration < 0 {
 		return errors.New("timeout is negative")

@@ -138,6 +138,6 @@ func (r Reload) Action() platform.ReloadAction {
 	if t == 0 {
 		t = DefaultReloadTimeout
 	}
-	return platform.ReloadAction{Systemd: r.Systemd, Signal: r.Signal, Pidfile: r.Pidfile, Command: r.Command,
+	return platform.ReloadAction{Systemd: r.Systemd, WindowsService: r.WindowsService, Signal: r.Signal, Pidfile: r.Pidfile, Command: r.Command,
 		Shell: r.Shell, OnlyIfRunning: r.OnlyIfRunning, Timeout: t}
 }

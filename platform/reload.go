@@ -13,7 +13,7 @@ import (
 )
 
 // ReloadAction makes a daemon pick up new certificates. Exactly one of
-// Systemd, Signal+Pidfile and Command is set.
+// Systemd, WindowsService, Signal+Pidfile and Command is set.
 type ReloadAction struct {
 	Systemd string
 	Signal  string
@@ -24,12 +24,17 @@ type ReloadAction struct {
 	// OnlyIfRunning keeps a stopped service stopped.
 	OnlyIfRunning bool
 	Timeout       time.Duration
+
+	// WindowsService is restarted: Windows services have no reload.
+	WindowsService string
 }
 
 func (a ReloadAction) String() string {
 	switch {
 	case a.Systemd != "":
 		return "systemd " + a.Systemd
+	case a.WindowsService != "":
+		return "windows service " + a.WindowsService
 	case a.Signal != "":
 		return fmt.Sprintf("signal %s to %s", a.Signal, a.Pidfile)
 	case a.Shell:
@@ -68,6 +73,8 @@ func RunReload(ctx context.Context, a ReloadAction) ReloadResult {
 			verb = "try-reload-or-restart"
 		}
 		r.Output, r.ExitCode, r.Err = run(ctx, []string{"systemctl", verb, a.Systemd})
+	case a.WindowsService != "":
+		r.Skipped, r.Err = restartWindowsService(ctx, a.WindowsService, a.OnlyIfRunning)
 	case a.Signal != "":
 		r.Skipped, r.Err = signalPidfile(a.Pidfile, a.Signal, a.OnlyIfRunning)
 	default:

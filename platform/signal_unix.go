@@ -3,6 +3,7 @@
 package platform
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -46,4 +47,8 @@ func signalPidfile(pidfile, name string, onlyIfRunning bool) (skipped string, er
 		return "", fmt.Errorf("signal %s to process %d from %s: %w", name, pid, pidfile, err)
 	}
 	return "", nil
+}
+
+func restartWindowsService(context.Context, string, bool) (string, error) {
+	return "", errors.New("windows_service restarts a Windows service, and this is not Windows; use systemd, signal or command")
 }

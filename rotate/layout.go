@@ -7,6 +7,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/certkeeper/certkeeper/platform"
 )
 
 // Layout says where a bundle lives on a node and what its files are called,
@@ -95,6 +97,8 @@ func ResolveLayout(preset, nodeID string, o Overrides) (Layout, error) {
 		return Layout{}, fmt.Errorf("unknown layout %q; known layouts: %s", preset, strings.Join(Presets(), ", "))
 	}
 	l.Preset = preset
+	// A preset's /etc/flocker is C:\ProgramData\certkeeper\flocker on Windows.
+	l.Dir = platform.NativeDir(l.Dir)
 	set := func(dst *string, src *string) {
 		if src != nil {
 			*dst = *src

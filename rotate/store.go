@@ -120,6 +120,11 @@ func (s *Store) open(create bool) (*os.Root, error) {
 		if err := s.chown(s.Dir, fi, os.Chown); err != nil {
 			return nil, err
 		}
+		// Windows has no modes: an access list stands for the mode, and
+		// everything created inside inherits it (a no-op on Unix).
+		if err := platform.SecureDir(s.Dir, s.DirMode); err != nil {
+			return nil, err
+		}
 	}
 	return os.OpenRoot(s.Dir)
 }
@@ -379,6 +384,9 @@ func (s *Store) writeFile(root *os.Root, name string, data []byte, mode fs.FileM
 		return fmt.Errorf("%s: %w", filepath.Join(s.Dir, name), err)
 	}
 	err = f.Chmod(mode) // the umask may have narrowed it; never widened
+	if err == nil {
+		err = platform.SecureFile(filepath.Join(s.Dir, name), mode)
+	}
 	if err == nil && (s.Owner.UID >= 0 || s.Owner.GID >= 0) {
 		if cerr := f.Chown(s.Owner.UID, s.Owner.GID); cerr != nil {
 			err = fmt.Errorf("set owner %s:%s: %w (run as root, or remove owner/group from the bundle)", s.Owner.User, s.Owner.Group, cerr)
