@@ -332,13 +332,16 @@ func (s *Service) Install() error {
 	return nil
 }
 
-// Uninstall removes the registration; the service should be stopped first.
+// Uninstall stops the service and removes the registration.
 func (s *Service) Uninstall() error {
 	if s.system == "linux-systemd" {
 		if p := packagedUnit(PackagedUnitDirs, s.spec.Name); p != "" {
 			return fmt.Errorf("%s belongs to certkeeper's package; remove the package, or `systemctl disable --now %s`", p, s.spec.Name)
 		}
 	}
+	// A running service would keep running unregistered (systemd) or
+	// linger marked for deletion (Windows); a stopped one fails to stop.
+	_ = s.svc.Stop()
 	return s.wrap("uninstall", s.svc.Uninstall())
 }
 

@@ -2,6 +2,7 @@ package platform
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -47,7 +48,12 @@ func (p *agentProgram) Start(service.Service) error {
 		stopping := p.stopping
 		p.mu.Unlock()
 		close(p.done)
-		if err != nil && !stopping {
+		if !stopping {
+			// Returning unasked is a failure even without an error: the
+			// service would otherwise look "running" with nothing running.
+			if err == nil {
+				err = errors.New("the agent returned without a stop request")
+			}
 			fmt.Fprintf(os.Stderr, "certkeeper agent: %v\n", err)
 			p.exit(1)
 		}

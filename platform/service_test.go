@@ -236,6 +236,22 @@ func TestAgentProgramFailureExits(t *testing.T) {
 	}
 }
 
+// Returning without being asked to stop is a failure too.
+func TestAgentProgramReturningUnaskedExits(t *testing.T) {
+	exited := make(chan int, 1)
+	p := newAgentProgram(context.Background(), func(context.Context) error { return nil })
+	p.exit = func(code int) { exited <- code }
+	p.Start(nil)
+	select {
+	case code := <-exited:
+		if code != 1 {
+			t.Errorf("exit(%d), want 1", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("an agent that returned did not exit")
+	}
+}
+
 func TestRunAsServiceOutsideWindowsRunsTheAgent(t *testing.T) {
 	want := errors.New("done")
 	if err := RunAsService(context.Background(), ServiceName, func(context.Context) error { return want }); !errors.Is(err, want) {
