@@ -7,7 +7,8 @@
 # 1. linux/amd64, linux/arm64, windows/amd64 and darwin/arm64 build;
 # 2. systemd-analyze verify is clean on the units, and systemd-analyze
 #    security --offline=yes rates each service at most $MAX_EXPOSURE;
-# 3. the .deb and .rpm build (packaging/build.sh); lintian reports no error;
+# 3. the .deb and .rpm build (packaging/build.sh); the .rpm's list where
+#    rpm is installed; lintian reports no error on the .deb;
 # 4. as root with dpkg: dpkg -i, the file list with modes and owners,
 #    `certkeeper version` from PATH, systemd-analyze verify on the
 #    installed units, the unit enabled, the shipped config loading, a
@@ -63,10 +64,22 @@ else
 fi
 
 echo "== packages"
-DIST="$work/dist" ./packaging/build.sh | sed 's/^/   /'
+DIST="$work/dist" ./packaging/build.sh >"$work/build.log" 2>&1 || fail "packaging/build.sh failed: $(cat "$work/build.log")"
+sed 's/^/   /' "$work/build.log"
 deb=$(ls "$work"/dist/*.deb)
 ls "$work"/dist/*.rpm >/dev/null || fail "no .rpm built"
 version=$(dpkg-deb -f "$deb" Version 2>/dev/null || echo "")
+
+if command -v rpm >/dev/null 2>&1; then
+	rpm -qlvp "$work"/dist/*.rpm 2>/dev/null | awk '{print $1, $3":"$4, $NF}' >"$work/rpmlist"
+	for want in "-rwxr-xr-x root:root /usr/bin/certkeeper" "-rw-r--r-- root:root /usr/lib/systemd/system/certkeeper.service" \
+		"drwx------ root:root /etc/certkeeper" "-rw------- root:root /etc/certkeeper/certkeeper.toml" \
+		"drwx------ root:root /var/lib/certkeeper"; do
+		grep -qxF -- "$want" "$work/rpmlist" || fail ".rpm lacks $want"
+	done
+	[ "$(rpm -qpc "$work"/dist/*.rpm 2>/dev/null)" = /etc/certkeeper/certkeeper.toml ] || fail ".rpm: the config is not %config"
+	echo "   .rpm contents, modes and %config ok (not installed: this is Debian)"
+fi
 
 echo "== lintian"
 if ! command -v lintian >/dev/null 2>&1 && $root && command -v apt-get >/dev/null 2>&1; then
