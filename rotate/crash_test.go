@@ -59,6 +59,7 @@ func crashHelper(dir string) {
 		os.Exit(1)
 	}
 	fmt.Println("ready")
+	tamper := os.Getenv("CERTKEEPER_CRASH_TAMPER") != ""
 	for i := 0; ; i++ {
 		in := a
 		if i%2 == 1 {
@@ -67,6 +68,16 @@ func crashHelper(dir string) {
 		if _, err := m.Install(in, "crash helper"); err != nil {
 			fmt.Println("install:", err)
 			os.Exit(1)
+		}
+		if tamper {
+			// What an admin's cp through the links does, then the
+			// agent's repair from the sealed copies.
+			os.WriteFile(filepath.Join(dir, "node.crt"), []byte("garbage"), 0o644)
+			os.WriteFile(filepath.Join(dir, "node.key"), []byte("garbage"), 0o600)
+			if _, err := m.Store.Repair(); err != nil {
+				fmt.Println("repair:", err)
+				os.Exit(1)
+			}
 		}
 	}
 }
@@ -80,6 +91,21 @@ func TestCrashAtAnyInstantLeavesAMatchingPair(t *testing.T) {
 	if testing.Short() {
 		kills = 40
 	}
+	crashLoop(t, kills, false)
+}
+
+// The same with drift repair in the loop: files are edited through the
+// links and restored from the sealed copies while kills land. After
+// recovery and one repair the pair matches, and no key was ever loose.
+func TestCrashDuringRepairLeavesAMatchingPair(t *testing.T) {
+	kills := 100
+	if testing.Short() {
+		kills = 20
+	}
+	crashLoop(t, kills, true)
+}
+
+func crashLoop(t *testing.T, kills int, tamper bool) {
 	src, dir := t.TempDir(), filepath.Join(t.TempDir(), "flocker")
 	ca := testpki.NewCA(t, "cluster", testpki.Options{})
 	pairs := map[string]*testpki.Pair{}
@@ -102,6 +128,9 @@ func TestCrashAtAnyInstantLeavesAMatchingPair(t *testing.T) {
 	for i := range kills {
 		cmd := exec.Command(exe, "-test.run=^$")
 		cmd.Env = append(os.Environ(), "CERTKEEPER_CRASH_HELPER="+dir, "CERTKEEPER_CRASH_SRC="+src)
+		if tamper {
+			cmd.Env = append(cmd.Env, "CERTKEEPER_CRASH_TAMPER=1")
+		}
 		out, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -127,13 +156,21 @@ func TestCrashAtAnyInstantLeavesAMatchingPair(t *testing.T) {
 		if mid, _ := filepath.Glob(filepath.Join(dir, "..tmp-*")); len(mid) > 0 {
 			interrupted++
 		}
-		if cert, key, err := readPair(dir); err == nil {
+		if cert, key, err := readPair(dir); err == nil && !tamper {
 			if !pki.KeyMatches(cert, key.Signer) {
 				t.Fatalf("kill %d: before recovery, node.crt and node.key are from different generations", i)
 			}
 		}
 		if err := crashManager(dir).Store.Recover(); err != nil {
 			t.Fatalf("kill %d: recover: %v", i, err)
+		}
+		if tamper {
+			if _, err := crashManager(dir).Store.Repair(); err != nil {
+				t.Fatalf("kill %d: repair: %v", i, err)
+			}
+			if left, _ := filepath.Glob(filepath.Join(dir, "..gen-*", "..repair-*")); len(left) > 0 {
+				t.Fatalf("kill %d: recovery left %v", i, left)
+			}
 		}
 		cert, key, err := readPair(dir)
 		if err != nil {
