@@ -69,12 +69,16 @@ func newBundleLoop(d *daemon, b *Bundle, st *bundleState, src Source) *bundleLoo
 	m.Store.Now = d.now
 	l := &bundleLoop{d: d, b: b, m: m, src: src, st: st, log: d.log.With("bundle", b.Name)}
 	if src != nil {
-		l.fetch = FetchState{Started: d.now(), Jitter: d.rand()}
-		st.update(func(s *BundleState) {
-			if s.Source == nil {
-				s.Source = &FetchState{}
-			}
-		})
+		// A config reload restarts the loop; what it knew of the source
+		// (failures, backoff, last fetch) carries over.
+		if prev := st.snapshot().Source; prev != nil && !prev.Started.IsZero() {
+			l.fetch = *prev
+		} else {
+			l.fetch = FetchState{Started: d.now(), Jitter: d.rand()}
+		}
+		l.publishFetch()
+	} else {
+		st.update(func(s *BundleState) { s.Source = nil })
 	}
 	return l
 }
@@ -431,7 +435,7 @@ func (l *bundleLoop) reload(ctx context.Context, now time.Time) {
 	if len(l.b.Reload) == 0 {
 		return
 	}
-	results := RunReloads(ctx, l.b, l.log)
+	results := RunReloads(ctx, l.b, l.d.log) // RunReloads names the bundle itself
 	var failed []string
 	ran := 0
 	for _, r := range results {

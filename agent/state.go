@@ -149,9 +149,18 @@ func ReadState(c *Config) (*RuntimeState, error) {
 	if err != nil {
 		return nil, err
 	}
-	var st RuntimeState
-	if err := json.Unmarshal(b, &st); err != nil {
+	st, err := ParseState(b)
+	if err != nil {
 		return nil, fmt.Errorf("%s: %w", StatePath(c), err)
+	}
+	return st, nil
+}
+
+// ParseState decodes a state file's content.
+func ParseState(data []byte) (*RuntimeState, error) {
+	var st RuntimeState
+	if err := json.Unmarshal(data, &st); err != nil {
+		return nil, fmt.Errorf("damaged (the agent rewrites it on its next change): %w", err)
 	}
 	return &st, nil
 }
