@@ -175,9 +175,12 @@ func Run(ctx context.Context, configPath string, o Options) error {
 			d.stopLoops()
 			if newCfg.MetricsListen != cfg.MetricsListen {
 				stopMetrics()
+				var addr string
 				if stopMetrics, addr, err = d.startMetrics(ctx, newCfg); err != nil {
 					d.log.Error("metrics listener", "err", err)
 					stopMetrics = func() {}
+				} else if addr != "" {
+					d.log.Info("metrics listener moved", "metrics", addr)
 				}
 			}
 			cfg = newCfg

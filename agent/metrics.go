@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/certkeeper/certkeeper/platform"
 )
 
 // Metric names, per bundle (label bundle="NAME"). docs/agent.md lists them.
@@ -33,6 +35,7 @@ const (
 	mSourceNextTry   = "certkeeper_source_next_try_timestamp_seconds"
 	mSourceLastOK    = "certkeeper_source_last_success_timestamp_seconds"
 	mAgentStart      = "certkeeper_agent_start_timestamp_seconds"
+	mAgentCPU        = "certkeeper_agent_cpu_seconds_total"
 	metricsHTTPRoute = "/metrics"
 )
 
@@ -57,6 +60,11 @@ func WriteMetrics(w io.Writer, started time.Time, bundles []BundleState, now tim
 		s.NewCounter(name + `{bundle="` + bundle + `"}`).Set(v)
 	}
 	s.NewGauge(mAgentStart, nil).Set(unix(started))
+	if cpu, ok := platform.CPUTime(); ok {
+		// process_cpu_seconds_total counts 10 ms ticks; an idle agent
+		// uses less than that in minutes.
+		s.NewFloatCounter(mAgentCPU).Set(cpu.Seconds())
+	}
 	for _, b := range bundles {
 		n := b.Name
 		if !b.NotAfter.IsZero() {

@@ -95,7 +95,7 @@ func TestBackoff(t *testing.T) {
 		{2, 0, 10 * time.Second},
 		{3, 0.5, 30 * time.Second},
 		{9, 0, 21*time.Minute + 20*time.Second},
-		{10, 0, 30 * time.Minute},    // 85m20s capped at 1h, halved
+		{10, 0, 30 * time.Minute},                         // 85m20s capped at 1h, halved
 		{10, 0.999999, time.Hour - 1800*time.Microsecond}, // never above the cap
 		{1000, 0.5, 45 * time.Minute},
 		{3, -1, 20 * time.Second}, // jitter clamped

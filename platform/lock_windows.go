@@ -2,7 +2,10 @@
 
 package platform
 
-import "os"
+import (
+	"os"
+	"time"
+)
 
 // LockDir is a no-op on Windows: a directory can not be locked there
 // without keeping it from being renamed into, and only one certkeeper
@@ -21,3 +24,6 @@ func ProcessAlive(pid int) bool {
 	p.Release()
 	return true
 }
+
+// CPUTime is not measured on Windows.
+func CPUTime() (time.Duration, bool) { return 0, false }

@@ -144,7 +144,13 @@ func crashLoop(t *testing.T, kills int, tamper bool) {
 			cmd.Wait()
 			t.Fatalf("kill %d: helper said %q", i, line)
 		}
-		time.Sleep(time.Duration(rand.IntN(25000)) * time.Microsecond)
+		// An install takes a few milliseconds, an install with a tamper
+		// and a repair several more (many more under -race).
+		window := 25000
+		if tamper {
+			window = 200000
+		}
+		time.Sleep(time.Duration(rand.IntN(window)) * time.Microsecond)
 		if err := cmd.Process.Kill(); err != nil {
 			t.Fatal(err)
 		}

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"os"
-	"runtime/debug"
 	"strings"
 
 	"github.com/certkeeper/certkeeper/agent"
@@ -69,15 +67,6 @@ func runAgent(ctx context.Context, e *env, args []string) int {
 	case "", "debug", "info", "warn", "error":
 	default:
 		return usageError(e, c, "--log-level %q is not one of debug, info, warn, error", *level)
-	}
-	// The agent idles with a heap of a few hundred KiB; collecting a
-	// little earlier than Go's default keeps its resident memory small
-	// (bench/agent.sh). An operator's GOGC or GOMEMLIMIT wins.
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(50)
-	}
-	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(64 << 20)
 	}
 	opts := agent.Options{LogOutput: e.stderr}
 	if *format != "" || *level != "" {
