@@ -54,10 +54,6 @@ type bundleLoop struct {
 	lastRepairErr, lastInboxErr, lastWaiting, planErrFor string
 	dueWarned                                            time.Time
 	dueWarnedFor                                         string
-	// badLeaf is a certificate whose check failed: a source offering it
-	// again is refused, or it would install and roll back in a loop.
-	badLeaf string
-
 	// stepStart is when the current reconcile began (unix nanoseconds),
 	// 0 between steps: the watchdog's view of a stuck loop.
 	stepStart atomic.Int64
@@ -405,7 +401,7 @@ func (l *bundleLoop) installed(ctx context.Context, res rotate.Result, source st
 		return
 	}
 	l.log.Error("check failed after the install; rolling back", append(attrs, "err", cr.Err)...)
-	l.badLeaf = pki.Fingerprint(leaf)
+	l.st.update(func(*BundleState) { l.st.badLeaf = pki.Fingerprint(leaf) })
 	detail := fmt.Sprintf("after installing %s: %v", res.Generation.Name, cr.Err)
 	from, to, rerr := l.m.Rollback(false)
 	if rerr != nil {
@@ -535,7 +531,10 @@ func (l *bundleLoop) fetchNow(ctx, work context.Context, now time.Time) {
 	cancel()
 	l.fetch.LastAttempt, l.fetch.Jitter = now, l.d.rand()
 	if err == nil && len(inputs) > 0 {
-		if c := rotate.Classify(inputs); c.Leaf != nil && l.badLeaf != "" && pki.Fingerprint(c.Leaf.Cert) == l.badLeaf {
+		l.st.mu.Lock()
+		bad := l.st.badLeaf
+		l.st.mu.Unlock()
+		if c := rotate.Classify(inputs); c.Leaf != nil && bad != "" && pki.Fingerprint(c.Leaf.Cert) == bad {
 			err = errors.New("the source offers the certificate whose check failed and was rolled back; waiting for another")
 		}
 	}
