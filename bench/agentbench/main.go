@@ -44,7 +44,7 @@ func newCA() *ca {
 		NotAfter: time.Now().Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
 	if err != nil {
-		log.Fatal(err)
+		fatalf("%v", err)
 	}
 	c, _ := x509.ParseCertificate(der)
 	return &ca{cert: c, key: k, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
@@ -57,7 +57,7 @@ func (c *ca) issue(cn string) pair {
 		NotAfter: time.Now().Add(20 * time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.cert, &k.PublicKey, c.key)
 	if err != nil {
-		log.Fatal(err)
+		fatalf("%v", err)
 	}
 	kd, _ := x509.MarshalPKCS8PrivateKey(k)
 	return pair{pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kd})}
@@ -83,10 +83,10 @@ func newNode(root string, metrics bool) *node {
 			name, filepath.Join(root, "live", name), n.marks)
 	}
 	if err := os.MkdirAll(root, 0o700); err != nil {
-		log.Fatal(err)
+		fatalf("%v", err)
 	}
 	if err := os.WriteFile(n.config, []byte(b.String()), 0o600); err != nil {
-		log.Fatal(err)
+		fatalf("%v", err)
 	}
 	return n
 }
@@ -115,20 +115,45 @@ func start(bin string, n *node, env ...string) *agentProc {
 	logf, _ := os.Create(filepath.Join(n.root, "agent.log"))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
-		log.Fatal(err)
+		fatalf("%v", err)
 	}
+	a := &agentProc{cmd: cmd}
+	running = append(running, a)
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		if _, err := os.Stat(filepath.Join(n.root, "state", "agent-state.json")); err == nil {
-			return &agentProc{cmd: cmd}
+		ready := true
+		for _, b := range []string{"one", "two", "three"} {
+			if _, err := os.Stat(n.inbox(b)); err != nil {
+				ready = false
+			}
+		}
+		if ready {
+			return a
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	log.Fatal("agent did not start")
+	fatalf("agent did not start; see %s", filepath.Join(n.root, "agent.log"))
 	return nil
 }
 
+// running are the agents started, stopped by fatalf too: a failed
+// benchmark leaves no process behind.
+var running []*agentProc
+
+func fatalf(format string, args ...any) {
+	for _, a := range running {
+		if a.cmd.ProcessState == nil {
+			a.cmd.Process.Kill()
+			a.cmd.Wait()
+		}
+	}
+	log.Fatalf(format, args...)
+}
+
 func (a *agentProc) stop() {
+	if a.cmd.ProcessState != nil {
+		return
+	}
 	a.cmd.Process.Signal(syscall.SIGTERM)
 	a.cmd.Wait()
 }
@@ -152,11 +177,11 @@ func (a *agentProc) cpu(n *node) time.Duration {
 	logb, _ := os.ReadFile(filepath.Join(n.root, "agent.log"))
 	m := regexp.MustCompile(`metrics=(127\.0\.0\.1:\d+)`).FindSubmatch(logb)
 	if m == nil {
-		log.Fatalf("no metrics address in %s", filepath.Join(n.root, "agent.log"))
+		fatalf("no metrics address in %s", filepath.Join(n.root, "agent.log"))
 	}
 	resp, err := http.Get("http://" + string(m[1]) + "/metrics")
 	if err != nil {
-		log.Fatal(err)
+		fatalf("%v", err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
@@ -166,7 +191,7 @@ func (a *agentProc) cpu(n *node) time.Duration {
 			return time.Duration(f * 1e9)
 		}
 	}
-	log.Fatal("no certkeeper_agent_cpu_seconds_total in the metrics")
+	fatalf("no certkeeper_agent_cpu_seconds_total in the metrics")
 	return 0
 }
 
@@ -179,7 +204,7 @@ func (n *node) drop(bundle string, p pair) time.Time {
 		data []byte
 	}{{"8eab4b8d.crt", p.cert}, {"8eab4b8d.key", p.key}, {"cluster.crt", n.ca.pem}} {
 		if err := os.WriteFile(filepath.Join(dir, f.name), f.data, 0o600); err != nil {
-			log.Fatal(err)
+			fatalf("%v", err)
 		}
 	}
 	return time.Now()
@@ -217,7 +242,7 @@ func main() {
 		deadline := time.Now().Add(10 * time.Second)
 		for n.marksCount() == before {
 			if time.Now().After(deadline) {
-				log.Fatalf("drop %d: no reload within 10s; see %s", i, filepath.Join(n.root, "agent.log"))
+				fatalf("drop %d: no reload within 10s; see %s", i, filepath.Join(n.root, "agent.log"))
 			}
 			time.Sleep(2 * time.Millisecond)
 		}
@@ -252,7 +277,7 @@ func main() {
 		for v := range nodes {
 			for deadline := time.Now().Add(20 * time.Second); nodes[v].marksCount() < 3; time.Sleep(10 * time.Millisecond) {
 				if time.Now().After(deadline) {
-					log.Fatalf("idle %s: bundles not installed", v)
+					fatalf("idle %s: bundles not installed", v)
 				}
 			}
 		}
