@@ -61,11 +61,15 @@ type File struct {
 
 // Generation describes one generation directory.
 type Generation struct {
-	Name      string          `json:"name"`
-	Seq       int             `json:"seq"`
-	Installed time.Time       `json:"installed"`
-	Source    string          `json:"source,omitempty"`
-	Files     map[string]Meta `json:"files"`
+	Name      string    `json:"name"`
+	Seq       int       `json:"seq"`
+	Installed time.Time `json:"installed"`
+	Source    string    `json:"source,omitempty"`
+	// Replaced is the generation that was live when this one was
+	// installed: what a rollback returns to, even when a generation that
+	// was itself rolled back sits between them.
+	Replaced string          `json:"replaced,omitempty"`
+	Files    map[string]Meta `json:"files"`
 }
 
 // Meta is what a generation records of each file, so drift is detectable.
@@ -228,7 +232,11 @@ func (s *Store) Install(files []File, source string) (gen Generation, changed bo
 	if liveErr == nil && sameFiles(live, files) {
 		return live, false, s.linkAll(root, names(files), true)
 	}
-	gen, err = s.stage(root, files, source)
+	replaced := ""
+	if liveErr == nil {
+		replaced = live.Name
+	}
+	gen, err = s.stage(root, files, source, replaced)
 	if err != nil {
 		return gen, false, err
 	}
@@ -348,7 +356,7 @@ func (s *Store) adopt(root *os.Root, files []File) error {
 	if len(existing) == 0 {
 		return nil
 	}
-	gen, err := s.stage(root, existing, "adopted: files present before certkeeper's first install")
+	gen, err := s.stage(root, existing, "adopted: files present before certkeeper's first install", "")
 	if err != nil {
 		return err
 	}
@@ -363,7 +371,7 @@ func (s *Store) adopt(root *os.Root, files []File) error {
 // stage writes a complete generation under a temporary name and renames it
 // into place. Every file is created with its final mode and owner before
 // its first byte, so a key is never readable by others, not even briefly.
-func (s *Store) stage(root *os.Root, files []File, source string) (Generation, error) {
+func (s *Store) stage(root *os.Root, files []File, source, replaced string) (Generation, error) {
 	seq, err := s.nextSeq(root)
 	if err != nil {
 		return Generation{}, err
@@ -376,7 +384,7 @@ func (s *Store) stage(root *os.Root, files []File, source string) (Generation, e
 		_ = root.RemoveAll(tmp)
 		return Generation{}, err
 	}
-	gen := Generation{Name: fmt.Sprintf("%s%06d", genPrefix, seq), Seq: seq, Installed: s.now().UTC(), Source: source, Files: map[string]Meta{}}
+	gen := Generation{Name: fmt.Sprintf("%s%06d", genPrefix, seq), Seq: seq, Installed: s.now().UTC(), Source: source, Replaced: replaced, Files: map[string]Meta{}}
 	if err := root.Mkdir(tmp+"/"+sealedDir, 0o700); err != nil {
 		return fail(fmt.Errorf("%s: %w", s.Dir, err))
 	}
@@ -732,6 +740,11 @@ func (s *Store) Previous() (Generation, error) {
 	gens, err := s.generations(root)
 	if err != nil {
 		return Generation{}, err
+	}
+	for _, g := range gens {
+		if live.Replaced != "" && g.Name == live.Replaced && g.Files != nil {
+			return g, nil
+		}
 	}
 	for i := len(gens) - 1; i >= 0; i-- {
 		if gens[i].Seq < live.Seq && gens[i].Files != nil {

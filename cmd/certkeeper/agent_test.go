@@ -345,6 +345,9 @@ check = ["/bin/sh", "-c", "if [ -e %s ]; then echo the new certificate breaks th
 	}
 	want2 := fmt.Sprintf("%x", second.Cert.SerialNumber)
 	waitFor(t, "the daemon to serve the new serial", func() bool { return serial() == want2 })
+	// The check runs after the reload; let it pass before arming the
+	// failure.
+	waitFor(t, "the check to pass", func() bool { return strings.Contains(a.log(), "check passed") })
 
 	// A check that fails: the bundle rolls back, the daemon reloads and
 	// serves the second serial again.
@@ -366,7 +369,7 @@ check = ["/bin/sh", "-c", "if [ -e %s ]; then echo the new certificate breaks th
 		t.Fatalf("check after a rollback: %+v", r)
 	}
 	r = certkeeper(t, "status", "--config", n.config)
-	for _, want := range []string{"last check", "last rollback", "rollbacks 1"} {
+	for _, want := range []string{"last check", "last rollback", "rollbacks 1", "check failures 1", "..gen-000003 -> ..gen-000002"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("status lacks %q:\n%s", want, r.stdout)
 		}
