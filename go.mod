@@ -4,6 +4,13 @@ go 1.26.0
 
 require (
 	github.com/BurntSushi/toml v1.6.0
+	github.com/VictoriaMetrics/metrics v1.44.0
+	github.com/fsnotify/fsnotify v1.10.1
 	github.com/kardianos/service v1.3.0
 	golang.org/x/sys v0.49.0
+)
+
+require (
+	github.com/valyala/fastrand v1.1.0 // indirect
+	github.com/valyala/histogram v1.2.0 // indirect
 )

@@ -31,21 +31,21 @@ type Config struct {
 	StateDir string `toml:"state_dir"`
 	// LogFormat is "text", "json", or "" to choose by whether stderr is a
 	// terminal.
-	LogFormat       string   `toml:"log_format"`
-	LogLevel        string   `toml:"log_level"`
-	MetricsListen   string   `toml:"metrics_listen"`
-	MetricsTextfile string   `toml:"metrics_textfile"`
-	RescanInterval  Duration `toml:"rescan_interval"`
-	Source          *Source  `toml:"source"`
-	Bundles         []Bundle `toml:"bundle"`
+	LogFormat       string        `toml:"log_format"`
+	LogLevel        string        `toml:"log_level"`
+	MetricsListen   string        `toml:"metrics_listen"`
+	MetricsTextfile string        `toml:"metrics_textfile"`
+	RescanInterval  Duration      `toml:"rescan_interval"`
+	Source          *SourceConfig `toml:"source"`
+	Bundles         []Bundle      `toml:"bundle"`
 
 	// Path is the file the config was read from.
 	Path string `toml:"-"`
 	data []byte
 }
 
-// Source is the admin host a node pulls from.
-type Source struct {
+// SourceConfig is the [source] section: the admin host a node pulls from.
+type SourceConfig struct {
 	Address      string   `toml:"address"`
 	User         string   `toml:"user"`
 	IdentityFile string   `toml:"identity_file"`
@@ -85,7 +85,12 @@ type Bundle struct {
 	Reload       []Reload `toml:"reload"`
 	Check        []string `toml:"check"`
 	CheckTimeout Duration `toml:"check_timeout"`
-	Debounce     Duration `toml:"debounce"`
+	// Debounce is the inbox's settle time: how long no file may change
+	// before the agent takes the set.
+	Debounce Duration `toml:"debounce"`
+	// InboxTimeout is how long a set that may still be incomplete (a
+	// missing key, a truncated file) waits, quiet, before it is rejected.
+	InboxTimeout Duration `toml:"inbox_timeout"`
 
 	// Resolved from the above by Load.
 	Resolved rotate.Layout  `toml:"-"`
@@ -112,6 +117,18 @@ const (
 	DefaultStateDir       = "/var/lib/certkeeper"
 	DefaultRescanInterval = time.Minute
 	DefaultReloadTimeout  = 30 * time.Second
+	DefaultCheckTimeout   = 30 * time.Second
+	// DefaultDebounce is the inbox settle time. scp and SFTP write a
+	// bundle's files back to back, milliseconds apart; 150 ms covers that
+	// with room and keeps drop-to-reload under 300 ms. A file still being
+	// written when it runs out is caught anyway: it does not parse, and the
+	// set waits (see InboxTimeout).
+	DefaultDebounce = 150 * time.Millisecond
+	// DefaultInboxTimeout is how long an incomplete set may sit quiet.
+	DefaultInboxTimeout = 2 * time.Minute
+	// DefaultPullInterval is how often a bundle with a source looks for a
+	// newer bundle outside its renewal window.
+	DefaultPullInterval = time.Hour
 )
 
 // Duration is a TOML string such as "720h" or "30d". A bare number is an
@@ -365,9 +382,9 @@ func (c *Config) resolve() error {
 		return bad("rescan_interval", toml.Key{"rescan_interval"}, "%s is too short; at least 1s", c.RescanInterval)
 	}
 	switch c.LogFormat {
-	case "", "text", "json":
+	case "", "human", "text", "json":
 	default:
-		return bad("log_format", toml.Key{"log_format"}, "%q is not one of text, json", c.LogFormat)
+		return bad("log_format", toml.Key{"log_format"}, "%q is not one of human, text, json", c.LogFormat)
 	}
 	switch c.LogLevel {
 	case "", "debug", "info", "warn", "error":
@@ -383,6 +400,12 @@ func (c *Config) resolve() error {
 		}
 		if c.Source.KnownHosts == "" {
 			return bad("source.known_hosts", toml.Key{"source"}, "missing: host keys are always verified; pin the admin host's key with `certkeeper trust HOST --known-hosts FILE`")
+		}
+		if c.Source.PullInterval.Duration == 0 {
+			c.Source.PullInterval.Duration = DefaultPullInterval
+		}
+		if c.Source.PullInterval.Duration < time.Minute {
+			return bad("source.pull_interval", toml.Key{"source", "pull_interval"}, "%s is too short; at least 1m (the admin host serves every node)", c.Source.PullInterval)
 		}
 	}
 	if len(c.Bundles) == 0 {
@@ -474,6 +497,25 @@ func (c *Config) resolve() error {
 		}
 		if b.Check != nil && len(b.Check) == 0 {
 			return bad(key("check"), toml.Key{"bundle", "check"}, "an empty command; remove the key or give an argument array")
+		}
+		for _, d := range []struct {
+			field    string
+			v        *Duration
+			def, min time.Duration
+		}{
+			{"debounce", &b.Debounce, DefaultDebounce, 10 * time.Millisecond},
+			{"inbox_timeout", &b.InboxTimeout, DefaultInboxTimeout, time.Second},
+			{"check_timeout", &b.CheckTimeout, DefaultCheckTimeout, time.Second},
+		} {
+			if d.v.Duration == 0 {
+				d.v.Duration = d.def
+			}
+			if d.v.Duration < d.min {
+				return bad(key(d.field), toml.Key{"bundle", d.field}, "%s is too short; at least %s", d.v.Duration, d.min)
+			}
+		}
+		if b.InboxTimeout.Duration < b.Debounce.Duration {
+			return bad(key("inbox_timeout"), toml.Key{"bundle", "inbox_timeout"}, "%s is shorter than debounce %s", b.InboxTimeout, b.Debounce)
 		}
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/certkeeper/certkeeper/agent"
+	"github.com/certkeeper/certkeeper/rotate"
 )
 
 // FuzzParseConfig: a config, however broken, yields a config or an error
@@ -27,6 +28,37 @@ func FuzzParseConfig(f *testing.F) {
 		for _, b := range c.Bundles {
 			if b.Resolved.Dir == "" || b.Inbox == "" {
 				t.Fatalf("bundle %q resolved without a directory or inbox", b.Name)
+			}
+		}
+	})
+}
+
+// FuzzInboxSet: whatever lands in an inbox, judging whether the set is
+// incomplete never panics, and an empty file always counts as incomplete.
+func FuzzInboxSet(f *testing.F) {
+	f.Add([]byte("-----BEGIN CERTIFICATE-----\nMIIB\n"), []byte("-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n"), "node.crt")
+	f.Add([]byte{}, []byte("x"), ".part")
+	f.Add([]byte("-----END "), []byte("-----BEGIN -----BEGIN "), "a~")
+	f.Fuzz(func(t *testing.T, a, b []byte, name string) {
+		l, _ := rotate.ResolveLayout("flocker-node", "node-1", rotate.Overrides{})
+		in := []rotate.Input{{Name: name, Data: a}, {Name: "b", Data: b}}
+		why := agent.Incomplete(in, rotate.Classify(in), nil, l)
+		if (len(a) == 0 || len(b) == 0) && why == "" {
+			t.Fatal("an empty file judged complete")
+		}
+		_ = agent.Uploading(name)
+	})
+}
+
+// FuzzStateFile: a damaged agent-state.json gives an error, never a panic.
+func FuzzStateFile(f *testing.F) {
+	f.Add([]byte(`{"pid":1,"bundles":[{"name":"b","counters":{"installs":1}}]}`))
+	f.Add([]byte(`{"bundles":[{"source":{"failures":-1}}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		st, err := agent.ParseState(data)
+		if err == nil {
+			for _, b := range st.Bundles {
+				b.Health()
 			}
 		}
 	})

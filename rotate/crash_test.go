@@ -59,14 +59,26 @@ func crashHelper(dir string) {
 		os.Exit(1)
 	}
 	fmt.Println("ready")
+	tamper := os.Getenv("CERTKEEPER_CRASH_TAMPER") != ""
 	for i := 0; ; i++ {
-		in := a
+		// The test leaves A live: start with B so the first install swaps.
+		in := b
 		if i%2 == 1 {
-			in = b
+			in = a
 		}
 		if _, err := m.Install(in, "crash helper"); err != nil {
 			fmt.Println("install:", err)
 			os.Exit(1)
+		}
+		if tamper {
+			// What an admin's cp through the links does, then the
+			// agent's repair from the sealed copies.
+			os.WriteFile(filepath.Join(dir, "node.crt"), []byte("garbage"), 0o644)
+			os.WriteFile(filepath.Join(dir, "node.key"), []byte("garbage"), 0o600)
+			if _, err := m.Store.Repair(); err != nil {
+				fmt.Println("repair:", err)
+				os.Exit(1)
+			}
 		}
 	}
 }
@@ -80,6 +92,21 @@ func TestCrashAtAnyInstantLeavesAMatchingPair(t *testing.T) {
 	if testing.Short() {
 		kills = 40
 	}
+	crashLoop(t, kills, false)
+}
+
+// The same with drift repair in the loop: files are edited through the
+// links and restored from the sealed copies while kills land. After
+// recovery and one repair the pair matches, and no key was ever loose.
+func TestCrashDuringRepairLeavesAMatchingPair(t *testing.T) {
+	kills := 100
+	if testing.Short() {
+		kills = 20
+	}
+	crashLoop(t, kills, true)
+}
+
+func crashLoop(t *testing.T, kills int, tamper bool) {
 	src, dir := t.TempDir(), filepath.Join(t.TempDir(), "flocker")
 	ca := testpki.NewCA(t, "cluster", testpki.Options{})
 	pairs := map[string]*testpki.Pair{}
@@ -93,6 +120,24 @@ func TestCrashAtAnyInstantLeavesAMatchingPair(t *testing.T) {
 	if _, err := crashManager(dir).Install(crashInputs(src, "a"), "first"); err != nil {
 		t.Fatal(err)
 	}
+	// What an install costs here: -race and a busy machine make it many
+	// times slower, and the kills must spread over a few installs whatever
+	// the speed. Installs of B then A leave A live again.
+	// The fastest of four, so one slow moment on a shared machine does
+	// not stretch every kill.
+	perInstall := time.Hour
+	for _, w := range []string{"b", "a", "b", "a"} {
+		start := time.Now()
+		if _, err := crashManager(dir).Install(crashInputs(src, w), "calibrate"); err != nil {
+			t.Fatal(err)
+		}
+		perInstall = min(perInstall, time.Since(start))
+	}
+	window := 4 * perInstall
+	if tamper {
+		window = 12 * perInstall
+	}
+	t.Logf("an install takes %s here; kills land within %s of the helper's start", perInstall, window)
 
 	exe, err := os.Executable()
 	if err != nil {
@@ -102,6 +147,9 @@ func TestCrashAtAnyInstantLeavesAMatchingPair(t *testing.T) {
 	for i := range kills {
 		cmd := exec.Command(exe, "-test.run=^$")
 		cmd.Env = append(os.Environ(), "CERTKEEPER_CRASH_HELPER="+dir, "CERTKEEPER_CRASH_SRC="+src)
+		if tamper {
+			cmd.Env = append(cmd.Env, "CERTKEEPER_CRASH_TAMPER=1")
+		}
 		out, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -115,7 +163,7 @@ func TestCrashAtAnyInstantLeavesAMatchingPair(t *testing.T) {
 			cmd.Wait()
 			t.Fatalf("kill %d: helper said %q", i, line)
 		}
-		time.Sleep(time.Duration(rand.IntN(25000)) * time.Microsecond)
+		time.Sleep(time.Duration(rand.Int64N(int64(window))))
 		if err := cmd.Process.Kill(); err != nil {
 			t.Fatal(err)
 		}
@@ -127,13 +175,21 @@ func TestCrashAtAnyInstantLeavesAMatchingPair(t *testing.T) {
 		if mid, _ := filepath.Glob(filepath.Join(dir, "..tmp-*")); len(mid) > 0 {
 			interrupted++
 		}
-		if cert, key, err := readPair(dir); err == nil {
+		if cert, key, err := readPair(dir); err == nil && !tamper {
 			if !pki.KeyMatches(cert, key.Signer) {
 				t.Fatalf("kill %d: before recovery, node.crt and node.key are from different generations", i)
 			}
 		}
 		if err := crashManager(dir).Store.Recover(); err != nil {
 			t.Fatalf("kill %d: recover: %v", i, err)
+		}
+		if tamper {
+			if _, err := crashManager(dir).Store.Repair(); err != nil {
+				t.Fatalf("kill %d: repair: %v", i, err)
+			}
+			if left, _ := filepath.Glob(filepath.Join(dir, "..gen-*", "..repair-*")); len(left) > 0 {
+				t.Fatalf("kill %d: recovery left %v", i, left)
+			}
 		}
 		cert, key, err := readPair(dir)
 		if err != nil {

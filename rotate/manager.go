@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -293,53 +292,38 @@ func (m *Manager) fileStatus(gen Generation) []FileStatus {
 	add(l.KeyFile, "key")
 	add(l.CAFile, "ca")
 	add(l.EnvFile, "env")
+	// The same judgement the agent repairs by: mode, owner (the configured
+	// one, else the one each file was created with), content, links.
+	problems := map[string]string{}
+	if o, err := m.Store.Inspect(); err == nil {
+		for _, d := range FindDrift(o) {
+			if _, seen := problems[d.Name]; !seen {
+				problems[d.Name] = d.Detail
+			}
+		}
+	}
 	var out []FileStatus
 	for _, name := range []string{l.CAFile, l.CertFile, l.KeyFile, l.EnvFile} {
 		if name == "" || (len(out) > 0 && out[len(out)-1].Name == name) {
 			continue
 		}
-		fs := FileStatus{Name: name, Role: roles[name], Path: filepath.Join(l.Dir, name), OK: true}
-		want, inGen := gen.Files[name]
-		fs.Problem = m.inspectFile(&fs, want, inGen)
-		fs.OK = fs.Problem == ""
-		out = append(out, fs)
+		fst := FileStatus{Name: name, Role: roles[name], Path: filepath.Join(l.Dir, name)}
+		if _, inGen := gen.Files[name]; !inGen {
+			fst.Problem = "not in the live generation (layout changed? install again)"
+		} else if fi, err := os.Stat(fst.Path); err == nil {
+			fst.Mode = fmt.Sprintf("%04o", fi.Mode().Perm())
+			if uid, gid, ok := platform.FileOwner(fi); ok {
+				fst.Owner = platform.UserName(uid) + ":" + platform.GroupName(gid)
+			}
+		}
+		if fst.Problem == "" {
+			fst.Problem = problems[name]
+		}
+		fst.OK = fst.Problem == ""
+		out = append(out, fst)
+	}
+	if d, ok := problems[dataLink]; ok {
+		out = append(out, FileStatus{Name: dataLink, Role: "link", Path: filepath.Join(l.Dir, dataLink), Problem: d})
 	}
 	return out
-}
-
-// inspectFile compares what a name shows to what the live generation holds.
-func (m *Manager) inspectFile(fst *FileStatus, want Meta, inGen bool) string {
-	if !inGen {
-		return "not in the live generation (layout changed? install again)"
-	}
-	li, err := os.Lstat(fst.Path)
-	if err != nil {
-		return "missing"
-	}
-	if li.Mode()&fs.ModeSymlink == 0 {
-		return "replaced by a regular file; it is not the live generation's"
-	}
-	fi, err := os.Stat(fst.Path)
-	if err != nil {
-		return err.Error()
-	}
-	fst.Mode = fmt.Sprintf("%04o", fi.Mode().Perm())
-	if uid, gid, ok := platform.FileOwner(fi); ok {
-		fst.Owner = platform.UserName(uid) + ":" + platform.GroupName(gid)
-		o := m.Spec.Owner
-		if (o.UID >= 0 && uid != o.UID) || (o.GID >= 0 && gid != o.GID) {
-			return fmt.Sprintf("owner is %s, want %s:%s", fst.Owner, o.User, o.Group)
-		}
-	}
-	if platform.SupportsOwnership && fi.Mode().Perm() != want.Mode {
-		return fmt.Sprintf("mode is %04o, want %04o", fi.Mode().Perm(), want.Mode)
-	}
-	data, err := os.ReadFile(fst.Path)
-	if err != nil {
-		return err.Error()
-	}
-	if hashOf(data) != want.SHA256 {
-		return "content differs from the live generation (edited in place?)"
-	}
-	return ""
 }

@@ -41,6 +41,15 @@ const (
 	linkTmp   = "..link-"
 	displaced = "..displaced"
 	metaFile  = "..meta.json"
+	// sealedDir, inside each generation, holds a pristine copy of every
+	// file (0600, in a 0700 directory). No visible name links into it, so
+	// `cp`, `chmod` or an editor working through node.crt modify the
+	// generation's file but never its sealed copy: drift repair restores
+	// content from here, verified against ..meta.json.
+	sealedDir = "..sealed"
+	// repairTmp prefixes a file being written to restore a generation
+	// file; it is renamed over the damaged one.
+	repairTmp = "..repair-"
 )
 
 // File is one file of a generation.
@@ -52,17 +61,26 @@ type File struct {
 
 // Generation describes one generation directory.
 type Generation struct {
-	Name      string          `json:"name"`
-	Seq       int             `json:"seq"`
-	Installed time.Time       `json:"installed"`
-	Source    string          `json:"source,omitempty"`
-	Files     map[string]Meta `json:"files"`
+	Name      string    `json:"name"`
+	Seq       int       `json:"seq"`
+	Installed time.Time `json:"installed"`
+	Source    string    `json:"source,omitempty"`
+	// Replaced is the generation that was live when this one was
+	// installed: what a rollback returns to, even when a generation that
+	// was itself rolled back sits between them.
+	Replaced string          `json:"replaced,omitempty"`
+	Files    map[string]Meta `json:"files"`
 }
 
 // Meta is what a generation records of each file, so drift is detectable.
+// UID and GID are the owner the file was created with; generations from
+// before they were recorded lack them, and drift checks then compare with
+// the generation directory's owner.
 type Meta struct {
 	SHA256 string      `json:"sha256"`
 	Mode   fs.FileMode `json:"mode"`
+	UID    *int        `json:"uid,omitempty"`
+	GID    *int        `json:"gid,omitempty"`
 }
 
 // Store manages the generations of one live directory.
@@ -129,6 +147,21 @@ func (s *Store) open(create bool) (*os.Root, error) {
 	return os.OpenRoot(s.Dir)
 }
 
+// openLocked is open plus the directory's lock, so that the agent's
+// repairs and an admin's install never interleave; unlock also closes root.
+func (s *Store) openLocked(create bool) (*os.Root, func(), error) {
+	root, err := s.open(create)
+	if err != nil {
+		return nil, nil, err
+	}
+	unlock, err := platform.LockDir(s.Dir)
+	if err != nil {
+		root.Close()
+		return nil, nil, err
+	}
+	return root, func() { unlock(); root.Close() }, nil
+}
+
 // checkDir refuses a directory someone else could have planted files in.
 func (s *Store) checkDir(fi fs.FileInfo) error {
 	if fi.Mode()&fs.ModeSymlink != 0 {
@@ -180,11 +213,11 @@ func (s *Store) Install(files []File, source string) (gen Generation, changed bo
 			return gen, false, err
 		}
 	}
-	root, err := s.open(true)
+	root, unlock, err := s.openLocked(true)
 	if err != nil {
 		return gen, false, err
 	}
-	defer root.Close()
+	defer unlock()
 	if err := s.recover(root); err != nil {
 		return gen, false, err
 	}
@@ -204,7 +237,11 @@ func (s *Store) Install(files []File, source string) (gen Generation, changed bo
 	if liveErr == nil && sameFiles(live, files) {
 		return live, false, s.linkAll(root, names(files), true)
 	}
-	gen, err = s.stage(root, files, source)
+	replaced := ""
+	if liveErr == nil {
+		replaced = live.Name
+	}
+	gen, err = s.stage(root, files, source, replaced)
 	if err != nil {
 		return gen, false, err
 	}
@@ -324,7 +361,7 @@ func (s *Store) adopt(root *os.Root, files []File) error {
 	if len(existing) == 0 {
 		return nil
 	}
-	gen, err := s.stage(root, existing, "adopted: files present before certkeeper's first install")
+	gen, err := s.stage(root, existing, "adopted: files present before certkeeper's first install", "")
 	if err != nil {
 		return err
 	}
@@ -339,7 +376,7 @@ func (s *Store) adopt(root *os.Root, files []File) error {
 // stage writes a complete generation under a temporary name and renames it
 // into place. Every file is created with its final mode and owner before
 // its first byte, so a key is never readable by others, not even briefly.
-func (s *Store) stage(root *os.Root, files []File, source string) (Generation, error) {
+func (s *Store) stage(root *os.Root, files []File, source, replaced string) (Generation, error) {
 	seq, err := s.nextSeq(root)
 	if err != nil {
 		return Generation{}, err
@@ -352,12 +389,27 @@ func (s *Store) stage(root *os.Root, files []File, source string) (Generation, e
 		_ = root.RemoveAll(tmp)
 		return Generation{}, err
 	}
-	gen := Generation{Name: fmt.Sprintf("%s%06d", genPrefix, seq), Seq: seq, Installed: s.now().UTC(), Source: source, Files: map[string]Meta{}}
+	gen := Generation{Name: fmt.Sprintf("%s%06d", genPrefix, seq), Seq: seq, Installed: s.now().UTC(), Source: source, Replaced: replaced, Files: map[string]Meta{}}
+	if err := root.Mkdir(tmp+"/"+sealedDir, 0o700); err != nil {
+		return fail(fmt.Errorf("%s: %w", s.Dir, err))
+	}
 	for _, f := range files {
 		if err := s.writeFile(root, tmp+"/"+f.Name, f.Data, f.Mode); err != nil {
 			return fail(err)
 		}
-		gen.Files[f.Name] = Meta{SHA256: hashOf(f.Data), Mode: f.Mode}
+		if err := s.writeFile(root, tmp+"/"+sealedDir+"/"+f.Name, f.Data, 0o600); err != nil {
+			return fail(err)
+		}
+		m := Meta{SHA256: hashOf(f.Data), Mode: f.Mode}
+		if fi, err := root.Lstat(tmp + "/" + f.Name); err == nil {
+			if uid, gid, ok := platform.FileOwner(fi); ok {
+				m.UID, m.GID = &uid, &gid
+			}
+		}
+		gen.Files[f.Name] = m
+	}
+	if err := syncDir(root, tmp+"/"+sealedDir); err != nil {
+		return fail(err)
 	}
 	meta, _ := json.MarshalIndent(gen, "", "  ")
 	if err := s.writeFile(root, tmp+"/"+metaFile, meta, 0o600); err != nil {
@@ -574,15 +626,8 @@ func (s *Store) Live() (Generation, map[string][]byte, error) {
 	if err != nil {
 		return g, nil, err
 	}
-	files := map[string][]byte{}
-	for name := range g.Files {
-		b, err := root.ReadFile(g.Name + "/" + name)
-		if err != nil {
-			return g, nil, fmt.Errorf("live generation %s: %w", g.Name, err)
-		}
-		files[name] = b
-	}
-	return g, files, nil
+	files, err := s.readGeneration(root, g)
+	return g, files, err
 }
 
 // Generations lists the kept generations, oldest first.
@@ -600,14 +645,14 @@ func (s *Store) Generations() ([]Generation, error) {
 // them), and every name of the live generation is linked again. The swap
 // itself is a single rename, so there is no half-swapped state to repair.
 func (s *Store) Recover() error {
-	root, err := s.open(false)
+	root, unlock, err := s.openLocked(false)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	defer root.Close()
+	defer unlock()
 	return s.recover(root)
 }
 
@@ -628,6 +673,11 @@ func (s *Store) recover(root *os.Root) error {
 				return fmt.Errorf("%s: remove leftover %s: %w", s.Dir, n, err)
 			}
 		}
+		if _, ok := genSeq(n); ok && e.IsDir() {
+			if err := s.removeRepairLeftovers(root, n); err != nil {
+				return err
+			}
+		}
 	}
 	live, err := s.live(root)
 	if errors.Is(err, ErrNoGeneration) {
@@ -646,11 +696,11 @@ func (s *Store) recover(root *os.Root) error {
 
 // Rollback makes the newest generation older than the live one live again.
 func (s *Store) Rollback() (from, to Generation, err error) {
-	root, err := s.open(false)
+	root, unlock, err := s.openLocked(false)
 	if err != nil {
 		return from, to, err
 	}
-	defer root.Close()
+	defer unlock()
 	if err := s.recover(root); err != nil {
 		return from, to, err
 	}
@@ -660,6 +710,22 @@ func (s *Store) Rollback() (from, to Generation, err error) {
 	}
 	to, err = s.Previous()
 	if err != nil {
+		return from, to, err
+	}
+	// A kept generation may have been edited while it was live: make its
+	// files what was installed before they become visible again.
+	o, err := s.observe(root, to)
+	if err != nil {
+		return from, to, err
+	}
+	o.DataTarget = to.Name
+	var fileDrift []Drift
+	for _, d := range FindDrift(o) {
+		if d.Kind == DriftContent || d.Kind == DriftMode || d.Kind == DriftOwner {
+			fileDrift = append(fileDrift, d)
+		}
+	}
+	if err := s.repair(root, o, fileDrift); err != nil {
 		return from, to, err
 	}
 	if err := s.linkAll(root, sortedNames(to.Files), true); err != nil {
@@ -683,6 +749,11 @@ func (s *Store) Previous() (Generation, error) {
 	if err != nil {
 		return Generation{}, err
 	}
+	for _, g := range gens {
+		if live.Replaced != "" && g.Name == live.Replaced && g.Files != nil {
+			return g, nil
+		}
+	}
 	for i := len(gens) - 1; i >= 0; i-- {
 		if gens[i].Seq < live.Seq && gens[i].Files != nil {
 			return gens[i], nil
@@ -698,15 +769,38 @@ func (s *Store) ReadGeneration(g Generation) (map[string][]byte, error) {
 		return nil, err
 	}
 	defer root.Close()
+	return s.readGeneration(root, g)
+}
+
+// readGeneration returns a generation's files as they were installed: from
+// the sealed copies, or from the files themselves while they still match
+// ..meta.json. Content edited through a visible link is never returned as
+// if it were the installed bundle.
+func (s *Store) readGeneration(root *os.Root, g Generation) (map[string][]byte, error) {
 	files := map[string][]byte{}
-	for name := range g.Files {
-		b, err := root.ReadFile(g.Name + "/" + name)
+	for name, m := range g.Files {
+		b, err := s.pristine(root, g.Name, name, m)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", filepath.Join(s.Dir, g.Name, name), err)
+			return nil, err
 		}
 		files[name] = b
 	}
 	return files, nil
+}
+
+func (s *Store) pristine(root *os.Root, gen, name string, m Meta) ([]byte, error) {
+	if b, err := root.ReadFile(gen + "/" + sealedDir + "/" + name); err == nil && hashOf(b) == m.SHA256 {
+		return b, nil
+	}
+	b, err := root.ReadFile(gen + "/" + name)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(s.Dir, gen, name), err)
+	}
+	if hashOf(b) != m.SHA256 {
+		return nil, fmt.Errorf("%s: content differs from what was installed, and no intact sealed copy is left; install the bundle again",
+			filepath.Join(s.Dir, gen, name))
+	}
+	return b, nil
 }
 
 func sortedNames(m map[string]Meta) []string {

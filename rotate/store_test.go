@@ -338,3 +338,24 @@ func TestStoreRecoverRemovesLeftovers(t *testing.T) {
 		t.Error("missing link not restored")
 	}
 }
+
+// After a rollback from B to A, installing C and rolling back returns to
+// A, what C replaced, not to B, which had been rolled back.
+func TestStoreRollbackReturnsToWhatWasReplaced(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "b")
+	s := store(t, dir)
+	for _, c := range []string{"A", "B"} {
+		if _, _, err := s.Install(files(c, "K"+c), "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, to, err := s.Rollback(); err != nil || readVisible(t, dir, "node.crt") != "A" {
+		t.Fatalf("first rollback to %s: %v", to.Name, err)
+	}
+	if _, _, err := s.Install(files("C", "KC"), "test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, to, err := s.Rollback(); err != nil || readVisible(t, dir, "node.crt") != "A" {
+		t.Fatalf("second rollback went to %s (%q): %v", to.Name, readVisible(t, dir, "node.crt"), err)
+	}
+}

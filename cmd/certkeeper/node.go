@@ -331,13 +331,9 @@ Examples:
 
 func init() { statusCmd.run = runStatus }
 
-func statuses(cfg *agent.Config) []rotate.Status {
-	var out []rotate.Status
-	for i := range cfg.Bundles {
-		out = append(out, rotate.NewManager(cfg.Bundles[i].Spec()).Status())
-	}
-	return out
-}
+// statuses is every bundle's files merged with the agent's runtime state
+// (agent.Reports), so status, status --json and check say the same.
+func statuses(cfg *agent.Config) []agent.Report { return agent.Reports(cfg) }
 
 func runStatus(_ context.Context, e *env, args []string) int {
 	c := statusCmd
@@ -373,7 +369,8 @@ func runStatus(_ context.Context, e *env, args []string) int {
 	return exitOK
 }
 
-func printStatus(w io.Writer, st rotate.Status) {
+func printStatus(w io.Writer, r agent.Report) {
+	st := r.Status
 	fmt.Fprintf(w, "bundle %s (%s) in %s: %s: %s\n", st.Name, st.Layout, st.Dir, st.Health, st.HealthText)
 	t := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	if st.Generation != "" {
@@ -423,6 +420,59 @@ func printStatus(w io.Writer, st rotate.Status) {
 			fmt.Fprintf(w, "  problem: %s\n", p)
 		}
 	}
+	if a := r.Agent; a != nil {
+		printAgent(w, a)
+	}
+}
+
+func printAgent(w io.Writer, a *agent.AgentView) {
+	t := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	switch {
+	case a.Running:
+		fmt.Fprintf(t, "  agent	running (pid %d) since %s\n", a.PID, a.Started.Format(time.DateTime+" MST"))
+	case !a.Stopped.IsZero():
+		fmt.Fprintf(t, "  agent	stopped at %s (state as it left it)\n", a.Stopped.Format(time.DateTime+" MST"))
+	default:
+		fmt.Fprintf(t, "  agent	NOT RUNNING: pid %d is gone without a clean stop\n", a.PID)
+	}
+	ev := func(label string, e *agent.Event) {
+		if e == nil {
+			return
+		}
+		fmt.Fprintf(t, "  %s\t%s at %s", label, e.Result, e.Time.Format(time.DateTime+" MST"))
+		if e.Detail != "" {
+			fmt.Fprintf(t, ": %s", e.Detail)
+		}
+		fmt.Fprintln(t)
+	}
+	ev("last install", a.LastInstall)
+	ev("last reload", a.LastReload)
+	ev("last check", a.LastCheck)
+	ev("last rollback", a.LastRollback)
+	ev("last repair", a.LastRepair)
+	ev("last error", a.LastError)
+	if a.RenewalDue {
+		fmt.Fprintf(t, "  renewal\tDUE since %s\n", a.RenewAt.Format(time.DateTime+" MST"))
+	}
+	if a.RenewalError != "" {
+		fmt.Fprintf(t, "  renewal\t%s\n", a.RenewalError)
+	}
+	if a.Waiting != "" {
+		fmt.Fprintf(t, "  inbox\twaiting: %s\n", a.Waiting)
+	}
+	if s := a.Source; s != nil {
+		fmt.Fprintf(t, "  source\tnext try %s", s.NextTry.Format(time.DateTime+" MST"))
+		if s.Failures > 0 {
+			fmt.Fprintf(t, "; %d failure(s), last: %s", s.Failures, s.LastError)
+		} else if s.LastResult != "" {
+			fmt.Fprintf(t, "; last: %s", s.LastResult)
+		}
+		fmt.Fprintln(t)
+	}
+	c := a.Counters
+	fmt.Fprintf(t, "  counters\tinstalls %d, reloads %d (failed %d), repairs %d, rejected %d, rollbacks %d, check failures %d, source errors %d\n",
+		c.Installs, c.Reloads, c.ReloadFailures, c.Repairs, c.Rejected, c.Rollbacks, c.CheckFailures, c.SourceErrors)
+	t.Flush()
 }
 
 func leftText(s string) string {
@@ -482,7 +532,7 @@ func runCheck(_ context.Context, e *env, args []string) int {
 }
 
 // checkLine summarises bundles in one line, the worst first.
-func checkLine(sts []rotate.Status) (string, rotate.Health) {
+func checkLine(sts []agent.Report) (string, rotate.Health) {
 	worst := rotate.OK
 	for _, st := range sts {
 		if st.Health > worst {

@@ -17,8 +17,9 @@ import (
 )
 
 // The agent started as systemd starts it (NOTIFY_SOCKET, WATCHDOG_USEC)
-// says READY=1 once its first reconcile is done (the bundle waiting in its
-// inbox is live by then), pings WATCHDOG=1 at half the watchdog timeout,
+// says READY=1 once its first reconcile is done (a drifted live bundle is
+// repaired by then; a bundle waiting in its inbox follows once it has
+// settled), pings WATCHDOG=1 at half the watchdog timeout,
 // says RELOADING=1 then READY=1 around a SIGHUP, and STOPPING=1 when
 // told to stop, then exits 0.
 func TestAgentNotifiesSystemd(t *testing.T) {
@@ -26,8 +27,14 @@ func TestAgentNotifiesSystemd(t *testing.T) {
 		t.Skipf("`certkeeper agent` does not exist on this branch yet; this test checks its sd_notify wiring once it does (%s)", strings.SplitN(r.stderr, "\n", 2)[0])
 	}
 	ca := testpki.NewCA(t, "cluster", testpki.Options{})
-	leaf := ca.Issue(t, "node-1", testpki.Options{})
+	first, leaf := ca.Issue(t, "node-1", testpki.Options{}), ca.Issue(t, "node-1", testpki.Options{})
 	n := newNode(t, "flocker-node", "node-1", "")
+	if r := n.install(n.files(map[string][]byte{"a.crt": first.CertPEM(), "a.key": first.KeyPEM(t), "ca.crt": ca.CertPEM()})...); r.code != 0 {
+		t.Fatal(r)
+	}
+	if err := os.Chmod(filepath.Join(n.live, "node.key"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	inbox := filepath.Join(n.root, "state", "inbox", "b")
 	if err := os.MkdirAll(inbox, 0o700); err != nil {
 		t.Fatal(err)
@@ -59,8 +66,19 @@ func TestAgentNotifiesSystemd(t *testing.T) {
 	})
 
 	sock.Expect(t, "READY=1", 60*time.Second)
-	if _, err := os.Stat(filepath.Join(n.live, "node.crt")); err != nil {
-		t.Errorf("READY=1 came before the first reconcile installed the inbox's bundle: %v", err)
+	if fi, err := os.Stat(filepath.Join(n.live, "node.key")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("READY=1 came before the first reconcile repaired the key's mode: %v %v", fi.Mode(), err)
+	}
+	installed := false
+	for range 100 {
+		if b, err := os.ReadFile(filepath.Join(n.live, "node.crt")); err == nil && bytes.Equal(b, leaf.CertPEM()) {
+			installed = true
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !installed {
+		t.Error("the inbox's bundle was not live within 5s of READY=1")
 	}
 	sock.Expect(t, "WATCHDOG=1", 10*time.Second)
 

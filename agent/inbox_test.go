@@ -1,0 +1,96 @@
+package agent_test
+
+import (
+	"crypto/x509"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper/agent"
+	"github.com/certkeeper/certkeeper/internal/testpki"
+	"github.com/certkeeper/certkeeper/pki"
+	"github.com/certkeeper/certkeeper/rotate"
+)
+
+func TestUploadingNames(t *testing.T) {
+	for name, want := range map[string]bool{
+		"8eab.crt": false, "node.key": false, "cluster.crt": false, "reason": false,
+		".8eab.crt.Xy12": true, "node.key.tmp": true, "node.key.part": true, "x.filepart": true, "x.partial": true,
+		".node.key.swp": true, "node.key~": true,
+	} {
+		if got := agent.Uploading(name); got != want {
+			t.Errorf("Uploading(%q) = %v", name, got)
+		}
+	}
+}
+
+func TestSettled(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	files := []agent.InboxFile{{Name: "a", ModTime: t0}, {Name: "b", ModTime: t0.Add(time.Second)}}
+	if got := agent.Settled(files, t0, 150*time.Millisecond); !got.Equal(t0.Add(time.Second + 150*time.Millisecond)) {
+		t.Errorf("newest modification: %s", got)
+	}
+	if got := agent.Settled(files, t0.Add(5*time.Second), 150*time.Millisecond); !got.Equal(t0.Add(5*time.Second + 150*time.Millisecond)) {
+		t.Errorf("last event: %s", got)
+	}
+	// scp -p keeps old modification times: the event still counts.
+	old := []agent.InboxFile{{Name: "a", ModTime: t0.Add(-24 * time.Hour)}}
+	if got := agent.Settled(old, t0, time.Second); !got.Equal(t0.Add(time.Second)) {
+		t.Errorf("old mtimes: %s", got)
+	}
+}
+
+// The partial-set rule: what may still be completed waits; what is
+// complete and wrong is rejected at once.
+func TestIncomplete(t *testing.T) {
+	ca := testpki.NewCA(t, "cluster", testpki.Options{})
+	leaf := ca.Issue(t, "node-1", testpki.Options{})
+	renewed := ca.Issue(t, "node-1", testpki.Options{Reuse: leaf.Key})
+	other := ca.Issue(t, "node-2", testpki.Options{})
+	l, _ := rotate.ResolveLayout("flocker-node", "node-1", rotate.Overrides{})
+	liveB := &rotate.Bundle{CAs: []*x509Cert{ca.Cert}, Leaf: leaf.Cert}
+	key := leaf.KeyPEM(t)
+	k, _ := parseKey(key)
+	liveB.Key = k
+	in := func(pairs ...any) []rotate.Input {
+		var out []rotate.Input
+		for i := 0; i < len(pairs); i += 2 {
+			out = append(out, rotate.Input{Name: pairs[i].(string), Data: pairs[i+1].([]byte)})
+		}
+		return out
+	}
+	cases := []struct {
+		name   string
+		inputs []rotate.Input
+		live   *rotate.Bundle
+		want   string
+	}{
+		{"certificate alone, nothing installed", in("a.crt", leaf.CertPEM()), nil, "no private key yet"},
+		{"key alone", in("a.key", key), liveB, "no certificate for the key yet"},
+		{"certificate and key, no CA anywhere", in("a.crt", leaf.CertPEM(), "a.key", key), nil, "no cluster CA yet"},
+		{"an empty file", in("a.crt", leaf.CertPEM(), "a.key", []byte{}), nil, "a.key is empty"},
+		{"a PEM block cut short", in("a.crt", leaf.CertPEM(), "a.key", key[:len(key)/2]), nil, "a.key ends inside a PEM block"},
+		{"another node's complete set: wrong, not incomplete", in("a.crt", other.CertPEM(), "a.key", other.KeyPEM(t), "ca.crt", ca.CertPEM()), nil, ""},
+		{"a renewed leaf for the live key is complete", in("a.crt", renewed.CertPEM()), liveB, ""},
+		{"a leaf for another key, live key installed: waits for its key", in("a.crt", other.CertPEM()), liveB, "no private key yet"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := agent.Incomplete(c.inputs, rotate.Classify(c.inputs), c.live, l); (got == "") != (c.want == "") || (c.want != "" && !contains(got, c.want)) {
+				t.Fatalf("Incomplete = %q, want %q", got, c.want)
+			}
+		})
+	}
+}
+
+type x509Cert = x509.Certificate
+
+func parseKey(b []byte) (*pki.Key, error) {
+	c, err := pki.Parse(b)
+	if err != nil {
+		return nil, err
+	}
+	return c.Keys[0], nil
+}
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }

@@ -1,0 +1,60 @@
+package agent
+
+import (
+	"crypto/x509"
+	"fmt"
+	"time"
+
+	"github.com/certkeeper/certkeeper/rotate"
+)
+
+// MaxSleep bounds how long a bundle's loop sleeps. Timers run on the
+// monotonic clock, which stops while a machine is suspended; waking every
+// few minutes and comparing wall-clock times means a suspend or a clock
+// jump never makes the agent miss a renewal window by more than this.
+const MaxSleep = 2 * time.Minute
+
+// RenewalPlan is when a live certificate should be renewed.
+type RenewalPlan struct {
+	NotBefore, NotAfter time.Time
+	RenewAt             time.Time
+	// Due is true from RenewAt on, and for a certificate not yet valid or
+	// already expired.
+	Due bool
+	// Err is a policy that cannot work for this certificate (renew_before
+	// at or beyond its lifetime): a config error, reported as such and
+	// never acted on in a loop.
+	Err error
+}
+
+// PlanRenewal decides a certificate's renewal under a bundle's policy at
+// now. jitter in [0,1) moves the time earlier by up to rotate.MaxJitter of
+// the lifetime (rotate.JitterFor derives it from the certificate).
+func PlanRenewal(now time.Time, leaf *x509.Certificate, p rotate.RenewalPolicy, jitter float64) RenewalPlan {
+	r := RenewalPlan{NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter}
+	at, err := rotate.RenewalTime(leaf.NotBefore, leaf.NotAfter, p, jitter)
+	if err != nil {
+		r.Err = fmt.Errorf("config error: %w", err)
+		// Expiry still matters: treat the certificate as due at its end.
+		r.Due = !now.Before(leaf.NotAfter)
+		return r
+	}
+	r.RenewAt = at
+	r.Due = !now.Before(at) || now.Before(leaf.NotBefore)
+	return r
+}
+
+// NextWake is the earliest of the given deadlines that is not zero, and
+// never later than now+MaxSleep nor earlier than now.
+func NextWake(now time.Time, deadlines ...time.Time) time.Time {
+	w := now.Add(MaxSleep)
+	for _, d := range deadlines {
+		if !d.IsZero() && d.Before(w) {
+			w = d
+		}
+	}
+	if w.Before(now) {
+		w = now
+	}
+	return w
+}

@@ -1,0 +1,254 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/certkeeper/certkeeper/platform"
+	"github.com/certkeeper/certkeeper/rotate"
+)
+
+// StateFileName is the agent's runtime state under state_dir: what
+// `certkeeper status` and `check` merge with what they see on disk.
+const StateFileName = "agent-state.json"
+
+// StatePath is where a config's agent writes its runtime state.
+func StatePath(c *Config) string { return filepath.Join(c.StateDir, StateFileName) }
+
+// RuntimeState is the content of the state file.
+type RuntimeState struct {
+	PID     int       `json:"pid"`
+	Started time.Time `json:"started"`
+	// Stopped is set when the agent stopped cleanly; a state with a PID
+	// that is gone and no Stopped means the agent died.
+	Stopped time.Time     `json:"stopped,omitzero"`
+	Config  string        `json:"config"`
+	Bundles []BundleState `json:"bundles"`
+}
+
+// BundleState is what the agent knows of one bundle beyond its files.
+type BundleState struct {
+	Name       string    `json:"name"`
+	Generation string    `json:"generation,omitempty"`
+	Serial     string    `json:"serial,omitempty"`
+	NotAfter   time.Time `json:"not_after,omitzero"`
+	RenewAt    time.Time `json:"renew_at,omitzero"`
+	RenewalDue bool      `json:"renewal_due"`
+	// RenewalError is a renewal policy that does not fit the installed
+	// certificate (renew_before at or beyond its lifetime).
+	RenewalError string `json:"renewal_error,omitempty"`
+	// Waiting says why an inbox set is waiting for more files.
+	Waiting      string         `json:"inbox_waiting,omitempty"`
+	LastInstall  *Event         `json:"last_install,omitempty"`
+	LastReload   *Event         `json:"last_reload,omitempty"`
+	LastRepair   *Event         `json:"last_repair,omitempty"`
+	LastCheck    *Event         `json:"last_check,omitempty"`
+	LastRollback *Event         `json:"last_rollback,omitempty"`
+	LastError    *Event         `json:"last_error,omitempty"`
+	Source       *FetchState    `json:"source,omitempty"`
+	Counters     Counters       `json:"counters"`
+	Drift        []rotate.Drift `json:"unrepaired_drift,omitempty"`
+}
+
+// Event is one thing that happened to a bundle.
+type Event struct {
+	Time   time.Time `json:"time"`
+	Result string    `json:"result"`
+	Detail string    `json:"detail,omitempty"`
+}
+
+// Results of events.
+const (
+	ResultInstalled = "installed"
+	ResultUnchanged = "unchanged"
+	ResultRejected  = "rejected"
+	ResultFailed    = "failed"
+	ResultOK        = "ok"
+)
+
+// Counters count since the agent started.
+type Counters struct {
+	Installs       uint64 `json:"installs"`
+	Reloads        uint64 `json:"reloads"`
+	ReloadFailures uint64 `json:"reload_failures"`
+	Repairs        uint64 `json:"repairs"`
+	Rejected       uint64 `json:"rejected_inputs"`
+	Rollbacks      uint64 `json:"rollbacks"`
+	CheckFailures  uint64 `json:"check_failures"`
+	SourceErrors   uint64 `json:"source_errors"`
+}
+
+// Health judges what the agent saw, for `check` and monitoring, beside
+// what rotate judges from the files: a failed reload, a failed check (and
+// the rollback it caused), a rejected inbox set, a failed install, or drift
+// the agent can not repair are WARNING until something newer succeeds.
+func (s BundleState) Health() (rotate.Health, string) {
+	h, text := rotate.OK, ""
+	worse := func(x rotate.Health, t string) {
+		if x > h {
+			h, text = x, t
+		}
+	}
+	if len(s.Drift) > 0 {
+		worse(rotate.Critical, "drift the agent can not repair: "+s.Drift[0].String())
+	}
+	if e := s.LastCheck; e != nil && e.Result == ResultFailed {
+		worse(rotate.Warning, fmt.Sprintf("check failed at %s: %s", stampOf(e.Time), e.Detail))
+	}
+	if e := s.LastReload; e != nil && e.Result == ResultFailed {
+		worse(rotate.Warning, fmt.Sprintf("reload failed at %s: %s", stampOf(e.Time), e.Detail))
+	}
+	if e := s.LastInstall; e != nil && (e.Result == ResultRejected || e.Result == ResultFailed) {
+		worse(rotate.Warning, fmt.Sprintf("inbox set %s at %s: %s", e.Result, stampOf(e.Time), e.Detail))
+	}
+	if s.RenewalDue && s.Source != nil && s.Source.Failures > 0 {
+		worse(rotate.Warning, fmt.Sprintf("renewal due; %d fetches failed, next try %s: %s", s.Source.Failures, stampOf(s.Source.NextTry), s.Source.LastError))
+	}
+	return h, text
+}
+
+func stampOf(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") }
+
+// bundleState is a BundleState shared between a bundle's loop and the
+// daemon's writers.
+type bundleState struct {
+	mu sync.Mutex
+	s  BundleState
+	// badLeaf is a certificate whose check failed: a source offering it
+	// again is refused, or it would install and roll back in a loop. It
+	// outlives a config reload, as the counters do.
+	badLeaf string
+}
+
+func (b *bundleState) update(f func(s *BundleState)) {
+	b.mu.Lock()
+	f(&b.s)
+	b.mu.Unlock()
+}
+
+func (b *bundleState) snapshot() BundleState {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.s
+	if s.Source != nil {
+		src := *s.Source
+		s.Source = &src
+	}
+	return s
+}
+
+// ReadState reads a config's agent state file; a missing file is not an
+// error (no agent ran), and gives nil.
+func ReadState(c *Config) (*RuntimeState, error) {
+	b, err := os.ReadFile(StatePath(c))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	st, err := ParseState(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", StatePath(c), err)
+	}
+	return st, nil
+}
+
+// ParseState decodes a state file's content.
+func ParseState(data []byte) (*RuntimeState, error) {
+	var st RuntimeState
+	if err := json.Unmarshal(data, &st); err != nil {
+		return nil, fmt.Errorf("damaged (the agent rewrites it on its next change): %w", err)
+	}
+	return &st, nil
+}
+
+// writeFileAtomic writes a file under a temporary name in its directory
+// and renames it into place: a reader sees the old or the new content.
+func writeFileAtomic(path string, data []byte, mode fs.FileMode) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(mode)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// AgentView is the agent's side of one bundle, as `status` shows it.
+type AgentView struct {
+	// Running is whether the agent that wrote the state still runs.
+	Running bool      `json:"running"`
+	PID     int       `json:"pid"`
+	Started time.Time `json:"started"`
+	Stopped time.Time `json:"stopped,omitzero"`
+	BundleState
+}
+
+// Report is one bundle as `status` and `check` show it: the files on disk
+// (rotate.Status) and what the agent knows (nil when no agent state).
+type Report struct {
+	rotate.Status
+	Agent *AgentView `json:"agent,omitempty"`
+}
+
+// Reports inspects every bundle of a config and merges the agent's state.
+// The health is the worse of the two; an agent that died (its pid gone
+// without a clean stop) is a WARNING: nothing repairs or renews meanwhile.
+func Reports(c *Config) []Report {
+	st, err := ReadState(c)
+	var out []Report
+	for i := range c.Bundles {
+		b := &c.Bundles[i]
+		r := Report{Status: rotate.NewManager(b.Spec()).Status()}
+		worse := func(h rotate.Health, text string) {
+			r.Problems = append(r.Problems, text)
+			if h > r.Health {
+				r.Health, r.HealthText = h, text
+			}
+		}
+		if err != nil {
+			worse(rotate.Unknown, "agent state: "+err.Error())
+		}
+		if st != nil {
+			for _, bs := range st.Bundles {
+				if bs.Name != b.Name {
+					continue
+				}
+				v := &AgentView{Running: st.Stopped.IsZero() && platform.ProcessAlive(st.PID), PID: st.PID, Started: st.Started, Stopped: st.Stopped, BundleState: bs}
+				r.Agent = v
+				if h, text := bs.Health(); h != rotate.OK {
+					worse(h, text)
+				}
+				if !v.Running && st.Stopped.IsZero() {
+					worse(rotate.Warning, fmt.Sprintf("the agent (pid %d) is not running and did not stop cleanly; nothing repairs or renews this bundle", st.PID))
+				}
+			}
+		}
+		out = append(out, r)
+	}
+	return out
+}

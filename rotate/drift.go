@@ -1,0 +1,359 @@
+package rotate
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/certkeeper/certkeeper/platform"
+)
+
+// DriftKind names one way a live directory can differ from its live
+// generation.
+type DriftKind string
+
+const (
+	// DriftData: ..data is missing or points elsewhere.
+	DriftData DriftKind = "data-link"
+	// DriftMissing: a visible name is gone (deleted, or renamed away).
+	DriftMissing DriftKind = "missing"
+	// DriftRelinked: a visible name is a link into ..data, but to another
+	// file's name.
+	DriftRelinked DriftKind = "relinked"
+	// DriftReplaced: a visible name is a regular file instead of the link.
+	DriftReplaced DriftKind = "replaced"
+	// DriftContent: the generation's file (reached through the link) no
+	// longer holds what was installed, or is gone.
+	DriftContent DriftKind = "content"
+	// DriftMode: the generation's file has another mode.
+	DriftMode DriftKind = "mode"
+	// DriftOwner: the generation's file has another owner or group.
+	DriftOwner DriftKind = "owner"
+	// DriftForeign: a visible name is something certkeeper must not
+	// replace on its own (a symlink elsewhere, a directory, a device).
+	DriftForeign DriftKind = "foreign"
+)
+
+// Drift is one difference between the live directory and its live
+// generation.
+type Drift struct {
+	Name   string    `json:"name"`
+	Kind   DriftKind `json:"kind"`
+	Detail string    `json:"detail"`
+}
+
+func (d Drift) String() string { return d.Name + ": " + d.Detail }
+
+// Repairable reports whether Repair fixes this kind of drift by itself.
+func (d Drift) Repairable() bool { return d.Kind != DriftForeign }
+
+// Observed is what the live directory holds, as data: the input of
+// FindDrift. Inspect fills it from the disk.
+type Observed struct {
+	// Gen is the live generation as ..meta.json records it.
+	Gen Generation
+	// DataTarget is what ..data points at; "" when it is missing.
+	DataTarget string
+	// Names is what each visible name of the generation holds.
+	Names map[string]ObservedName
+	// Files is what each of the generation's files is now.
+	Files map[string]ObservedFile
+	// DirUID and DirGID own the generation directory: the owner expected
+	// of files whose ..meta.json does not record one. -1 when unknown.
+	DirUID, DirGID int
+	// Owner is the configured owner (-1 fields: not configured).
+	Owner platform.Owner
+	// CheckModes is false where files have no Unix mode and owner.
+	CheckModes bool
+}
+
+// ObservedName is what a visible name holds.
+type ObservedName struct {
+	Kind   string // "link", "missing", "regular", "other"
+	Target string // for a link
+}
+
+// ObservedFile is one file of the generation directory.
+type ObservedFile struct {
+	Exists   bool
+	Mode     fs.FileMode
+	UID, GID int
+	SHA256   string
+}
+
+// FindDrift lists how the live directory differs from its live generation,
+// in the order Repair fixes them: the ..data link, then each file's
+// content, mode and owner, then the visible names.
+func FindDrift(o Observed) []Drift {
+	var out []Drift
+	if o.DataTarget != o.Gen.Name {
+		detail := "missing; the live generation is " + o.Gen.Name
+		if o.DataTarget != "" {
+			detail = fmt.Sprintf("points at %q instead of the live generation %s", o.DataTarget, o.Gen.Name)
+		}
+		out = append(out, Drift{Name: dataLink, Kind: DriftData, Detail: detail})
+	}
+	names := sortedNames(o.Gen.Files)
+	for _, name := range names {
+		want, f := o.Gen.Files[name], o.Files[name]
+		switch {
+		case !f.Exists:
+			out = append(out, Drift{name, DriftContent, "the generation's file is gone"})
+		case f.SHA256 != want.SHA256:
+			out = append(out, Drift{name, DriftContent, "content differs from what was installed (edited or copied over through the link)"})
+		}
+		if !f.Exists || !o.CheckModes {
+			continue
+		}
+		if f.Mode != want.Mode {
+			out = append(out, Drift{name, DriftMode, fmt.Sprintf("mode is %04o, want %04o", f.Mode, want.Mode)})
+		}
+		if uid, gid := wantOwner(o, want); (uid >= 0 && f.UID != uid) || (gid >= 0 && f.GID != gid) {
+			out = append(out, Drift{name, DriftOwner, fmt.Sprintf("owner is %s:%s, want %s:%s",
+				platform.UserName(f.UID), platform.GroupName(f.GID), ownerName(uid, platform.UserName), ownerName(gid, platform.GroupName))})
+		}
+	}
+	for _, name := range names {
+		n := o.Names[name]
+		switch n.Kind {
+		case "link":
+			switch rest, ok := strings.CutPrefix(n.Target, dataLink+"/"); {
+			case ok && rest == name:
+			case ok && CheckName(rest) == nil:
+				out = append(out, Drift{name, DriftRelinked, fmt.Sprintf("links to %s instead of %s", n.Target, dataLink+"/"+name)})
+			default:
+				out = append(out, Drift{name, DriftForeign, fmt.Sprintf("is a symlink to %q that certkeeper did not make; move it away and certkeeper restores the link", n.Target)})
+			}
+		case "missing":
+			out = append(out, Drift{name, DriftMissing, "missing (deleted or renamed)"})
+		case "regular":
+			out = append(out, Drift{name, DriftReplaced, "replaced by a regular file (kept under ..displaced/)"})
+		default:
+			out = append(out, Drift{name, DriftForeign, "is not a file or link; move it away and certkeeper restores the link"})
+		}
+	}
+	return out
+}
+
+// wantOwner is the owner a generation file should have: the configured
+// one, else the one it was created with, else its directory's.
+func wantOwner(o Observed, m Meta) (uid, gid int) {
+	uid, gid = o.Owner.UID, o.Owner.GID
+	if uid < 0 {
+		uid = o.DirUID
+		if m.UID != nil {
+			uid = *m.UID
+		}
+	}
+	if gid < 0 {
+		gid = o.DirGID
+		if m.GID != nil {
+			gid = *m.GID
+		}
+	}
+	return uid, gid
+}
+
+func ownerName(id int, name func(int) string) string {
+	if id < 0 {
+		return "*"
+	}
+	return name(id)
+}
+
+// Inspect reads the live directory without changing it. It returns
+// ErrNoGeneration before the first install.
+func (s *Store) Inspect() (Observed, error) {
+	root, err := s.open(false)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return Observed{}, ErrNoGeneration
+		}
+		return Observed{}, err
+	}
+	defer root.Close()
+	g, err := s.live(root)
+	if err != nil {
+		return Observed{}, err
+	}
+	return s.observe(root, g)
+}
+
+// observe reads what FindDrift needs about generation g.
+func (s *Store) observe(root *os.Root, g Generation) (Observed, error) {
+	o := Observed{Gen: g, Names: map[string]ObservedName{}, Files: map[string]ObservedFile{},
+		DirUID: -1, DirGID: -1, Owner: s.Owner, CheckModes: platform.SupportsOwnership}
+	if t, err := root.Readlink(dataLink); err == nil {
+		o.DataTarget = t
+	}
+	if fi, err := root.Lstat(g.Name); err == nil {
+		if uid, gid, ok := platform.FileOwner(fi); ok {
+			o.DirUID, o.DirGID = uid, gid
+		}
+	}
+	for name := range g.Files {
+		if fi, err := root.Lstat(g.Name + "/" + name); err == nil && fi.Mode().IsRegular() {
+			f := ObservedFile{Exists: true, Mode: fi.Mode().Perm(), UID: -1, GID: -1}
+			if uid, gid, ok := platform.FileOwner(fi); ok {
+				f.UID, f.GID = uid, gid
+			}
+			if fi.Size() <= 1<<20 {
+				if b, err := root.ReadFile(g.Name + "/" + name); err == nil {
+					f.SHA256 = hashOf(b)
+				}
+			}
+			o.Files[name] = f
+		}
+		fi, err := root.Lstat(name)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			o.Names[name] = ObservedName{Kind: "missing"}
+		case err != nil:
+			return o, fmt.Errorf("%s: %w", filepath.Join(s.Dir, name), err)
+		case fi.Mode()&fs.ModeSymlink != 0:
+			t, err := root.Readlink(name)
+			if err != nil {
+				return o, fmt.Errorf("%s: %w", filepath.Join(s.Dir, name), err)
+			}
+			o.Names[name] = ObservedName{Kind: "link", Target: t}
+		case fi.Mode().IsRegular():
+			o.Names[name] = ObservedName{Kind: "regular"}
+		default:
+			o.Names[name] = ObservedName{Kind: "other"}
+		}
+	}
+	return o, nil
+}
+
+// Repair restores the live directory to its live generation: the ..data
+// link, each file's content (from its sealed copy), mode and owner, and
+// each visible link. It changes no content a reader should see, so it
+// needs no reload. It returns what it found, repaired or not; err says
+// what it could not repair.
+func (s *Store) Repair() ([]Drift, error) {
+	root, unlock, err := s.openLocked(false)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, ErrNoGeneration
+		}
+		return nil, err
+	}
+	defer unlock()
+	g, err := s.live(root)
+	if err != nil {
+		// ..data is gone or points at no generation: the newest one is
+		// what the last install made live.
+		newest, nerr := s.newestGeneration(root)
+		if nerr != nil {
+			return nil, err
+		}
+		g = newest
+	}
+	o, err := s.observe(root, g)
+	if err != nil {
+		return nil, err
+	}
+	drift := FindDrift(o)
+	if len(drift) == 0 {
+		return nil, nil
+	}
+	return drift, s.repair(root, o, drift)
+}
+
+// newestGeneration is the generation to restore when ..data was removed:
+// an install always makes the newest generation live.
+func (s *Store) newestGeneration(root *os.Root) (Generation, error) {
+	gens, err := s.generations(root)
+	if err != nil {
+		return Generation{}, err
+	}
+	for i := len(gens) - 1; i >= 0; i-- {
+		if gens[i].Files != nil {
+			return gens[i], nil
+		}
+	}
+	return Generation{}, ErrNoGeneration
+}
+
+func (s *Store) repair(root *os.Root, o Observed, drift []Drift) error {
+	var errs []error
+	names := map[string]bool{}
+	for _, d := range drift {
+		var err error
+		want := o.Gen.Files[d.Name]
+		path := o.Gen.Name + "/" + d.Name
+		switch d.Kind {
+		case DriftData:
+			err = s.swap(root, o.Gen.Name)
+		case DriftContent:
+			err = s.restoreFile(root, o.Gen.Name, d.Name, want)
+		case DriftMode:
+			err = root.Chmod(path, want.Mode)
+		case DriftOwner:
+			uid, gid := wantOwner(o, want)
+			err = root.Lchown(path, uid, gid)
+		case DriftMissing, DriftRelinked, DriftReplaced:
+			names[d.Name] = true
+		case DriftForeign:
+			err = errors.New(d.Detail)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", filepath.Join(s.Dir, d.Name), err))
+		}
+	}
+	if len(names) > 0 {
+		var list []string
+		for n := range names {
+			list = append(list, n)
+		}
+		sort.Strings(list)
+		if err := s.linkAll(root, list, true); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// restoreFile writes a generation file again from its sealed copy, as a
+// new file renamed over the damaged one: a reader sees the damaged content
+// or the installed one, never a mix, and the key is 0600 from its first
+// byte.
+func (s *Store) restoreFile(root *os.Root, gen, name string, m Meta) error {
+	sealed, err := root.ReadFile(gen + "/" + sealedDir + "/" + name)
+	if err != nil || hashOf(sealed) != m.SHA256 {
+		return fmt.Errorf("no intact sealed copy to restore it from (generation made by an older certkeeper?); install the bundle again")
+	}
+	tmp := gen + "/" + repairTmp + randomSuffix()
+	if err := s.writeFile(root, tmp, sealed, m.Mode); err != nil {
+		return err
+	}
+	if err := root.Rename(tmp, gen+"/"+name); err != nil {
+		_ = root.Remove(tmp)
+		return err
+	}
+	return syncDir(root, gen)
+}
+
+func (s *Store) removeRepairLeftovers(root *os.Root, gen string) error {
+	d, err := root.Open(gen)
+	if err != nil {
+		return nil
+	}
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return nil
+	}
+	for _, n := range names {
+		if strings.HasPrefix(n, repairTmp) {
+			if err := root.Remove(gen + "/" + n); err != nil {
+				return fmt.Errorf("%s: remove leftover %s: %w", s.Dir, n, err)
+			}
+		}
+	}
+	return nil
+}
