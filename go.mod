@@ -1,5 +1,15 @@
 module github.com/certkeeper/certkeeper
 
-go 1.26
+go 1.26.0
 
-require github.com/BurntSushi/toml v1.6.0 // indirect
+require (
+	github.com/BurntSushi/toml v1.6.0
+	github.com/pkg/sftp v1.13.12
+	github.com/skeema/knownhosts v1.3.3
+	golang.org/x/crypto v0.58.0
+)
+
+require (
+	github.com/kr/fs v0.1.0 // indirect
+	golang.org/x/sys v0.49.0 // indirect
+)
