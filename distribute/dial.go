@@ -260,7 +260,7 @@ func dialTCP(ctx context.Context, hp string, timeout time.Duration) (net.Conn, e
 		if isTimeout(err) {
 			return nil, fmt.Errorf("%s: connect: no answer within %s", hp, timeout)
 		}
-		return nil, fmt.Errorf("%s: connect: %w", hp, unwrapOp(err))
+		return nil, fmt.Errorf("%s: %w", hp, unwrapOp(err))
 	}
 	return c, nil
 }

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/certkeeper/certkeeper/internal/testpki"
+	"github.com/certkeeper/certkeeper/internal/testsshd"
+)
+
+// certkeeperIn runs the binary with stdin.
+func certkeeperIn(t *testing.T, stdin string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return result{code, o.String(), e.String()}
+}
+
+func TestTrustPinsOnlyWhenConfirmed(t *testing.T) {
+	s := testsshd.Start(t, testsshd.Options{})
+	kh := filepath.Join(t.TempDir(), "known_hosts")
+	fp := ssh.FingerprintSHA256(s.HostKeys[0].Public)
+
+	r := certkeeperIn(t, "y\n", "trust", s.Addr, "--known-hosts", kh)
+	if r.code != 1 || !strings.Contains(r.stdout, fp) || !strings.Contains(r.stdout, `Type "yes"`) {
+		t.Fatalf("anything but yes must not pin: %+v", r)
+	}
+	if _, err := os.Stat(kh); err == nil {
+		t.Fatal("known_hosts written without confirmation")
+	}
+	r = certkeeperIn(t, "yes\n", "trust", s.Addr, "--known-hosts", kh)
+	if r.code != 0 || !strings.Contains(r.stdout, "pinned "+s.Addr) {
+		t.Fatalf("yes must pin: %+v", r)
+	}
+	data, _ := os.ReadFile(kh)
+	if want := fmt.Sprintf("[127.0.0.1]:%d %s\n", s.Port, s.HostKeys[0].AuthorizedLine()); string(data) != want {
+		t.Fatalf("known_hosts:\n%s\nwant\n%s", data, want)
+	}
+	// ssh itself accepts the pin.
+	out, err := exec.Command("ssh-keygen", "-F", fmt.Sprintf("[127.0.0.1]:%d", s.Port), "-f", kh).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ssh-keygen -F: %v %s", err, out)
+	}
+	r = certkeeperIn(t, "", "trust", s.Addr, "--known-hosts", kh)
+	if r.code != 0 || !strings.Contains(r.stdout, "already pinned") {
+		t.Fatalf("a second trust is a no-op: %+v", r)
+	}
+}
+
+func TestTrustRefusesToReplaceADifferentPin(t *testing.T) {
+	s := testsshd.Start(t, testsshd.Options{})
+	other := testsshd.NewKey(t, t.TempDir(), "other", "ed25519")
+	kh := filepath.Join(t.TempDir(), "known_hosts")
+	old := fmt.Sprintf("[127.0.0.1]:%d %s\n", s.Port, other.AuthorizedLine())
+	os.WriteFile(kh, []byte(old), 0o644)
+	r := certkeeperIn(t, "yes\n", "trust", s.Addr, "--known-hosts", kh, "--yes")
+	if r.code != 1 || !strings.Contains(r.stderr, "HOST KEY CHANGED") ||
+		!strings.Contains(r.stderr, ssh.FingerprintSHA256(other.Public)) || !strings.Contains(r.stderr, ssh.FingerprintSHA256(s.HostKeys[0].Public)) {
+		t.Fatalf("want a loud refusal with both fingerprints: %+v", r)
+	}
+	if data, _ := os.ReadFile(kh); string(data) != old {
+		t.Fatalf("known_hosts changed: %s", data)
+	}
+}
+
+func TestTrustWithYesAndUsage(t *testing.T) {
+	s := testsshd.Start(t, testsshd.Options{})
+	kh := filepath.Join(t.TempDir(), "known_hosts")
+	if r := certkeeperIn(t, "", "trust", s.Addr, "--known-hosts", kh, "--yes"); r.code != 0 {
+		t.Fatalf("%+v", r)
+	}
+	if r := certkeeperIn(t, "", "trust", s.Addr); r.code != 2 || !strings.Contains(r.stderr, "--known-hosts") {
+		t.Fatalf("%+v", r)
+	}
+	if r := certkeeperIn(t, "", "trust", "--help"); r.code != 0 || !strings.Contains(r.stdout, "Examples:") {
+		t.Fatalf("%+v", r)
+	}
+}
+
+// pullNode is a node config pulling from a real sshd.
+func pullNode(t *testing.T, s *testsshd.Server, knownHosts string) (config, remote, live string, ca *testpki.Pair) {
+	t.Helper()
+	ca = testpki.NewCA(t, "cluster", testpki.Options{})
+	remote = filepath.Join(s.Dir, "ca", "nodes", "node-1")
+	os.MkdirAll(remote, 0o755)
+	leaf := ca.Issue(t, "node-1", testpki.Options{})
+	testpki.WriteFile(t, remote, "node.crt", leaf.CertPEM(), 0o644)
+	testpki.WriteFile(t, remote, "node.key", leaf.KeyPEM(t), 0o600)
+	testpki.WriteFile(t, remote, "cluster.crt", ca.CertPEM(), 0o644)
+	root := t.TempDir()
+	live = filepath.Join(root, "live")
+	conf := fmt.Sprintf(`node_id = "node-1"
+state_dir = %q
+[source]
+address = %q
+user = %q
+identity_file = %q
+known_hosts = %q
+timeout = "20s"
+[[bundle]]
+name = "flocker"
+layout = "flocker-node"
+dir = %q
+remote_dir = %q
+`, filepath.Join(root, "state"), s.Addr, s.User, s.Client.Path, knownHosts, live, remote)
+	config = testpki.WriteFile(t, root, "certkeeper.toml", []byte(conf), 0o600)
+	return
+}
+
+func TestPullCommand(t *testing.T) {
+	s := testsshd.Start(t, testsshd.Options{})
+	config, _, live, _ := pullNode(t, s, s.KnownHosts)
+	r := certkeeper(t, "pull", "--config", config, "--verbose")
+	if r.code != 0 || !strings.Contains(r.stdout, "flocker: read node.key") || !strings.Contains(r.stdout, "installed generation") {
+		t.Fatalf("%+v", r)
+	}
+	if _, err := os.Stat(filepath.Join(live, "node.key")); err != nil {
+		t.Fatal(err)
+	}
+	r = certkeeper(t, "pull", "--config", config, "--bundle", "flocker")
+	if r.code != 0 || !strings.Contains(r.stdout, "unchanged") {
+		t.Fatalf("%+v", r)
+	}
+}
+
+func TestPullCommandRefusesAChangedHostKey(t *testing.T) {
+	s := testsshd.Start(t, testsshd.Options{})
+	other := testsshd.NewKey(t, t.TempDir(), "other", "ed25519")
+	kh := testpki.WriteFile(t, t.TempDir(), "known_hosts", []byte(fmt.Sprintf("[127.0.0.1]:%d %s\n", s.Port, other.AuthorizedLine())), 0o644)
+	config, _, live, _ := pullNode(t, s, kh)
+	r := certkeeper(t, "pull", "--config", config)
+	if r.code != 1 || !strings.Contains(r.stderr, "HOST KEY CHANGED for "+s.Addr) ||
+		!strings.Contains(r.stderr, ssh.FingerprintSHA256(other.Public)) || !strings.Contains(r.stderr, ssh.FingerprintSHA256(s.HostKeys[0].Public)) {
+		t.Fatalf("want a refusal with both fingerprints: %+v", r)
+	}
+	if _, err := os.Stat(live); err == nil {
+		t.Fatal("something was installed")
+	}
+}
+
+func TestPullCommandWithoutSource(t *testing.T) {
+	n := newNode(t, "flocker-node", "node-1", "")
+	r := certkeeper(t, "pull", "--config", n.config)
+	if r.code != 1 || !strings.Contains(r.stderr, "no [source]") {
+		t.Fatalf("%+v", r)
+	}
+}
