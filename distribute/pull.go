@@ -30,21 +30,21 @@ type RemoteFile struct {
 	Size int64
 }
 
-// CheckListing decides which entries of a remote directory listing are
+// CheckListing decides which entries of a bundle directory listing are
 // fetched: regular files with plain names, within limits. A symlink, a
 // directory, a device or a bad name is refused, naming the entry; names
 // starting with "." are skipped (temporary files of whoever writes the
 // directory).
 func CheckListing(dir string, entries []fs.FileInfo, lim Limits) ([]RemoteFile, error) {
 	if len(entries) > lim.MaxFiles {
-		return nil, fmt.Errorf("remote directory %s holds %d entries, more than the %d a bundle may have", dir, len(entries), lim.MaxFiles)
+		return nil, fmt.Errorf("directory %s holds %d entries, more than the %d a bundle may have", dir, len(entries), lim.MaxFiles)
 	}
 	var out []RemoteFile
 	var total int64
 	for _, e := range entries {
 		name := e.Name()
 		if err := CheckRemoteName(name); err != nil {
-			return nil, fmt.Errorf("remote directory %s: %w", dir, err)
+			return nil, fmt.Errorf("directory %s: %w", dir, err)
 		}
 		if strings.HasPrefix(name, ".") {
 			continue
@@ -52,20 +52,20 @@ func CheckListing(dir string, entries []fs.FileInfo, lim Limits) ([]RemoteFile, 
 		m := e.Mode()
 		switch {
 		case m&fs.ModeSymlink != 0:
-			return nil, fmt.Errorf("remote %s is a symlink; certkeeper does not follow links in the remote directory (put the file itself there)", remoteJoin(dir, name))
+			return nil, fmt.Errorf("%s is a symlink; certkeeper does not follow links in a bundle directory (put the file itself there)", remoteJoin(dir, name))
 		case !m.IsRegular():
-			return nil, fmt.Errorf("remote %s is not a regular file (%s)", remoteJoin(dir, name), typeName(m))
+			return nil, fmt.Errorf("%s is not a regular file (%s)", remoteJoin(dir, name), typeName(m))
 		case e.Size() > lim.MaxFileSize:
-			return nil, fmt.Errorf("remote %s is %d bytes, larger than the %d-byte limit for a certificate or key file", remoteJoin(dir, name), e.Size(), lim.MaxFileSize)
+			return nil, fmt.Errorf("%s is %d bytes, larger than the %d-byte limit for a certificate or key file", remoteJoin(dir, name), e.Size(), lim.MaxFileSize)
 		}
 		total += e.Size()
 		if total > lim.MaxTotal {
-			return nil, fmt.Errorf("remote directory %s holds more than %d bytes; a bundle is a few small files", dir, lim.MaxTotal)
+			return nil, fmt.Errorf("directory %s holds more than %d bytes; a bundle is a few small files", dir, lim.MaxTotal)
 		}
 		out = append(out, RemoteFile{Name: name, Size: e.Size()})
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("remote directory %s holds no files", dir)
+		return nil, fmt.Errorf("directory %s holds no files", dir)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil

@@ -161,3 +161,60 @@ func TestPullCommandWithoutSource(t *testing.T) {
 		t.Fatalf("%+v", r)
 	}
 }
+
+func TestPushCommandPrintsATableAndFailsWhenANodeFails(t *testing.T) {
+	client := testsshd.NewKey(t, t.TempDir(), "id", "ed25519")
+	a := testsshd.Start(t, testsshd.Options{Client: client})
+	b := testsshd.Start(t, testsshd.Options{Client: client})
+	os.Mkdir(filepath.Join(a.Dir, "inbox"), 0o700)
+	kh := testpki.WriteFile(t, t.TempDir(), "known_hosts", []byte(fmt.Sprintf("[127.0.0.1]:%d %s\n[127.0.0.1]:%d %s\n",
+		a.Port, a.HostKeys[0].AuthorizedLine(), b.Port, b.HostKeys[0].AuthorizedLine())), 0o644)
+	caDir := t.TempDir()
+	ca := testpki.NewCA(t, "cluster", testpki.Options{})
+	for _, id := range []string{"n-a", "n-b"} {
+		d := filepath.Join(caDir, "nodes", id)
+		os.MkdirAll(d, 0o700)
+		leaf := ca.Issue(t, id, testpki.Options{})
+		testpki.WriteFile(t, d, "node.crt", leaf.CertPEM(), 0o644)
+		testpki.WriteFile(t, d, "node.key", leaf.KeyPEM(t), 0o600)
+		testpki.WriteFile(t, d, "cluster.crt", ca.CertPEM(), 0o644)
+	}
+	inv := testpki.WriteFile(t, t.TempDir(), "nodes.toml", []byte(fmt.Sprintf(`[defaults]
+user = %q
+identity_file = %q
+known_hosts = %q
+
+[[node]]
+id = "n-a"
+address = %q
+target = %q
+
+[[node]]
+id = "n-b"
+address = %q
+target = %q
+`, a.User, client.Path, kh, a.Addr, filepath.Join(a.Dir, "inbox"), b.Addr, filepath.Join(b.Dir, "missing"))), 0o600)
+
+	r := certkeeper(t, "push", "--inventory", inv, "--ca-dir", caDir, "--concurrency", "2")
+	if r.code != 1 {
+		t.Fatalf("one node failed: want exit 1, got %+v", r)
+	}
+	for _, want := range []string{"] n-a: ok (", "] n-b: FAILED: ", "NODE", "RESULT", "n-a  ", "wrote cluster.crt, node.crt, node.key into", "does not exist on the node", "2 node(s) pushed in", "1 ok, 1 failed"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(a.Dir, "inbox", "node.key")); err != nil {
+		t.Error(err)
+	}
+	r = certkeeper(t, "push", "--inventory", inv, "--ca-dir", caDir, "--only", "n-a")
+	if r.code != 0 || strings.Contains(r.stdout, "n-b") {
+		t.Fatalf("--only: %+v", r)
+	}
+	if r := certkeeper(t, "push", "--inventory", inv, "--ca-dir", caDir, "--only", "n-z"); r.code != 2 {
+		t.Fatalf("--only unknown: %+v", r)
+	}
+	if r := certkeeper(t, "push", "--inventory", inv); r.code != 2 {
+		t.Fatalf("usage: %+v", r)
+	}
+}

@@ -111,6 +111,10 @@ type Options struct {
 	Port int
 	// Config is appended to the generated sshd_config (Match blocks, say).
 	Config string
+	// SFTP is the sftp subsystem's command; default "internal-sftp". A
+	// command other than internal-sftp runs through the shell, so it may
+	// redirect: "/usr/lib/openssh/sftp-server -e -l DEBUG3 2>>LOG".
+	SFTP string
 	// Namespace runs sshd in a private mount namespace with these bind
 	// mounts (target path -> source path), made before sshd starts.
 	Namespace map[string]string
@@ -204,6 +208,10 @@ func FreePort(t testing.TB) int {
 }
 
 func (s *Server) writeConfig(port int) error {
+	sftp := s.opts.SFTP
+	if sftp == "" {
+		sftp = "internal-sftp"
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "ListenAddress 127.0.0.1\nPort %d\n", port)
 	for _, k := range s.HostKeys {
@@ -216,11 +224,11 @@ StrictModes no
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 PermitRootLogin prohibit-password
-Subsystem sftp internal-sftp
+Subsystem sftp %s
 SetEnv HOME=%s
 MaxStartups 100:30:200
 LogLevel ERROR
-`, filepath.Join(s.Dir, "sshd.pid"), filepath.Join(s.Dir, "authorized_keys"), s.Dir)
+`, filepath.Join(s.Dir, "sshd.pid"), filepath.Join(s.Dir, "authorized_keys"), sftp, s.Dir)
 	b.WriteString(s.opts.Config)
 	s.Config = filepath.Join(s.Dir, "sshd_config")
 	return os.WriteFile(s.Config, []byte(b.String()), 0o600)
