@@ -218,3 +218,39 @@ target = %q
 		t.Fatalf("usage: %+v", r)
 	}
 }
+
+func TestSSHDConfigCommandPrintsMatchBlocksAndKeys(t *testing.T) {
+	key := testsshd.NewKey(t, t.TempDir(), "id", "ed25519")
+	inv := testpki.WriteFile(t, t.TempDir(), "nodes.toml", []byte(fmt.Sprintf(`[defaults]
+user = "root"
+target = "/var/lib/certkeeper/inbox/flocker"
+[[node]]
+id = "8eab4b8d-c0a2-4ce2-80aa-0709277a9a7a"
+address = "10.0.0.5"
+account = "node-8eab"
+public_key = %q
+`, key.AuthorizedLine())), 0o600)
+	r := certkeeper(t, "sshd-config", "--inventory", inv)
+	for _, want := range []string{"Match User node-8eab\n", "ChrootDirectory /srv/certkeeper/8eab4b8d-c0a2-4ce2-80aa-0709277a9a7a\n", "ForceCommand internal-sftp -R -d /\n", "AuthorizedKeysFile /etc/ssh/certkeeper/authorized_keys/%u\n"} {
+		if r.code != 0 || !strings.Contains(r.stdout, want) {
+			t.Errorf("lacks %q: %+v", want, r)
+		}
+	}
+	// sshd itself accepts the fragment.
+	if _, err := os.Stat(testsshd.SSHD); err == nil {
+		dir := t.TempDir()
+		hk := testsshd.NewKey(t, dir, "hk", "ed25519")
+		frag := testpki.WriteFile(t, dir, "certkeeper.conf", []byte(r.stdout), 0o644)
+		cfg := testpki.WriteFile(t, dir, "sshd_config", []byte("Include "+frag+"\nHostKey "+hk.Path+"\nUsePAM no\nSubsystem sftp internal-sftp\n"), 0o644)
+		if out, err := exec.Command(testsshd.SSHD, "-t", "-f", cfg).CombinedOutput(); err != nil {
+			t.Errorf("sshd -t: %v %s", err, out)
+		}
+	}
+	r = certkeeper(t, "sshd-config", "--inventory", inv, "--authorized-keys")
+	if want := "# /etc/ssh/certkeeper/authorized_keys/node-8eab (root:root 0644)\nrestrict " + key.AuthorizedLine() + " certkeeper-node:8eab4b8d-c0a2-4ce2-80aa-0709277a9a7a\n"; r.code != 0 || r.stdout != want {
+		t.Errorf("authorized keys:\n%s\nwant\n%s", r.stdout, want)
+	}
+	if r := certkeeper(t, "sshd-config", "--inventory", inv, "--sync"); r.code != 2 {
+		t.Errorf("--sync without --ca-dir: %+v", r)
+	}
+}

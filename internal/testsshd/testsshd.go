@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,6 +40,9 @@ const SSHD = "/usr/sbin/sshd"
 // `go test` on a laptop without it still runs everything else).
 func Require(t testing.TB) {
 	t.Helper()
+	if runtime.GOOS == "windows" {
+		t.Skip("sshd tests run on Linux")
+	}
 	if _, err := os.Stat(SSHD); err != nil {
 		t.Skipf("%s is missing (Debian: apt-get install openssh-server)", SSHD)
 	}
@@ -111,6 +115,9 @@ type Options struct {
 	Port int
 	// Config is appended to the generated sshd_config (Match blocks, say).
 	Config string
+	// StrictModes turns sshd's ownership checks of authorized_keys files
+	// on; off by default since temporary directories fail them.
+	StrictModes bool
 	// SFTP is the sftp subsystem's command; default "internal-sftp". A
 	// command other than internal-sftp runs through the shell, so it may
 	// redirect: "/usr/lib/openssh/sftp-server -e -l DEBUG3 2>>LOG".
@@ -208,7 +215,10 @@ func FreePort(t testing.TB) int {
 }
 
 func (s *Server) writeConfig(port int) error {
-	sftp := s.opts.SFTP
+	sftp, strict := s.opts.SFTP, "no"
+	if s.opts.StrictModes {
+		strict = "yes"
+	}
 	if sftp == "" {
 		sftp = "internal-sftp"
 	}
@@ -220,7 +230,7 @@ func (s *Server) writeConfig(port int) error {
 	fmt.Fprintf(&b, `PidFile %s
 AuthorizedKeysFile %s
 UsePAM no
-StrictModes no
+StrictModes %s
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 PermitRootLogin prohibit-password
@@ -228,7 +238,7 @@ Subsystem sftp %s
 SetEnv HOME=%s
 MaxStartups 100:30:200
 LogLevel ERROR
-`, filepath.Join(s.Dir, "sshd.pid"), filepath.Join(s.Dir, "authorized_keys"), sftp, s.Dir)
+`, filepath.Join(s.Dir, "sshd.pid"), filepath.Join(s.Dir, "authorized_keys"), strict, sftp, s.Dir)
 	b.WriteString(s.opts.Config)
 	s.Config = filepath.Join(s.Dir, "sshd_config")
 	return os.WriteFile(s.Config, []byte(b.String()), 0o600)
@@ -255,7 +265,7 @@ func (s *Server) start(port int) error {
 	}
 	log := &lockedWriter{}
 	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
 		return err
 	}
@@ -275,7 +285,7 @@ func (s *Server) start(port int) error {
 			break
 		}
 		if time.Now().After(deadline) {
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			kill(-cmd.Process.Pid, syscall.SIGKILL)
 			<-done
 			return fmt.Errorf("sshd on port %d did not accept connections within 20s: %s", port, log.String())
 		}
@@ -329,13 +339,13 @@ func (s *Server) stop(sig syscall.Signal) {
 	pid := cmd.Process.Pid
 	procs := append(Descendants(pid), pid)
 	for _, p := range procs {
-		syscall.Kill(p, sig)
+		kill(p, sig)
 	}
 	select {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		for _, p := range procs {
-			syscall.Kill(p, syscall.SIGKILL)
+			kill(p, syscall.SIGKILL)
 		}
 		<-done
 	}
@@ -350,7 +360,7 @@ func (s *Server) stop(sig syscall.Signal) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}
-	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+	if err := kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
 		s.t.Errorf("testsshd: sshd %d is still running after stop", pid)
 	}
 }
