@@ -58,4 +58,3 @@ func mustPid(t *testing.T, s *testsshd.Server) int {
 	}
 	return pid
 }
-
