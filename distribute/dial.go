@@ -90,14 +90,16 @@ func hostPort(address string, port int) (string, error) {
 	return net.JoinHostPort(host, strconv.Itoa(port)), nil
 }
 
-// KeyExchanges is certkeeper's key exchange preference. x/crypto's default
-// puts mlkem768x25519 first; curve25519 goes first here because a push
-// opens hundreds of connections and OpenSSH's post-quantum hybrids cost
-// time on every one (see TESTING.md and bench/). The rest is x/crypto's
-// default order, so any server x/crypto can talk to still works.
+// KeyExchanges is certkeeper's key exchange preference: x/crypto's
+// default without diffie-hellman-group14-sha1. The ~60 ms a connection
+// that OpenSSH's client spends on sntrup761x25519 does not arise here
+// (x/crypto does not implement it; against OpenSSH 9.2 this negotiates
+// curve25519). mlkem768x25519 stays first: BenchmarkKeyExchange measures it
+// at about 0.3 ms more than curve25519 a connection, a fair price for a
+// post-quantum exchange when private keys travel (OpenSSH 9.9 and later).
 var KeyExchanges = []string{
-	ssh.KeyExchangeCurve25519,
 	ssh.KeyExchangeMLKEM768X25519,
+	ssh.KeyExchangeCurve25519,
 	ssh.KeyExchangeECDHP256,
 	ssh.KeyExchangeECDHP384,
 	ssh.KeyExchangeECDHP521,
