@@ -540,7 +540,7 @@ func (l *bundleLoop) fetchNow(ctx, work context.Context, now time.Time) {
 	}
 	var res rotate.Result
 	if err == nil && len(inputs) > 0 {
-		res, err = l.m.InstallNewer(inputs, "source")
+		res, err = l.m.InstallNewer(inputs, sourceName(l.src, l.b))
 	}
 	if err != nil {
 		l.fetch.Failures++
@@ -559,7 +559,7 @@ func (l *bundleLoop) fetchNow(ctx, work context.Context, now time.Time) {
 		l.fetch.LastResult = "nothing offered"
 	case res.Changed:
 		l.fetch.LastResult = "installed " + res.Generation.Name
-		l.installed(work, res, "source", now)
+		l.installed(work, res, sourceName(l.src, l.b), now)
 	default:
 		l.fetch.LastResult = ResultUnchanged
 	}

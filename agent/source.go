@@ -13,6 +13,16 @@ type Source interface {
 	Fetch(ctx context.Context, b *Bundle) ([]rotate.Input, error)
 }
 
+// sourceName is how an install from a source is recorded in the log and
+// the generation: the source's own description when it has one
+// ("pull: sftp://node-8eab@admin:22/nodes/8eab…").
+func sourceName(src Source, b *Bundle) string {
+	if d, ok := src.(interface{ Describe(*Bundle) string }); ok {
+		return "pull: " + d.Describe(b)
+	}
+	return "source"
+}
+
 // Retry timing of a failing Source.
 const (
 	// BackoffBase is the wait after the first failure.

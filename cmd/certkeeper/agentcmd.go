@@ -77,7 +77,7 @@ func runAgent(ctx context.Context, e *env, args []string) int {
 	default:
 		return usageError(e, c, "--log-level %q is not one of debug, info, warn, error", *level)
 	}
-	opts := agent.Options{LogOutput: e.stderr}
+	opts := agent.Options{LogOutput: e.stderr, SourceFor: agent.ConfiguredSource}
 	if *format != "" || *level != "" {
 		cfg, err := agent.LoadConfig(*cfgPath)
 		if err != nil {

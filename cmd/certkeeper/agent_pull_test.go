@@ -1,0 +1,54 @@
+//go:build unix
+
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper/internal/testpki"
+	"github.com/certkeeper/certkeeper/internal/testsshd"
+)
+
+// The daemon, given a [source], pulls from a real sshd as soon as its
+// bundle is in the renewal window, and installs the newer bundle once.
+func TestAgentPullsFromTheAdminHostInTheRenewalWindow(t *testing.T) {
+	s := testsshd.Start(t, testsshd.Options{})
+	config, remote, live, ca := pullNode(t, s, s.KnownHosts)
+	now := time.Now()
+	// Live: a minute-long certificate 45 s into its life, past the 2/3 mark.
+	aging := ca.Issue(t, "node-1", testpki.Options{NotBefore: now.Add(-45 * time.Second), NotAfter: now.Add(15 * time.Second)})
+	in := t.TempDir()
+	r := certkeeper(t, "install", "--config", config,
+		testpki.WriteFile(t, in, "a.crt", aging.CertPEM(), 0o644), testpki.WriteFile(t, in, "a.key", aging.KeyPEM(t), 0o600),
+		testpki.WriteFile(t, in, "ca.crt", ca.CertPEM(), 0o644))
+	if r.code != 0 {
+		t.Fatal(r)
+	}
+	// The admin host has re-issued: a certificate issued after the live one.
+	renewed := ca.Issue(t, "node-1", testpki.Options{NotBefore: now.Add(-time.Second), NotAfter: now.Add(time.Hour)})
+	fresh := renewed.CertPEM()
+	testpki.WriteFile(t, remote, "node.crt", fresh, 0o644)
+	testpki.WriteFile(t, remote, "node.key", renewed.KeyPEM(t), 0o600)
+	a := startAgent(t, config)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("agent log:\n%s", a.log())
+		}
+	})
+	waitFor(t, "the pulled certificate to be live", func() bool {
+		b, _ := os.ReadFile(filepath.Join(live, "node.crt"))
+		return bytes.Equal(b, fresh)
+	})
+	a.stop(t)
+	if got := strings.Count(a.log(), "msg=installed"); got != 1 {
+		t.Errorf("%d installs, want 1:\n%s", got, a.log())
+	}
+	if !strings.Contains(a.log(), "source=\"pull: sftp://"+s.User+"@"+s.Addr) {
+		t.Errorf("the install does not name the admin host:\n%s", a.log())
+	}
+}

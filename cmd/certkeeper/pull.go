@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/certkeeper/certkeeper/agent"
+	"github.com/certkeeper/certkeeper/rotate"
+)
+
+var pullCmd = &command{name: "pull", summary: "fetch bundles from the admin host over SFTP now, then install them",
+	usage: `Usage: certkeeper pull --config FILE [--bundle NAME] [--verbose]
+
+Connects to the admin host of the config's [source] (host key checked
+against its known_hosts), reads each bundle's remote_dir (default
+nodes/<node_id>), and runs the files through the same pipeline as
+` + "`certkeeper install`" + `: classify, validate, atomic swap, reload. A bundle whose
+content is identical to the live one is left alone (no reload); a leaf
+older than the live one is refused. Without --bundle, every bundle in
+mode "pull" is pulled.
+
+The remote directory may hold at most 16 regular files of at most 1 MiB
+each; a symlink, a subdirectory, a device or a name that is not a plain
+file name is refused. Names starting with "." are skipped.
+
+Exit 0 when every bundle is installed or unchanged, 1 when any failed (the
+message names the host and the reason; the live bundle is as it was), 2 on
+usage errors.
+
+Examples:
+  certkeeper pull --config /etc/certkeeper/certkeeper.toml
+  certkeeper pull --config /etc/certkeeper/certkeeper.toml --bundle flocker --verbose
+`}
+
+func init() {
+	pullCmd.run = runPull
+	register(pullCmd)
+}
+
+func runPull(ctx context.Context, e *env, args []string) int {
+	c := pullCmd
+	fs := flags(e, c)
+	cfgPath := fs.String("config", "", "agent config file")
+	bundle := fs.String("bundle", "", "pull only this bundle")
+	verbose := fs.Bool("verbose", false, "print each file as it is read, and log each step")
+	rest, code, ok := parse(e, fs, args)
+	if !ok {
+		return code
+	}
+	if len(rest) > 0 {
+		return usageError(e, c, "unexpected arguments: %s", strings.Join(rest, " "))
+	}
+	cfg, code, ok := loadConfig(e, c, *cfgPath)
+	if !ok {
+		return code
+	}
+	var bundles []*agent.Bundle
+	if *bundle != "" {
+		b, err := cfg.BundleNamed(*bundle)
+		if err != nil {
+			return usageError(e, c, "%v", err)
+		}
+		bundles = append(bundles, b)
+	} else {
+		for i := range cfg.Bundles {
+			if cfg.Bundles[i].Mode == "pull" {
+				bundles = append(bundles, &cfg.Bundles[i])
+			}
+		}
+		if len(bundles) == 0 {
+			return usageError(e, c, "config %s has no bundle in mode \"pull\"", cfg.Path)
+		}
+	}
+	src, err := agent.NewSFTPSource(cfg)
+	if err != nil {
+		return failure(e, c, err)
+	}
+	if *verbose {
+		src.OnFile = func(b *agent.Bundle, name string) {
+			fmt.Fprintf(e.stdout, "%s: read %s\n", b.Name, name)
+		}
+	}
+	log := cliLogger(e, *verbose)
+	code = exitOK
+	for _, b := range bundles {
+		out, err := src.Pull(ctx, b, log)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "certkeeper pull: %v\n", err)
+			code = exitFailure
+			continue
+		}
+		res := out.Result
+		from := src.Describe(b)
+		if !res.Changed {
+			fmt.Fprintf(e.stdout, "%s: unchanged: %s holds what %s has (generation %s); no reload\n", b.Name, b.Resolved.Dir, from, res.Generation.Name)
+			continue
+		}
+		var names []string
+		for _, f := range rotate.Plan(res.Bundle, b.Resolved) {
+			names = append(names, f.Name)
+		}
+		fmt.Fprintf(e.stdout, "%s: pulled from %s; installed generation %s in %s: %s\n", b.Name, from, res.Generation.Name, b.Resolved.Dir, strings.Join(names, ", "))
+		if printReloads(e, c, b.Name, out.Reloads) != exitOK {
+			code = exitFailure
+		}
+	}
+	return code
+}

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/certkeeper/certkeeper/distribute"
+)
+
+var pushCmd = &command{name: "push", summary: "send each node its bundle over SSH/SFTP, many nodes at once",
+	usage: `Usage: certkeeper push --inventory FILE --ca-dir DIR [--concurrency N] [--only ID,...] [--install] [--dry-run]
+
+For every node of the inventory, opens one SSH connection (host key checked
+against known_hosts; no option turns that off) and uploads the node's
+bundle from DIR/nodes/<id>/ into the node's target directory: each file
+under a temporary name, created 0600 before any byte is written, flushed
+to disk (fsync@openssh.com), then renamed into place (posix-rename). Up to
+N nodes are pushed at once. A progress bar is shown on a terminal, one line
+per node otherwise, and a table of results at the end.
+
+Without --install, target is the agent's inbox on the node: the files go
+as they are named, and the agent validates and installs them. With
+--install (nodes without an agent), the bundle is validated here and
+written straight into target under the layout's names and modes (key 0600,
+certificates 0644), as the Flocker guide does by hand with scp, mv and
+chmod. Each file is replaced atomically, but not the set: for one round
+trip a daemon reading then could see the new certificate with the old key.
+A target managed by an agent (it has ..data) is refused with --install.
+
+  --inventory FILE   the nodes (TOML: [defaults], then [[node]]; see docs/ssh.md)
+  --ca-dir DIR       the CA directory holding nodes/<id>/ for each node
+  --concurrency N    nodes at once (default 32)
+  --only ID,...      push only these nodes
+  --install          write canonical names and modes into target (no agent)
+  --dry-run          connect, check host keys, logins and targets; write nothing
+
+Exit 0 when every node succeeded, 1 when any failed, 2 on usage errors.
+
+Examples:
+  certkeeper push --inventory nodes.toml --ca-dir /srv/certkeeper-ca
+  certkeeper push --inventory nodes.toml --ca-dir /srv/certkeeper-ca --only 8eab4b8d-c0a2-4ce2-80aa-0709277a9a7a
+  certkeeper push --inventory nodes.toml --ca-dir /srv/certkeeper-ca --install --dry-run
+`}
+
+func init() {
+	pushCmd.run = runPush
+	register(pushCmd)
+}
+
+func runPush(ctx context.Context, e *env, args []string) int {
+	c := pushCmd
+	fs := flags(e, c)
+	invPath := fs.String("inventory", "", "inventory TOML file")
+	caDir := fs.String("ca-dir", "", "CA directory holding nodes/<id>/")
+	concurrency := fs.Int("concurrency", distribute.DefaultConcurrency, "nodes pushed at once")
+	only := fs.String("only", "", "comma-separated node ids to push")
+	install := fs.Bool("install", false, "write canonical names and modes into target (no agent on the node)")
+	dryRun := fs.Bool("dry-run", false, "connect and check; write nothing")
+	rest, code, ok := parse(e, fs, args)
+	if !ok {
+		return code
+	}
+	if len(rest) > 0 {
+		return usageError(e, c, "unexpected arguments: %s", strings.Join(rest, " "))
+	}
+	if *invPath == "" || *caDir == "" {
+		return usageError(e, c, "--inventory FILE and --ca-dir DIR are required")
+	}
+	if *concurrency < 1 || *concurrency > 1024 {
+		return usageError(e, c, "--concurrency must be between 1 and 1024")
+	}
+	inv, err := distribute.LoadInventory(*invPath)
+	if err != nil {
+		return failure(e, c, err)
+	}
+	var ids []string
+	for _, id := range strings.Split(*only, ",") {
+		if id = strings.TrimSpace(id); id != "" {
+			ids = append(ids, id)
+		}
+	}
+	nodes, err := inv.Select(ids)
+	if err != nil {
+		return usageError(e, c, "%v", err)
+	}
+	dir, err := distribute.ExpandHome(*caDir)
+	if err != nil {
+		return usageError(e, c, "%v", err)
+	}
+	p := newProgress(e.stdout, len(nodes))
+	start := time.Now()
+	results := distribute.Push(ctx, nodes, distribute.PushOptions{
+		CADir: dir, Install: *install, DryRun: *dryRun, Concurrency: *concurrency, Done: p.done,
+	})
+	p.finish()
+	failed := printPushTable(e.stdout, results, *dryRun)
+	verb := "pushed"
+	if *dryRun {
+		verb = "checked (dry run, nothing written)"
+	}
+	fmt.Fprintf(e.stdout, "%d node(s) %s in %s: %d ok, %d failed\n", len(results), verb, time.Since(start).Round(time.Millisecond), len(results)-failed, failed)
+	if failed > 0 {
+		return exitFailure
+	}
+	return exitOK
+}
+
+// progress shows a bar on a terminal and one line per node otherwise.
+type progress struct {
+	w              io.Writer
+	tty            bool
+	total, n, fail int
+}
+
+func newProgress(w io.Writer, total int) *progress {
+	p := &progress{w: w, total: total}
+	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		p.tty = true
+		p.draw()
+	}
+	return p
+}
+
+func (p *progress) done(r distribute.NodeResult) {
+	p.n++
+	if r.Err != nil {
+		p.fail++
+	}
+	if p.tty {
+		p.draw()
+		return
+	}
+	if r.Err != nil {
+		fmt.Fprintf(p.w, "[%d/%d] %s: FAILED: %s\n", p.n, p.total, r.Node.ID, oneLine(r.Err))
+		return
+	}
+	fmt.Fprintf(p.w, "[%d/%d] %s: ok (%s)\n", p.n, p.total, r.Node.ID, r.Took.Round(time.Millisecond))
+}
+
+func (p *progress) draw() {
+	const width = 30
+	filled := 0
+	if p.total > 0 {
+		filled = p.n * width / p.total
+	}
+	fmt.Fprintf(p.w, "\r[%s%s] %d/%d  ok %d  failed %d", strings.Repeat("#", filled), strings.Repeat("-", width-filled), p.n, p.total, p.n-p.fail, p.fail)
+}
+
+func (p *progress) finish() {
+	if p.tty {
+		fmt.Fprintln(p.w)
+	}
+}
+
+// printPushTable prints one row per node and returns how many failed.
+func printPushTable(w io.Writer, results []distribute.NodeResult, dryRun bool) int {
+	t := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(t, "NODE\tADDRESS\tRESULT\tTIME\tDETAIL")
+	failed := 0
+	for _, r := range results {
+		hp, _ := r.Node.SSH.HostPort()
+		if r.Err != nil {
+			failed++
+			fmt.Fprintf(t, "%s\t%s\tFAILED\t%s\t%s\n", r.Node.ID, hp, r.Took.Round(time.Millisecond), oneLine(r.Err))
+			continue
+		}
+		what := "wrote"
+		if dryRun {
+			what = "would write"
+		}
+		fmt.Fprintf(t, "%s\t%s\tok\t%s\t%s %s into %s\n", r.Node.ID, hp, r.Took.Round(time.Millisecond), what, strings.Join(r.Files, ", "), r.Node.Dir)
+	}
+	t.Flush()
+	return failed
+}
