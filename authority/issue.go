@@ -365,10 +365,11 @@ func (a *Authority) view(fn func(tx *bolt.Tx) error) error {
 	})
 }
 
-// published reports whether a node's current certificate and a key are in
-// its publish directory.
+// published reports whether a node's current certificate and its key are
+// in its publish directory. A run killed between renaming the certificate
+// and the key leaves a new certificate beside the old key: not published.
 func (a *Authority) published(n *NodeRecord) bool {
-	certName, keyName := n.Kind.Files()
+	certName, _ := n.Kind.Files()
 	dir := filepath.Join(a.Dir, NodesDir, n.ID)
 	data, err := os.ReadFile(filepath.Join(dir, certName))
 	if err != nil {
@@ -378,7 +379,7 @@ func (a *Authority) published(n *NodeRecord) bool {
 	if err != nil || len(c.Certificates) == 0 || FormatSerial(c.Certificates[0].SerialNumber) != n.Current {
 		return false
 	}
-	_, err = os.Stat(filepath.Join(dir, keyName))
+	_, err = a.publishedKey(*n, c.Certificates[0])
 	return err == nil
 }
 

@@ -194,6 +194,10 @@ func ParseNodeList(data []byte) ([]ListEntry, error) {
 	sc.Buffer(make([]byte, 0, 4096), 64<<10)
 	n := 0
 	for sc.Scan() {
+		if len(errs) >= 20 {
+			errs = append(errs, "(stopped after 20 problems)")
+			break
+		}
 		n++
 		line := sc.Text()
 		if i := strings.IndexByte(line, '#'); i >= 0 {
@@ -225,10 +229,6 @@ func ParseNodeList(data []byte) ([]ListEntry, error) {
 		}
 		if ok {
 			out = append(out, e)
-		}
-		if len(errs) >= 20 {
-			errs = append(errs, "(stopped after 20 problems)")
-			break
 		}
 	}
 	if err := sc.Err(); err != nil {

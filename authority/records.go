@@ -199,21 +199,25 @@ const (
 // directory: when they are not (an issue killed before it wrote them), the
 // certificate never reached anyone, so issuing again needs no --force.
 func DecideExisting(n *NodeRecord, published, force, skip bool) (Existing, string) {
+	refuse := func(why string) (Existing, string) {
+		if skip {
+			return SkipExisting, "exists (--skip-existing)"
+		}
+		return RefuseExisting, why
+	}
 	switch {
 	case n == nil:
 		return IssueNew, ""
 	case force:
 		return IssueAgain, "re-issued (--force)"
-	case skip:
-		return SkipExisting, "exists (--skip-existing)"
 	case n.Revoked != nil:
-		return RefuseExisting, "was revoked on " + n.Revoked.At.Format(time.DateOnly) + "; --force issues a new certificate and takes the node back"
+		return refuse("was revoked on " + n.Revoked.At.Format(time.DateOnly) + "; --force issues a new certificate and takes the node back")
 	case n.Source == SourceCSR:
-		return RefuseExisting, "exists and renews by CSR (its key lives on the node); --force issues a key and certificate here instead"
+		return refuse("exists and renews by CSR (its key lives on the node); --force issues a key and certificate here instead")
 	case !published:
 		return IssueAgain, "re-issued: its last certificate was never published (an interrupted issue)"
 	}
-	return RefuseExisting, "exists (serial " + n.Current + "); --force issues a new certificate, --skip-existing leaves it"
+	return refuse("exists (serial " + n.Current + "); --force issues a new certificate, --skip-existing leaves it")
 }
 
 // SignPolicy is what `ca sign` lets a node ask for: its id as the CN, and

@@ -121,17 +121,26 @@ func (a *Authority) Renew(ctx context.Context, o RenewOptions) (*RenewResult, er
 		}
 		a.collect(&res.Result, jobs)
 	}
-	if next, ok := a.crlNextUpdate(); ok && next.Sub(now) <= o.Within {
+	if this, next, ok := a.publishedCRL(); ok && CRLDue(this, next, now, o.Within) {
 		res.CRL, res.CRLErr = a.WriteCRL(0)
 	}
 	return res, nil
 }
 
-// crlNextUpdate reads the published CRL's next update, if there is one.
-func (a *Authority) crlNextUpdate() (time.Time, bool) {
+// CRLDue decides whether ca renew rewrites the published CRL: when its
+// next update falls within the renewal window, but not before half its
+// life has passed, so a daily timer with a window longer than crl_days does
+// not sign a new CRL every day. A CRL that does not parse is due now.
+func CRLDue(thisUpdate, nextUpdate, now time.Time, within time.Duration) bool {
+	threshold := min(within, nextUpdate.Sub(thisUpdate)/2)
+	return nextUpdate.Sub(now) <= threshold
+}
+
+// publishedCRL reads the published CRL's validity, if there is one.
+func (a *Authority) publishedCRL() (thisUpdate, nextUpdate time.Time, ok bool) {
 	data, err := os.ReadFile(a.path(CRLFile))
 	if errors.Is(err, fs.ErrNotExist) || err != nil {
-		return time.Time{}, false
+		return time.Time{}, time.Time{}, false
 	}
 	der := data
 	if b, _ := pem.Decode(data); b != nil {
@@ -140,7 +149,7 @@ func (a *Authority) crlNextUpdate() (time.Time, bool) {
 	crl, err := x509.ParseRevocationList(der)
 	if err != nil {
 		// A damaged CRL is replaced: every daemon checking it fails now.
-		return time.Time{}, true
+		return time.Time{}, time.Time{}, true
 	}
-	return crl.NextUpdate, true
+	return crl.ThisUpdate, crl.NextUpdate, true
 }

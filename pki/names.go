@@ -23,6 +23,10 @@ func NormalizeDNSName(s string) (string, error) {
 		return "", fmt.Errorf("DNS name %q is longer than 253 characters", s)
 	}
 	labels := strings.Split(name, ".")
+	if strings.Trim(labels[len(labels)-1], "0123456789") == "" {
+		// No top-level domain is all digits: this is a mistyped address.
+		return "", fmt.Errorf("%q is neither an IP address nor a DNS name (its last label is a number)", s)
+	}
 	for i, l := range labels {
 		if i == 0 && l == "*" && len(labels) > 2 {
 			continue
