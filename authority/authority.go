@@ -195,8 +195,13 @@ func (a *Authority) Issuer() (*pki.Issuer, error) {
 
 func (a *Authority) passphrase() ([]byte, error) {
 	file := a.opts.PassphraseFile
-	if file == "" {
+	if file == "" && a.Settings.PassphraseFile != "" {
+		// In ca.toml, a relative path is relative to the CA directory,
+		// not to wherever the command happens to run.
 		file = a.Settings.PassphraseFile
+		if !filepath.IsAbs(file) {
+			file = filepath.Join(a.Dir, file)
+		}
 	}
 	if file != "" {
 		return ReadPassphraseFile(file)

@@ -261,7 +261,7 @@ func TestRevokeAndCRL(t *testing.T) {
 		t.Fatalf("crl: %+v %v", info, err)
 	}
 	info, _ = a.WriteCRL(7)
-	if info.Number.Int64() != 2 || info.NextUpdate.Sub(time.Now()) > 7*day {
+	if info.Number.Int64() != 2 || time.Until(info.NextUpdate) > 7*day {
 		t.Fatalf("second crl: %+v", info)
 	}
 	data, _ := os.ReadFile(a.path(CRLFile))
@@ -495,8 +495,11 @@ func TestKeyAndDatabaseMustBelongToTheCA(t *testing.T) {
 	otherCert, _ := os.ReadFile(other.path(CertFile))
 	os.WriteFile(a.path(CertFile), otherCert, 0o644)
 	b, _ = Load(a.Dir, Options{})
-	if _, err := b.Issue(context.Background(), nodes(t, "n1"), IssueOptions{}); err == nil || !strings.Contains(err.Error(), "does not belong to") {
+	if _, err := b.Issuer(); err == nil || !strings.Contains(err.Error(), "does not belong to") {
 		t.Fatalf("swapped certificate: %v", err)
+	}
+	if _, err := b.Issue(context.Background(), nodes(t, "n1"), IssueOptions{}); err == nil || !strings.Contains(err.Error(), "belongs to another CA") {
+		t.Fatalf("issue with a swapped certificate: %v", err)
 	}
 	if _, err := b.List(false); err == nil || !strings.Contains(err.Error(), "belongs to another CA") {
 		t.Fatalf("database of another CA: %v", err)
@@ -572,4 +575,29 @@ func BenchmarkIssueOne(b *testing.B) {
 		i++
 		issue(b, a, []Request{{ID: fmt.Sprintf("node-%d", i), Kind: KindNode}}, IssueOptions{})
 	}
+}
+
+func TestInitDirectoryModes(t *testing.T) {
+	empty := filepath.Join(t.TempDir(), "empty")
+	os.Mkdir(empty, 0o755)
+	if _, err := Init(empty, InitParams{Settings: DefaultSettings("x")}, Options{}); err != nil || mode(t, empty) != 0o700 {
+		t.Fatalf("an empty directory is tightened: %v %v", err, mode(t, empty))
+	}
+	busy := t.TempDir()
+	os.Chmod(busy, 0o755)
+	os.WriteFile(filepath.Join(busy, "notes.txt"), nil, 0o644)
+	if _, err := Init(busy, InitParams{Settings: DefaultSettings("x")}, Options{}); err == nil || !strings.Contains(err.Error(), "chmod 700") || mode(t, busy) != 0o755 {
+		t.Fatalf("a directory holding other files: %v", err)
+	}
+}
+
+func TestRelativePassphraseFile(t *testing.T) {
+	a := newCA(t, Options{}, func(p *InitParams) {
+		p.Passphrase = []byte("a long passphrase")
+		p.Settings.PassphraseFile = "pass"
+	})
+	os.WriteFile(filepath.Join(a.Dir, "pass"), []byte("a long passphrase"), 0o600)
+	t.Chdir(t.TempDir())
+	b, _ := Load(a.Dir, Options{})
+	issue(t, b, nodes(t, "n1"), IssueOptions{})
 }

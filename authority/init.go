@@ -52,7 +52,17 @@ func Init(dir string, p InitParams, o Options) (*Authority, error) {
 		return nil, err
 	}
 	if runtime.GOOS != "windows" && fi.Mode().Perm() != dirMode {
-		// Tighten before the key exists: nobody else may list a CA directory.
+		// Nobody else may list a CA directory. An empty one (made by hand
+		// for the CA) is tightened before the key exists; one that holds
+		// other things is the admin's to fix: chmod-ing a home directory
+		// behind their back would surprise more than it protects.
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return nil, err
+		}
+		if len(entries) > 0 {
+			return nil, fmt.Errorf("%s has mode %04o and holds other files; a CA directory must be 0700: use a new directory, or run `chmod 700 %s` first", dir, fi.Mode().Perm(), dir)
+		}
 		if err := os.Chmod(dir, dirMode); err != nil {
 			return nil, err
 		}

@@ -140,10 +140,6 @@ func (a *Authority) Issue(ctx context.Context, reqs []Request, o IssueOptions) (
 		}
 		seen[r.ID] = true
 	}
-	issuer, err := a.Issuer()
-	if err != nil {
-		return nil, err
-	}
 	now := a.opts.now()
 	lifetime := a.Settings.NodeLifetime()
 	if o.Days != 0 {
@@ -182,6 +178,14 @@ func (a *Authority) Issue(ctx context.Context, reqs []Request, o IssueOptions) (
 	}
 	if len(refused) > 0 {
 		return nil, &RefusedError{refused}
+	}
+	if len(jobs) == 0 {
+		return res, nil // everything skipped: the CA key is not needed
+	}
+	// The key (and its passphrase) only once the batch is known to go ahead.
+	issuer, err := a.Issuer()
+	if err != nil {
+		return nil, err
 	}
 	a.sign(ctx, issuer, jobs, nb, na)
 	if err := ctx.Err(); err != nil {
