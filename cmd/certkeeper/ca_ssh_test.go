@@ -60,7 +60,7 @@ SetEnv HOME=%s
 `, port, hostKey, filepath.Join(dir, "sshd.pid"), ak, dir)
 	conf := testpki.WriteFile(t, dir, "sshd_config", []byte(cfg), 0o600)
 	cmd := exec.Command(sshd, "-D", "-e", "-f", conf)
-	var log bytes.Buffer
+	var log syncBuffer
 	cmd.Stdout, cmd.Stderr = &log, &log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

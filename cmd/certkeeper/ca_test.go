@@ -219,6 +219,24 @@ func TestCAMutualTLS(t *testing.T) {
 	}
 }
 
+// syncBuffer is a buffer a process writes to while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
 // tlsPair starts s_server once, waits for its port with a plain TCP probe
 // that it answers, and runs s_client against it.
 func tlsPair(t *testing.T, caFile, server, client string, serverArgs ...string) (bool, string) {
@@ -228,7 +246,7 @@ func tlsPair(t *testing.T, caFile, server, client string, serverArgs ...string) 
 		"-cert", filepath.Join(server, "node.crt"), "-key", filepath.Join(server, "node.key"),
 		"-CAfile", caFile, "-Verify", "1", "-verify_return_error"}, serverArgs...)
 	srv := exec.Command("openssl", args...)
-	var srvOut bytes.Buffer
+	var srvOut syncBuffer
 	srv.Stdout, srv.Stderr = &srvOut, &srvOut
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
