@@ -88,7 +88,7 @@ func (n *Names) Add(o Names) {
 // Empty reports whether there are no names.
 func (n Names) Empty() bool { return len(n.DNS) == 0 && len(n.IPs) == 0 }
 
-// Strings lists the names as "DNS:x" and "IP:y".
+// String lists the names as "DNS:x, IP:y".
 func (n Names) String() string {
 	var s []string
 	for _, d := range n.DNS {
