@@ -41,7 +41,15 @@ type result struct {
 
 func certkeeper(t *testing.T, args ...string) result {
 	t.Helper()
+	return certkeeperIn(t, nil, args...)
+}
+
+// certkeeperIn runs the binary with stdin (a CSR for ca sign, a typed
+// "yes" for trust).
+func certkeeperIn(t *testing.T, stdin []byte, args ...string) result {
+	t.Helper()
 	cmd := exec.Command(binary, args...)
+	cmd.Stdin = bytes.NewReader(stdin)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err := cmd.Run()

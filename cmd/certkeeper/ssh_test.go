@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,35 +15,19 @@ import (
 )
 
 // certkeeperIn runs the binary with stdin.
-func certkeeperIn(t *testing.T, stdin string, args ...string) result {
-	t.Helper()
-	cmd := exec.Command(binary, args...)
-	cmd.Stdin = strings.NewReader(stdin)
-	var o, e bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &e
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return result{code, o.String(), e.String()}
-}
-
 func TestTrustPinsOnlyWhenConfirmed(t *testing.T) {
 	s := testsshd.Start(t, testsshd.Options{})
 	kh := filepath.Join(t.TempDir(), "known_hosts")
 	fp := ssh.FingerprintSHA256(s.HostKeys[0].Public)
 
-	r := certkeeperIn(t, "y\n", "trust", s.Addr, "--known-hosts", kh)
+	r := certkeeperIn(t, []byte("y\n"), "trust", s.Addr, "--known-hosts", kh)
 	if r.code != 1 || !strings.Contains(r.stdout, fp) || !strings.Contains(r.stdout, `Type "yes"`) {
 		t.Fatalf("anything but yes must not pin: %+v", r)
 	}
 	if _, err := os.Stat(kh); err == nil {
 		t.Fatal("known_hosts written without confirmation")
 	}
-	r = certkeeperIn(t, "yes\n", "trust", s.Addr, "--known-hosts", kh)
+	r = certkeeperIn(t, []byte("yes\n"), "trust", s.Addr, "--known-hosts", kh)
 	if r.code != 0 || !strings.Contains(r.stdout, "pinned "+s.Addr) {
 		t.Fatalf("yes must pin: %+v", r)
 	}
@@ -57,7 +40,7 @@ func TestTrustPinsOnlyWhenConfirmed(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ssh-keygen -F: %v %s", err, out)
 	}
-	r = certkeeperIn(t, "", "trust", s.Addr, "--known-hosts", kh)
+	r = certkeeperIn(t, []byte(""), "trust", s.Addr, "--known-hosts", kh)
 	if r.code != 0 || !strings.Contains(r.stdout, "already pinned") {
 		t.Fatalf("a second trust is a no-op: %+v", r)
 	}
@@ -69,7 +52,7 @@ func TestTrustRefusesToReplaceADifferentPin(t *testing.T) {
 	kh := filepath.Join(t.TempDir(), "known_hosts")
 	old := fmt.Sprintf("[127.0.0.1]:%d %s\n", s.Port, other.AuthorizedLine())
 	os.WriteFile(kh, []byte(old), 0o644)
-	r := certkeeperIn(t, "yes\n", "trust", s.Addr, "--known-hosts", kh, "--yes")
+	r := certkeeperIn(t, []byte("yes\n"), "trust", s.Addr, "--known-hosts", kh, "--yes")
 	if r.code != 1 || !strings.Contains(r.stderr, "HOST KEY CHANGED") ||
 		!strings.Contains(r.stderr, ssh.FingerprintSHA256(other.Public)) || !strings.Contains(r.stderr, ssh.FingerprintSHA256(s.HostKeys[0].Public)) {
 		t.Fatalf("want a loud refusal with both fingerprints: %+v", r)
@@ -82,13 +65,13 @@ func TestTrustRefusesToReplaceADifferentPin(t *testing.T) {
 func TestTrustWithYesAndUsage(t *testing.T) {
 	s := testsshd.Start(t, testsshd.Options{})
 	kh := filepath.Join(t.TempDir(), "known_hosts")
-	if r := certkeeperIn(t, "", "trust", s.Addr, "--known-hosts", kh, "--yes"); r.code != 0 {
+	if r := certkeeperIn(t, []byte(""), "trust", s.Addr, "--known-hosts", kh, "--yes"); r.code != 0 {
 		t.Fatalf("%+v", r)
 	}
-	if r := certkeeperIn(t, "", "trust", s.Addr); r.code != 2 || !strings.Contains(r.stderr, "--known-hosts") {
+	if r := certkeeperIn(t, []byte(""), "trust", s.Addr); r.code != 2 || !strings.Contains(r.stderr, "--known-hosts") {
 		t.Fatalf("%+v", r)
 	}
-	if r := certkeeperIn(t, "", "trust", "--help"); r.code != 0 || !strings.Contains(r.stdout, "Examples:") {
+	if r := certkeeperIn(t, []byte(""), "trust", "--help"); r.code != 0 || !strings.Contains(r.stdout, "Examples:") {
 		t.Fatalf("%+v", r)
 	}
 }

@@ -1,0 +1,275 @@
+package authority
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"strings"
+
+	"github.com/certkeeper/certkeeper/pki"
+)
+
+// Kind is what a certificate is for, which decides its file names.
+type Kind string
+
+const (
+	// KindNode certificates are published as node.crt and node.key.
+	KindNode Kind = "node"
+	// KindControl certificates (Flocker's control service) are published
+	// as control-service.crt and control-service.key, in a directory named
+	// control-HOSTNAME.
+	KindControl Kind = "control"
+)
+
+// ControlPrefix starts the id of every control-service certificate, so a
+// node id can never collide with one.
+const ControlPrefix = "control-"
+
+// Files returns the certificate and key file names of a kind.
+func (k Kind) Files() (cert, key string) {
+	if k == KindControl {
+		return "control-service.crt", "control-service.key"
+	}
+	return "node.crt", "node.key"
+}
+
+// maxIDLength is the X.509 upper bound of a common name, which the id is.
+const maxIDLength = 64
+
+// ValidateID checks a node id: it becomes the certificate's CN and a
+// directory name under nodes/, so it is 1 to 64 letters, digits, dots,
+// hyphens and underscores, and does not start with a dot (hidden files are
+// certkeeper's unfinished writes) or a hyphen (it would read as a flag).
+func ValidateID(id string, kind Kind) error {
+	switch {
+	case id == "":
+		return fmt.Errorf("empty id")
+	case len(id) > maxIDLength:
+		return fmt.Errorf("id %q is longer than %d characters (it is the certificate's CN)", id, maxIDLength)
+	case id[0] == '.' || id[0] == '-':
+		return fmt.Errorf("id %q must not start with %q", id, id[:1])
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_') {
+			return fmt.Errorf("id %q: %q is not allowed (letters, digits, '.', '-' and '_' only)", id, r)
+		}
+	}
+	if kind == KindNode && strings.HasPrefix(id, ControlPrefix) {
+		return fmt.Errorf("id %q: node ids must not start with %q, which is kept for control-service certificates (certkeeper ca issue control HOSTNAME)", id, ControlPrefix)
+	}
+	return nil
+}
+
+// Names are a certificate's subject alternative names, normalized.
+type Names struct {
+	DNS []string
+	IPs []net.IP
+}
+
+// Add appends names not already present.
+func (n *Names) Add(o Names) {
+	for _, d := range o.DNS {
+		if !containsString(n.DNS, d) {
+			n.DNS = append(n.DNS, d)
+		}
+	}
+	for _, ip := range o.IPs {
+		if !containsIP(n.IPs, ip) {
+			n.IPs = append(n.IPs, ip)
+		}
+	}
+}
+
+// Empty reports whether there are no names.
+func (n Names) Empty() bool { return len(n.DNS) == 0 && len(n.IPs) == 0 }
+
+// String lists the names as "DNS:x, IP:y".
+func (n Names) String() string {
+	var s []string
+	for _, d := range n.DNS {
+		s = append(s, "DNS:"+d)
+	}
+	for _, ip := range n.IPs {
+		s = append(s, "IP:"+ip.String())
+	}
+	return strings.Join(s, ", ")
+}
+
+func containsString(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func containsIP(s []net.IP, v net.IP) bool {
+	for _, x := range s {
+		if x.Equal(v) {
+			return true
+		}
+	}
+	return false
+}
+
+// ParseNames checks DNS names and IP addresses given separately (--dns,
+// --ip) and returns them normalized, without repeats.
+func ParseNames(dns, ips []string) (Names, error) {
+	var n Names
+	for _, d := range dns {
+		name, err := pki.NormalizeDNSName(d)
+		if err != nil {
+			return Names{}, fmt.Errorf("--dns: %w", err)
+		}
+		n.Add(Names{DNS: []string{name}})
+	}
+	for _, s := range ips {
+		ip, err := pki.ParseIPAddress(s)
+		if err != nil {
+			return Names{}, fmt.Errorf("--ip: %w", err)
+		}
+		n.Add(Names{IPs: []net.IP{ip}})
+	}
+	return n, nil
+}
+
+// ParseName reads one name that may be either: an IP address if it parses
+// as one, a DNS name otherwise.
+func ParseName(s string) (Names, error) {
+	if ip, err := pki.ParseIPAddress(s); err == nil {
+		return Names{IPs: []net.IP{ip}}, nil
+	}
+	d, err := pki.NormalizeDNSName(s)
+	if err != nil {
+		return Names{}, err
+	}
+	return Names{DNS: []string{d}}, nil
+}
+
+// NewNodeID makes a random (version 4) UUID, as `flocker-ca
+// create-node-certificate` names a node it is given no name for.
+func NewNodeID(random io.Reader) (string, error) {
+	if random == nil {
+		random = rand.Reader
+	}
+	var b [16]byte
+	if _, err := io.ReadFull(random, b[:]); err != nil {
+		return "", err
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:], nil
+}
+
+// ListEntry is one line of a --from-file node list.
+type ListEntry struct {
+	Line  int
+	ID    string
+	Names Names
+}
+
+// ParseNodeList reads a node list, one node a line:
+//
+//	# comments and blank lines are ignored
+//	8eab4b8d-c0a2-4ce2-80aa-0709277a9a7a  node1.example.com 10.0.0.5
+//	node-2                                node2.example.com,10.0.0.6
+//
+// The first word is the id; the words after it (separated by spaces or
+// commas) are its subject alternative names, IP addresses where they parse
+// as one and DNS names otherwise. Every problem names its line.
+func ParseNodeList(data []byte) ([]ListEntry, error) {
+	var (
+		out  []ListEntry
+		errs []string
+		seen = map[string]int{}
+	)
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, 4096), 64<<10)
+	n := 0
+	for sc.Scan() {
+		if len(errs) >= 20 {
+			errs = append(errs, "(stopped after 20 problems)")
+			break
+		}
+		n++
+		line := sc.Text()
+		if i := strings.IndexByte(line, '#'); i >= 0 {
+			line = line[:i]
+		}
+		words := strings.FieldsFunc(line, func(r rune) bool { return r == ' ' || r == '\t' || r == ',' || r == '\r' })
+		if len(words) == 0 {
+			continue
+		}
+		e := ListEntry{Line: n, ID: words[0]}
+		if err := ValidateID(e.ID, KindNode); err != nil {
+			errs = append(errs, fmt.Sprintf("line %d: %v", n, err))
+			continue
+		}
+		if first, dup := seen[e.ID]; dup {
+			errs = append(errs, fmt.Sprintf("line %d: id %q is already on line %d", n, e.ID, first))
+			continue
+		}
+		seen[e.ID] = n
+		ok := true
+		for _, w := range words[1:] {
+			nm, err := ParseName(w)
+			if err != nil {
+				errs = append(errs, fmt.Sprintf("line %d: %v", n, err))
+				ok = false
+				continue
+			}
+			e.Names.Add(nm)
+		}
+		if ok {
+			out = append(out, e)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		errs = append(errs, fmt.Sprintf("line %d: %v", n+1, err))
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("%s", strings.Join(errs, "\n"))
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no node ids in the list (one id a line, then its DNS names and IP addresses)")
+	}
+	return out, nil
+}
+
+// ParseSerial reads a serial number as admins copy it: openssl's
+// colon-separated hex (3A:F0:…), plain hex, with or without 0x.
+func ParseSerial(s string) (*big.Int, error) {
+	h := strings.TrimPrefix(strings.TrimPrefix(strings.ToLower(strings.TrimSpace(s)), "0x"), "serial=")
+	h = strings.ReplaceAll(h, ":", "")
+	if h == "" || len(h) > 64 {
+		return nil, fmt.Errorf("%q is not a serial number (hex, as `certkeeper ca list` prints it)", s)
+	}
+	n, ok := new(big.Int).SetString(h, 16)
+	if !ok || n.Sign() <= 0 {
+		return nil, fmt.Errorf("%q is not a serial number (hex, as `certkeeper ca list` prints it)", s)
+	}
+	return n, nil
+}
+
+// FormatSerial prints a serial as openssl does, colon-separated hex.
+func FormatSerial(n *big.Int) string {
+	h := strings.ToUpper(n.Text(16))
+	if len(h)%2 == 1 {
+		h = "0" + h
+	}
+	var b strings.Builder
+	for i := 0; i < len(h); i += 2 {
+		if i > 0 {
+			b.WriteByte(':')
+		}
+		b.WriteString(h[i : i+2])
+	}
+	return b.String()
+}

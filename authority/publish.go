@@ -1,0 +1,276 @@
+package authority
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"sync"
+)
+
+// pubFile is one file to publish, by its slash-separated path inside the
+// CA directory.
+type pubFile struct {
+	rel  string
+	data []byte
+	mode fs.FileMode
+}
+
+// batchThreshold is the number of files above which one syncfs replaces an
+// fsync per file (Linux only). Below it, per-file fsyncs touch only our
+// files, not whatever else the file system has pending.
+const batchThreshold = 12
+
+// tempPattern matches certkeeper's unfinished writes: hidden, so that a
+// listing of a node directory (push, pull) passes over them.
+var tempPattern = regexp.MustCompile(`^\..+\.tmp-[0-9a-f]{12}$`)
+
+// publish writes files so that each name always holds either its old or its
+// new content, complete: every file is first written to a hidden temporary
+// file in its own directory, created with its final mode before its first
+// byte, then made durable, then renamed over its name, and the directories
+// are made durable last. Directories are created 0700. Everything goes
+// through an os.Root, so a symlink planted under nodes/ can not send a key
+// outside the CA directory. Callers hold the database lock, so no other
+// certkeeper process publishes at the same time, and left-over temporary
+// files of a killed run can be removed safely.
+//
+// The work is done per directory, on an os.Root opened on that directory,
+// so each file costs a create, a write and a rename rather than a walk of
+// its whole path; a batch of 1,000 bundles is mostly the kernel creating
+// 4,000 inodes.
+func publish(dir string, files []pubFile) error {
+	if len(files) == 0 {
+		return nil
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+
+	byDir := map[string][]int{}
+	var dirs []string
+	for i, f := range files {
+		d := path.Dir(f.rel)
+		if _, ok := byDir[d]; !ok {
+			dirs = append(dirs, d)
+		}
+		byDir[d] = append(byDir[d], i)
+	}
+	sort.Strings(dirs)
+	made := map[string]bool{".": true}
+	for _, d := range dirs {
+		// Parents first (nodes/), once each, before the parallel part.
+		if p := path.Dir(d); !made[p] {
+			if err := root.MkdirAll(p, dirMode); err != nil {
+				return fmt.Errorf("%s: %w", filepath.Join(dir, p), err)
+			}
+			made[p] = true
+		}
+	}
+
+	batch := canSyncFS && len(files) > batchThreshold
+	workers := min(16, 4*runtime.GOMAXPROCS(0))
+	temps := make([]string, len(files))
+	errs := make([]error, len(dirs))
+	parallel(len(dirs), workers, func(k int) {
+		errs[k] = writeDir(root, dirs[k], byDir[dirs[k]], files, temps, !batch)
+	})
+	cleanup := func() {
+		for i, t := range temps {
+			if t != "" {
+				_ = root.Remove(path.Join(path.Dir(files[i].rel), t))
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		cleanup()
+		return fmt.Errorf("%s: %w", dir, err)
+	}
+	var rootFile *os.File
+	if batch {
+		if rootFile, err = root.Open("."); err == nil {
+			defer rootFile.Close()
+			err = syncFS(rootFile)
+		}
+		if err != nil {
+			cleanup()
+			return fmt.Errorf("%s: sync: %w", dir, err)
+		}
+	}
+	parallel(len(dirs), workers, func(k int) {
+		errs[k] = renameDir(root, dirs[k], byDir[dirs[k]], files, temps, !batch)
+	})
+	if err := errors.Join(errs...); err != nil {
+		cleanup()
+		return fmt.Errorf("%s: %w", dir, err)
+	}
+	if batch {
+		if err := syncFS(rootFile); err != nil {
+			return fmt.Errorf("%s: sync: %w", dir, err)
+		}
+	}
+	return nil
+}
+
+// openDir creates d (0700) if needed and opens it as a root of its own.
+// fresh reports that it was just created: empty, with the right mode.
+func openDir(root *os.Root, d string) (sub *os.Root, fresh bool, err error) {
+	if d != "." {
+		switch err := root.Mkdir(d, dirMode); {
+		case err == nil:
+			fresh = true
+		case !errors.Is(err, fs.ErrExist):
+			return nil, false, err
+		}
+	}
+	sub, err = root.OpenRoot(d)
+	if err != nil {
+		return nil, false, err
+	}
+	if !fresh && d != "." && runtime.GOOS != "windows" {
+		fi, err := sub.Stat(".")
+		if err == nil && fi.Mode().Perm() != dirMode {
+			err = sub.Chmod(".", dirMode)
+		}
+		if err != nil {
+			sub.Close()
+			return nil, false, err
+		}
+	}
+	return sub, fresh, nil
+}
+
+func writeDir(root *os.Root, d string, idx []int, files []pubFile, temps []string, sync bool) error {
+	sub, fresh, err := openDir(root, d)
+	if err != nil {
+		return fmt.Errorf("%s: %w", d, err)
+	}
+	defer sub.Close()
+	if !fresh {
+		if err := removeStale(sub); err != nil {
+			return fmt.Errorf("%s: %w", d, err)
+		}
+	}
+	for _, i := range idx {
+		if temps[i], err = writeTemp(sub, files[i], sync); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func renameDir(root *os.Root, d string, idx []int, files []pubFile, temps []string, sync bool) error {
+	sub, err := root.OpenRoot(d)
+	if err != nil {
+		return fmt.Errorf("%s: %w", d, err)
+	}
+	defer sub.Close()
+	for _, i := range idx {
+		if err := sub.Rename(temps[i], path.Base(files[i].rel)); err != nil {
+			return fmt.Errorf("%s: %w", files[i].rel, err)
+		}
+		temps[i] = ""
+	}
+	if sync && runtime.GOOS != "windows" { // Windows can not fsync a directory; its renames are durable once they return
+		f, err := sub.Open(".")
+		if err != nil {
+			return err
+		}
+		err = f.Sync()
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("%s: sync: %w", d, err)
+		}
+	}
+	return nil
+}
+
+// removeStale removes temporary files a killed run left behind.
+func removeStale(dir *os.Root) error {
+	f, err := dir.Open(".")
+	if err != nil {
+		return err
+	}
+	names, err := f.Readdirnames(-1)
+	f.Close()
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if tempPattern.MatchString(n) {
+			if err := dir.Remove(n); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// writeTemp writes one file's content under a temporary name in dir and
+// returns that name.
+func writeTemp(dir *os.Root, pf pubFile, sync bool) (string, error) {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	tmp := "." + path.Base(pf.rel) + ".tmp-" + hex.EncodeToString(b[:])
+	f, err := dir.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, pf.mode)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", pf.rel, err)
+	}
+	// The umask may have narrowed the mode; set it exactly, still before
+	// the first byte. It is never widened past what was asked.
+	err = f.Chmod(pf.mode)
+	if err == nil {
+		_, err = f.Write(pf.data)
+	}
+	if err == nil && sync {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = dir.Remove(tmp)
+		return "", fmt.Errorf("%s: %w", pf.rel, err)
+	}
+	return tmp, nil
+}
+
+// parallel runs fn(0..n-1) on at most workers goroutines.
+func parallel(n, workers int, fn func(i int)) {
+	if workers > n {
+		workers = n
+	}
+	if workers <= 1 {
+		for i := range n {
+			fn(i)
+		}
+		return
+	}
+	var (
+		wg   sync.WaitGroup
+		next = make(chan int)
+	)
+	for range workers {
+		wg.Go(func() {
+			for i := range next {
+				fn(i)
+			}
+		})
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+}

@@ -1,0 +1,155 @@
+package authority
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/certkeeper/certkeeper/pki"
+)
+
+// RenewOptions tune ca renew.
+type RenewOptions struct {
+	// Within: renew what expires within this long from now.
+	Within time.Duration
+	// Key is RenewKeep or RenewRotate; "" uses the settings' renew_key.
+	Key string
+	// Days is the new validity; 0 uses the settings' node_days.
+	Days int
+	// DryRun decides and reports, and changes nothing.
+	DryRun bool
+}
+
+// RenewResult is what ca renew did.
+type RenewResult struct {
+	Result
+	Due []Due
+	// CRL is set when the CRL was refreshed because it would expire
+	// within the window too; CRLErr when that failed.
+	CRL    *CRLInfo
+	CRLErr error
+}
+
+// Renew re-issues every certificate that expires within o.Within (see
+// DueForRenewal) into its publish directory, with the node's recorded names
+// and key type, and a new key or the published one as configured. It also
+// refreshes cluster.crl when that expires within the window, so a timer
+// running `ca renew` keeps both fresh.
+func (a *Authority) Renew(ctx context.Context, o RenewOptions) (*RenewResult, error) {
+	if o.Within <= 0 {
+		return nil, fmt.Errorf("--within must be positive, such as 30d or 720h")
+	}
+	policy := o.Key
+	if policy == "" {
+		policy = a.Settings.RenewKey
+	}
+	if policy != RenewKeep && policy != RenewRotate {
+		return nil, fmt.Errorf("key policy %q is not %q or %q", policy, RenewKeep, RenewRotate)
+	}
+	now := a.opts.now()
+	res := &RenewResult{}
+	err := a.view(func(tx *bolt.Tx) error {
+		nodes, err := allNodes(tx)
+		if err != nil {
+			return err
+		}
+		certs := map[string]CertRecord{}
+		for _, n := range nodes {
+			s, err := ParseSerial(n.Current)
+			if err != nil {
+				continue
+			}
+			c, err := getCert(tx, s)
+			if err != nil {
+				return err
+			}
+			if c != nil {
+				certs[n.Current] = *c
+			}
+		}
+		res.Due, res.Skipped = DueForRenewal(nodes, certs, now, o.Within)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if o.DryRun {
+		return res, nil
+	}
+	if len(res.Due) > 0 {
+		issuer, err := a.Issuer()
+		if err != nil {
+			return nil, err
+		}
+		lifetime := a.Settings.NodeLifetime()
+		if o.Days != 0 {
+			lifetime = time.Duration(o.Days) * 24 * time.Hour
+		}
+		nb, na, capped, err := pki.LeafValidity(now, lifetime, a.Cert)
+		if err != nil {
+			return nil, err
+		}
+		res.Capped, res.NotAfter = capped, na
+		jobs := make([]*job, 0, len(res.Due))
+		for _, d := range res.Due {
+			j := a.planIssue(Request{ID: d.Node.ID, Kind: d.Node.Kind, Names: d.Node.Names()}, &d.Node, "", now)
+			j.source, j.note = SourceRenew, ""
+			if policy == RenewKeep {
+				cur, err := x509.ParseCertificate(d.Cert.DER)
+				if err == nil {
+					j.key, err = a.publishedKey(d.Node, cur)
+				}
+				if err != nil {
+					j.key, j.note = nil, fmt.Sprintf("made a new key: the published one can not be kept (%v)", err)
+				}
+			}
+			jobs = append(jobs, j)
+		}
+		a.sign(ctx, issuer, jobs, nb, na)
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("interrupted before anything was recorded: %w", err)
+		}
+		if err := a.commit(jobs, now); err != nil {
+			return nil, err
+		}
+		a.collect(&res.Result, jobs)
+	}
+	if this, next, ok := a.publishedCRL(); ok && CRLDue(this, next, now, o.Within) {
+		res.CRL, res.CRLErr = a.WriteCRL(0)
+	}
+	return res, nil
+}
+
+// CRLDue decides whether ca renew rewrites the published CRL: when its
+// next update falls within the renewal window, but not before half its
+// life has passed, so a daily timer with a window longer than crl_days does
+// not sign a new CRL every day. A CRL that does not parse is due now.
+func CRLDue(thisUpdate, nextUpdate, now time.Time, within time.Duration) bool {
+	threshold := min(within, nextUpdate.Sub(thisUpdate)/2)
+	return nextUpdate.Sub(now) <= threshold
+}
+
+// publishedCRL reads the published CRL's validity, if there is one.
+func (a *Authority) publishedCRL() (thisUpdate, nextUpdate time.Time, ok bool) {
+	data, err := os.ReadFile(a.path(CRLFile))
+	if errors.Is(err, fs.ErrNotExist) || err != nil {
+		return time.Time{}, time.Time{}, false
+	}
+	der := data
+	if b, _ := pem.Decode(data); b != nil {
+		der = b.Bytes
+	}
+	crl, err := x509.ParseRevocationList(der)
+	if err != nil {
+		// A damaged CRL is replaced: every daemon checking it fails now.
+		return time.Time{}, time.Time{}, true
+	}
+	return crl.ThisUpdate, crl.NextUpdate, true
+}
