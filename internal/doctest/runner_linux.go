@@ -1,0 +1,144 @@
+//go:build linux
+
+package doctest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// StepTimeout bounds one block on one machine; generous, since the
+// machine running the tests is shared.
+const StepTimeout = 3 * time.Minute
+
+// Every block runs after this prelude: errexit, pipefail, and a trap that
+// names the command that failed and its line in the block.
+const prelude = "set -eo pipefail\n" +
+	`trap 'rc=$?; echo "@@doctest-failed:$rc:$LINENO:$BASH_COMMAND" >&2' ERR` + "\n"
+
+var preludeLines = strings.Count(execHeader+prelude, "\n")
+
+var failedMarker = regexp.MustCompile(`(?m)^@@doctest-failed:(\d+):(\d+):(.*)$`)
+
+// Summary counts what a guide's run did.
+type Summary struct {
+	Ran, Wrote, Examples int
+	Skipped              []string // "file:line: reason"
+	Standins             int
+}
+
+// LoadSteps reads a guide's blocks as steps; an error names the block.
+func LoadSteps(path, name string) ([]Step, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var steps []Step
+	for _, b := range Blocks(name, data) {
+		s, err := ParseStep(b)
+		if err != nil {
+			return nil, err
+		}
+		steps = append(steps, s)
+	}
+	return steps, nil
+}
+
+// StepMachines lists the machines steps use, in order of first use (the
+// admin host first).
+func StepMachines(steps []Step) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range steps {
+		for _, m := range s.Machines {
+			if !seen[m] {
+				seen[m] = true
+				out = append(out, m)
+			}
+		}
+	}
+	for i, m := range out {
+		if m == "admin" {
+			out = append([]string{"admin"}, append(out[:i:i], out[i+1:]...)...)
+			break
+		}
+	}
+	return out
+}
+
+// RunSteps follows a guide on the cluster. It stops at the first step
+// that fails, naming the guide, the block, the machine and the command.
+func (c *Cluster) RunSteps(t *testing.T, steps []Step) Summary {
+	t.Helper()
+	var sum Summary
+	for i, s := range steps {
+		where := fmt.Sprintf("%s:%d (block %d)", s.File, s.Line, i+1)
+		switch s.Kind {
+		case Example:
+			sum.Examples++
+			continue
+		case Skip:
+			sum.Skipped = append(sum.Skipped, fmt.Sprintf("%s: %s", where, s.Reason))
+			t.Logf("SKIP %s on %s: %s", where, strings.Join(s.Machines, ", "), s.Reason)
+			continue
+		}
+		for _, name := range s.Machines {
+			m := c.Machines[name]
+			if m == nil {
+				t.Fatalf("%s: no machine %q", where, name)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), StepTimeout)
+			start := time.Now()
+			var out string
+			var err error
+			if s.Kind == File {
+				out, err = c.Exec(ctx, m, "set -e\nmkdir -p "+shq(filepath.Dir(s.Path))+"\ncat > "+shq(s.Path), s.Text)
+				sum.Wrote++
+				t.Logf("WRITE %s: %s on %s", where, s.Path, name)
+			} else {
+				out, err = c.Exec(ctx, m, prelude+s.Text, "yes\n")
+				sum.Ran++
+				t.Logf("RUN %s on %s (%s):\n%s", where, name, time.Since(start).Round(time.Millisecond), indent(out))
+			}
+			if ctx.Err() != nil {
+				err = fmt.Errorf("the block did not finish within %v", StepTimeout)
+			}
+			cancel()
+			for _, n := range c.Standins(m) {
+				sum.Standins++
+				t.Logf("    stand-in on %s: %s", name, n)
+			}
+			if err != nil {
+				t.Fatalf("%s failed on %s: %s\n%s", where, name, describeFailure(s, out, err), indent(out))
+			}
+		}
+	}
+	return sum
+}
+
+// describeFailure names the command that failed and its line in the
+// Markdown file, from the trap's marker.
+func describeFailure(s Step, out string, err error) string {
+	m := failedMarker.FindAllStringSubmatch(out, -1)
+	if len(m) == 0 {
+		return err.Error()
+	}
+	last := m[len(m)-1]
+	line, _ := strconv.Atoi(last[2])
+	return fmt.Sprintf("line %d: `%s` exited %s", s.Line+line-preludeLines, last[3], last[1])
+}
+
+func indent(s string) string {
+	s = strings.TrimRight(s, "\n")
+	if s == "" {
+		return "    (no output)"
+	}
+	return "    " + strings.ReplaceAll(s, "\n", "\n    ")
+}
