@@ -174,11 +174,6 @@ func packages(t *testing.T) (dist, deb string) {
 	return buildDir, debs[0]
 }
 
-func repo() string {
-	d, _ := filepath.Abs("../..")
-	return d
-}
-
 // TestGuides follows every guide in docs/ step by step on simulated
 // machines (see the package comment and docs/README.md).
 func TestGuides(t *testing.T) {
