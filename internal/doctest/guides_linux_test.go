@@ -221,6 +221,16 @@ func TestGuides(t *testing.T) {
 			for _, s := range sum.Skipped {
 				t.Logf("skipped %s", s)
 			}
+			// No log of any unit the stand-in ran (the agents, the CA's
+			// timer, the daemons) holds a private key.
+			for _, m := range c.Machines {
+				logs, _ := filepath.Glob(c.Path(m, filepath.Join(StateDir, "*.log")))
+				for _, l := range logs {
+					if data, _ := os.ReadFile(l); strings.Contains(string(data), PrivateKeyMarker) {
+						t.Errorf("%s: %s holds a private key (invariant 3: keys are never logged)", m.Name, filepath.Base(l))
+					}
+				}
+			}
 			if sc.check != nil {
 				sc.check(t, c)
 			}

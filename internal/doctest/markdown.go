@@ -22,8 +22,10 @@ package doctest
 
 import (
 	"fmt"
+	"os"
 	"regexp"
 	"strings"
+	"unicode"
 )
 
 // Block is one fenced code block of a Markdown file.
@@ -190,4 +192,121 @@ func machines(s string) ([]string, error) {
 		out = append(out, name)
 	}
 	return out, nil
+}
+
+// Slug is GitHub's anchor for a heading: lower case, letters, digits,
+// spaces, hyphens and underscores kept (code spans' backticks and other
+// punctuation dropped), spaces made hyphens.
+func Slug(heading string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(strings.TrimSpace(heading)) {
+		switch {
+		case r == ' ':
+			b.WriteRune('-')
+		case r == '-' || r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r):
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// Anchors lists the anchors of a Markdown document's headings (outside
+// code blocks), numbering repeats as GitHub does ("x", "x-1").
+func Anchors(data []byte) map[string]bool {
+	out := map[string]bool{}
+	count := map[string]int{}
+	inFence := ""
+	for _, line := range strings.Split(string(data), "\n") {
+		if _, fence, _, ok := openFence(line); ok && inFence == "" {
+			inFence = fence
+			continue
+		} else if inFence != "" {
+			if closesFence(line, inFence) {
+				inFence = ""
+			}
+			continue
+		}
+		t := strings.TrimSpace(line)
+		if !strings.HasPrefix(t, "#") {
+			continue
+		}
+		h := strings.TrimLeft(t, "#")
+		if h == "" || h[0] != ' ' {
+			continue
+		}
+		s := Slug(h)
+		if n := count[s]; n > 0 {
+			out[fmt.Sprintf("%s-%d", s, n)] = true
+		} else {
+			out[s] = true
+		}
+		count[s]++
+	}
+	return out
+}
+
+var link = regexp.MustCompile(`\]\(([^)\s]+)\)`)
+
+// Links returns the targets of a document's Markdown links, with their
+// lines, outside code blocks and code spans.
+func Links(data []byte) map[string][]int {
+	out := map[string][]int{}
+	inFence := ""
+	for i, line := range strings.Split(string(data), "\n") {
+		if _, fence, _, ok := openFence(line); ok && inFence == "" {
+			inFence = fence
+			continue
+		} else if inFence != "" {
+			if closesFence(line, inFence) {
+				inFence = ""
+			}
+			continue
+		}
+		for _, span := range CodeSpans(line) {
+			line = strings.Replace(line, span, "", 1)
+		}
+		for _, m := range link.FindAllStringSubmatch(line, -1) {
+			out[m[1]] = append(out[m[1]], i+1)
+		}
+	}
+	return out
+}
+
+// LoadSteps reads a guide's blocks as steps; an error names the block.
+func LoadSteps(path, name string) ([]Step, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var steps []Step
+	for _, b := range Blocks(name, data) {
+		s, err := ParseStep(b)
+		if err != nil {
+			return nil, err
+		}
+		steps = append(steps, s)
+	}
+	return steps, nil
+}
+
+// StepMachines lists the machines steps use, in order of first use (the
+// admin host first).
+func StepMachines(steps []Step) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range steps {
+		for _, m := range s.Machines {
+			if !seen[m] {
+				seen[m] = true
+				out = append(out, m)
+			}
+		}
+	}
+	for i, m := range out {
+		if m == "admin" {
+			out = append([]string{"admin"}, append(out[:i:i], out[i+1:]...)...)
+			break
+		}
+	}
+	return out
 }

@@ -41,7 +41,7 @@ type Message struct {
 	Kind     string // "error", "log", "usage", "output"
 }
 
-var verb = regexp.MustCompile(`%[-+# 0]*(\*|\d+)?(\.(\*|\d+))?[a-zA-Z]`)
+var verb = regexp.MustCompile(`%[-+# 0]*(\[\d+\])?(\*|\d+)?(\.(\*|\d+))?(\[\d+\])?[a-zA-Z]`)
 
 // Skeleton turns a format string into the form the docs quote: verbs (and
 // computed parts, already "…") become "…", "%%" becomes "%", spaces are

@@ -5,7 +5,6 @@ package doctest
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -27,50 +26,16 @@ var preludeLines = strings.Count(execHeader+prelude, "\n")
 
 var failedMarker = regexp.MustCompile(`(?m)^@@doctest-failed:(\d+):(\d+):(.*)$`)
 
+// PrivateKeyMarker ends the first line of every PEM private key block
+// ("-----BEGIN EC PRIVATE KEY-----"); no command's output and no log may
+// hold one.
+const PrivateKeyMarker = "PRIVATE KEY-----"
+
 // Summary counts what a guide's run did.
 type Summary struct {
 	Ran, Wrote, Examples int
 	Skipped              []string // "file:line: reason"
 	Standins             int
-}
-
-// LoadSteps reads a guide's blocks as steps; an error names the block.
-func LoadSteps(path, name string) ([]Step, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var steps []Step
-	for _, b := range Blocks(name, data) {
-		s, err := ParseStep(b)
-		if err != nil {
-			return nil, err
-		}
-		steps = append(steps, s)
-	}
-	return steps, nil
-}
-
-// StepMachines lists the machines steps use, in order of first use (the
-// admin host first).
-func StepMachines(steps []Step) []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, s := range steps {
-		for _, m := range s.Machines {
-			if !seen[m] {
-				seen[m] = true
-				out = append(out, m)
-			}
-		}
-	}
-	for i, m := range out {
-		if m == "admin" {
-			out = append([]string{"admin"}, append(out[:i:i], out[i+1:]...)...)
-			break
-		}
-	}
-	return out
 }
 
 // RunSteps follows a guide on the cluster. It stops at the first step
@@ -117,6 +82,9 @@ func (c *Cluster) RunSteps(t *testing.T, steps []Step) Summary {
 			}
 			if err != nil {
 				t.Fatalf("%s failed on %s: %s\n%s", where, name, describeFailure(s, out, err), indent(out))
+			}
+			if strings.Contains(out, PrivateKeyMarker) {
+				t.Errorf("%s on %s printed a private key (invariant 3: keys are never printed)", where, name)
 			}
 		}
 	}

@@ -192,7 +192,7 @@ func LoadUnit(name string) (*Unit, error) {
 				return LoadUnit(filepath.Base(target))
 			}
 			if filepath.Base(target) == "null" {
-				return nil, fmt.Errorf("Unit %s is masked.", name)
+				return nil, fmt.Errorf("unit %s is masked", name)
 			}
 		}
 		data, err := os.ReadFile(p)
@@ -220,7 +220,7 @@ func LoadUnit(name string) (*Unit, error) {
 		}
 		return u, nil
 	}
-	return nil, fmt.Errorf("Unit %s not found.", name)
+	return nil, fmt.Errorf("unit %s not found", name)
 }
 
 // SystemctlMain is the stand-in's entry point; args exclude the program
