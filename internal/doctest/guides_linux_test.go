@@ -190,6 +190,22 @@ func TestGuides(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The guides write these on their machines; none may appear on the
+	// machine running the test.
+	var absent []string
+	for _, p := range []string{"/etc/flocker", "/etc/mesos", "/etc/glow", "/etc/clusterio", "/etc/reign",
+		"/srv/certkeeper", "/etc/ssh/certkeeper", "/etc/ssh/sshd_config.d/certkeeper.conf", "/media/offline", "/root/certkeeper"} {
+		if _, err := os.Lstat(p); err != nil {
+			absent = append(absent, p)
+		}
+	}
+	t.Cleanup(func() {
+		for _, p := range absent {
+			if _, err := os.Lstat(p); err == nil {
+				t.Errorf("%s appeared on the machine running the test: a guide's write escaped its simulated machine", p)
+			}
+		}
+	})
 	for _, sc := range scenarios {
 		t.Run(strings.ReplaceAll(sc.name, " ", "_"), func(t *testing.T) {
 			// Each scenario has its own network and machines; they mostly

@@ -23,9 +23,9 @@ import (
 // A Cluster is a set of simulated machines sharing one private network
 // (loopback only: each machine has its own 127.0.0.x address and name in
 // every machine's /etc/hosts). A Machine is a private mount and UTS
-// namespace in which /etc, /var, /srv, /root, /usr, /opt and /home are
-// copy-on-write overlays of the real ones (writes land in a tmpfs that
-// vanishes with the machine) and /run is empty. So a guide writes the real
+// namespace in which every top-level directory (/etc, /var, /usr, /media…)
+// is a copy-on-write overlay of the real one (writes land in a tmpfs that
+// vanishes with the machine) and /run and /tmp are empty. So a guide writes the real
 // paths (/etc/flocker, /var/lib/certkeeper, /etc/ssh/sshd_config.d) and
 // installs real packages, and the machine running the test is unchanged.
 
@@ -55,7 +55,7 @@ type ClusterOptions struct {
 	// from it, copied into its dist/.
 	Repo, Dist string
 	// Deb, unless empty, is installed with dpkg -i on every machine: a
-	// guide that starts after the install guides.
+	// guide that starts after the install guides. It must be in Dist.
 	Deb string
 	// Shim is the systemctl/journalctl stand-in executable.
 	Shim string
@@ -156,6 +156,30 @@ func StartCluster(t testing.TB, o ClusterOptions) *Cluster {
 	return c
 }
 
+// shimPath is where the stand-in is bound inside each machine.
+const shimPath = "/run/doctest/doctest.test"
+
+// topLevelDirs lists the directories of / that a machine gets a
+// copy-on-write view of: all but the kernel's (/proc, /sys, /dev) and
+// the ones it gets empty (/run, /tmp).
+func topLevelDirs() ([]string, error) {
+	ents, err := os.ReadDir("/")
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range ents {
+		switch e.Name() {
+		case "proc", "sys", "dev", "run", "tmp", "lost+found":
+			continue
+		}
+		if e.IsDir() && e.Type()&os.ModeSymlink == 0 {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
+}
+
 // startReady starts a holder and waits for its "ready" line.
 func startReady(cmd *exec.Cmd) error {
 	out, err := cmd.StdoutPipe()
@@ -185,23 +209,36 @@ func (c *Cluster) boot(m *Machine, o ClusterOptions, hosts string) {
 	}
 	var s strings.Builder
 	fmt.Fprintf(&s, "set -e\nhostname %s\nmount -t tmpfs -o mode=0700 doctest %s\n", m.Name, shq(scratch))
-	for _, d := range []string{"etc", "var", "srv", "root", "usr", "opt", "home"} {
-		up, work := filepath.Join(scratch, d), filepath.Join(scratch, d+".work")
-		fmt.Fprintf(&s, "if [ -d /%s ]; then mkdir %s %s; mount -t overlay overlay -o lowerdir=/%s,upperdir=%s,workdir=%s /%s; fi\n",
-			d, up, work, d, up, work, d)
+	// Every top-level directory is copy-on-write, so nothing a guide
+	// writes (/etc, /media, /srv…) reaches the real machine; /run and /tmp
+	// are empty tmpfs.
+	dirs, err := topLevelDirs()
+	if err != nil {
+		t.Fatal(err)
 	}
-	// /run/systemd/system tells maintainer scripts that systemd runs, so
-	// they call systemctl, which is the stand-in.
-	s.WriteString("mount -t tmpfs -o mode=0755 run /run\nmkdir -m 0755 /run/sshd\nmkdir -p /run/systemd/system\n")
+	for _, d := range dirs {
+		up, work := filepath.Join(scratch, d), filepath.Join(scratch, d+".work")
+		fmt.Fprintf(&s, "mkdir %s %s\nmount -t overlay overlay -o lowerdir=/%s,upperdir=%s,workdir=%s /%s\n",
+			shq(up), shq(work), d, shq(up), shq(work), d)
+	}
 	if m.Name == "admin" && o.Repo != "" {
 		up, work := filepath.Join(scratch, "src"), filepath.Join(scratch, "src.work")
 		fmt.Fprintf(&s, "mkdir -p /root/certkeeper %s %s\nmount -t overlay overlay -o lowerdir=%s,upperdir=%s,workdir=%s /root/certkeeper\n",
 			up, work, shq(o.Repo), up, work)
 	}
+	// /run/systemd/system tells maintainer scripts that systemd runs, so
+	// they call systemctl, which is the stand-in. The stand-in (this test
+	// binary) and the packages are bound into /run/doctest before /tmp,
+	// where they live, is replaced.
+	s.WriteString("mount -t tmpfs -o mode=0755 run /run\nmkdir -m 0755 /run/sshd\nmkdir -p /run/systemd/system /run/doctest/dist\n")
+	fmt.Fprintf(&s, "touch %[1]s\nmount --bind %[2]s %[1]s\n", shimPath, shq(o.Shim))
+	if o.Dist != "" {
+		fmt.Fprintf(&s, "mount --bind %s /run/doctest/dist\n", shq(o.Dist))
+	}
+	s.WriteString("mount -t tmpfs -o mode=1777 tmp /tmp\n")
 	s.WriteString("echo ready\nexec cat >/dev/null\n")
 	m.holder = exec.Command("nsenter", "--net=/proc/"+strconv.Itoa(c.net.Process.Pid)+"/ns/net", "--",
 		"unshare", "--mount", "--uts", "--propagation", "private", "--", "sh", "-c", s.String())
-	var err error
 	if m.holderIn, err = m.holder.StdinPipe(); err != nil {
 		t.Fatal(err)
 	}
@@ -225,15 +262,15 @@ ssh-keygen -q -t ed25519 -N '' -C root@%[1]s -f /root/.ssh/id_ed25519
 mkdir -p /usr/local/sbin %[3]s
 ln -sf %[4]s /usr/local/sbin/systemctl
 ln -sf %[4]s /usr/local/sbin/journalctl
-`, m.Name, m.Addr, StateDir, shq(o.Shim))
+`, m.Name, m.Addr, StateDir, shimPath)
 	for name, content := range o.Units[m.Name] {
 		fmt.Fprintf(&p, "cat > /lib/systemd/system/%s <<'EOF'\n%sEOF\n", name, content)
 	}
 	if o.Deb != "" {
-		fmt.Fprintf(&p, "dpkg -i %s >/dev/null\n", shq(o.Deb))
+		fmt.Fprintf(&p, "dpkg -i %s >/dev/null\n", shq("/run/doctest/dist/"+filepath.Base(o.Deb)))
 	}
-	if m.Name == "admin" && o.Dist != "" {
-		fmt.Fprintf(&p, "mkdir -p /root/certkeeper/dist && cp %s/* /root/certkeeper/dist/\n", shq(o.Dist))
+	if m.Name == "admin" && o.Dist != "" && o.Repo != "" {
+		p.WriteString("mkdir -p /root/certkeeper/dist && cp /run/doctest/dist/* /root/certkeeper/dist/\n")
 	}
 	c.mustRun(m, p.String(), "")
 	for name := range o.Units[m.Name] {

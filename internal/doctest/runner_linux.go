@@ -50,8 +50,12 @@ func (c *Cluster) RunSteps(t *testing.T, steps []Step) Summary {
 			sum.Examples++
 			continue
 		case Skip:
+			// A subtest of its own, so `go test -v` lists it as SKIP with
+			// the guide's reason.
 			sum.Skipped = append(sum.Skipped, fmt.Sprintf("%s: %s", where, s.Reason))
-			t.Logf("SKIP %s on %s: %s", where, strings.Join(s.Machines, ", "), s.Reason)
+			t.Run(fmt.Sprintf("%s:%d", s.File, s.Line), func(t *testing.T) {
+				t.Skipf("on %s: %s", strings.Join(s.Machines, ", "), s.Reason)
+			})
 			continue
 		}
 		for _, name := range s.Machines {
