@@ -11,12 +11,13 @@ import (
 
 var tomlBlock = regexp.MustCompile("(?s)```toml\n(.*?)```")
 
-// Every config example in the README and docs/ loads with the real loader,
+// Every config example in the README, docs/ and docs/guides/ loads with the real loader,
 // so what an admin copies works. Blocks that are not agent configs say so
 // on their first line (# inventory).
 func TestDocExamplesLoad(t *testing.T) {
 	files, _ := filepath.Glob("../docs/*.md")
-	files = append(files, "../README.md")
+	guides, _ := filepath.Glob("../docs/guides/*.md")
+	files = append(append(files, guides...), "../README.md")
 	n := 0
 	for _, f := range files {
 		data, err := os.ReadFile(f)

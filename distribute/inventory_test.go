@@ -108,7 +108,8 @@ var tomlBlock = regexp.MustCompile("(?s)```toml\n(.*?)```")
 // Every inventory example in the docs loads with the real loader.
 func TestDocInventoryExamplesLoad(t *testing.T) {
 	files, _ := filepath.Glob("../docs/*.md")
-	files = append(files, "../README.md")
+	guides, _ := filepath.Glob("../docs/guides/*.md")
+	files = append(append(files, guides...), "../README.md")
 	n := 0
 	for _, f := range files {
 		data, err := os.ReadFile(f)

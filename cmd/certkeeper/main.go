@@ -5,6 +5,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -58,6 +59,10 @@ func run(ctx context.Context, e *env, args []string) int {
 	name := args[0]
 	switch name {
 	case "-h", "--help", "help":
+		if len(args) > 2 && args[1] == "ca" {
+			// certkeeper help ca issue
+			return commands["ca"].run(ctx, e, []string{"help", args[2]})
+		}
 		if len(args) > 1 {
 			if c, ok := commands[args[1]]; ok {
 				fmt.Fprint(e.stdout, c.usage)
@@ -102,8 +107,12 @@ func flags(e *env, c *command) *flag.FlagSet {
 	fs.SetOutput(e.stderr)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), c.usage)
-		fmt.Fprintln(fs.Output(), "\nFlags:")
-		fs.PrintDefaults()
+		n := 0
+		fs.VisitAll(func(*flag.Flag) { n++ })
+		if n > 0 {
+			fmt.Fprintln(fs.Output(), "\nFlags:")
+			fs.PrintDefaults()
+		}
 	}
 	return fs
 }
@@ -118,12 +127,20 @@ func parse(e *env, fs *flag.FlagSet, args []string) ([]string, int, bool) {
 		args, rest = args[:i], args[i+1:]
 	}
 	for {
-		if err := fs.Parse(args); err != nil {
+		// The flag package prints help itself before it reports ErrHelp;
+		// hold what it prints, so help asked for goes to stdout, once, and
+		// a usage error to stderr.
+		var msg bytes.Buffer
+		fs.SetOutput(&msg)
+		err := fs.Parse(args)
+		fs.SetOutput(e.stderr)
+		if err != nil {
 			if errors.Is(err, flag.ErrHelp) {
 				fs.SetOutput(e.stdout)
 				fs.Usage()
 				return nil, exitOK, false
 			}
+			e.stderr.Write(msg.Bytes())
 			return nil, exitUsage, false
 		}
 		args = fs.Args()

@@ -24,7 +24,15 @@ var (
 )
 
 func init() {
-	register(&command{name: "version", summary: "print the version", usage: "Usage: certkeeper version\n", run: runVersion})
+	register(&command{name: "version", summary: "print the version", usage: `Usage: certkeeper version
+
+Prints certkeeper's version, the commit it was built from, the Go version
+and the platform: what a bug report needs. certkeeper --version and -v
+do the same.
+
+Example:
+  certkeeper version
+`, run: runVersion})
 	register(verifyCmd)
 	register(installCmd)
 	register(statusCmd)

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// runIn runs a command in-process, as main would.
+func runIn(args ...string) (code int, stdout, stderr string) {
+	var o, e bytes.Buffer
+	code = run(context.Background(), &env{stdin: strings.NewReader(""), stdout: &o, stderr: &e}, args)
+	return code, o.String(), e.String()
+}
+
+// helpCase is one way of asking a command for help, and the command line
+// its examples must show.
+type helpCase struct {
+	args []string
+	name string // "install", "ca issue"
+}
+
+// helpCases walks the command table: every command and every ca
+// subcommand, asked with --help, -h and `certkeeper help …`.
+func helpCases() []helpCase {
+	var out []helpCase
+	var names []string
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		out = append(out,
+			helpCase{[]string{n, "--help"}, n},
+			helpCase{[]string{n, "-h"}, n},
+			helpCase{[]string{"help", n}, n})
+	}
+	var subs []string
+	for n := range caSubs {
+		subs = append(subs, n)
+	}
+	sort.Strings(subs)
+	for _, n := range subs {
+		out = append(out,
+			helpCase{[]string{"ca", n, "--help"}, "ca " + n},
+			helpCase{[]string{"ca", "help", n}, "ca " + n},
+			helpCase{[]string{"help", "ca", n}, "ca " + n})
+	}
+	return out
+}
+
+var exampleHeading = regexp.MustCompile(`(?m)^Examples?:\n`)
+
+// Every command and subcommand answers --help on stdout, once, with exit
+// 0: a synopsis ("Usage: certkeeper NAME …") and at least one example
+// that runs it.
+func TestEveryCommandHasHelpWithExamples(t *testing.T) {
+	cases := helpCases()
+	if len(cases) < 3*(13+7) {
+		t.Fatalf("only %d help cases: is the command table empty?", len(cases))
+	}
+	for _, hc := range cases {
+		t.Run(strings.Join(hc.args, "_"), func(t *testing.T) {
+			code, stdout, stderr := runIn(hc.args...)
+			if code != exitOK {
+				t.Fatalf("exit %d, want 0\nstderr: %s", code, stderr)
+			}
+			if stderr != "" {
+				t.Errorf("help wrote to stderr too:\n%s", stderr)
+			}
+			if !strings.HasPrefix(stdout, "Usage: certkeeper "+hc.name) {
+				t.Errorf("help does not start with the synopsis %q:\n%s", "Usage: certkeeper "+hc.name, stdout)
+			}
+			if strings.Count(stdout, "Usage: certkeeper "+hc.name) != 1 {
+				t.Errorf("the synopsis appears %d times", strings.Count(stdout, "Usage: certkeeper "+hc.name))
+			}
+			loc := exampleHeading.FindStringIndex(stdout)
+			if loc == nil {
+				t.Fatalf("no Examples: section:\n%s", stdout)
+			}
+			examples, _, _ := strings.Cut(stdout[loc[1]:], "\n\n")
+			if !strings.Contains(examples, "certkeeper "+hc.name) {
+				t.Errorf("no example runs %q:\n%s", "certkeeper "+hc.name, examples)
+			}
+		})
+	}
+}
+
+// The top-level help lists every command, and `ca --help` every
+// subcommand, so nothing is hidden.
+func TestHelpListsEverything(t *testing.T) {
+	code, top, _ := runIn("help")
+	if code != exitOK {
+		t.Fatalf("certkeeper help: exit %d", code)
+	}
+	for n := range commands {
+		if !regexp.MustCompile(`(?m)^  ` + regexp.QuoteMeta(n) + ` `).MatchString(top) {
+			t.Errorf("certkeeper help does not list %s", n)
+		}
+	}
+	code, ca, _ := runIn("ca", "--help")
+	if code != exitOK {
+		t.Fatalf("certkeeper ca --help: exit %d", code)
+	}
+	for n := range caSubs {
+		if !regexp.MustCompile(`(?m)^  ` + regexp.QuoteMeta(n) + ` `).MatchString(ca) {
+			t.Errorf("certkeeper ca --help does not list %s", n)
+		}
+	}
+	// A usage error still goes to stderr, with exit 2.
+	if code, stdout, stderr := runIn("verify", "--no-such-flag"); code != exitUsage || stdout != "" || !strings.Contains(stderr, "no-such-flag") {
+		t.Errorf("a bad flag: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+}
