@@ -44,6 +44,20 @@ type Layout struct {
 	SelfSignedLeaf bool
 }
 
+// hiddenTrustFile keeps the cluster CA of a layout that writes none
+// (Clusterio's controller): the daemon does not read it, but certkeeper
+// must remember what it trusts, or the next bundle could bring any CA.
+const hiddenTrustFile = ".certkeeper-ca.pem"
+
+// TrustFile is where the live generation keeps the cluster CA: the
+// layout's CA file, or a hidden one when the layout writes none.
+func (l Layout) TrustFile() string {
+	if l.CAFile != "" || l.CAOnly() {
+		return l.CAFile
+	}
+	return hiddenTrustFile
+}
+
 // CAOnly reports whether the bundle installs only a CA certificate.
 func (l Layout) CAOnly() bool { return l.CertFile == "" && l.KeyFile == "" }
 

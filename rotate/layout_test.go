@@ -50,7 +50,7 @@ func TestPresetsInstallUnderCanonicalNames(t *testing.T) {
 		{"reign", "32", nil,
 			map[string]fs.FileMode{"signing.crt": 0o644, "node.32.crt": 0o644, "node.32.key": 0o600}, "/etc/reign"},
 		{"clusterio", "203.0.113.4", testpki.SelfSigned(t, "localhost", testpki.Options{IPs: []string{"203.0.113.4"}}),
-			map[string]fs.FileMode{"cert.pem": 0o644, "key.pem": 0o600}, "/etc/clusterio"},
+			map[string]fs.FileMode{"cert.pem": 0o644, "key.pem": 0o600, ".certkeeper-ca.pem": 0o644}, "/etc/clusterio"},
 	}
 	for _, c := range cases {
 		t.Run(c.preset, func(t *testing.T) {
@@ -162,6 +162,26 @@ func TestClusterioSelfSigned(t *testing.T) {
 	_, err = manager(t, "glow", "203.0.113.4", rotate.Overrides{}).Install([]rotate.Input{in("cert.pem", self.CertPEM()), in("key.pem", self.KeyPEM(t))}, "test")
 	if err == nil {
 		t.Error("glow accepted a self-signed leaf")
+	}
+}
+
+// A Clusterio controller whose certificate comes from a cluster CA writes
+// no CA file for the daemon, yet certkeeper keeps the CA it trusts: status
+// verifies the chain, and a bundle from another CA is a CA change.
+func TestClusterioControllerKeepsItsTrustAnchor(t *testing.T) {
+	ca, other := testpki.NewCA(t, "cluster", testpki.Options{}), testpki.NewCA(t, "other", testpki.Options{})
+	leaf := ca.Issue(t, "203.0.113.4", testpki.Options{IPs: []string{"203.0.113.4"}})
+	m := manager(t, "clusterio", "203.0.113.4", rotate.Overrides{})
+	if _, err := m.Install([]rotate.Input{in("c.pem", leaf.CertPEM()), in("k.pem", leaf.KeyPEM(t)), in("ca.pem", ca.CertPEM())}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if st := m.Status(); st.Health != rotate.OK || st.Chain != "ok" {
+		t.Fatalf("status %s %q, chain %q", st.Health, st.HealthText, st.Chain)
+	}
+	foreign := other.Issue(t, "203.0.113.4", testpki.Options{IPs: []string{"203.0.113.4"}})
+	_, err := m.Install([]rotate.Input{in("c.pem", foreign.CertPEM()), in("k.pem", foreign.KeyPEM(t)), in("ca.pem", other.CertPEM())}, "test")
+	if err == nil || !strings.Contains(err.Error(), "refusing a CA change") {
+		t.Fatalf("a bundle from another CA: %v", err)
 	}
 }
 

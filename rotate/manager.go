@@ -291,6 +291,7 @@ func (m *Manager) fileStatus(gen Generation) []FileStatus {
 	add(l.CertFile, "cert")
 	add(l.KeyFile, "key")
 	add(l.CAFile, "ca")
+	add(l.TrustFile(), "ca (kept, not read by the daemon)")
 	add(l.EnvFile, "env")
 	// The same judgement the agent repairs by: mode, owner (the configured
 	// one, else the one each file was created with), content, links.
@@ -303,7 +304,7 @@ func (m *Manager) fileStatus(gen Generation) []FileStatus {
 		}
 	}
 	var out []FileStatus
-	for _, name := range []string{l.CAFile, l.CertFile, l.KeyFile, l.EnvFile} {
+	for _, name := range []string{l.TrustFile(), l.CertFile, l.KeyFile, l.EnvFile} {
 		if name == "" || (len(out) > 0 && out[len(out)-1].Name == name) {
 			continue
 		}

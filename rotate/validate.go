@@ -338,8 +338,8 @@ func Age(d time.Duration) string {
 func Plan(b *Bundle, l Layout) []File {
 	var files []File
 	cas := b.CAs
-	if l.CAFile != "" && len(cas) > 0 {
-		files = append(files, File{Name: l.CAFile, Data: pki.EncodeCertificates(cas...), Mode: l.CertMode})
+	if l.TrustFile() != "" && len(cas) > 0 {
+		files = append(files, File{Name: l.TrustFile(), Data: pki.EncodeCertificates(cas...), Mode: l.CertMode})
 	}
 	if !l.CAOnly() {
 		chain := append([]*x509.Certificate{b.Leaf}, b.Intermediates...)
@@ -358,11 +358,11 @@ func Plan(b *Bundle, l Layout) []File {
 func ReadBundle(files map[string][]byte, l Layout) (*Bundle, error) {
 	b := &Bundle{}
 	var errs []error
-	if l.CAFile != "" {
-		if data, ok := files[l.CAFile]; ok {
+	if trust := l.TrustFile(); trust != "" {
+		if data, ok := files[trust]; ok {
 			c, err := pki.Parse(data)
 			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", l.CAFile, err))
+				errs = append(errs, fmt.Errorf("%s: %w", trust, err))
 			} else {
 				b.CAs = c.Certificates
 			}
