@@ -2,6 +2,7 @@ package distribute_test
 
 import (
 	"os"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -187,4 +188,18 @@ func FuzzCheckRemoteName(f *testing.F) {
 			t.Fatalf("%q escapes or changes when joined: %q", name, joined)
 		}
 	})
+}
+
+// A service (systemd sets no $HOME) still finds ~ through the user database.
+func TestExpandHomeWithoutHOME(t *testing.T) {
+	u, err := user.Current()
+	if err != nil || u.HomeDir == "" {
+		t.Skip("no user database entry")
+	}
+	t.Setenv("HOME", "")
+	os.Unsetenv("HOME")
+	got, err := distribute.ExpandHome("~/.ssh/id_ed25519")
+	if err != nil || got != filepath.Join(u.HomeDir, ".ssh/id_ed25519") {
+		t.Fatalf("ExpandHome without $HOME = %q, %v", got, err)
+	}
 }

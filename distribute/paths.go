@@ -3,6 +3,7 @@ package distribute
 import (
 	"fmt"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strings"
 )
@@ -17,9 +18,23 @@ func ExpandHome(p string) (string, error) {
 		}
 		return p, nil
 	}
-	home, err := os.UserHomeDir()
+	home, err := homeDir()
 	if err != nil {
 		return "", fmt.Errorf("%q: %w", p, err)
 	}
 	return filepath.Join(home, strings.TrimPrefix(p, "~")), nil
+}
+
+// homeDir is $HOME, or the account's home from the user database when
+// $HOME is unset, as it is for a systemd service (the CA-renew timer
+// pushing with an inventory written for an interactive shell).
+func homeDir() (string, error) {
+	if h, err := os.UserHomeDir(); err == nil {
+		return h, nil
+	}
+	u, err := user.Current()
+	if err != nil || u.HomeDir == "" {
+		return "", fmt.Errorf("no home directory: $HOME is unset and the user database has none; write the path out in full")
+	}
+	return u.HomeDir, nil
 }
