@@ -21,6 +21,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/certkeeper/certkeeper/pki"
 	"github.com/certkeeper/certkeeper/platform"
 	"github.com/certkeeper/certkeeper/rotate"
 )
@@ -52,6 +53,12 @@ type SourceConfig struct {
 	KnownHosts   string   `toml:"known_hosts"`
 	Timeout      Duration `toml:"timeout"`
 	PullInterval Duration `toml:"pull_interval"`
+	// CSRUser is the admin host's account that bundles in CSR mode send
+	// their requests to (the CA's account, whose authorized_keys runs
+	// `certkeeper ca sign` for this node's key). Empty: User. When set,
+	// User is the node's pull account, which CSR bundles use to pull their
+	// first bundle.
+	CSRUser string `toml:"csr_user"`
 }
 
 // Bundle is one managed directory.
@@ -112,6 +119,15 @@ type Reload struct {
 	WindowsService string `toml:"windows_service"`
 }
 
+// Bundle modes: how a bundle is renewed from the admin host.
+const (
+	// ModePull fetches bundles the admin host issued (key and all).
+	ModePull = "pull"
+	// ModeCSR makes the key on the node and has the admin host sign a
+	// request for it: the key never leaves the node.
+	ModeCSR = "csr"
+)
+
 // Defaults.
 const (
 	DefaultStateDir       = "/var/lib/certkeeper"
@@ -152,29 +168,9 @@ func (d *Duration) UnmarshalTOML(v any) error {
 	}
 }
 
-var daysRe = regexp.MustCompile(`^(\d+)d(.*)$`)
-
 // ParseDuration is time.ParseDuration plus a leading day count ("30d",
 // "1d12h"), the unit certificate lifetimes are talked about in.
-func ParseDuration(s string) (time.Duration, error) {
-	var days time.Duration
-	if m := daysRe.FindStringSubmatch(s); m != nil {
-		n, err := strconv.Atoi(m[1])
-		if err != nil || n > 100000 {
-			return 0, fmt.Errorf("duration %q: day count out of range", s)
-		}
-		days = time.Duration(n) * 24 * time.Hour
-		if m[2] == "" {
-			return days, nil
-		}
-		s = m[2]
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, fmt.Errorf("%q is not a duration (examples: \"720h\", \"30d\", \"1h30m\")", s)
-	}
-	return days + d, nil
-}
+func ParseDuration(s string) (time.Duration, error) { return rotate.ParseDuration(s) }
 
 // FileMode is an octal permission string such as "0600".
 type FileMode fs.FileMode
@@ -469,14 +465,19 @@ func (c *Config) resolve() error {
 		}
 		switch b.Mode {
 		case "":
-			b.Mode = "pull"
-		case "pull":
-		case "csr":
+			b.Mode = ModePull
+		case ModePull:
+		case ModeCSR:
 			if c.Source == nil {
 				return bad(key("mode"), toml.Key{"bundle", "mode"}, "csr mode sends requests to the admin host: add a [source] section")
 			}
 		default:
 			return bad(key("mode"), toml.Key{"bundle", "mode"}, "%q is not one of pull, csr", b.Mode)
+		}
+		if b.KeyType != "" {
+			if _, err := pki.ParseKeyType(b.KeyType); err != nil {
+				return bad(key("key_type"), toml.Key{"bundle", "key_type"}, "%v", err)
+			}
 		}
 		if slices.Contains(strings.Split(b.RemoteDir, "/"), "..") {
 			return bad(key("remote_dir"), toml.Key{"bundle", "remote_dir"}, "%q must not contain \"..\"", b.RemoteDir)

@@ -235,8 +235,8 @@ func TestDaemonBacksOffAFailingSource(t *testing.T) {
 	if b.Source == nil || b.Source.Failures != 1 || !strings.Contains(b.Source.LastError, "unreachable") || b.Counters.SourceErrors != 1 {
 		t.Fatalf("state: %+v", b.Source)
 	}
-	if d := b.Source.NextTry.Sub(b.Source.LastAttempt); d != agent.Backoff(1, 0) {
-		t.Fatalf("next try %s after the failure, want %s", d, agent.Backoff(1, 0))
+	if d := b.Source.NextTry.Sub(b.Source.LastAttempt); d != agent.Backoff(1, 0, 10*24*time.Hour, 90*24*time.Hour) {
+		t.Fatalf("next try %s after the failure, want %s", d, agent.Backoff(1, 0, 10*24*time.Hour, 90*24*time.Hour))
 	}
 	if h, text := b.Health(); h != rotate.Warning || !strings.Contains(text, "renewal due") {
 		t.Fatalf("health %s %q", h, text)

@@ -1,9 +1,13 @@
 package agent_test
 
 import (
+	"crypto/rand"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/certkeeper/certkeeper/agent"
+	"github.com/certkeeper/certkeeper/pki"
 	"github.com/certkeeper/certkeeper/rotate"
 )
 
@@ -60,6 +64,44 @@ func FuzzStateFile(f *testing.F) {
 			for _, b := range st.Bundles {
 				b.Health()
 			}
+		}
+	})
+}
+
+// FuzzParseSignedChain: whatever the admin host's ca sign writes back, the
+// agent gets certificates for the key it sent, at most eight, or an error;
+// never a panic, never a private key.
+func FuzzParseSignedChain(f *testing.F) {
+	key, err := pki.GenerateKey(pki.ECDSAP256, rand.Reader)
+	if err != nil {
+		f.Fatal(err)
+	}
+	caKey, _ := pki.GenerateKey(pki.ECDSAP256, rand.Reader)
+	now := time.Now()
+	caCert, err := pki.NewCA(pki.CAProfile{Name: "fuzz", Key: caKey, NotBefore: now, NotAfter: now.Add(time.Hour)}, rand.Reader)
+	if err != nil {
+		f.Fatal(err)
+	}
+	leaf, err := (&pki.Issuer{Cert: caCert, Key: caKey}).Issue(pki.LeafProfile{CommonName: "n1", PublicKey: key.Public(), NotBefore: now, NotAfter: now.Add(time.Hour)}, rand.Reader)
+	if err != nil {
+		f.Fatal(err)
+	}
+	keyPEM, _ := pki.MarshalKey(key)
+	f.Add(pki.EncodeCertificates(leaf))
+	f.Add(pki.EncodeCertificates(leaf, caCert))
+	f.Add(append(pki.EncodeCertificates(leaf), keyPEM...))
+	f.Add([]byte("certkeeper ca sign: node n1: certificate signing request refused\n"))
+	f.Add([]byte("-----BEGIN CERTIFICATE-----\nProc-Type: 4,ENCRYPTED\n\nAAAA\n-----END CERTIFICATE-----\n"))
+	f.Fuzz(func(t *testing.T, out []byte) {
+		chain, err := agent.ParseSignedChain(out, key.Public())
+		if err != nil {
+			return
+		}
+		if len(chain) == 0 || len(chain) > 8 || !pki.KeyMatches(chain[0], key) {
+			t.Fatalf("accepted %d certificates, the first not for the key", len(chain))
+		}
+		if strings.Contains(string(out), "PRIVATE KEY-----") {
+			t.Fatal("accepted an answer holding a private key")
 		}
 	})
 }

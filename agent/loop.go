@@ -29,6 +29,11 @@ const repairDelay = 50 * time.Millisecond
 // renew it, so it stays visible in the log without flooding it.
 const dueWarnEvery = 6 * time.Hour
 
+// criticalLogEvery repeats the error that a certificate is about to expire
+// (within its critical threshold) without a renewal: once an hour, not on
+// every wake of the loop.
+const criticalLogEvery = time.Hour
+
 // bundleLoop looks after one bundle: it wakes on file events, on its
 // deadlines and at least every MaxSleep, and each time re-reads the disk
 // and reconciles: repair drift, take the inbox, plan renewal, fetch.
@@ -48,12 +53,13 @@ type bundleLoop struct {
 	inboxEvent                  time.Time
 
 	fetch FetchState
-	// renewAt is the live certificate's renewal time, zero when unknown.
-	renewAt time.Time
+	// renewAt is the live certificate's renewal time, zero when unknown;
+	// criticalAt is where its safety net starts.
+	renewAt, criticalAt time.Time
 	// What was last logged, so a condition that persists is logged once.
-	lastRepairErr, lastInboxErr, lastWaiting, planErrFor string
-	dueWarned                                            time.Time
-	dueWarnedFor                                         string
+	lastRepairErr, lastInboxErr, lastWaiting, planErrFor, criticalFor string
+	dueWarned, criticalLogged                                         time.Time
+	dueWarnedFor                                                      string
 	// stepStart is when the current reconcile began (unix nanoseconds),
 	// 0 between steps: the watchdog's view of a stuck loop.
 	stepStart atomic.Int64
@@ -105,7 +111,7 @@ func (l *bundleLoop) run(ctx context.Context, ready func()) {
 	defer timer.Stop()
 	for {
 		now := l.d.now()
-		wake := NextWake(now, l.repairAt, l.inboxAt, l.rescanAt, l.fetchDeadline(), l.futureRenewAt(now))
+		wake := NextWake(now, l.repairAt, l.inboxAt, l.rescanAt, l.fetchDeadline(), future(now, l.renewAt), future(now, l.criticalAt))
 		timer.Reset(wake.Sub(now))
 		select {
 		case <-ctx.Done():
@@ -141,9 +147,10 @@ func (l *bundleLoop) fetchDeadline() time.Time {
 	return l.fetch.NextTry
 }
 
-func (l *bundleLoop) futureRenewAt(now time.Time) time.Time {
-	if l.renewAt.After(now) {
-		return l.renewAt
+// future is t when it is still ahead, else zero (no deadline).
+func future(now, t time.Time) time.Time {
+	if t.After(now) {
+		return t
 	}
 	return time.Time{}
 }
@@ -156,8 +163,11 @@ func (l *bundleLoop) due(now time.Time) bool {
 			return true
 		}
 	}
-	// A renewal time that passed while the machine slept.
-	return !l.renewAt.IsZero() && !now.Before(l.renewAt) && !l.st.snapshot().RenewalDue
+	// A renewal time, or the start of the safety net, that passed (maybe
+	// while the machine slept).
+	st := l.st.snapshot()
+	return (!l.renewAt.IsZero() && !now.Before(l.renewAt) && !st.RenewalDue) ||
+		(!l.criticalAt.IsZero() && !now.Before(l.criticalAt) && !st.ExpiryCritical)
 }
 
 // onEvent turns a file event into a deadline; the work happens in step.
@@ -454,64 +464,113 @@ func (l *bundleLoop) reload(ctx context.Context, now time.Time) {
 	})
 }
 
+// livePlan is the live certificate and its schedule at one instant.
+type livePlan struct {
+	leaf  *x509.Certificate
+	fp    string
+	renew RenewalPlan
+	fetch FetchPlan
+}
+
 // schedule reads the live certificate, plans its renewal, warns when it is
-// due and nothing can renew it, and calls the Source when its time has
-// come.
+// due and nothing can renew it, raises the alarm when it is about to expire
+// without a renewal, and calls the Source when its time has come.
 func (l *bundleLoop) schedule(ctx, work context.Context, now time.Time) {
-	live, gen, err := l.m.Live()
-	var leaf *x509.Certificate
-	if live != nil {
-		leaf = live.Leaf
+	p := l.plan(now)
+	if l.src != nil {
+		l.fetch.NextTry = NextFetch(l.fetch, p.fetch)
+		if !l.fetch.NextTry.IsZero() && !now.Before(l.fetch.NextTry) {
+			l.fetchNow(ctx, work, now, p)
+			// The fetch may have installed a new certificate: plan from it.
+			now = l.d.now()
+			p = l.plan(now)
+			l.fetch.NextTry = NextFetch(l.fetch, p.fetch)
+		}
+		l.publishFetch()
 	}
-	l.renewAt = time.Time{}
-	var plan RenewalPlan
-	if err == nil && leaf != nil {
-		fp := pki.Fingerprint(leaf)
-		plan = PlanRenewal(now, leaf, l.b.Renewal(), rotate.JitterFor(leaf))
-		l.renewAt = plan.RenewAt
-		if plan.Err != nil && l.planErrFor != fp {
-			l.log.Error("the renewal policy does not fit the installed certificate; fix renew_before or renew_at in the config", "err", plan.Err,
+	l.alarm(now, p)
+}
+
+// alarm is the safety net's log line: a certificate within its critical
+// threshold (or expired) that this step did not renew is an error, logged
+// once an hour with why the renewal has not happened.
+func (l *bundleLoop) alarm(now time.Time, p livePlan) {
+	if p.leaf == nil || !p.renew.Critical || (l.criticalFor == p.fp && now.Sub(l.criticalLogged) < criticalLogEvery) {
+		return
+	}
+	l.log.Error("certificate about to expire without a renewal", "expires_in", p.leaf.NotAfter.Sub(now).Round(time.Second).String(),
+		"not_after", p.leaf.NotAfter, "serial", pki.Serial(p.leaf), "why", l.notRenewedWhy())
+	l.criticalLogged, l.criticalFor = now, p.fp
+}
+
+// plan reads the live certificate, records its schedule in the state and
+// logs what needs saying: a policy that does not fit, a due renewal with
+// nothing to renew it.
+func (l *bundleLoop) plan(now time.Time) livePlan {
+	live, gen, err := l.m.Live()
+	var p livePlan
+	if err == nil && live != nil {
+		p.leaf = live.Leaf
+	}
+	l.renewAt, l.criticalAt = time.Time{}, time.Time{}
+	if p.leaf != nil {
+		leaf := p.leaf
+		p.fp = pki.Fingerprint(leaf)
+		p.renew = PlanRenewal(now, leaf, l.b.Renewal(), rotate.JitterFor(leaf))
+		l.renewAt, l.criticalAt = p.renew.RenewAt, p.renew.CriticalAt
+		if p.renew.Err != nil && l.planErrFor != p.fp {
+			l.log.Error("the renewal policy does not fit the installed certificate; fix renew_before or renew_at in the config", "err", p.renew.Err,
 				"lifetime", leaf.NotAfter.Sub(leaf.NotBefore).String())
 		}
-		if plan.Err != nil {
-			l.planErrFor = fp
+		if p.renew.Err != nil {
+			l.planErrFor = p.fp
 		}
-		if plan.Due && l.src == nil && (l.dueWarnedFor != fp || now.Sub(l.dueWarned) >= dueWarnEvery) {
+		if p.renew.Due && l.src == nil && (l.dueWarnedFor != p.fp || now.Sub(l.dueWarned) >= dueWarnEvery) {
 			l.log.Warn("renewal due, and this bundle has no source to renew from; drop a renewed bundle into the inbox",
-				"inbox", l.b.Inbox, "renew_at", plan.RenewAt, "not_after", leaf.NotAfter)
-			l.dueWarned, l.dueWarnedFor = now, fp
+				"inbox", l.b.Inbox, "renew_at", p.renew.RenewAt, "not_after", leaf.NotAfter)
+			l.dueWarned, l.dueWarnedFor = now, p.fp
 		}
 	}
 	l.st.update(func(s *BundleState) {
-		s.Generation, s.Serial, s.NotAfter, s.RenewAt, s.RenewalDue, s.RenewalError = gen.Name, "", time.Time{}, plan.RenewAt, plan.Due, ""
+		s.Generation, s.Serial, s.NotAfter, s.RenewAt, s.RenewalDue, s.RenewalError = gen.Name, "", time.Time{}, p.renew.RenewAt, p.renew.Due, ""
+		s.ExpiryCritical = p.renew.Critical
 		if live != nil {
 			if c := live.Leafish(); c != nil {
 				s.Serial, s.NotAfter = pki.Serial(c), c.NotAfter
 			}
 		}
-		if plan.Err != nil {
-			s.RenewalError = plan.Err.Error()
+		if p.renew.Err != nil {
+			s.RenewalError = p.renew.Err.Error()
 		}
 	})
-	if l.src == nil {
-		return
-	}
-	renewAt := plan.RenewAt
-	if leaf == nil || plan.Err != nil && plan.Due {
-		renewAt = l.fetch.Started // nothing (valid) installed: fetch at once
-	}
 	interval := DefaultPullInterval
 	if sc := l.d.cfg().Source; sc != nil {
 		interval = sc.PullInterval.Duration
 	}
-	l.fetch.NextTry = NextFetch(l.fetch, renewAt, interval)
-	if now.Before(l.fetch.NextTry) {
-		l.publishFetch()
-		return
+	p.fetch = FetchPlan{RenewAt: p.renew.RenewAt, Due: p.renew.Due, Interval: interval, Periodic: l.b.Mode != ModeCSR}
+	if p.leaf != nil {
+		p.fetch.Left, p.fetch.Life = p.leaf.NotAfter.Sub(now), p.leaf.NotAfter.Sub(p.leaf.NotBefore)
 	}
-	l.fetchNow(ctx, work, now)
-	l.fetch.NextTry = NextFetch(l.fetch, renewAt, interval)
-	l.publishFetch()
+	if p.leaf == nil || p.renew.Err != nil && p.renew.Due {
+		// Nothing (valid) installed: fetch at once, then by the schedule.
+		p.fetch.RenewAt, p.fetch.Due = l.fetch.Started, true
+	}
+	return p
+}
+
+// notRenewedWhy says, for the safety net's alarm, why the renewal has not
+// happened and what to do.
+func (l *bundleLoop) notRenewedWhy() string {
+	f := l.fetch
+	switch {
+	case l.src == nil:
+		return "this bundle has no source; drop a renewed bundle into the inbox " + l.b.Inbox
+	case f.Failures > 0:
+		return fmt.Sprintf("%d fetches from the source failed; last: %s", f.Failures, f.LastError)
+	case f.NothingNewer > 0:
+		return fmt.Sprintf("the source has nothing newer (%d fetches); re-issue on the admin host (certkeeper ca renew)", f.NothingNewer)
+	}
+	return "the renewal has not been tried yet"
 }
 
 func (l *bundleLoop) publishFetch() {
@@ -521,7 +580,9 @@ func (l *bundleLoop) publishFetch() {
 
 // fetchNow calls the Source and installs what it brings with
 // InstallNewer: identical content is a no-op, an older leaf is refused.
-func (l *bundleLoop) fetchNow(ctx, work context.Context, now time.Time) {
+// While the renewal is due, a fetch that does not bring a newer
+// certificate is "nothing newer", not success: the agent keeps asking.
+func (l *bundleLoop) fetchNow(ctx, work context.Context, now time.Time, p livePlan) {
 	timeout := 5 * time.Minute
 	if sc := l.d.cfg().Source; sc != nil && sc.Timeout.Duration > 0 {
 		timeout = 4 * sc.Timeout.Duration
@@ -529,7 +590,6 @@ func (l *bundleLoop) fetchNow(ctx, work context.Context, now time.Time) {
 	fctx, cancel := context.WithTimeout(ctx, timeout)
 	inputs, err := l.src.Fetch(fctx, l.b)
 	cancel()
-	l.fetch.LastAttempt, l.fetch.Jitter = now, l.d.rand()
 	if err == nil && len(inputs) > 0 {
 		l.st.mu.Lock()
 		bad := l.st.badLeaf
@@ -539,28 +599,53 @@ func (l *bundleLoop) fetchNow(ctx, work context.Context, now time.Time) {
 		}
 	}
 	var res rotate.Result
+	outcome, detail := FetchNothingNewer, ""
 	if err == nil && len(inputs) > 0 {
 		res, err = l.m.InstallNewer(inputs, sourceName(l.src, l.b))
+		if err != nil && OlderThanLive(inputs, p.leaf) {
+			detail, err = "nothing newer: the source offers a certificate issued before the live one", nil
+		}
 	}
-	if err != nil {
-		l.fetch.Failures++
-		l.fetch.LastError = err.Error()
+	switch {
+	case err != nil:
+		outcome, detail = FetchFailed, err.Error()
+	case detail != "":
+	case len(inputs) == 0:
+		detail = "nothing newer: the source offered nothing"
+	case res.Changed && (p.leaf == nil || pki.Fingerprint(res.Bundle.Leafish()) != p.fp):
+		outcome, detail = FetchRenewed, "installed "+res.Generation.Name
+	case res.Changed:
+		detail = "installed " + res.Generation.Name + " (the same certificate)"
+	case p.renew.Due:
+		detail = "nothing newer: identical to the live bundle"
+	default:
+		detail = ResultUnchanged
+	}
+	l.fetch.Record(now, outcome, p.renew.Due, detail, l.d.rand())
+	l.st.update(func(s *BundleState) { s.Counters.Fetches++ })
+	switch {
+	case outcome == FetchFailed:
 		l.log.Warn("fetch from the source failed", "err", err, "failures", l.fetch.Failures,
-			"retry_in", Backoff(l.fetch.Failures, l.fetch.Jitter).Round(time.Second).String())
+			"retry_in", Backoff(l.fetch.Failures, l.fetch.Jitter, p.fetch.Left, p.fetch.Life).Round(time.Millisecond).String())
 		l.st.update(func(s *BundleState) {
 			s.Counters.SourceErrors++
 			s.LastError = &Event{Time: now, Result: ResultFailed, Detail: "source: " + err.Error()}
 		})
 		return
+	case l.fetch.NothingNewer > 0:
+		attrs := []any{"source", sourceName(l.src, l.b), "detail", detail, "tries", l.fetch.NothingNewer,
+			"retry_in", NothingNewerDelay(l.fetch.NothingNewer, l.fetch.Jitter, p.fetch.Left, p.fetch.Life).Round(time.Millisecond).String()}
+		if p.leaf != nil {
+			attrs = append(attrs, "serial", pki.Serial(p.leaf), "not_after", p.leaf.NotAfter)
+		}
+		l.log.Warn("renewal due; source has nothing newer", attrs...)
 	}
-	l.fetch.Failures, l.fetch.LastError, l.fetch.LastSuccess = 0, "", now
-	switch {
-	case len(inputs) == 0:
-		l.fetch.LastResult = "nothing offered"
-	case res.Changed:
-		l.fetch.LastResult = "installed " + res.Generation.Name
+	if outcome == FetchRenewed {
+		if n, ok := l.src.(installedNotifier); ok {
+			n.Installed(l.b)
+		}
+	}
+	if res.Changed {
 		l.installed(work, res, sourceName(l.src, l.b), now)
-	default:
-		l.fetch.LastResult = ResultUnchanged
 	}
 }

@@ -20,6 +20,7 @@ const (
 	mExpiry          = "certkeeper_bundle_expiry_seconds"
 	mRenewal         = "certkeeper_bundle_renewal_timestamp_seconds"
 	mRenewalDue      = "certkeeper_bundle_renewal_due"
+	mExpiryCritical  = "certkeeper_bundle_expiry_critical"
 	mHealth          = "certkeeper_bundle_health"
 	mLastInstall     = "certkeeper_bundle_last_install_timestamp_seconds"
 	mLastInstallOK   = "certkeeper_bundle_last_install_success"
@@ -34,6 +35,8 @@ const (
 	mSourceFailures  = "certkeeper_source_consecutive_failures"
 	mSourceNextTry   = "certkeeper_source_next_try_timestamp_seconds"
 	mSourceLastOK    = "certkeeper_source_last_success_timestamp_seconds"
+	mSourceNothing   = "certkeeper_source_nothing_newer"
+	mSourceFetches   = "certkeeper_source_fetches_total"
 	mAgentStart      = "certkeeper_agent_start_timestamp_seconds"
 	mAgentCPU        = "certkeeper_agent_cpu_seconds_total"
 	metricsHTTPRoute = "/metrics"
@@ -75,6 +78,7 @@ func WriteMetrics(w io.Writer, started time.Time, bundles []BundleState, now tim
 			gauge(mRenewal, n, unix(b.RenewAt))
 		}
 		gauge(mRenewalDue, n, boolf(b.RenewalDue))
+		gauge(mExpiryCritical, n, boolf(b.ExpiryCritical))
 		h, _ := b.Health()
 		gauge(mHealth, n, float64(h))
 		if e := b.LastInstall; e != nil {
@@ -94,6 +98,8 @@ func WriteMetrics(w io.Writer, started time.Time, bundles []BundleState, now tim
 			gauge(mSourceFailures, n, float64(src.Failures))
 			gauge(mSourceNextTry, n, unix(src.NextTry))
 			gauge(mSourceLastOK, n, unix(src.LastSuccess))
+			gauge(mSourceNothing, n, float64(src.NothingNewer))
+			counter(mSourceFetches, n, c.Fetches)
 		}
 	}
 	s.WritePrometheus(w)

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"path"
@@ -114,16 +115,35 @@ func InstallPulled(ctx context.Context, b *Bundle, inputs []rotate.Input, source
 	return out, nil
 }
 
-// ConfiguredSource is the Source a bundle gets from the config: the admin
-// host's SFTP when [source] is set, else none (the bundle is fed through
+// ConfiguredSource is the Source a bundle gets from the config: with
+// [source] set, the CSR exchange for a bundle in mode "csr" and the admin
+// host's SFTP for one in mode "pull"; else none (the bundle is fed through
 // its inbox only, and a due renewal only warns).
 func ConfiguredSource(c *Config, b *Bundle) Source {
 	if c.Source == nil {
 		return nil
+	}
+	if b.Mode == ModeCSR {
+		s, err := NewCSRSource(c)
+		if err != nil {
+			return nil
+		}
+		return s
 	}
 	s, err := NewSFTPSource(c)
 	if err != nil {
 		return nil
 	}
 	return s
+}
+
+// OlderThanLive reports whether inputs bring a leaf issued before live:
+// InstallNewer refuses it, and for the schedule that means the source has
+// nothing newer (a stale admin host), not that it failed.
+func OlderThanLive(inputs []rotate.Input, live *x509.Certificate) bool {
+	if live == nil {
+		return false
+	}
+	c := rotate.Classify(inputs)
+	return c.Leaf != nil && c.Leaf.Cert.NotBefore.Before(live.NotBefore)
 }

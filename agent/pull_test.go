@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/agent"
+	"github.com/certkeeper/certkeeper/distribute"
 	"github.com/certkeeper/certkeeper/internal/testpki"
 	"github.com/certkeeper/certkeeper/internal/testsshd"
 	"github.com/certkeeper/certkeeper/pki"
@@ -259,4 +260,27 @@ func tree(t *testing.T, dir string) string {
 		return nil
 	})
 	return b.String()
+}
+
+// A CSR bundle with nothing installed pulls its first bundle through the
+// node's own account when [source] csr_user names the CA account.
+func TestCSRSourcePullsTheFirstBundle(t *testing.T) {
+	s := newPullSetup(t)
+	leaf := s.publish(t, testpki.Options{})
+	b := &s.cfg.Bundles[0]
+	src := &agent.CSRSource{StateDir: s.cfg.StateDir, Pull: s.source(t),
+		Exchange: func(context.Context, distribute.Target, []byte) ([]byte, error) {
+			t.Error("a request went out with nothing installed")
+			return nil, nil
+		}}
+	in, err := src.Fetch(context.Background(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := agent.InstallPulled(context.Background(), b, in, "pull", quiet); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.liveSerial(t); got != pki.Serial(leaf.Cert) {
+		t.Fatalf("live serial %s, want %s", got, pki.Serial(leaf.Cert))
+	}
 }

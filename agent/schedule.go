@@ -21,6 +21,12 @@ type RenewalPlan struct {
 	// Due is true from RenewAt on, and for a certificate not yet valid or
 	// already expired.
 	Due bool
+	// CriticalAt is where the safety net starts: rotate.CriticalThreshold
+	// (10% of the lifetime or 24 hours, whichever is less) before expiry.
+	// Critical is true from then on, expired included: the certificate
+	// was not renewed in time, and that is an emergency.
+	CriticalAt time.Time
+	Critical   bool
 	// Err is a policy that cannot work for this certificate (renew_before
 	// at or beyond its lifetime): a config error, reported as such and
 	// never acted on in a loop.
@@ -32,6 +38,8 @@ type RenewalPlan struct {
 // the lifetime (rotate.JitterFor derives it from the certificate).
 func PlanRenewal(now time.Time, leaf *x509.Certificate, p rotate.RenewalPolicy, jitter float64) RenewalPlan {
 	r := RenewalPlan{NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter}
+	r.CriticalAt = leaf.NotAfter.Add(-rotate.CriticalThreshold(leaf.NotBefore, leaf.NotAfter))
+	r.Critical = !now.Before(r.CriticalAt)
 	at, err := rotate.RenewalTime(leaf.NotBefore, leaf.NotAfter, p, jitter)
 	if err != nil {
 		r.Err = fmt.Errorf("config error: %w", err)

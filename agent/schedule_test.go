@@ -84,6 +84,10 @@ func TestNextWake(t *testing.T) {
 }
 
 func TestBackoff(t *testing.T) {
+	day := 24 * time.Hour
+	real := func(failures int, jitter float64) time.Duration {
+		return agent.Backoff(failures, jitter, 30*day, 90*day)
+	}
 	cases := []struct {
 		failures int
 		jitter   float64
@@ -101,7 +105,7 @@ func TestBackoff(t *testing.T) {
 		{3, -1, 20 * time.Second}, // jitter clamped
 	}
 	for _, c := range cases {
-		got := agent.Backoff(c.failures, c.jitter)
+		got := real(c.failures, c.jitter)
 		if d := got - c.want; d < -time.Millisecond || d > time.Millisecond {
 			t.Errorf("Backoff(%d, %v) = %s, want %s", c.failures, c.jitter, got, c.want)
 		}
@@ -111,28 +115,157 @@ func TestBackoff(t *testing.T) {
 	}
 }
 
-func TestNextFetch(t *testing.T) {
-	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	hour := time.Hour
+// Retry timing scales with the time a certificate has left: a 90-day
+// certificate keeps the hour-long cap to its last day; a 30-second one
+// retries about every second; an expiring or expired one keeps the pace of
+// a tenth of its lifetime rather than collapsing to nothing.
+func TestRetryBounds(t *testing.T) {
+	day := 24 * time.Hour
 	cases := []struct {
-		name    string
-		f       agent.FetchState
-		renewAt time.Time
-		want    time.Time
+		name       string
+		base, cap  time.Duration
+		left, life time.Duration
+		wantBase   time.Duration
+		wantCap    time.Duration
 	}{
-		{"first fetch within a minute of start, by jitter", agent.FetchState{Started: start, Jitter: 0.5}, start.Add(30 * 24 * hour), start.Add(30 * time.Second)},
-		{"nothing installed: at once", agent.FetchState{Started: start, Jitter: 0.5}, start, start},
-		{"periodic: interval ±10%", agent.FetchState{Started: start, LastAttempt: start.Add(hour), Jitter: 0}, time.Time{}, start.Add(hour + 54*time.Minute)},
-		{"periodic, full jitter", agent.FetchState{Started: start, LastAttempt: start.Add(hour), Jitter: 0.999999}, time.Time{}, start.Add(hour + 66*time.Minute)},
-		{"entering the renewal window fetches then", agent.FetchState{Started: start, LastAttempt: start.Add(hour), Jitter: 0.5}, start.Add(hour + 10*time.Minute), start.Add(hour + 10*time.Minute)},
-		{"in the window and fetched since: periodic", agent.FetchState{Started: start, LastAttempt: start.Add(2 * hour), Jitter: 0.5}, start.Add(hour), start.Add(3 * hour)},
-		{"failing: backoff", agent.FetchState{Started: start, LastAttempt: start.Add(hour), Failures: 3, Jitter: 0}, start.Add(hour), start.Add(hour + 20*time.Second)},
-		{"failing a long time: capped", agent.FetchState{Started: start, LastAttempt: start.Add(hour), Failures: 40, Jitter: 0.999999}, time.Time{}, start.Add(2*hour - 1800*time.Microsecond)},
+		{"nothing installed: unscaled", agent.BackoffBase, agent.BackoffCap, 0, 0, 10 * time.Second, time.Hour},
+		{"90 days, 30 left", agent.BackoffBase, agent.BackoffCap, 30 * day, 90 * day, 10 * time.Second, time.Hour},
+		{"90 days, 1 hour left: a tenth of the lifetime holds the cap", agent.BackoffBase, agent.BackoffCap, time.Hour, 90 * day, 10 * time.Second, time.Hour},
+		{"90 days, expired", agent.NothingNewerBase, agent.BackoffCap, -day, 90 * day, 5 * time.Minute, time.Hour},
+		{"1 day, 8 hours left: cap 48 min", agent.BackoffBase, agent.BackoffCap, 8 * time.Hour, day, 10 * time.Second, 48 * time.Minute},
+		{"33 s (30 s and backdating), 11 s left", agent.BackoffBase, agent.BackoffCap, 11 * time.Second, 33 * time.Second, 1100 * time.Millisecond, 1100 * time.Millisecond},
+		{"33 s, nothing newer, 11 s left", agent.NothingNewerBase, agent.BackoffCap, 11 * time.Second, 33 * time.Second, 1100 * time.Millisecond, 1100 * time.Millisecond},
+		{"33 s, 1 s left: never under MinRetry", agent.BackoffBase, agent.BackoffCap, time.Second, 33 * time.Second, time.Second, time.Second},
+		{"90 s, 30 s left", agent.BackoffBase, agent.BackoffCap, 30 * time.Second, 90 * time.Second, 3 * time.Second, 3 * time.Second},
+		{"90 s, expired", agent.BackoffBase, agent.BackoffCap, -5 * time.Second, 90 * time.Second, time.Second, time.Second},
+		{"1 hour, 20 min left", agent.BackoffBase, agent.BackoffCap, 20 * time.Minute, time.Hour, 10 * time.Second, 2 * time.Minute},
 	}
 	for _, c := range cases {
-		got := agent.NextFetch(c.f, c.renewAt, hour)
-		if d := got.Sub(c.want); d < -time.Millisecond || d > time.Millisecond {
+		b, cp := agent.RetryBounds(c.base, c.cap, c.left, c.life)
+		if b != c.wantBase || cp != c.wantCap {
+			t.Errorf("%s: base %s cap %s, want %s %s", c.name, b, cp, c.wantBase, c.wantCap)
+		}
+	}
+}
+
+func TestNothingNewerDelay(t *testing.T) {
+	day := 24 * time.Hour
+	cases := []struct {
+		tries      int
+		jitter     float64
+		left, life time.Duration
+		want       time.Duration
+	}{
+		{1, 0.999999, 34 * day, 90 * day, 5 * time.Minute},
+		{2, 0.999999, 34 * day, 90 * day, 10 * time.Minute},
+		{4, 0.999999, 34 * day, 90 * day, 40 * time.Minute},
+		{5, 0.999999, 34 * day, 90 * day, time.Hour},
+		{50, 0.999999, 34 * day, 90 * day, time.Hour},
+		{1, 0, 34 * day, 90 * day, 150 * time.Second},
+		{1, 0.999999, 11 * time.Second, 33 * time.Second, 1100 * time.Millisecond},
+		{9, 0.999999, 11 * time.Second, 33 * time.Second, 1100 * time.Millisecond},
+	}
+	for _, c := range cases {
+		got := agent.NothingNewerDelay(c.tries, c.jitter, c.left, c.life)
+		if d := got - c.want; d < -10*time.Millisecond || d > 10*time.Millisecond {
+			t.Errorf("NothingNewerDelay(%d, %v, %s, %s) = %s, want %s", c.tries, c.jitter, c.left, c.life, got, c.want)
+		}
+	}
+}
+
+func TestNextFetch(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	hour, day := time.Hour, 24*time.Hour
+	pull := func(renewAt time.Time, due bool) agent.FetchPlan {
+		return agent.FetchPlan{RenewAt: renewAt, Due: due, Interval: hour, Periodic: true, Left: 30 * day, Life: 90 * day}
+	}
+	csr := func(renewAt time.Time, due bool) agent.FetchPlan {
+		p := pull(renewAt, due)
+		p.Periodic = false
+		return p
+	}
+	cases := []struct {
+		name string
+		f    agent.FetchState
+		p    agent.FetchPlan
+		want time.Time
+	}{
+		{"first fetch within a minute of start, by jitter", agent.FetchState{Started: start, Jitter: 0.5}, pull(start.Add(30*day), false), start.Add(30 * time.Second)},
+		{"nothing installed: at once", agent.FetchState{Started: start, Jitter: 0.5}, pull(start, true), start},
+		{"periodic: interval ±10%", agent.FetchState{Started: start, LastAttempt: start.Add(hour), Jitter: 0}, pull(time.Time{}, false), start.Add(hour + 54*time.Minute)},
+		{"periodic, full jitter", agent.FetchState{Started: start, LastAttempt: start.Add(hour), Jitter: 0.999999}, pull(time.Time{}, false), start.Add(hour + 66*time.Minute)},
+		{"entering the renewal window fetches then", agent.FetchState{Started: start, LastAttempt: start.Add(hour), Jitter: 0.5}, pull(start.Add(hour+10*time.Minute), false), start.Add(hour + 10*time.Minute)},
+		{"in the window and fetched since: periodic", agent.FetchState{Started: start, LastAttempt: start.Add(2 * hour), Jitter: 0.5}, pull(start.Add(hour), true), start.Add(3 * hour)},
+		{"failing: backoff", agent.FetchState{Started: start, LastAttempt: start.Add(hour), Failures: 3, Jitter: 0}, pull(start.Add(hour), true), start.Add(hour + 20*time.Second)},
+		{"failing a long time: capped", agent.FetchState{Started: start, LastAttempt: start.Add(hour), Failures: 40, Jitter: 0.999999}, pull(time.Time{}, false), start.Add(2*hour - 1800*time.Microsecond)},
+		{"due, nothing newer twice: 10 minutes", agent.FetchState{Started: start, LastAttempt: start.Add(hour), NothingNewer: 2, Jitter: 0.999999}, pull(start.Add(hour), true), start.Add(hour + 10*time.Minute - 600*time.Microsecond)},
+		{"nothing newer, but no longer due: periodic", agent.FetchState{Started: start, LastAttempt: start.Add(hour), NothingNewer: 2, Jitter: 0}, pull(time.Time{}, false), start.Add(hour + 54*time.Minute)},
+		{"csr, not due: at the window", agent.FetchState{Started: start, Jitter: 0.5}, csr(start.Add(30*day), false), start.Add(30 * day)},
+		{"csr, window unknown: nothing planned", agent.FetchState{Started: start, LastAttempt: start.Add(hour), Jitter: 0.5}, csr(time.Time{}, false), time.Time{}},
+		{"csr, entering the window", agent.FetchState{Started: start, LastAttempt: start.Add(hour), Jitter: 0.5}, csr(start.Add(2*hour), true), start.Add(2 * hour)},
+		{"csr, failing: backoff", agent.FetchState{Started: start, LastAttempt: start.Add(3 * hour), Failures: 1, Jitter: 0}, csr(start.Add(2*hour), true), start.Add(3*hour + 5*time.Second)},
+		{"csr, due and fetched since without news: gently", agent.FetchState{Started: start, LastAttempt: start.Add(3 * hour), Jitter: 0}, csr(start.Add(2*hour), true), start.Add(3*hour + 150*time.Second)},
+		{"a 30 s certificate, failing: about a second", agent.FetchState{Started: start, LastAttempt: start.Add(hour), Failures: 5, Jitter: 0.999999},
+			agent.FetchPlan{RenewAt: start, Due: true, Interval: hour, Periodic: true, Left: 11 * time.Second, Life: 33 * time.Second}, start.Add(hour + 1100*time.Millisecond)},
+	}
+	for _, c := range cases {
+		got := agent.NextFetch(c.f, c.p)
+		if d := got.Sub(c.want); d < -time.Millisecond || d > time.Millisecond || got.IsZero() != c.want.IsZero() {
 			t.Errorf("%s: %s, want %s", c.name, got, c.want)
+		}
+	}
+}
+
+// Record: a failure counts up and keeps the error; a fetch that brings
+// nothing newer while due counts "nothing newer" and is not a failure; a
+// renewal or anything outside the window clears both.
+func TestFetchStateRecord(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var f agent.FetchState
+	f.Record(now, agent.FetchFailed, true, "connection refused", 0.25)
+	f.Record(now.Add(time.Second), agent.FetchFailed, true, "connection refused", 0.5)
+	if f.Failures != 2 || f.LastError != "connection refused" || f.NothingNewer != 0 || !f.LastSuccess.IsZero() || f.Jitter != 0.5 {
+		t.Fatalf("after two failures: %+v", f)
+	}
+	f.Record(now.Add(2*time.Second), agent.FetchNothingNewer, true, "nothing newer: identical", 0.1)
+	f.Record(now.Add(3*time.Second), agent.FetchNothingNewer, true, "nothing newer: identical", 0.1)
+	if f.Failures != 0 || f.LastError != "" || f.NothingNewer != 2 || f.LastResult != "nothing newer: identical" || !f.LastSuccess.Equal(now.Add(3*time.Second)) {
+		t.Fatalf("after nothing newer twice: %+v", f)
+	}
+	f.Record(now.Add(4*time.Second), agent.FetchNothingNewer, false, "unchanged", 0.1)
+	if f.NothingNewer != 0 {
+		t.Fatalf("outside the window an identical bundle is plain success: %+v", f)
+	}
+	f.Record(now.Add(5*time.Second), agent.FetchNothingNewer, true, "nothing newer", 0.1)
+	f.Record(now.Add(6*time.Second), agent.FetchRenewed, true, "installed ..gen-000002", 0.1)
+	if f.NothingNewer != 0 || f.Failures != 0 || f.LastResult != "installed ..gen-000002" || !f.LastAttempt.Equal(now.Add(6*time.Second)) {
+		t.Fatalf("after the renewal: %+v", f)
+	}
+}
+
+// The safety net starts 10% of the lifetime or 24 hours before expiry,
+// whichever is less, and stays on once expired.
+func TestPlanRenewalCritical(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	day := 24 * time.Hour
+	cases := []struct {
+		name     string
+		life     time.Duration
+		now      time.Duration // after NotBefore
+		critical time.Duration // CriticalAt after NotBefore
+		want     bool
+	}{
+		{"90 days, in the window", 90 * day, 70 * day, 89 * day, false},
+		{"90 days, 23 hours left", 90 * day, 89*day + time.Hour, 89 * day, true},
+		{"90 days, expired", 90 * day, 91 * day, 89 * day, true},
+		{"2 days: 10% is 4.8 hours", 2 * day, 43 * time.Hour, 2*day - 288*time.Minute, false},
+		{"2 days: 4 hours left", 2 * day, 44 * time.Hour, 2*day - 288*time.Minute, true},
+		{"90 seconds: 9 seconds", 90 * time.Second, 82 * time.Second, 81 * time.Second, true},
+	}
+	for _, c := range cases {
+		p := agent.PlanRenewal(t0.Add(c.now), &x509.Certificate{NotBefore: t0, NotAfter: t0.Add(c.life)}, rotate.RenewalPolicy{}, 0)
+		if p.Critical != c.want || !p.CriticalAt.Equal(t0.Add(c.critical)) {
+			t.Errorf("%s: critical %v at +%s, want %v at +%s", c.name, p.Critical, p.CriticalAt.Sub(t0), c.want, c.critical)
 		}
 	}
 }

@@ -43,6 +43,10 @@ type BundleState struct {
 	// RenewalError is a renewal policy that does not fit the installed
 	// certificate (renew_before at or beyond its lifetime).
 	RenewalError string `json:"renewal_error,omitempty"`
+	// ExpiryCritical: the live certificate is within its critical
+	// threshold (10% of its lifetime or 24 hours, whichever is less) of
+	// expiry, or past it, and has not been renewed.
+	ExpiryCritical bool `json:"expiry_critical,omitempty"`
 	// Waiting says why an inbox set is waiting for more files.
 	Waiting      string         `json:"inbox_waiting,omitempty"`
 	LastInstall  *Event         `json:"last_install,omitempty"`
@@ -82,6 +86,9 @@ type Counters struct {
 	Rollbacks      uint64 `json:"rollbacks"`
 	CheckFailures  uint64 `json:"check_failures"`
 	SourceErrors   uint64 `json:"source_errors"`
+	// Fetches counts calls of the Source (the admin host), successful or
+	// not.
+	Fetches uint64 `json:"fetches"`
 }
 
 // Health judges what the agent saw, for `check` and monitoring, beside
@@ -109,6 +116,22 @@ func (s BundleState) Health() (rotate.Health, string) {
 	}
 	if s.RenewalDue && s.Source != nil && s.Source.Failures > 0 {
 		worse(rotate.Warning, fmt.Sprintf("renewal due; %d fetches failed, next try %s: %s", s.Source.Failures, stampOf(s.Source.NextTry), s.Source.LastError))
+	}
+	if s.RenewalDue && s.Source != nil && s.Source.NothingNewer > 0 {
+		worse(rotate.Warning, fmt.Sprintf("renewal due; source has nothing newer (%d fetches since the window opened at %s), next try %s",
+			s.Source.NothingNewer, stampOf(s.RenewAt), stampOf(s.Source.NextTry)))
+	}
+	if s.ExpiryCritical {
+		why := "no source renews it: drop a renewed bundle into the inbox"
+		switch src := s.Source; {
+		case src != nil && src.Failures > 0:
+			why = fmt.Sprintf("%d fetches failed, last: %s", src.Failures, src.LastError)
+		case src != nil && src.NothingNewer > 0:
+			why = "the source has nothing newer: re-issue on the admin host (certkeeper ca renew)"
+		case src != nil:
+			why = "renewal pending, next try " + stampOf(src.NextTry)
+		}
+		worse(rotate.Critical, fmt.Sprintf("certificate expires %s and has not been renewed: %s", stampOf(s.NotAfter), why))
 	}
 	return h, text
 }
@@ -240,6 +263,12 @@ func Reports(c *Config) []Report {
 				}
 				v := &AgentView{Running: st.Stopped.IsZero() && platform.ProcessAlive(st.PID), PID: st.PID, Started: st.Started, Stopped: st.Stopped, BundleState: bs}
 				r.Agent = v
+				if r.Leaf != nil && bs.Serial != "" && bs.Serial != r.Leaf.Serial {
+					// The certificate changed since the agent last looked
+					// (installed by hand while it was stopped): its view of
+					// the renewal is about the old one.
+					bs.RenewalDue, bs.ExpiryCritical = false, false
+				}
 				if h, text := bs.Health(); h != rotate.OK {
 					worse(h, text)
 				}

@@ -369,11 +369,11 @@ func TestRenew(t *testing.T) {
 			clk.add(2 * day) // the 3-day CRL is now past half its life
 			defer clk.add(-2 * day)
 
-			res, err := a.Renew(context.Background(), RenewOptions{Within: 30 * day, DryRun: true})
+			res, err := a.Renew(context.Background(), RenewOptions{Within: Window{Duration: 30 * day}, DryRun: true})
 			if err != nil || len(res.Due) != 2 || len(res.Issued) != 0 {
 				t.Fatalf("dry run: %+v %v", res, err)
 			}
-			res, err = a.Renew(context.Background(), RenewOptions{Within: 30 * day})
+			res, err = a.Renew(context.Background(), RenewOptions{Within: Window{Duration: 30 * day}})
 			if err != nil || res.Err() != nil || len(res.Issued) != 2 || len(res.Skipped) != 1 || !strings.Contains(res.Skipped[0].Reason, "CSR mode") {
 				t.Fatalf("renew: %+v %v", res, err)
 			}
@@ -388,7 +388,7 @@ func TestRenew(t *testing.T) {
 			if res.CRL == nil || res.CRLErr != nil || res.CRL.Number.Int64() != 2 {
 				t.Fatalf("the CRL, 3 days from its next update, was not refreshed: %+v %v", res.CRL, res.CRLErr)
 			}
-			res, err = a.Renew(context.Background(), RenewOptions{Within: 30 * day})
+			res, err = a.Renew(context.Background(), RenewOptions{Within: Window{Duration: 30 * day}})
 			if err != nil || len(res.Issued) != 0 || res.CRL != nil {
 				t.Fatalf("second renew did something: %+v %v", res, err)
 			}

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/certkeeper/certkeeper/pki"
 )
@@ -112,6 +113,19 @@ func TestNewNodeID(t *testing.T) {
 	}
 }
 
+// node_lifetime replaces node_days, for certificates shorter than a day.
+func TestSettingsNodeLifetime(t *testing.T) {
+	s := DefaultSettings("c")
+	if s.NodeLifetime() != 90*day {
+		t.Fatalf("default lifetime %s", s.NodeLifetime())
+	}
+	s.NodeLifetimeText = "30s"
+	back, err := ParseSettings("ca.toml", s.Encode())
+	if err != nil || back != s || back.NodeLifetime() != 30*time.Second {
+		t.Fatalf("round trip: %+v %v\n%s", back, err, s.Encode())
+	}
+}
+
 func TestSettings(t *testing.T) {
 	s := DefaultSettings(`my "cluster"`)
 	s.PassphraseFile = "/etc/pass"
@@ -126,6 +140,8 @@ func TestSettings(t *testing.T) {
 		"name = \"x\"\nnode_key_type = \"ed25519\"\nnode_days = 9\nrenew_key = \"sometimes\"\ncrl_days = 30\n":                         "renew_key",
 		"node_key_type = \"ed25519\"\nnode_days = 9\nrenew_key = \"keep\"\ncrl_days = 30\n":                                            "name: missing",
 		"name = \"x\"\nnode_days = \"90\"\n": "ca.toml",
+		"name = \"x\"\nnode_key_type = \"ed25519\"\nnode_days = 9\nnode_lifetime = \"5s\"\nrenew_key = \"keep\"\ncrl_days = 30\n":   "node_lifetime: 5s is outside 10s",
+		"name = \"x\"\nnode_key_type = \"ed25519\"\nnode_days = 9\nnode_lifetime = \"soon\"\nrenew_key = \"keep\"\ncrl_days = 30\n": "node_lifetime",
 	} {
 		if _, err := ParseSettings("ca.toml", []byte(in)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v, want %q", in, err, want)

@@ -131,18 +131,19 @@ type Skip struct {
 }
 
 // DueForRenewal decides which nodes `ca renew --within` re-issues: those
-// whose current certificate expires within the window (or has expired),
+// whose current certificate is within the window (Window.Due; an expired
+// one always is),
 // unless the node or that certificate is revoked. Nodes whose key lives on
 // the node (their certificate came from `ca sign`) are left to the node's
 // agent, which renews by CSR; they are reported as skipped when due.
-func DueForRenewal(nodes []NodeRecord, certs map[string]CertRecord, now time.Time, within time.Duration) (due []Due, skipped []Skip) {
+func DueForRenewal(nodes []NodeRecord, certs map[string]CertRecord, now time.Time, within Window) (due []Due, skipped []Skip) {
 	for _, n := range nodes {
 		c, ok := certs[n.Current]
 		if !ok {
 			skipped = append(skipped, Skip{n.ID, "its current certificate " + n.Current + " is not in the database"})
 			continue
 		}
-		if c.NotAfter.Sub(now) > within {
+		if !within.Due(c.NotBefore, c.NotAfter, now) {
 			continue
 		}
 		switch {

@@ -64,7 +64,7 @@ func TestDueForRenewal(t *testing.T) {
 	add("csr-not-due", cert("09", 90*day, SourceCSR, false), false)
 	nodes = append(nodes, NodeRecord{ID: "lost", Current: "FF"})
 
-	due, skipped := DueForRenewal(nodes, certs, t0, 30*day)
+	due, skipped := DueForRenewal(nodes, certs, t0, Window{Duration: 30 * day})
 	var got []string
 	for _, d := range due {
 		got = append(got, d.Node.ID)
@@ -196,19 +196,45 @@ func TestCRLDue(t *testing.T) {
 		name   string
 		this   time.Time
 		next   time.Time
-		within time.Duration
+		within Window
 		want   bool
 	}{
-		{"fresh 30-day CRL, 30-day window", t0, t0.Add(30 * day), 30 * day, false},
-		{"past half its life", t0.Add(-16 * day), t0.Add(14 * day), 30 * day, true},
-		{"short window, not yet", t0.Add(-20 * day), t0.Add(10 * day), 7 * day, false},
-		{"short window, inside", t0.Add(-25 * day), t0.Add(5 * day), 7 * day, true},
-		{"expired", t0.Add(-31 * day), t0.Add(-day), 7 * day, true},
-		{"damaged (zero times)", time.Time{}, time.Time{}, 7 * day, true},
+		{"fresh 30-day CRL, 30-day window", t0, t0.Add(30 * day), Window{Duration: 30 * day}, false},
+		{"past half its life", t0.Add(-16 * day), t0.Add(14 * day), Window{Duration: 30 * day}, true},
+		{"short window, not yet", t0.Add(-20 * day), t0.Add(10 * day), Window{Duration: 7 * day}, false},
+		{"short window, inside", t0.Add(-25 * day), t0.Add(5 * day), Window{Duration: 7 * day}, true},
+		{"expired", t0.Add(-31 * day), t0.Add(-day), Window{Duration: 7 * day}, true},
+		{"damaged (zero times)", time.Time{}, time.Time{}, Window{Duration: 7 * day}, true},
+		{"40% of a 30-day CRL: 12 days, not yet", t0.Add(-17 * day), t0.Add(13 * day), Window{Fraction: 0.4}, false},
+		{"40% of a 30-day CRL: 12 days, inside", t0.Add(-19 * day), t0.Add(11 * day), Window{Fraction: 0.4}, true},
 	}
 	for _, c := range cases {
 		if got := CRLDue(c.this, c.next, t0, c.within); got != c.want {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)
 		}
+	}
+}
+
+// --within 40% re-issues by each certificate's own lifetime.
+func TestDueForRenewalByFraction(t *testing.T) {
+	mk := func(serial string, life, left time.Duration) CertRecord {
+		return CertRecord{Serial: serial, NotBefore: t0.Add(left - life), NotAfter: t0.Add(left), Source: SourceIssue}
+	}
+	certs := map[string]CertRecord{}
+	var nodes []NodeRecord
+	for id, c := range map[string]CertRecord{
+		"90d-37left": mk("01", 90*day, 37*day), "90d-35left": mk("02", 90*day, 35*day),
+		"7d-3left": mk("03", 7*day, 3*day), "7d-2left": mk("04", 7*day, 2*day),
+	} {
+		certs[c.Serial] = c
+		nodes = append(nodes, NodeRecord{ID: id, Current: c.Serial})
+	}
+	due, _ := DueForRenewal(nodes, certs, t0, Window{Fraction: 0.4})
+	var got []string
+	for _, d := range due {
+		got = append(got, d.Node.ID)
+	}
+	if want := "7d-2left,90d-35left"; strings.Join(got, ",") != want {
+		t.Errorf("due %v, want %s", got, want)
 	}
 }

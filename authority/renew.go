@@ -17,8 +17,9 @@ import (
 
 // RenewOptions tune ca renew.
 type RenewOptions struct {
-	// Within: renew what expires within this long from now.
-	Within time.Duration
+	// Within: renew what expires within this window (a duration, or a
+	// fraction of each certificate's lifetime).
+	Within Window
 	// Key is RenewKeep or RenewRotate; "" uses the settings' renew_key.
 	Key string
 	// Days is the new validity; 0 uses the settings' node_days.
@@ -43,8 +44,8 @@ type RenewResult struct {
 // refreshes cluster.crl when that expires within the window, so a timer
 // running `ca renew` keeps both fresh.
 func (a *Authority) Renew(ctx context.Context, o RenewOptions) (*RenewResult, error) {
-	if o.Within <= 0 {
-		return nil, fmt.Errorf("--within must be positive, such as 30d or 720h")
+	if err := o.Within.Check(); err != nil {
+		return nil, err
 	}
 	policy := o.Key
 	if policy == "" {
@@ -128,11 +129,12 @@ func (a *Authority) Renew(ctx context.Context, o RenewOptions) (*RenewResult, er
 }
 
 // CRLDue decides whether ca renew rewrites the published CRL: when its
-// next update falls within the renewal window, but not before half its
-// life has passed, so a daily timer with a window longer than crl_days does
-// not sign a new CRL every day. A CRL that does not parse is due now.
-func CRLDue(thisUpdate, nextUpdate, now time.Time, within time.Duration) bool {
-	threshold := min(within, nextUpdate.Sub(thisUpdate)/2)
+// next update falls within the renewal window (a fraction applies to the
+// CRL's own validity), but not before half its life has passed, so a
+// frequent timer with a window longer than crl_days does not sign a new
+// CRL on every run. A CRL that does not parse is due now.
+func CRLDue(thisUpdate, nextUpdate, now time.Time, within Window) bool {
+	threshold := min(within.Span(thisUpdate, nextUpdate), nextUpdate.Sub(thisUpdate)/2)
 	return nextUpdate.Sub(now) <= threshold
 }
 

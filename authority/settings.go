@@ -10,6 +10,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/certkeeper/certkeeper/pki"
+	"github.com/certkeeper/certkeeper/rotate"
 )
 
 // Settings are a CA's defaults, kept in DIR/ca.toml so that unattended
@@ -23,6 +24,10 @@ type Settings struct {
 	NodeKeyType string `toml:"node_key_type"`
 	// NodeDays is how long a node or control certificate is valid.
 	NodeDays int `toml:"node_days"`
+	// NodeLifetime, when set, replaces NodeDays with a duration ("12h",
+	// "30s"): for clusters that want certificates shorter than a day, and
+	// for tests that watch many renewals go by in minutes.
+	NodeLifetimeText string `toml:"node_lifetime"`
 	// RenewKey is "rotate" (a new key with every renewal) or "keep" (sign
 	// the published key again).
 	RenewKey string `toml:"renew_key"`
@@ -44,8 +49,35 @@ func DefaultSettings(name string) Settings {
 	return Settings{Name: name, NodeKeyType: string(pki.DefaultKeyType), NodeDays: 90, RenewKey: RenewRotate, CRLDays: 30}
 }
 
-// NodeLifetime is NodeDays as a duration.
-func (s Settings) NodeLifetime() time.Duration { return time.Duration(s.NodeDays) * 24 * time.Hour }
+// Bounds of node_lifetime: below 10 s a certificate is gone before a
+// node has fetched and installed it.
+const (
+	MinNodeLifetime = 10 * time.Second
+	MaxNodeLifetime = 3650 * 24 * time.Hour
+)
+
+// NodeLifetime is how long a new node certificate is valid: node_lifetime
+// when set, else node_days.
+func (s Settings) NodeLifetime() time.Duration {
+	if d, err := s.nodeLifetime(); err == nil && d > 0 {
+		return d
+	}
+	return time.Duration(s.NodeDays) * 24 * time.Hour
+}
+
+func (s Settings) nodeLifetime() (time.Duration, error) {
+	if s.NodeLifetimeText == "" {
+		return 0, nil
+	}
+	d, err := rotate.ParseDuration(s.NodeLifetimeText)
+	if err != nil {
+		return 0, err
+	}
+	if d < MinNodeLifetime || d > MaxNodeLifetime {
+		return 0, fmt.Errorf("%s is outside %s to 3650d", s.NodeLifetimeText, MinNodeLifetime)
+	}
+	return d, nil
+}
 
 // Check reports the first setting that is out of range.
 func (s Settings) Check() error {
@@ -57,6 +89,9 @@ func (s Settings) Check() error {
 	}
 	if s.NodeDays < 1 || s.NodeDays > 3650 {
 		return fmt.Errorf("node_days: %d is outside 1 to 3650", s.NodeDays)
+	}
+	if _, err := s.nodeLifetime(); err != nil {
+		return fmt.Errorf("node_lifetime: %w", err)
 	}
 	if s.RenewKey != RenewRotate && s.RenewKey != RenewKeep {
 		return fmt.Errorf("renew_key: %q is not %q or %q", s.RenewKey, RenewRotate, RenewKeep)
@@ -89,7 +124,7 @@ func ParseSettings(path string, data []byte) (Settings, error) {
 }
 
 func settingKeys() []string {
-	k := []string{"name", "node_key_type", "node_days", "renew_key", "crl_days", "passphrase_file"}
+	k := []string{"name", "node_key_type", "node_days", "node_lifetime", "renew_key", "crl_days", "passphrase_file"}
 	sort.Strings(k)
 	return k
 }
@@ -105,7 +140,13 @@ func (s Settings) Encode() []byte {
 	fmt.Fprintf(&b, "# Key type of new node keys: %s.\n", strings.Join(keyTypeNames(), ", "))
 	fmt.Fprintf(&b, "node_key_type = %s\n\n", quote(s.NodeKeyType))
 	fmt.Fprintf(&b, "# Validity of node and control certificates, in days (never past the CA's).\n")
-	fmt.Fprintf(&b, "node_days = %d\n\n", s.NodeDays)
+	fmt.Fprintf(&b, "node_days = %d\n", s.NodeDays)
+	fmt.Fprintf(&b, "# Or a duration that replaces node_days, for certificates shorter than a day\n")
+	fmt.Fprintf(&b, "# (at least 10s): node_lifetime = \"12h\"\n")
+	if s.NodeLifetimeText != "" {
+		fmt.Fprintf(&b, "node_lifetime = %s\n", quote(s.NodeLifetimeText))
+	}
+	b.WriteString("\n")
 	fmt.Fprintf(&b, "# `ca renew`: \"rotate\" makes a new key with each certificate; \"keep\" signs the\n")
 	fmt.Fprintf(&b, "# published key again (for daemons that pin their key).\n")
 	fmt.Fprintf(&b, "renew_key = %s\n\n", quote(s.RenewKey))

@@ -35,6 +35,28 @@ type Conn struct {
 // Dial connects to t, verifies its host key against known_hosts, logs in
 // and opens an SFTP session. Each phase has t's timeout.
 func Dial(ctx context.Context, t Target) (*Conn, error) {
+	c, err := dialSSH(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	err = c.do(ctx, "opening the SFTP session", func() error {
+		var err error
+		// Concurrent writes would reorder a file's blocks; files here are
+		// small, and a torn order helps no one.
+		c.sftp, err = sftp.NewClient(c.ssh, sftp.UseConcurrentWrites(false))
+		return err
+	})
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// dialSSH connects to t, verifies its host key and logs in, with a
+// keepalive running: a Conn without an SFTP session, for a command's
+// session (the CSR exchange).
+func dialSSH(ctx context.Context, t Target) (*Conn, error) {
 	hp, err := t.HostPort()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", t.Address, err)
@@ -60,17 +82,6 @@ func Dial(ctx context.Context, t Target) (*Conn, error) {
 		return nil, err
 	}
 	c := &Conn{Host: hp, ssh: client, raw: raw, timeout: timeout, closeAuth: closeAuth, done: make(chan struct{})}
-	err = c.do(ctx, "opening the SFTP session", func() error {
-		var err error
-		// Concurrent writes would reorder a file's blocks; files here are
-		// small, and a torn order helps no one.
-		c.sftp, err = sftp.NewClient(client, sftp.UseConcurrentWrites(false))
-		return err
-	})
-	if err != nil {
-		c.Close()
-		return nil, err
-	}
 	interval := t.Keepalive
 	if interval <= 0 {
 		interval = timeout / 3

@@ -39,6 +39,9 @@ type Node struct {
 	// directory with --install.
 	Dir    string
 	Layout string
+	// Mode is how the node renews from the admin host, for `certkeeper
+	// sshd-config`: ModePull, ModeCSR or ModePullCSR.
+	Mode string
 	// Account is the node's account on the admin host for pulling, and
 	// PublicKey its SSH key (authorized_keys), for `certkeeper sshd-config`.
 	Account       string
@@ -47,6 +50,26 @@ type Node struct {
 	// Line is where the node's [[node]] table starts in the inventory.
 	Line int
 }
+
+// Node modes (the inventory's mode key): which accounts the admin host
+// gives a node.
+const (
+	// ModePull: a chroot account that reads the node's bundle (SFTP).
+	ModePull = "pull"
+	// ModeCSR: a line in the CA account's authorized_keys that lets the
+	// node's key run only `certkeeper ca sign` for its own id. The first
+	// bundle comes by push (or the node's inbox).
+	ModeCSR = "csr"
+	// ModePullCSR: both; the node pulls its first bundle from its chroot
+	// and renews by CSR from then on (the agent's [source] csr_user).
+	ModePullCSR = "pull+csr"
+)
+
+// Pulls reports whether the node has a chroot account to pull from.
+func (n Node) Pulls() bool { return n.Mode != ModeCSR }
+
+// SendsCSR reports whether the node's key may run `ca sign`.
+func (n Node) SendsCSR() bool { return n.Mode == ModeCSR || n.Mode == ModePullCSR }
 
 // settings are the keys [defaults] and [[node]] share.
 type settings struct {
@@ -57,6 +80,7 @@ type settings struct {
 	Target       string    `toml:"target"`
 	Layout       string    `toml:"layout"`
 	Timeout      *Duration `toml:"timeout"`
+	Mode         string    `toml:"mode"`
 }
 
 type nodeTable struct {
@@ -75,7 +99,7 @@ type inventoryFile struct {
 }
 
 var (
-	settingKeys = []string{"identity_file", "known_hosts", "layout", "port", "target", "timeout", "user"}
+	settingKeys = []string{"identity_file", "known_hosts", "layout", "mode", "port", "target", "timeout", "user"}
 	nodeKeys    = append([]string{"account", "address", "id", "node_id", "public_key", "public_key_file"}, settingKeys...)
 )
 
@@ -348,6 +372,7 @@ func resolveNode(path string, d settings, nt nodeTable) (Node, error) {
 		KnownHosts:   pick(nt.KnownHosts, d.KnownHosts),
 		Target:       pick(nt.Target, d.Target),
 		Layout:       pick(nt.Layout, d.Layout),
+		Mode:         pick(nt.Mode, d.Mode),
 		Port:         nt.Port,
 		Timeout:      nt.Timeout,
 	}
@@ -357,7 +382,7 @@ func resolveNode(path string, d settings, nt nodeTable) (Node, error) {
 	if s.Timeout == nil {
 		s.Timeout = d.Timeout
 	}
-	n := Node{ID: nt.ID, NodeID: nt.NodeID, Dir: s.Target, Layout: s.Layout, Account: nt.Account, PublicKey: strings.TrimSpace(nt.PublicKey)}
+	n := Node{ID: nt.ID, NodeID: nt.NodeID, Dir: s.Target, Layout: s.Layout, Mode: s.Mode, Account: nt.Account, PublicKey: strings.TrimSpace(nt.PublicKey)}
 	if n.ID == "" {
 		return n, bad("id", "missing: every node needs an id; its bundle comes from <ca-dir>/nodes/<id>/")
 	}
@@ -395,6 +420,13 @@ func resolveNode(path string, d settings, nt nodeTable) (Node, error) {
 	}
 	if err := CheckRemoteDir(s.Target); err != nil {
 		return n, bad("target", "%v", err)
+	}
+	switch n.Mode {
+	case "":
+		n.Mode = ModePull
+	case ModePull, ModeCSR, ModePullCSR:
+	default:
+		return n, bad("mode", "%q is not one of %q (a chroot account to pull from), %q (the CA account's forced `ca sign`), %q (both)", n.Mode, ModePull, ModeCSR, ModePullCSR)
 	}
 	if s.Layout != "" && !slices.Contains(rotate.Presets(), s.Layout) {
 		return n, bad("layout", "unknown layout %q; known layouts: %s", s.Layout, strings.Join(rotate.Presets(), ", "))

@@ -62,6 +62,44 @@ func TestParseInventoryAppliesDefaults(t *testing.T) {
 	}
 }
 
+// mode says which accounts the admin host gives a node: pull (the
+// default), csr, or both; [defaults] may set it for all.
+func TestParseInventoryModes(t *testing.T) {
+	inv, err := distribute.ParseInventory("nodes.toml", []byte(`# inventory
+[defaults]
+user = "root"
+target = "/var/lib/certkeeper/inbox/flocker"
+mode = "csr"
+[[node]]
+id = "a"
+address = "10.0.0.1"
+[[node]]
+id = "b"
+address = "10.0.0.2"
+mode = "pull"
+[[node]]
+id = "c"
+address = "10.0.0.3"
+mode = "pull+csr"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []struct {
+		mode      string
+		pull, csr bool
+	}{{"csr", false, true}, {"pull", true, false}, {"pull+csr", true, true}} {
+		n := inv.Nodes[i]
+		if n.Mode != want.mode || n.Pulls() != want.pull || n.SendsCSR() != want.csr {
+			t.Errorf("node %s: mode %q pulls %v csr %v, want %+v", n.ID, n.Mode, n.Pulls(), n.SendsCSR(), want)
+		}
+	}
+	inv, _ = distribute.ParseInventory("nodes.toml", []byte("[[node]]\nid=\"a\"\naddress=\"h\"\nuser=\"u\"\ntarget=\"/t\"\n"))
+	if n := inv.Nodes[0]; n.Mode != distribute.ModePull || !n.Pulls() || n.SendsCSR() {
+		t.Errorf("default mode: %+v", n)
+	}
+}
+
 func TestParseInventoryRelativePaths(t *testing.T) {
 	inv, err := distribute.ParseInventory("/srv/admin/nodes.toml", []byte("[[node]]\nid=\"a\"\naddress=\"h\"\nuser=\"u\"\ntarget=\"in\"\nidentity_file=\"keys/id\"\nknown_hosts=\"/etc/kh\"\n"))
 	if err != nil {
@@ -76,7 +114,8 @@ func TestParseInventoryRefusals(t *testing.T) {
 	node := "[[node]]\nid = \"a\"\naddress = \"h\"\nuser = \"u\"\ntarget = \"/in\"\n"
 	for _, tc := range []struct{ name, toml, want string }{
 		{"unknown top key", "foo = 1\n" + node, `nodes.toml:1: foo: unknown key`},
-		{"unknown default", "[defaults]\nuser = \"u\"\nidentity = \"x\"\n" + node, `nodes.toml:3: defaults.identity: unknown key; known keys here: identity_file, known_hosts, layout, port, target, timeout, user`},
+		{"unknown default", "[defaults]\nuser = \"u\"\nidentity = \"x\"\n" + node, `nodes.toml:3: defaults.identity: unknown key; known keys here: identity_file, known_hosts, layout, mode, port, target, timeout, user`},
+		{"bad mode", node + "mode = \"push\"\n", `nodes.toml:6: node "a".mode: "push" is not one of "pull"`},
 		{"case differs", "[defaults]\nUser = \"u\"\n" + node, `nodes.toml:2: defaults.User: unknown key`},
 		{"unknown in second node", node + "\n[[node]]\nid = \"b\"\naddress = \"h\"\nadress = \"x\"\n", `nodes.toml:10: node.adress: unknown key`},
 		{"nested table", node + "extra = { a = 1 }\n", `node.extra: unknown key`},
@@ -138,6 +177,7 @@ func FuzzParseInventory(f *testing.F) {
 	f.Add([]byte(designInventory))
 	f.Add([]byte("[[node]]\nid=\"a\"\naddress=\"[::1]:22\"\nuser=\"u\"\ntarget=\"t\"\npublic_key=\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\"\n"))
 	f.Add([]byte("[defaults]\ntimeout=\"1s\"\n[[node]]\nid=\"a\"\n"))
+	f.Add([]byte("[defaults]\nmode=\"csr\"\n[[node]]\nid=\"a\"\naddress=\"h\"\nuser=\"u\"\ntarget=\"t\"\nmode=\"pull+csr\"\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		inv, err := distribute.ParseInventory("fuzz.toml", data)
 		if err != nil {
@@ -155,6 +195,9 @@ func FuzzParseInventory(f *testing.F) {
 			}
 			if distribute.CheckRemoteDir(n.Dir) != nil {
 				t.Fatalf("target %q accepted", n.Dir)
+			}
+			if !n.Pulls() && !n.SendsCSR() || n.Mode != distribute.ModePull && n.Mode != distribute.ModeCSR && n.Mode != distribute.ModePullCSR {
+				t.Fatalf("node %q accepted with mode %q", n.ID, n.Mode)
 			}
 		}
 	})

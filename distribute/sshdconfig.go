@@ -32,17 +32,38 @@ import (
 //
 // A node sees nodes/<id>/ (the agent's default remote_dir) and nothing
 // else: not the CA, not another node's directory, not the host's files.
+//
+// Nodes in CSR mode log in to another account: the CA's, the one that owns
+// the CA directory, since `ca sign` reads its key and writes its database.
+// Each node key has one line in that account's authorized_keys,
+//
+//	restrict,command="/usr/bin/certkeeper ca sign --dir DIR --node ID" ssh-ed25519 AAAA… certkeeper-node:ID
+//
+// so whatever the node asks for, sshd runs `ca sign` for that node's id and
+// nothing else. The account gets no ForceCommand: it would override each
+// line's command= (and would be the same for every node).
 
 // Defaults for the admin host's set-up.
 const (
 	DefaultChrootDir = "/srv/certkeeper"
 	DefaultKeysDir   = "/etc/ssh/certkeeper/authorized_keys"
+	// DefaultCAAccount is the account that owns the CA directory and runs
+	// `ca sign` for nodes in CSR mode.
+	DefaultCAAccount = "certkeeper-ca"
+	// DefaultCertkeeper is the binary the forced command runs.
+	DefaultCertkeeper = "/usr/bin/certkeeper"
 )
 
 // SSHDOptions place the chroots and authorized_keys files.
 type SSHDOptions struct {
 	ChrootDir string
 	KeysDir   string
+	// CAAccount, CADir and Certkeeper make the CSR nodes' forced command:
+	// `Certkeeper ca sign --dir CADir --node ID` in CAAccount's
+	// authorized_keys.
+	CAAccount  string
+	CADir      string
+	Certkeeper string
 	// Group returns the primary group id of an account (default: the
 	// system's user database).
 	Group func(account string) (int, error)
@@ -57,6 +78,12 @@ func (o SSHDOptions) withDefaults() SSHDOptions {
 	}
 	if o.Group == nil {
 		o.Group = systemGroup
+	}
+	if o.CAAccount == "" {
+		o.CAAccount = DefaultCAAccount
+	}
+	if o.Certkeeper == "" {
+		o.Certkeeper = DefaultCertkeeper
 	}
 	return o
 }
@@ -86,7 +113,12 @@ func SSHDConfig(nodes []Node, o SSHDOptions) string {
 # (or append to /etc/ssh/sshd_config), check with ` + "`sshd -t`" + `, then reload sshd.
 # Needs "Subsystem sftp ..." in sshd_config (Debian's default has it).
 `)
+	csr := false
 	for _, n := range nodes {
+		csr = csr || n.SendsCSR()
+		if !n.Pulls() {
+			continue
+		}
 		fmt.Fprintf(&b, `
 # node %s: reads nodes/%s/ in its chroot
 # account: useradd --system --user-group --home-dir / --shell /usr/sbin/nologin %s
@@ -105,7 +137,36 @@ Match User %s
 	PermitTunnel no
 `, n.ID, n.ID, n.Account, n.Account, o.ChrootOf(n), o.KeysDir)
 	}
+	if csr {
+		fmt.Fprintf(&b, `
+# The cluster CA's account: nodes in CSR mode send certificate requests to it.
+# Each node key may only run `+"`certkeeper ca sign`"+` for its own id (command= on its
+# line of %s/%s, written by `+"`certkeeper sshd-config --sync`"+`);
+# no ForceCommand here, which would override those. The account owns the CA
+# directory and needs a shell that runs commands (/bin/sh), not nologin.
+# account: useradd --system --user-group --home-dir %s --shell /bin/sh %s
+Match User %s
+	AuthorizedKeysFile %s/%%u
+	AuthenticationMethods publickey
+	PasswordAuthentication no
+	KbdInteractiveAuthentication no
+	PermitTTY no
+	PermitUserRC no
+	AllowTcpForwarding no
+	AllowStreamLocalForwarding no
+	AllowAgentForwarding no
+	X11Forwarding no
+	PermitTunnel no
+`, o.KeysDir, o.CAAccount, orDefault(o.CADir, "/var/lib/certkeeper/ca"), o.CAAccount, o.CAAccount, o.KeysDir)
+	}
 	return b.String()
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
 
 // PublicKeyOf returns the node's SSH public key from public_key or
@@ -140,6 +201,81 @@ func AuthorizedKeysLine(n Node) (string, error) {
 	return "restrict " + strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k))) + " certkeeper-node:" + n.ID, nil
 }
 
+// SignKeysLine is a CSR node's line in the CA account's authorized_keys:
+// its key may run only `ca sign` for its own id. "restrict" turns off
+// forwarding, PTYs and rc files; command= replaces whatever the node asks
+// for.
+func SignKeysLine(n Node, o SSHDOptions) (string, error) {
+	o = o.withDefaults()
+	k, err := PublicKeyOf(n)
+	if err != nil {
+		return "", err
+	}
+	cmd, err := SignCommandFor(n.ID, o)
+	if err != nil {
+		return "", err
+	}
+	return `restrict,command="` + cmd + `" ` + strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k))) + " certkeeper-node:" + n.ID, nil
+}
+
+// SignCommandFor is the forced command of node id: `certkeeper ca sign
+// --dir DIR --node ID`, shell-quoted where needed (sshd runs it with the
+// account's shell).
+func SignCommandFor(id string, o SSHDOptions) (string, error) {
+	o = o.withDefaults()
+	if o.CADir == "" || !strings.HasPrefix(o.CADir, "/") {
+		return "", fmt.Errorf("node %s is in CSR mode: its forced command needs the CA directory, as an absolute path (--ca-dir)", id)
+	}
+	for _, s := range []string{o.CADir, o.Certkeeper, id} {
+		if strings.ContainsAny(s, "\\\"\n\r\x00") {
+			return "", fmt.Errorf("%q can not go into an authorized_keys command= option (a quote, a backslash or a newline)", s)
+		}
+	}
+	if !idRe.MatchString(id) {
+		return "", fmt.Errorf("node id %q can not name a forced command", id)
+	}
+	return shellQuote(o.Certkeeper) + " ca sign --dir " + shellQuote(o.CADir) + " --node " + shellQuote(id), nil
+}
+
+// SignKeysFile is the CA account's authorized_keys content: one line per
+// node of nodes in CSR mode. Give it the whole inventory: the file is
+// written whole, and a node left out could no longer renew.
+func SignKeysFile(nodes []Node, o SSHDOptions) (string, int, error) {
+	var b strings.Builder
+	b.WriteString("# certkeeper: nodes in CSR mode; each key runs only `certkeeper ca sign` for its own id.\n")
+	b.WriteString("# Written by `certkeeper sshd-config --sync`; edits are lost at the next sync.\n")
+	count := 0
+	for _, n := range nodes {
+		if !n.SendsCSR() {
+			continue
+		}
+		line, err := SignKeysLine(n, o)
+		if err != nil {
+			return "", 0, err
+		}
+		b.WriteString(line + "\n")
+		count++
+	}
+	return b.String(), count, nil
+}
+
+// SyncSignKeys writes the CA account's authorized_keys file (root:root
+// 0644) from every node in CSR mode of the inventory; with none, it leaves
+// the file alone. It reports the file and whether it changed.
+func SyncSignKeys(all []Node, o SSHDOptions) (path string, count int, changed bool, err error) {
+	o = o.withDefaults()
+	content, count, err := SignKeysFile(all, o)
+	if err != nil || count == 0 {
+		return "", count, false, err
+	}
+	if err := mkdirRoot(o.KeysDir, 0o755); err != nil {
+		return "", count, false, err
+	}
+	path = filepath.Join(o.KeysDir, o.CAAccount)
+	changed, err = writeIfChanged(o.KeysDir, o.CAAccount, []byte(content), 0o644, 0, 0)
+	return path, count, changed, err
+}
+
 // SyncResult is what SyncChroots did for one node.
 type SyncResult struct {
 	Node    Node
@@ -168,6 +304,9 @@ func SyncChroots(nodes []Node, caDir string, o SSHDOptions) ([]SyncResult, error
 	}
 	var out []SyncResult
 	for _, n := range nodes {
+		if !n.Pulls() {
+			continue
+		}
 		line, err := AuthorizedKeysLine(n)
 		if err != nil {
 			return out, err

@@ -37,7 +37,16 @@ type CAProfile struct {
 
 // Backdate is how far before "now" a certificate's validity starts, so a
 // node whose clock runs a little behind the admin host's accepts it at once.
+// A short-lived certificate is backdated by at most a tenth of its lifetime
+// (BackdateFor): five minutes before a 30-second certificate would put its
+// renewal time in the past the moment it is issued.
 const Backdate = 5 * time.Minute
+
+// BackdateFor is how far a certificate of lifetime is backdated: Backdate,
+// or a tenth of the lifetime when that is less.
+func BackdateFor(lifetime time.Duration) time.Duration {
+	return min(Backdate, lifetime/10)
+}
 
 // ErrCAExpired means the CA can no longer issue anything.
 var ErrCAExpired = errors.New("the cluster CA has expired")
@@ -183,7 +192,7 @@ func SubjectKeyID(pub crypto.PublicKey) ([]byte, error) {
 }
 
 // LeafValidity is the window of a leaf issued at now for lifetime: started
-// Backdate earlier for clock skew, and never outside the CA's own window,
+// BackdateFor(lifetime) earlier for clock skew, and never outside the CA's own window,
 // since a leaf that outlives its CA fails verification from that day on.
 // capped reports that the lifetime was cut short by the CA's expiry.
 func LeafValidity(now time.Time, lifetime time.Duration, ca *x509.Certificate) (notBefore, notAfter time.Time, capped bool, err error) {
@@ -198,7 +207,7 @@ func LeafValidity(now time.Time, lifetime time.Duration, ca *x509.Certificate) (
 		return time.Time{}, time.Time{}, false, fmt.Errorf("the cluster CA is not valid until %s; is this host's clock right? (now %s)",
 			ca.NotBefore.UTC().Format(time.DateTime+" MST"), now.UTC().Format(time.DateTime+" MST"))
 	}
-	notBefore = now.Add(-Backdate)
+	notBefore = now.Add(-BackdateFor(lifetime))
 	if notBefore.Before(ca.NotBefore) {
 		notBefore = ca.NotBefore
 	}

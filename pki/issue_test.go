@@ -225,6 +225,8 @@ func TestLeafValidity(t *testing.T) {
 	}{
 		{"ordinary", ca(now.Add(-365*day), now.Add(3650*day)), 90 * day, now.Add(-pki.Backdate), now.Add(90 * day), false, ""},
 		{"capped at the CA's expiry", ca(now.Add(-365*day), now.Add(10*day)), 90 * day, now.Add(-pki.Backdate), now.Add(10 * day), true, ""},
+		{"30 seconds: backdated by a tenth of it, not 5 minutes", ca(now.Add(-365*day), now.Add(3650*day)), 30 * time.Second, now.Add(-3 * time.Second), now.Add(30 * time.Second), false, ""},
+		{"50 minutes: backdated 5 minutes", ca(now.Add(-365*day), now.Add(3650*day)), 50 * time.Minute, now.Add(-5 * time.Minute), now.Add(50 * time.Minute), false, ""},
 		{"backdating stops at the CA's start", ca(now.Add(-time.Minute), now.Add(day)), time.Hour, now.Add(-time.Minute), now.Add(time.Hour), false, ""},
 		{"CA expired", ca(now.Add(-365*day), now.Add(-time.Second)), day, time.Time{}, time.Time{}, false, "has expired"},
 		{"CA expires now", ca(now.Add(-365*day), now), day, time.Time{}, time.Time{}, false, "has expired"},

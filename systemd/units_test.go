@@ -9,7 +9,10 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/certkeeper/certkeeper/authority"
+	"github.com/certkeeper/certkeeper/rotate"
 	"github.com/certkeeper/certkeeper/systemd"
 )
 
@@ -98,5 +101,40 @@ func TestUnitsExposure(t *testing.T) {
 func TestAgentExecStart(t *testing.T) {
 	if !strings.Contains(systemd.Agent, "\nExecStart="+systemd.AgentExecStart+"\n") {
 		t.Errorf("certkeeper.service does not run %q", systemd.AgentExecStart)
+	}
+}
+
+// The shipped timer re-issues before any agent with the default policy
+// starts asking for its renewed bundle: for every lifetime of 3 days or
+// more, the window `ca renew --within` opens (40% of the lifetime left)
+// leads the earliest agent (2/3 of the lifetime less the largest jitter)
+// by more than the timer's period and its randomized delay.
+func TestCARenewTimerLeadsTheAgents(t *testing.T) {
+	m := regexp.MustCompile(`(?m)^ExecStart=/usr/bin/certkeeper ca renew .*--within (\S+)$`).FindStringSubmatch(systemd.CARenewService)
+	if m == nil {
+		t.Fatal("no ca renew --within in certkeeper-ca-renew.service")
+	}
+	w, err := authority.ParseWindow(strings.ReplaceAll(m[1], "%%", "%"))
+	if err != nil || w != authority.DefaultWindow {
+		t.Fatalf("the unit's --within %s is %+v (%v), want authority.DefaultWindow %+v", m[1], w, err, authority.DefaultWindow)
+	}
+	for _, want := range []string{"\nOnCalendar=hourly\n", "\nRandomizedDelaySec=10min\n"} {
+		if !strings.Contains(systemd.CARenewTimer, want) {
+			t.Fatalf("certkeeper-ca-renew.timer lacks %q", strings.TrimSpace(want))
+		}
+	}
+	slack := time.Hour + 10*time.Minute
+	day := 24 * time.Hour
+	nb := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, life := range []time.Duration{3 * day, 7 * day, 30 * day, 90 * day, 365 * day} {
+		na := nb.Add(life)
+		earliest, err := rotate.RenewalTime(nb, na, rotate.RenewalPolicy{}, 0.999999)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reissued := na.Add(-w.Span(nb, na))
+		if lead := earliest.Sub(reissued); lead <= slack {
+			t.Errorf("lifetime %s: ca renew re-issues only %s before the earliest agent asks; the timer needs %s", life, lead, slack)
+		}
 	}
 }

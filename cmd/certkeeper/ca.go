@@ -15,7 +15,6 @@ import (
 
 	"golang.org/x/term"
 
-	"github.com/certkeeper/certkeeper/agent"
 	"github.com/certkeeper/certkeeper/authority"
 	"github.com/certkeeper/certkeeper/pki"
 	"github.com/certkeeper/certkeeper/platform"
@@ -48,7 +47,7 @@ Examples:
   certkeeper ca issue --dir /srv/certkeeper/ca node --from-file nodes.txt
   certkeeper ca issue --dir /srv/certkeeper/ca control control.example.com
   certkeeper ca list  --dir /srv/certkeeper/ca
-  certkeeper ca renew --dir /srv/certkeeper/ca --within 30d
+  certkeeper ca renew --dir /srv/certkeeper/ca --within 40%
 
 Run ` + "`certkeeper ca SUBCOMMAND --help`" + ` for each one's flags and examples;
 docs/ca.md has the whole story.
@@ -703,17 +702,23 @@ func printCRL(e *env, info *authority.CRLInfo) {
 // ---------------------------------------------------------------- ca renew
 
 var caRenewCmd = &command{name: "ca renew", summary: "re-issue every certificate that expires within a window",
-	usage: `Usage: certkeeper ca renew --dir DIR --within DURATION [--key keep|rotate] [--days N] [--dry-run]
+	usage: `Usage: certkeeper ca renew --dir DIR --within DURATION|PERCENT [--key keep|rotate] [--days N] [--dry-run]
 
-Re-issues every node's current certificate that expires within DURATION
-(or has expired) into its publish directory, with the same names and key
-type, so the next push or pull delivers it. Revoked nodes and certificates
-are left alone, and so are nodes whose key lives on the node (CSR mode):
-their agent renews through ca sign. Also rewrites DIR/cluster.crl when it
-would expire within DURATION. Meant for a daily timer; exit 1 if anything
-failed.
+Re-issues every node's current certificate that expires within DURATION,
+or that has at most PERCENT of its lifetime left (or has expired), into its
+publish directory, with the same names and key type, so the next push or
+pull delivers it. Revoked nodes and certificates are left alone, and so are
+nodes whose key lives on the node (CSR mode): their agent renews through
+ca sign. Also rewrites DIR/cluster.crl when it would expire within the
+window. Meant for a timer; exit 1 if anything failed.
 
-  --within DURATION   such as 30d or 720h (required)
+The window must open before the nodes' agents start looking: an agent with
+the default policy looks with 38.3% of the lifetime left (2/3 of it, less up
+to 5% of jitter), so 40% (what the shipped hourly timer passes) re-issues
+first for any lifetime of 3 days or more. docs/renewal.md has the rule.
+
+  --within WINDOW     a percentage of each certificate's lifetime, such as
+                      40%, or a duration, such as 30d or 720h (required)
   --key keep|rotate   rotate (a new key each time) or keep (sign the
                       published key again); default: renew_key in ca.toml
   --days N            new validity (default: node_days in ca.toml)
@@ -721,6 +726,7 @@ failed.
   --passphrase-file FILE   for an encrypted cluster.key
 
 Examples:
+  certkeeper ca renew --dir /srv/certkeeper/ca --within 40%
   certkeeper ca renew --dir /srv/certkeeper/ca --within 30d
   certkeeper ca renew --dir /srv/certkeeper/ca --within 720h --key keep --dry-run
 `}
@@ -744,11 +750,11 @@ func runCARenew(ctx context.Context, e *env, args []string) int {
 		return code
 	}
 	if *within == "" {
-		return usageError(e, c, "--within DURATION is required (such as 30d)")
+		return usageError(e, c, "--within is required: a percentage of the lifetime (40%%) or a duration (30d)")
 	}
-	w, err := agent.ParseDuration(*within)
-	if err != nil || w <= 0 {
-		return usageError(e, c, "--within %q: a duration such as 30d or 720h", *within)
+	w, err := authority.ParseWindow(*within)
+	if err != nil {
+		return usageError(e, c, "--within %v", err)
 	}
 	if *key != "" && *key != authority.RenewKeep && *key != authority.RenewRotate {
 		return usageError(e, c, "--key %q: keep or rotate", *key)
@@ -774,7 +780,7 @@ func runCARenew(ctx context.Context, e *env, args []string) int {
 		fmt.Fprintf(e.stdout, "skipped %s: %s\n", s.ID, s.Reason)
 	}
 	if len(res.Due) == 0 {
-		fmt.Fprintf(e.stdout, "nothing to renew: no certificate expires within %s\n", rotate.Age(w))
+		fmt.Fprintf(e.stdout, "nothing to renew: no certificate expires within %s\n", w)
 	}
 	if res.CRL != nil {
 		printCRL(e, res.CRL)

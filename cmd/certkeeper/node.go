@@ -460,7 +460,14 @@ func printAgent(w io.Writer, a *agent.AgentView) {
 	ev("last repair", a.LastRepair)
 	ev("last error", a.LastError)
 	if a.RenewalDue {
-		fmt.Fprintf(t, "  renewal\tDUE since %s\n", a.RenewAt.Format(time.DateTime+" MST"))
+		fmt.Fprintf(t, "  renewal\tDUE since %s", a.RenewAt.Format(time.DateTime+" MST"))
+		if s := a.Source; s != nil && s.NothingNewer > 0 {
+			fmt.Fprintf(t, "; source has nothing newer (%d fetches)", s.NothingNewer)
+		}
+		fmt.Fprintln(t)
+	}
+	if a.ExpiryCritical {
+		fmt.Fprintf(t, "  expiry\tCRITICAL: expires %s and has not been renewed\n", a.NotAfter.Format(time.DateTime+" MST"))
 	}
 	if a.RenewalError != "" {
 		fmt.Fprintf(t, "  renewal\t%s\n", a.RenewalError)
@@ -469,7 +476,11 @@ func printAgent(w io.Writer, a *agent.AgentView) {
 		fmt.Fprintf(t, "  inbox\twaiting: %s\n", a.Waiting)
 	}
 	if s := a.Source; s != nil {
-		fmt.Fprintf(t, "  source\tnext try %s", s.NextTry.Format(time.DateTime+" MST"))
+		next := "none planned (outside the renewal window)"
+		if !s.NextTry.IsZero() {
+			next = s.NextTry.Format(time.DateTime + " MST")
+		}
+		fmt.Fprintf(t, "  source\tnext try %s", next)
 		if s.Failures > 0 {
 			fmt.Fprintf(t, "; %d failure(s), last: %s", s.Failures, s.LastError)
 		} else if s.LastResult != "" {
@@ -478,8 +489,8 @@ func printAgent(w io.Writer, a *agent.AgentView) {
 		fmt.Fprintln(t)
 	}
 	c := a.Counters
-	fmt.Fprintf(t, "  counters\tinstalls %d, reloads %d (failed %d), repairs %d, rejected %d, rollbacks %d, check failures %d, source errors %d\n",
-		c.Installs, c.Reloads, c.ReloadFailures, c.Repairs, c.Rejected, c.Rollbacks, c.CheckFailures, c.SourceErrors)
+	fmt.Fprintf(t, "  counters\tinstalls %d, reloads %d (failed %d), repairs %d, rejected %d, rollbacks %d, check failures %d, fetches %d (failed %d)\n",
+		c.Installs, c.Reloads, c.ReloadFailures, c.Repairs, c.Rejected, c.Rollbacks, c.CheckFailures, c.Fetches, c.SourceErrors)
 	t.Flush()
 }
 

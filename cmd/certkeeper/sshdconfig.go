@@ -9,16 +9,24 @@ import (
 	"github.com/certkeeper/certkeeper/distribute"
 )
 
-var sshdConfigCmd = &command{name: "sshd-config", summary: "print the admin host's sshd set-up for pulling nodes; sync their chroots",
+var sshdConfigCmd = &command{name: "sshd-config", summary: "print the admin host's sshd set-up for nodes that pull or send CSRs; sync their chroots and keys",
 	usage: `Usage: certkeeper sshd-config --inventory FILE [--chroot-dir DIR] [--keys-dir DIR]
+                              [--ca-dir DIR] [--ca-account NAME] [--certkeeper PATH]
                               [--authorized-keys | --sync --ca-dir DIR] [--only ID,...]
 
-Nodes that pull (the agent's [source]) log in to the admin host, each with
-its own account (the inventory's account, default ck-<id>) and SSH key
-(public_key or public_key_file). This command prints the sshd_config
-fragment that locks each account into a chroot holding only its own
-bundle, served read-only (ForceCommand internal-sftp -R), so a node can
-read its own key and nothing else.
+Nodes that pull (the agent's [source]; inventory mode "pull", the default)
+log in to the admin host, each with its own account (the inventory's
+account, default ck-<id>) and SSH key (public_key or public_key_file). This
+command prints the sshd_config fragment that locks each account into a
+chroot holding only its own bundle, served read-only (ForceCommand
+internal-sftp -R), so a node can read its own key and nothing else.
+
+Nodes that renew by CSR (inventory mode "csr", or "pull+csr" to pull the
+first bundle) log in to the CA's account instead (--ca-account, default
+certkeeper-ca, the owner of the CA directory), whose authorized_keys gives
+each node key one forced command:
+  restrict,command="/usr/bin/certkeeper ca sign --dir DIR --node ID" ssh-ed25519 AAAA… certkeeper-node:ID
+so the key can only have its own id's CSR signed. That needs --ca-dir.
 
   (default)           print the sshd_config Match blocks; install them as
                       /etc/ssh/sshd_config.d/certkeeper.conf, then sshd -t
@@ -31,14 +39,24 @@ read its own key and nothing else.
   --chroot-dir DIR    where the chroots live (default /srv/certkeeper)
   --keys-dir DIR      where the authorized_keys files live
                       (default /etc/ssh/certkeeper/authorized_keys)
+  --ca-dir DIR        the CA directory: what --sync copies from, and the
+                      --dir of the CSR nodes' forced command
+  --ca-account NAME   the CA's account, for CSR nodes (default certkeeper-ca)
+  --certkeeper PATH   the binary the forced command runs
+                      (default /usr/bin/certkeeper)
+
+--sync writes the CA account's authorized_keys from every CSR node of the
+inventory, whatever --only says, since the file is written whole.
 
 Create the accounts first, once (the fragment shows the command for each):
   useradd --system --user-group --home-dir / --shell /usr/sbin/nologin ck-8eab4b8d
+  useradd --system --user-group --home-dir /var/lib/certkeeper/ca --shell /bin/sh certkeeper-ca
 
 Examples:
   certkeeper sshd-config --inventory nodes.toml > /etc/ssh/sshd_config.d/certkeeper.conf
   certkeeper sshd-config --inventory nodes.toml --authorized-keys
   certkeeper sshd-config --inventory nodes.toml --sync --ca-dir /srv/certkeeper-ca
+  certkeeper sshd-config --inventory nodes.toml --authorized-keys --ca-dir /var/lib/certkeeper/ca
 `}
 
 func init() {
@@ -54,7 +72,9 @@ func runSSHDConfig(_ context.Context, e *env, args []string) int {
 	keys := fs.String("keys-dir", distribute.DefaultKeysDir, "directory holding each account's authorized_keys file")
 	authKeys := fs.Bool("authorized-keys", false, "print authorized_keys lines instead of the sshd_config fragment")
 	sync := fs.Bool("sync", false, "create or update the chroots and authorized_keys files (as root)")
-	caDir := fs.String("ca-dir", "", "CA directory holding nodes/<id>/ (with --sync)")
+	caDir := fs.String("ca-dir", "", "CA directory: holds nodes/<id>/ (--sync) and is the --dir of CSR nodes' ca sign")
+	caAccount := fs.String("ca-account", distribute.DefaultCAAccount, "the CA's account, which CSR nodes log in to")
+	bin := fs.String("certkeeper", distribute.DefaultCertkeeper, "the certkeeper binary the forced command runs")
 	only := fs.String("only", "", "comma-separated node ids")
 	rest, code, ok := parse(e, fs, args)
 	if !ok {
@@ -91,21 +111,48 @@ func runSSHDConfig(_ context.Context, e *env, args []string) int {
 	if err != nil {
 		return usageError(e, c, "%v", err)
 	}
-	o := distribute.SSHDOptions{ChrootDir: *chroot, KeysDir: *keys}
+	if !filepath.IsAbs(*bin) {
+		return usageError(e, c, "--certkeeper %q must be an absolute path (sshd runs the forced command without a PATH you control)", *bin)
+	}
+	dir := ""
+	if *caDir != "" {
+		d, err := distribute.ExpandHome(*caDir)
+		if err == nil {
+			d, err = filepath.Abs(d)
+		}
+		if err != nil {
+			return usageError(e, c, "%v", err)
+		}
+		dir = d
+	}
+	o := distribute.SSHDOptions{ChrootDir: *chroot, KeysDir: *keys, CAAccount: *caAccount, CADir: dir, Certkeeper: *bin}
 	switch {
 	case *authKeys:
+		var csr []distribute.Node
 		for _, n := range nodes {
+			if n.SendsCSR() {
+				csr = append(csr, n)
+			}
+			if !n.Pulls() {
+				continue
+			}
 			line, err := distribute.AuthorizedKeysLine(n)
 			if err != nil {
 				return failure(e, c, err)
 			}
 			fmt.Fprintf(e.stdout, "# %s (root:root 0644)\n%s\n", filepath.Join(*keys, n.Account), line)
 		}
-	case *sync:
-		dir, err := distribute.ExpandHome(*caDir)
-		if err != nil {
-			return usageError(e, c, "%v", err)
+		if len(csr) > 0 {
+			fmt.Fprintf(e.stdout, "# %s (root:root 0644): the CA account; one line per node in CSR mode\n", filepath.Join(*keys, *caAccount))
+			for _, n := range csr {
+				line, err := distribute.SignKeysLine(n, o)
+				if err != nil {
+					return failure(e, c, err)
+				}
+				fmt.Fprintln(e.stdout, line)
+			}
 		}
+	case *sync:
 		res, err := distribute.SyncChroots(nodes, dir, o)
 		for _, r := range res {
 			state := "unchanged"
@@ -116,6 +163,17 @@ func runSSHDConfig(_ context.Context, e *env, args []string) int {
 		}
 		if err != nil {
 			return failure(e, c, err)
+		}
+		path, n, changed, err := distribute.SyncSignKeys(inv.Nodes, o)
+		if err != nil {
+			return failure(e, c, err)
+		}
+		if n > 0 {
+			state := "unchanged"
+			if changed {
+				state = "updated"
+			}
+			fmt.Fprintf(e.stdout, "%s: %d node(s) in CSR mode may run ca sign (%s)\n", path, n, state)
 		}
 	default:
 		fmt.Fprint(e.stdout, distribute.SSHDConfig(nodes, o))

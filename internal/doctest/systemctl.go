@@ -461,7 +461,10 @@ func command(argv []string, pid int) (args []string, ignoreFail bool) {
 	args = append([]string{first}, argv[1:]...)
 	for i, a := range args {
 		a = strings.ReplaceAll(a, "${MAINPID}", strconv.Itoa(pid))
-		args[i] = strings.ReplaceAll(a, "$MAINPID", strconv.Itoa(pid))
+		a = strings.ReplaceAll(a, "$MAINPID", strconv.Itoa(pid))
+		// "%%" is systemd's escape for a literal "%" (the renew timer's
+		// --within 40%%); the other specifiers do not occur in our units.
+		args[i] = strings.ReplaceAll(a, "%%", "%")
 	}
 	return args, ignoreFail
 }
