@@ -481,12 +481,12 @@ func credential(u *Unit, privileged bool) (*syscall.Credential, error) {
 	}
 	acct, err := user.Lookup(u.User)
 	if err != nil {
-		return nil, fmt.Errorf("User=%s: %w", u.User, err)
+		return nil, fmt.Errorf("the unit's User=%s: %w", u.User, err)
 	}
 	uid, err1 := strconv.ParseUint(acct.Uid, 10, 32)
 	gid, err2 := strconv.ParseUint(acct.Gid, 10, 32)
 	if err1 != nil || err2 != nil {
-		return nil, fmt.Errorf("User=%s: uid %q, gid %q", u.User, acct.Uid, acct.Gid)
+		return nil, fmt.Errorf("the unit's User=%s: uid %q, gid %q", u.User, acct.Uid, acct.Gid)
 	}
 	cred := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}
 	if ids, err := acct.GroupIds(); err == nil {
