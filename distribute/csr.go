@@ -44,6 +44,12 @@ func (e *SignRefusedError) Error() string {
 	msg := fmt.Sprintf("%s: the CA refused the certificate request (exit %d)", e.Host, e.Status)
 	if e.Reason != "" {
 		msg += ": " + e.Reason
+	} else {
+		// ca sign always says why it failed; a bare non-zero exit is
+		// another program, most often the chroot account's
+		// internal-sftp when csr_user is missing or wrong.
+		msg += "; nothing said why, and ca sign always does, so something else answered: " +
+			"is [source] csr_user (or user) the CA account, not the node's chroot account?"
 	}
 	if e.Status == 2 || strings.Contains(e.Reason, "--dir DIR is required") || strings.Contains(e.Reason, "command not found") {
 		msg += "; is this node's key in the CA account's authorized_keys with " +

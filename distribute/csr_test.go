@@ -28,6 +28,7 @@ func TestRequestCertificateOverRealSSH(t *testing.T) {
 		"ok":      fmt.Sprintf("cat > %s; echo CHAIN", got),
 		"refuse":  "cat >/dev/null; printf 'certkeeper ca sign: node n1: was revoked' >&2; printf '\\033[31m' >&2; exit 1",
 		"usage":   "cat >/dev/null; echo 'certkeeper ca sign: --dir DIR is required (the CA directory)' >&2; exit 2",
+		"mute":    "cat >/dev/null; exit 1",
 		"flood":   "head -c 3000000 /dev/zero",
 		"silence": "sleep 30",
 	}
@@ -59,6 +60,11 @@ func TestRequestCertificateOverRealSSH(t *testing.T) {
 	}
 	if _, err = distribute.RequestCertificate(ctx, target("usage", 20*time.Second), []byte("x")); err == nil || !strings.Contains(err.Error(), `restrict,command="certkeeper ca sign --dir DIR --node ID"`) {
 		t.Fatalf("a key without the forced command should get the hint: %v", err)
+	}
+	// A bare failure is not ca sign, which always says why: most often
+	// csr_user is the node's chroot account, whose internal-sftp answers.
+	if _, err = distribute.RequestCertificate(ctx, target("mute", 20*time.Second), []byte("x")); err == nil || !strings.Contains(err.Error(), "is [source] csr_user (or user) the CA account") {
+		t.Fatalf("a failure without a reason should get the hint: %v", err)
 	}
 	if out, err = distribute.RequestCertificate(ctx, target("flood", 20*time.Second), []byte("x")); err == nil || !strings.Contains(err.Error(), "more than 1048576 bytes") {
 		t.Fatalf("flood: %v (%d bytes)", err, len(out))

@@ -42,12 +42,12 @@ Subcommands:
   sign     sign a node's CSR from stdin (an SSH forced command)
 
 Examples:
-  certkeeper ca init  --dir /srv/certkeeper/ca --name mycluster
-  certkeeper ca issue --dir /srv/certkeeper/ca node 8eab4b8d-c0a2-4ce2-80aa-0709277a9a7a --ip 10.0.0.5
-  certkeeper ca issue --dir /srv/certkeeper/ca node --from-file nodes.txt
-  certkeeper ca issue --dir /srv/certkeeper/ca control control.example.com
-  certkeeper ca list  --dir /srv/certkeeper/ca
-  certkeeper ca renew --dir /srv/certkeeper/ca --within 40%
+  certkeeper ca init  --dir /var/lib/certkeeper/ca --name mycluster
+  certkeeper ca issue --dir /var/lib/certkeeper/ca node 8eab4b8d-c0a2-4ce2-80aa-0709277a9a7a --ip 10.0.0.5
+  certkeeper ca issue --dir /var/lib/certkeeper/ca node --from-file nodes.txt
+  certkeeper ca issue --dir /var/lib/certkeeper/ca control control.example.com
+  certkeeper ca list  --dir /var/lib/certkeeper/ca
+  certkeeper ca renew --dir /var/lib/certkeeper/ca --within 40%
 
 Run ` + "`certkeeper ca SUBCOMMAND --help`" + ` for each one's flags and examples;
 docs/ca.md has the whole story.
@@ -208,8 +208,8 @@ passphrase, PKCS#8 with PBKDF2 and AES-256, which openssl reads too).
   --passphrase-file FILE  a file (mode 0600) whose first line is the passphrase
 
 Examples:
-  certkeeper ca init --dir /srv/certkeeper/ca --name mycluster
-  certkeeper ca init --dir ./reign-ca --name reign --key-type rsa-4096 --encrypt
+  certkeeper ca init --dir /var/lib/certkeeper/ca --name mycluster
+  certkeeper ca init --dir /var/lib/certkeeper/ca --name reign --key-type rsa-4096 --encrypt
 `}
 
 func init() { caInitCmd.run = runCAInit }
@@ -326,11 +326,11 @@ of the previous certificate are kept.
   --passphrase-file FILE   for an encrypted cluster.key
 
 Examples:
-  certkeeper ca issue --dir /srv/certkeeper/ca node
-  certkeeper ca issue --dir /srv/certkeeper/ca node 8eab4b8d-c0a2-4ce2-80aa-0709277a9a7a --ip 10.0.0.5 --dns node1.example.com
-  certkeeper ca issue --dir /srv/certkeeper/ca node 1 2 3 --key-type rsa-4096 --days 365
-  certkeeper ca issue --dir /srv/certkeeper/ca node --from-file nodes.txt --skip-existing
-  certkeeper ca issue --dir /srv/certkeeper/ca control control.example.com --ip 10.0.0.1
+  certkeeper ca issue --dir /var/lib/certkeeper/ca node
+  certkeeper ca issue --dir /var/lib/certkeeper/ca node 8eab4b8d-c0a2-4ce2-80aa-0709277a9a7a --ip 10.0.0.5 --dns node1.example.com
+  certkeeper ca issue --dir /var/lib/certkeeper/ca node 1 2 3 --key-type rsa-4096 --days 365
+  certkeeper ca issue --dir /var/lib/certkeeper/ca node --from-file nodes.txt --skip-existing
+  certkeeper ca issue --dir /var/lib/certkeeper/ca control control.example.com --ip 10.0.0.1
 
 A --from-file list:
   # id                                  names
@@ -505,8 +505,8 @@ every older certificate too (status superseded once a newer one exists).
 Needs no CA key and only a shared lock.
 
 Examples:
-  certkeeper ca list --dir /srv/certkeeper/ca
-  certkeeper ca list --dir /srv/certkeeper/ca --json | jq -r '.[] | select(.seconds_left < 30*86400) | .id'
+  certkeeper ca list --dir /var/lib/certkeeper/ca
+  certkeeper ca list --dir /var/lib/certkeeper/ca --json | jq -r '.[] | select(.seconds_left < 30*86400) | .id'
 `}
 
 func init() { caListCmd.run = runCAList }
@@ -585,8 +585,8 @@ Revoking what is already revoked changes nothing.
   --passphrase-file FILE   for an encrypted cluster.key (to sign the CRL)
 
 Examples:
-  certkeeper ca revoke --dir /srv/certkeeper/ca 8eab4b8d-c0a2-4ce2-80aa-0709277a9a7a --reason keyCompromise
-  certkeeper ca revoke --dir /srv/certkeeper/ca 5F:0B:3C:…:9A
+  certkeeper ca revoke --dir /var/lib/certkeeper/ca 8eab4b8d-c0a2-4ce2-80aa-0709277a9a7a --reason keyCompromise
+  certkeeper ca revoke --dir /var/lib/certkeeper/ca 5F:0B:3C:…:9A
 `}
 
 func init() { caRevokeCmd.run = runCARevoke }
@@ -661,8 +661,8 @@ passed its next update: ca renew refreshes it, and ca revoke writes it.
   --passphrase-file FILE   for an encrypted cluster.key
 
 Examples:
-  certkeeper ca crl --dir /srv/certkeeper/ca
-  openssl verify -crl_check -CRLfile /srv/certkeeper/ca/cluster.crl -CAfile /srv/certkeeper/ca/cluster.crt node.crt
+  certkeeper ca crl --dir /var/lib/certkeeper/ca
+  openssl verify -crl_check -CRLfile /var/lib/certkeeper/ca/cluster.crl -CAfile /var/lib/certkeeper/ca/cluster.crt node.crt
 `}
 
 func init() { caCRLCmd.run = runCACRL }
@@ -726,9 +726,9 @@ first for any lifetime of 3 days or more. docs/renewal.md has the rule.
   --passphrase-file FILE   for an encrypted cluster.key
 
 Examples:
-  certkeeper ca renew --dir /srv/certkeeper/ca --within 40%
-  certkeeper ca renew --dir /srv/certkeeper/ca --within 30d
-  certkeeper ca renew --dir /srv/certkeeper/ca --within 720h --key keep --dry-run
+  certkeeper ca renew --dir /var/lib/certkeeper/ca --within 40%
+  certkeeper ca renew --dir /var/lib/certkeeper/ca --within 30d
+  certkeeper ca renew --dir /var/lib/certkeeper/ca --within 720h --key keep --dry-run
 `}
 
 func init() { caRenewCmd.run = runCARenew }
@@ -810,7 +810,7 @@ intermediates (never the CA itself), as PEM on standard output. It is what
 a node's agent reaches over SSH in CSR mode (its key never leaves the
 node), through a forced command in the admin's authorized_keys:
 
-  restrict,command="certkeeper ca sign --dir /srv/certkeeper/ca --node 8eab4b8d-c0a2-4ce2-80aa-0709277a9a7a" ssh-ed25519 AAAA… node-8eab
+  restrict,command="/usr/bin/certkeeper ca sign --dir /var/lib/certkeeper/ca --node 8eab4b8d-c0a2-4ce2-80aa-0709277a9a7a" ssh-ed25519 AAAA… certkeeper-node:8eab4b8d-c0a2-4ce2-80aa-0709277a9a7a
 
 Whatever command the node asks for, sshd runs this one, for this node only.
 The request is refused (a message on stderr, exit 1) unless: its signature
@@ -826,8 +826,8 @@ refused. It never prompts: an encrypted cluster.key needs
   --days N      validity (default: node_days in ca.toml)
 
 Examples:
-  openssl req -new -key node.key -subj /CN=node-1 | certkeeper ca sign --dir /srv/certkeeper/ca --node node-1 > node.crt
-  ssh -i /etc/certkeeper/id_ed25519 certkeeper@admin.example.com < node.csr > node.crt
+  openssl req -new -key node.key -subj /CN=node-1 | certkeeper ca sign --dir /var/lib/certkeeper/ca --node node-1 > node.crt
+  ssh -i /etc/certkeeper/id_ed25519 certkeeper-ca@admin.example.com < node.csr > node.crt
 `}
 
 func init() { caSignCmd.run = runCASign }

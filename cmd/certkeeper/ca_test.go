@@ -71,7 +71,7 @@ func TestCAHelp(t *testing.T) {
 			}
 		}
 	}
-	if r := certkeeper(t, "ca", "sign", "--help"); !strings.Contains(r.stdout, `restrict,command="certkeeper ca sign --dir`) {
+	if r := certkeeper(t, "ca", "sign", "--help"); !strings.Contains(r.stdout, `restrict,command="/usr/bin/certkeeper ca sign --dir /var/lib/certkeeper/ca --node`) {
 		t.Error("ca sign --help lacks the authorized_keys line")
 	}
 	for _, args := range [][]string{{"ca"}, {"ca", "frobnicate"}, {"ca", "init", "--dir", "x"}, {"ca", "issue", "--dir", "x"}, {"ca", "issue", "--dir", "x", "pods"},

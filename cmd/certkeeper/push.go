@@ -44,9 +44,9 @@ A target managed by an agent (it has ..data) is refused with --install.
 Exit 0 when every node succeeded, 1 when any failed, 2 on usage errors.
 
 Examples:
-  certkeeper push --inventory nodes.toml --ca-dir /srv/certkeeper-ca
-  certkeeper push --inventory nodes.toml --ca-dir /srv/certkeeper-ca --only 8eab4b8d-c0a2-4ce2-80aa-0709277a9a7a
-  certkeeper push --inventory nodes.toml --ca-dir /srv/certkeeper-ca --install --dry-run
+  certkeeper push --inventory nodes.toml --ca-dir /var/lib/certkeeper/ca
+  certkeeper push --inventory nodes.toml --ca-dir /var/lib/certkeeper/ca --only 8eab4b8d-c0a2-4ce2-80aa-0709277a9a7a
+  certkeeper push --inventory nodes.toml --ca-dir /var/lib/certkeeper/ca --install --dry-run
 `}
 
 func init() {

@@ -49,10 +49,13 @@ var scenarios = []scenario{
 			wantMode(t, c, n, "/etc/flocker", 0o700)
 			wantMode(t, c, n, "/etc/flocker/node.key", 0o600)
 			wantMode(t, c, n, "/etc/flocker/node.crt", 0o644)
+			// CSR mode: the pending keys' directory is the agent's own,
+			// and empty once the renewed key is live.
+			wantMode(t, c, n, "/var/lib/certkeeper/csr", 0o700)
 			// One reload per change: the first pull, the push, the
-			// hand-copied bundle, the rollback; none for the identical
-			// pull.
-			wantReloads(t, c, n, "flocker-dataset-agent.service", 4)
+			// hand-copied bundle, the rollback, the CSR renewal; none for
+			// the identical pull.
+			wantReloads(t, c, n, "flocker-dataset-agent.service", 5)
 		},
 	},
 	{
@@ -64,8 +67,10 @@ var scenarios = []scenario{
 		check: func(t *testing.T, c *Cluster) {
 			wantMode(t, c, c.Machines["control"], "/etc/flocker/control-service.key", 0o600)
 			wantMode(t, c, c.Machines["node1"], "/etc/flocker/node.key", 0o600)
-			wantReloads(t, c, c.Machines["control"], "flocker-control.service", 1)
-			wantReloads(t, c, c.Machines["node1"], "flocker-dataset-agent.service", 1)
+			// The push, then the CSR renewal: one reload each.
+			wantReloads(t, c, c.Machines["control"], "flocker-control.service", 2)
+			wantReloads(t, c, c.Machines["node1"], "flocker-dataset-agent.service", 2)
+			wantReloads(t, c, c.Machines["node1"], "flocker-container-agent.service", 2)
 		},
 	},
 	{

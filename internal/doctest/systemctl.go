@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -30,8 +31,10 @@ import (
 //
 // Understood: ExecStart, ExecStartPre, ExecStartPost, ExecReload, Type
 // (simple, exec, notify, oneshot), Environment, EnvironmentFile,
-// ConditionPathExists, OnSuccess; drop-ins in UNIT.d/*.conf; alias
-// symlinks. Ignored, and said so: User, everything about sandboxing.
+// ConditionPathExists, OnSuccess, User (the commands run as that account,
+// but for a line prefixed "+", which systemd runs with full privileges);
+// drop-ins in UNIT.d/*.conf; alias symlinks. Ignored, and said so:
+// everything about sandboxing.
 
 // StateDir holds the stand-in's pid files, logs and notes, inside each
 // machine's private /run.
@@ -294,9 +297,6 @@ func one(verb, name string, now, quiet, value bool, props []string, stdout, stde
 		fmt.Fprintf(stderr, "Failed to %s %s: %v\n", verb, unitName(name), err)
 		return 5
 	}
-	if u.User != "" {
-		note(fmt.Sprintf("%s: User=%s ignored by the stand-in (runs as root)", u.Name, u.User))
-	}
 	switch verb {
 	case "enable", "preset":
 		os.WriteFile(filepath.Join(StateDir, u.Name+".enabled"), nil, 0o644)
@@ -450,11 +450,14 @@ func environment(u *Unit) ([]string, error) {
 	return append(env, u.Env...), nil
 }
 
-func command(argv []string, pid int) (args []string, ignoreFail bool) {
+func command(argv []string, pid int) (args []string, ignoreFail, privileged bool) {
 	first := argv[0]
 	for len(first) > 0 && strings.ContainsRune("-@:+!", rune(first[0])) {
-		if first[0] == '-' {
+		switch first[0] {
+		case '-':
 			ignoreFail = true
+		case '+':
+			privileged = true
 		}
 		first = first[1:]
 	}
@@ -466,7 +469,34 @@ func command(argv []string, pid int) (args []string, ignoreFail bool) {
 		// --within 40%%); the other specifiers do not occur in our units.
 		args[i] = strings.ReplaceAll(a, "%%", "%")
 	}
-	return args, ignoreFail
+	return args, ignoreFail, privileged
+}
+
+// credential is the account a unit's command runs as: User= unless the
+// line is privileged ("+"); nil for root. A User= that does not exist
+// fails the command, as it does under systemd.
+func credential(u *Unit, privileged bool) (*syscall.Credential, error) {
+	if u.User == "" || u.User == "root" || privileged {
+		return nil, nil
+	}
+	acct, err := user.Lookup(u.User)
+	if err != nil {
+		return nil, fmt.Errorf("the unit's User=%s: %w", u.User, err)
+	}
+	uid, err1 := strconv.ParseUint(acct.Uid, 10, 32)
+	gid, err2 := strconv.ParseUint(acct.Gid, 10, 32)
+	if err1 != nil || err2 != nil {
+		return nil, fmt.Errorf("the unit's User=%s: uid %q, gid %q", u.User, acct.Uid, acct.Gid)
+	}
+	cred := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}
+	if ids, err := acct.GroupIds(); err == nil {
+		for _, id := range ids {
+			if g, err := strconv.ParseUint(id, 10, 32); err == nil {
+				cred.Groups = append(cred.Groups, uint32(g))
+			}
+		}
+	}
+	return cred, nil
 }
 
 // runSync runs the unit's command lines of one kind in the foreground,
@@ -478,9 +508,17 @@ func runSync(u *Unit, kind string, env []string, w io.Writer) error {
 	}
 	defer log.Close()
 	for _, argv := range u.Exec[kind] {
-		args, ignore := command(argv, mainPID(u))
+		args, ignore, privileged := command(argv, mainPID(u))
+		cred, err := credential(u, privileged)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", kind, strings.Join(args, " "), err)
+		}
+		if cred != nil {
+			note(fmt.Sprintf("%s: %s %s as User=%s", u.Name, kind, strings.Join(args, " "), u.User))
+		}
 		cmd := exec.Command(args[0], args[1:]...)
 		cmd.Env, cmd.Dir = env, "/"
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 		cmd.Stdout, cmd.Stderr = io.MultiWriter(log, w), io.MultiWriter(log, w)
 		if err := cmd.Run(); err != nil && !ignore {
 			return fmt.Errorf("%s %s: %w", kind, strings.Join(args, " "), err)
@@ -538,7 +576,12 @@ func start(u *Unit, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%s: a service of Type=%s needs exactly one ExecStart (has %d)\n", u.Name, u.Type, len(lines))
 		return 1
 	}
-	args, _ := command(lines[0], 0)
+	args, _, privileged := command(lines[0], 0)
+	cred, err := credential(u, privileged)
+	if err != nil {
+		fmt.Fprintf(stderr, "Job for %s failed: %v\n", u.Name, err)
+		return 1
+	}
 	log, err := os.OpenFile(logPath(u), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
@@ -547,7 +590,7 @@ func start(u *Unit, stderr io.Writer) int {
 	defer log.Close()
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env, cmd.Dir, cmd.Stdout, cmd.Stderr = env, "/", log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: cred}
 	var sock *net.UnixConn
 	if u.Type == "notify" {
 		path := filepath.Join(StateDir, u.Name+".notify")

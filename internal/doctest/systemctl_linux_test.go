@@ -69,9 +69,23 @@ Environment=A=1 "B=two words"
 }
 
 func TestCommandPrefixesAndMainPID(t *testing.T) {
-	args, ignore := command([]string{"-/bin/kill", "-HUP", "${MAINPID}"}, 42)
-	if !ignore || !reflect.DeepEqual(args, []string{"/bin/kill", "-HUP", "42"}) {
-		t.Fatalf("command: %q %v", args, ignore)
+	args, ignore, privileged := command([]string{"-/bin/kill", "-HUP", "${MAINPID}"}, 42)
+	if !ignore || privileged || !reflect.DeepEqual(args, []string{"/bin/kill", "-HUP", "42"}) {
+		t.Fatalf("command: %q %v %v", args, ignore, privileged)
+	}
+	// "+": full privileges, whatever User= says (the renew timer's sync).
+	args, ignore, privileged = command([]string{"+/bin/sh", "-c", "x"}, 0)
+	if ignore || !privileged || !reflect.DeepEqual(args, []string{"/bin/sh", "-c", "x"}) {
+		t.Fatalf("command(+): %q %v %v", args, ignore, privileged)
+	}
+	if c, err := credential(&Unit{User: "certkeeper-ca"}, true); c != nil || err != nil {
+		t.Errorf("a + line runs as root: %v %v", c, err)
+	}
+	if c, err := credential(&Unit{User: "root"}, false); c != nil || err != nil {
+		t.Errorf("User=root: %v %v", c, err)
+	}
+	if _, err := credential(&Unit{User: "no-such-user-certkeeper"}, false); err == nil {
+		t.Error("an unknown User= is accepted")
 	}
 	if got := unitName("ssh"); got != "ssh.service" {
 		t.Errorf("unitName(ssh) = %q", got)
