@@ -100,7 +100,8 @@ type Bundle struct {
 	InboxTimeout Duration `toml:"inbox_timeout"`
 
 	// Resolved from the above by Load.
-	Resolved rotate.Layout  `toml:"-"`
+	Resolved rotate.Layout `toml:"-"`
+	stateDir string
 	Owners   platform.Owner `toml:"-"`
 }
 
@@ -454,6 +455,7 @@ func (c *Config) resolve() error {
 			return bad(key("dir"), toml.Key{"bundle", "dir"}, "%s is also bundle %q's directory; each bundle needs its own", l.Dir, other)
 		}
 		dirs[l.Dir] = b.Name
+		b.stateDir = c.StateDir
 		if b.Inbox == "" {
 			b.Inbox = filepath.Join(c.StateDir, "inbox", b.Name)
 		}

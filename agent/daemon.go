@@ -232,6 +232,23 @@ func (d *daemon) writeMetrics(w io.Writer) {
 // startLoops starts one loop per bundle; the channel closes when every
 // loop has reconciled once.
 func (d *daemon) startLoops(ctx context.Context, c *Config) <-chan struct{} {
+	// On the first start, a bundle's source schedule continues where the
+	// previous run left it: a fleet restarted together (a package upgrade)
+	// then keeps its pulls spread over the hour instead of all asking the
+	// admin host in the same minute.
+	var previous map[string]*FetchState
+	if len(d.states) == 0 {
+		if prev, err := ReadState(c); err == nil && prev != nil {
+			previous = map[string]*FetchState{}
+			for _, b := range prev.Bundles {
+				if f := b.Source; f != nil && !f.LastAttempt.IsZero() {
+					// Started and Jitter are not written down: this run's.
+					f.Started, f.Jitter = d.started, d.rand()
+					previous[b.Name] = f
+				}
+			}
+		}
+	}
 	d.statesMu.Lock()
 	keep := map[string]*bundleState{}
 	d.order = nil
@@ -239,7 +256,7 @@ func (d *daemon) startLoops(ctx context.Context, c *Config) <-chan struct{} {
 		name := c.Bundles[i].Name
 		st := d.states[name]
 		if st == nil {
-			st = &bundleState{s: BundleState{Name: name}}
+			st = &bundleState{s: BundleState{Name: name, Source: previous[name]}}
 		}
 		keep[name] = st
 		d.order = append(d.order, name)

@@ -287,3 +287,32 @@ func TestDaemonReportsARenewalPolicyThatDoesNotFit(t *testing.T) {
 		t.Fatalf("the source was called %d times: a renewal loop", src.Calls())
 	}
 }
+
+// A restarted agent continues its pull schedule from the state file: a
+// fleet restarted together (a package upgrade) does not call the admin
+// host all at once, as it would if each started its schedule afresh.
+func TestDaemonRestartContinuesItsPullSchedule(t *testing.T) {
+	f := newFixture(t)
+	now := time.Now()
+	fresh := f.ca.Issue(t, "node-1", testpki.Options{NotBefore: now.Add(-time.Hour), NotAfter: now.Add(90 * 24 * time.Hour)})
+	f.install(t, fresh)
+	srcDir := t.TempDir()
+	testpki.WriteFile(t, srcDir, "node.crt", fresh.CertPEM(), 0o644)
+	testpki.WriteFile(t, srcDir, "node.key", fresh.KeyPEM(t), 0o600)
+	src := &fakeSource{dir: srcDir}
+	o := agent.Options{
+		SourceFor: func(*agent.Config, *agent.Bundle) agent.Source { return src },
+		Rand:      func() float64 { return 0 }, // the first run's first pull: at once
+	}
+	stop, _ := run(t, f, o)
+	eventually(t, "the first pull", func() bool { return src.Calls() == 1 })
+	stop()
+
+	stop, log := run(t, f, o)
+	eventually(t, "the restarted agent to be ready", func() bool { return strings.Contains(log.String(), "ready") })
+	time.Sleep(500 * time.Millisecond)
+	stop()
+	if c := src.Calls(); c != 1 {
+		t.Fatalf("the restarted agent pulled again at once (%d pulls); it should wait out the interval\n%s", c, log)
+	}
+}

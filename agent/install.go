@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/certkeeper/certkeeper/pki"
 	"github.com/certkeeper/certkeeper/platform"
@@ -101,11 +102,19 @@ func Install(ctx context.Context, b *Bundle, inputs []rotate.Input, source strin
 // Rollback makes the bundle's previous generation live and reloads.
 func Rollback(ctx context.Context, b *Bundle, force bool, log *slog.Logger) (from, to rotate.Generation, reloads []platform.ReloadResult, err error) {
 	m := rotate.NewManager(b.Spec())
+	live, _, _ := m.Live()
 	from, to, err = m.Rollback(force)
 	if err != nil {
 		return from, to, nil, fmt.Errorf("bundle %q: %w", b.Name, err)
 	}
 	log.Warn("rolled back", "bundle", b.Name, "from", from.Name, "to", to.Name)
+	// The admin rolled away from this certificate: the agent's next pull
+	// must not bring it back from the admin host.
+	if live != nil && live.Leaf != nil {
+		if rerr := RefuseLeaf(b, live.Leaf, "rolled back by hand from "+from.Name, time.Now()); rerr != nil {
+			log.Error("cannot record the certificate as refused; the agent may pull it again", "bundle", b.Name, "err", rerr)
+		}
+	}
 	return from, to, RunReloads(ctx, b, log), nil
 }
 

@@ -411,7 +411,9 @@ func (l *bundleLoop) installed(ctx context.Context, res rotate.Result, source st
 		return
 	}
 	l.log.Error("check failed after the install; rolling back", append(attrs, "err", cr.Err)...)
-	l.st.update(func(*BundleState) { l.st.badLeaf = pki.Fingerprint(leaf) })
+	if err := RefuseLeaf(l.b, leaf, "its check failed after the install and it was rolled back", l.d.now()); err != nil {
+		l.log.Error("cannot record the certificate as refused; a source may offer it again", "err", err)
+	}
 	detail := fmt.Sprintf("after installing %s: %v", res.Generation.Name, cr.Err)
 	from, to, rerr := l.m.Rollback(false)
 	if rerr != nil {
@@ -591,12 +593,7 @@ func (l *bundleLoop) fetchNow(ctx, work context.Context, now time.Time, p livePl
 	inputs, err := l.src.Fetch(fctx, l.b)
 	cancel()
 	if err == nil && len(inputs) > 0 {
-		l.st.mu.Lock()
-		bad := l.st.badLeaf
-		l.st.mu.Unlock()
-		if c := rotate.Classify(inputs); c.Leaf != nil && bad != "" && pki.Fingerprint(c.Leaf.Cert) == bad {
-			err = errors.New("the source offers the certificate whose check failed and was rolled back; waiting for another")
-		}
+		err = checkRefused(l.b, inputs)
 	}
 	var res rotate.Result
 	outcome, detail := FetchNothingNewer, ""

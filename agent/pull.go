@@ -99,6 +99,9 @@ func (s *SFTPSource) Pull(ctx context.Context, b *Bundle, log *slog.Logger) (Out
 // leaf issued before the live one is refused, so a stale admin host never
 // takes a node back in time.
 func InstallPulled(ctx context.Context, b *Bundle, inputs []rotate.Input, source string, log *slog.Logger) (Outcome, error) {
+	if err := checkRefused(b, inputs); err != nil {
+		return Outcome{Bundle: b.Name}, fmt.Errorf("bundle %q: %w", b.Name, err)
+	}
 	m := rotate.NewManager(b.Spec())
 	res, err := m.InstallNewer(inputs, source)
 	out := Outcome{Bundle: b.Name, Result: res}

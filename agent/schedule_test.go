@@ -190,7 +190,8 @@ func TestNextFetch(t *testing.T) {
 		p    agent.FetchPlan
 		want time.Time
 	}{
-		{"first fetch within a minute of start, by jitter", agent.FetchState{Started: start, Jitter: 0.5}, pull(start.Add(30*day), false), start.Add(30 * time.Second)},
+		{"first fetch spread over the first interval, by jitter", agent.FetchState{Started: start, Jitter: 0.5}, pull(start.Add(30*day), false), start.Add(30 * time.Minute)},
+		{"first fetch, window opening sooner", agent.FetchState{Started: start, Jitter: 0.5}, pull(start.Add(10*time.Minute), false), start.Add(10 * time.Minute)},
 		{"nothing installed: at once", agent.FetchState{Started: start, Jitter: 0.5}, pull(start, true), start},
 		{"periodic: interval ±10%", agent.FetchState{Started: start, LastAttempt: start.Add(hour), Jitter: 0}, pull(time.Time{}, false), start.Add(hour + 54*time.Minute)},
 		{"periodic, full jitter", agent.FetchState{Started: start, LastAttempt: start.Add(hour), Jitter: 0.999999}, pull(time.Time{}, false), start.Add(hour + 66*time.Minute)},

@@ -205,8 +205,10 @@ type FetchPlan struct {
 //   - when the bundle enters its renewal window and has not been fetched
 //     since, at once;
 //   - in pull mode, otherwise every Interval, ±10% by jitter; the first
-//     time within a minute of starting (by jitter), so a fleet restarted
-//     together does not call the admin host at the same instant;
+//     time (no earlier run's schedule to continue) at a point of the
+//     first Interval chosen by jitter, so a fleet started together spreads
+//     its calls over the hour; nothing installed counts as due, and is
+//     fetched at once;
 //   - in CSR mode, otherwise not before the window opens.
 func NextFetch(f FetchState, p FetchPlan) time.Time {
 	j := clamp01(f.Jitter)
@@ -231,8 +233,7 @@ func NextFetch(f FetchState, p FetchPlan) time.Time {
 	}
 	var t time.Time
 	if f.LastAttempt.IsZero() {
-		first := min(p.Interval, time.Minute)
-		t = f.Started.Add(time.Duration(float64(first) * j))
+		t = f.Started.Add(time.Duration(float64(p.Interval) * j))
 	} else {
 		t = f.LastAttempt.Add(time.Duration(float64(p.Interval) * (0.9 + 0.2*j)))
 	}

@@ -143,10 +143,6 @@ func stampOf(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UT
 type bundleState struct {
 	mu sync.Mutex
 	s  BundleState
-	// badLeaf is a certificate whose check failed: a source offering it
-	// again is refused, or it would install and roll back in a loop. It
-	// outlives a config reload, as the counters do.
-	badLeaf string
 }
 
 func (b *bundleState) update(f func(s *BundleState)) {

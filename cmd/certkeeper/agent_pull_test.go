@@ -52,3 +52,37 @@ func TestAgentPullsFromTheAdminHostInTheRenewalWindow(t *testing.T) {
 		t.Errorf("the install does not name the admin host:\n%s", a.log())
 	}
 }
+
+// A rollback by hand sticks: the next pull does not bring the certificate
+// back from the admin host, and a newer one is taken as usual.
+func TestRollbackIsNotUndoneByTheNextPull(t *testing.T) {
+	s := testsshd.Start(t, testsshd.Options{})
+	config, remote, live, ca := pullNode(t, s, s.KnownHosts)
+	publish := func(p *testpki.Pair) []byte {
+		testpki.WriteFile(t, remote, "node.crt", p.CertPEM(), 0o644)
+		testpki.WriteFile(t, remote, "node.key", p.KeyPEM(t), 0o600)
+		return p.CertPEM()
+	}
+	liveCert := func() []byte { b, _ := os.ReadFile(filepath.Join(live, "node.crt")); return b }
+	now := time.Now()
+	a := publish(ca.Issue(t, "node-1", testpki.Options{NotBefore: now.Add(-3 * time.Minute)}))
+	if r := certkeeper(t, "pull", "--config", config); r.code != 0 || !bytes.Equal(liveCert(), a) {
+		t.Fatalf("first pull: %+v", r)
+	}
+	b := publish(ca.Issue(t, "node-1", testpki.Options{NotBefore: now.Add(-2 * time.Minute)}))
+	if r := certkeeper(t, "pull", "--config", config); r.code != 0 || !bytes.Equal(liveCert(), b) {
+		t.Fatalf("second pull: %+v", r)
+	}
+	r := certkeeper(t, "rollback", "--config", config, "--bundle", "flocker")
+	if r.code != 0 || !bytes.Equal(liveCert(), a) || !strings.Contains(r.stdout, "refused from the admin host") {
+		t.Fatalf("rollback: %+v", r)
+	}
+	r = certkeeper(t, "pull", "--config", config)
+	if r.code != 1 || !strings.Contains(r.stderr, "which is refused here (rolled back by hand") || !bytes.Equal(liveCert(), a) {
+		t.Fatalf("pull after the rollback: %+v", r)
+	}
+	c := publish(ca.Issue(t, "node-1", testpki.Options{NotBefore: now.Add(-time.Minute)}))
+	if r := certkeeper(t, "pull", "--config", config); r.code != 0 || !bytes.Equal(liveCert(), c) {
+		t.Fatalf("pull of a newer certificate: %+v", r)
+	}
+}

@@ -321,6 +321,7 @@ func runRollback(ctx context.Context, e *env, args []string) int {
 		return failure(e, c, err)
 	}
 	fmt.Fprintf(e.stdout, "%s: rolled back from %s to %s (installed %s)\n", b.Name, from.Name, to.Name, to.Installed.Format(time.DateTime+" MST"))
+	fmt.Fprintf(e.stdout, "%s: the certificate rolled away from is refused from the admin host from now on; a newer one is taken as usual\n", b.Name)
 	return printReloads(e, c, b.Name, reloads)
 }
 
