@@ -345,7 +345,9 @@ func (d *daemon) save(stopped time.Time) {
 	d.saveMu.Lock()
 	defer d.saveMu.Unlock()
 	if !bytes.Equal(data, d.lastState) {
-		if err := writeFileAtomic(StatePath(c), append(data, '\n'), 0o644); err != nil {
+		// 0600: the state directory is traversable (0711) for the CA
+		// account on an admin host; what the agent knows stays root's.
+		if err := writeFileAtomic(StatePath(c), append(data, '\n'), 0o600); err != nil {
 			d.log.Error("cannot write the state file; status will not show the agent's view", "err", err)
 		} else {
 			d.lastState = data

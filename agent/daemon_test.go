@@ -316,3 +316,31 @@ func TestDaemonRestartContinuesItsPullSchedule(t *testing.T) {
 		t.Fatalf("the restarted agent pulled again at once (%d pulls); it should wait out the interval\n%s", c, log)
 	}
 }
+
+// The inbox never goes back in time: a push of an older bundle (a CSR
+// node's stale publish directory) is rejected, and the live bundle stays.
+func TestInboxRefusesAnOlderCertificate(t *testing.T) {
+	f := newFixture(t)
+	now := time.Now()
+	older := f.ca.Issue(t, "node-1", testpki.Options{NotBefore: now.Add(-2 * time.Hour), NotAfter: now.Add(time.Hour)})
+	newer := f.ca.Issue(t, "node-1", testpki.Options{NotBefore: now.Add(-time.Hour), NotAfter: now.Add(2 * time.Hour)})
+	f.install(t, newer)
+	stop, log := run(t, f, agent.Options{})
+	inbox := filepath.Join(f.root, "state", "inbox", "b")
+	eventually(t, "the inbox", func() bool { _, err := os.Stat(inbox); return err == nil })
+	testpki.WriteFile(t, inbox, "8eab.crt", older.CertPEM(), 0o644)
+	testpki.WriteFile(t, inbox, "8eab.key", older.KeyPEM(t), 0o600)
+	eventually(t, "the older set to be rejected", func() bool {
+		reasons, _ := filepath.Glob(filepath.Join(inbox, "rejected", "*", "reason"))
+		return len(reasons) == 1
+	})
+	stop()
+	reasons, _ := filepath.Glob(filepath.Join(inbox, "rejected", "*", "reason"))
+	why, _ := os.ReadFile(reasons[0])
+	if !strings.Contains(string(why), "older than the installed one") {
+		t.Fatalf("reason: %s\n%s", why, log)
+	}
+	if b, _ := os.ReadFile(filepath.Join(f.live, "node.crt")); !bytes.Equal(b, newer.CertPEM()) || f.reloadCount() != 0 {
+		t.Fatalf("the live bundle changed (reloads %d)", f.reloadCount())
+	}
+}

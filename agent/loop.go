@@ -319,7 +319,11 @@ func (l *bundleLoop) takeInbox(ctx context.Context, now time.Time) {
 		return
 	}
 	source := "inbox: " + strings.Join(names, " ")
-	res, err := l.m.Install(inputs, source)
+	// The inbox is automated delivery (certkeeper push, a script's scp),
+	// so, like a pull, it never takes the bundle back in time: a push of
+	// the publish directory's stale bundle must not undo a CSR renewal.
+	// Going back on purpose is certkeeper rollback or install.
+	res, err := l.m.InstallNewer(inputs, source)
 	var verr *rotate.ValidationError
 	switch {
 	case err == nil:
@@ -600,7 +604,7 @@ func (l *bundleLoop) fetchNow(ctx, work context.Context, now time.Time, p livePl
 	if err == nil && len(inputs) > 0 {
 		res, err = l.m.InstallNewer(inputs, sourceName(l.src, l.b))
 		if err != nil && OlderThanLive(inputs, p.leaf) {
-			detail, err = "nothing newer: the source offers a certificate issued before the live one", nil
+			detail, err = "nothing newer: the source offers a certificate older than the live one", nil
 		}
 	}
 	switch {

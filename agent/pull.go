@@ -96,7 +96,7 @@ func (s *SFTPSource) Pull(ctx context.Context, b *Bundle, log *slog.Logger) (Out
 
 // InstallPulled is Install for files fetched from a source: content
 // identical to the live bundle changes nothing and reloads nothing, and a
-// leaf issued before the live one is refused, so a stale admin host never
+// leaf older than the live one (rotate.Older) is refused, so a stale admin host never
 // takes a node back in time.
 func InstallPulled(ctx context.Context, b *Bundle, inputs []rotate.Input, source string, log *slog.Logger) (Outcome, error) {
 	if err := checkRefused(b, inputs); err != nil {
@@ -148,5 +148,5 @@ func OlderThanLive(inputs []rotate.Input, live *x509.Certificate) bool {
 		return false
 	}
 	c := rotate.Classify(inputs)
-	return c.Leaf != nil && c.Leaf.Cert.NotBefore.Before(live.NotBefore)
+	return c.Leaf != nil && rotate.Older(c.Leaf.Cert, live)
 }

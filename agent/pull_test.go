@@ -141,7 +141,7 @@ func TestPullRefusesAnOlderLeaf(t *testing.T) {
 	if _, err := s.source(t).Pull(context.Background(), b, quiet); err != nil {
 		t.Fatal(err)
 	}
-	s.publish(t, testpki.Options{NotBefore: time.Now().Add(-2 * time.Hour)})
+	s.publish(t, testpki.Options{NotBefore: time.Now().Add(-2 * time.Hour), NotAfter: time.Now().Add(30 * time.Minute)})
 	if _, err := s.source(t).Pull(context.Background(), b, quiet); err == nil {
 		t.Fatal("an older leaf was installed")
 	}

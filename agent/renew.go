@@ -67,7 +67,7 @@ func RenewNow(ctx context.Context, cfg *Config, b *Bundle, src Source, force boo
 	r.Outcome = out
 	if err != nil {
 		if OlderThanLive(inputs, leaf) {
-			return r, fmt.Errorf("bundle %q: %s: %w (it offers a certificate issued before the live one); re-issue on the admin host first (certkeeper ca renew)", b.Name, r.Source, ErrNothingNewer)
+			return r, fmt.Errorf("bundle %q: %s: %w (it offers a certificate older than the live one); re-issue on the admin host first (certkeeper ca renew)", b.Name, r.Source, ErrNothingNewer)
 		}
 		return r, err
 	}

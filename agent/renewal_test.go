@@ -39,7 +39,7 @@ func TestDaemonKeepsAskingWhenTheSourceHasNothingNewer(t *testing.T) {
 	live := f.ca.Issue(t, "node-1", testpki.Options{NotBefore: now.Add(-45 * time.Second), NotAfter: now.Add(15 * time.Second)})
 	f.install(t, live)
 	srcDir := t.TempDir()
-	stale := f.ca.Issue(t, "node-1", testpki.Options{NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)})
+	stale := f.ca.Issue(t, "node-1", testpki.Options{NotBefore: now.Add(-time.Hour), NotAfter: now.Add(10 * time.Second)})
 	publishTo(t, srcDir, f.ca, stale)
 	src := &fakeSource{dir: srcDir}
 	stop, log := run(t, f, agent.Options{SourceFor: func(*agent.Config, *agent.Bundle) agent.Source { return src }})
@@ -141,9 +141,9 @@ func TestExpiredBundleRenewsByPull(t *testing.T) {
 	}
 	srcDir := t.TempDir()
 	src := &fakeSource{dir: srcDir}
-	publishTo(t, srcDir, f.ca, f.ca.Issue(t, "node-1", testpki.Options{NotBefore: now.Add(-3 * time.Hour), NotAfter: now.Add(time.Hour)}))
+	publishTo(t, srcDir, f.ca, f.ca.Issue(t, "node-1", testpki.Options{NotBefore: now.Add(-3 * time.Hour), NotAfter: now.Add(-90 * time.Minute)}))
 	_, err = agent.RenewNow(context.Background(), cfg, &cfg.Bundles[0], src, false, now, quiet)
-	if !errors.Is(err, agent.ErrNothingNewer) || !strings.Contains(err.Error(), "issued before the live one") {
+	if !errors.Is(err, agent.ErrNothingNewer) || !strings.Contains(err.Error(), "older than the live one") {
 		t.Fatalf("an older bundle for an expired one: %v", err)
 	}
 	renewed := f.ca.Issue(t, "node-1", testpki.Options{NotBefore: now.Add(-time.Minute), NotAfter: now.Add(time.Hour)})

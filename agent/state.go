@@ -192,7 +192,8 @@ func ParseState(data []byte) (*RuntimeState, error) {
 // and renames it into place: a reader sees the old or the new content.
 func writeFileAtomic(path string, data []byte, mode fs.FileMode) error {
 	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	// 0711, as the package makes the state directory: passable, not listable.
+	if err := os.MkdirAll(dir, 0o711); err != nil {
 		return err
 	}
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")

@@ -74,7 +74,7 @@ if command -v rpm >/dev/null 2>&1; then
 	rpm -qlvp "$work"/dist/*.rpm 2>/dev/null | awk '{print $1, $3":"$4, $NF}' >"$work/rpmlist"
 	for want in "-rwxr-xr-x root:root /usr/bin/certkeeper" "-rw-r--r-- root:root /usr/lib/systemd/system/certkeeper.service" \
 		"drwx------ root:root /etc/certkeeper" "-rw------- root:root /etc/certkeeper/certkeeper.toml" \
-		"drwx------ root:root /var/lib/certkeeper"; do
+		"drwx--x--x root:root /var/lib/certkeeper"; do
 		grep -qxF -- "$want" "$work/rpmlist" || fail ".rpm lacks $want"
 	done
 	[ "$(rpm -qpc "$work"/dist/*.rpm 2>/dev/null)" = /etc/certkeeper/certkeeper.toml ] || fail ".rpm: the config is not %config"
@@ -126,7 +126,7 @@ expect <<'LIST'
 /lib/systemd/system/certkeeper-ca-renew.timer -rw-r--r-- root:root
 /etc/certkeeper drwx------ root:root
 /etc/certkeeper/certkeeper.toml -rw------- root:root
-/var/lib/certkeeper drwx------ root:root
+/var/lib/certkeeper drwx--x--x root:root
 /usr/share/doc/certkeeper/README.md -rw-r--r-- root:root
 /usr/share/doc/certkeeper/config.md -rw-r--r-- root:root
 /usr/share/doc/certkeeper/install.md -rw-r--r-- root:root

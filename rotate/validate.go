@@ -29,7 +29,7 @@ type Policy struct {
 	// AllowCAChange lets a bundle bring a cluster CA other than the
 	// installed one (a planned CA rotation).
 	AllowCAChange bool
-	// RefuseOlder refuses a leaf issued before the live one: a pull must
+	// RefuseOlder refuses a leaf older than the live one (see Older): a pull must
 	// never go back in time because the source still has an old bundle.
 	RefuseOlder bool
 	Now         time.Time
@@ -264,9 +264,10 @@ func (v *validator) checkLeaf(leaf *Cert, b *Bundle) {
 	if err := pki.WeakSignature(cert); err != nil && !selfLeaf {
 		v.fail(leaf.File, "certificate is "+err.Error(), "")
 	}
-	if v.p.RefuseOlder && v.live != nil && v.live.Leaf != nil && cert.NotBefore.Before(v.live.Leaf.NotBefore) {
-		v.fail(leaf.File, fmt.Sprintf("certificate was issued %s, before the installed one (%s); refusing to go back", stamp(cert.NotBefore), stamp(v.live.Leaf.NotBefore)),
-			"the source still holds an older bundle")
+	if v.p.RefuseOlder && v.live != nil && v.live.Leaf != nil && Older(cert, v.live.Leaf) {
+		v.fail(leaf.File, fmt.Sprintf("certificate is older than the installed one (issued %s, the installed one %s); refusing to go back",
+			stamp(cert.NotBefore), stamp(v.live.Leaf.NotBefore)),
+			"the source still holds an older bundle; to go back on purpose, use certkeeper rollback, or certkeeper install by hand")
 	}
 }
 
@@ -405,4 +406,16 @@ func (b *Bundle) Leafish() *x509.Certificate {
 		return b.Leaf
 	}
 	return b.CAs[0]
+}
+
+// Older reports whether certificate a was issued before b. A CA moves a
+// new certificate's NotBefore back a little for clock skew (certkeeper's
+// by at most 5 minutes, or a tenth of a short lifetime), so one issued just
+// after the live certificate can look issued before it: differences within
+// min(1 hour, a tenth of a's lifetime) do not count. The expiry says
+// nothing: a newer certificate may well be shorter-lived (a 10-year
+// self-signed one replaced by a 90-day one from a CA).
+func Older(a, b *x509.Certificate) bool {
+	tolerance := min(time.Hour, a.NotAfter.Sub(a.NotBefore)/10)
+	return a.NotBefore.Before(b.NotBefore.Add(-tolerance))
 }

@@ -229,15 +229,51 @@ func TestValidateRefusesOlderWhenAsked(t *testing.T) {
 	ca := testpki.NewCA(t, "cluster", testpki.Options{})
 	now := time.Now()
 	newer := ca.Issue(t, "node-1", testpki.Options{NotBefore: now.Add(-time.Minute)})
-	older := ca.Issue(t, "node-1", testpki.Options{NotBefore: now.Add(-time.Hour), Reuse: newer.Key})
+	older := ca.Issue(t, "node-1", testpki.Options{NotBefore: now.Add(-time.Hour), NotAfter: now.Add(30 * time.Minute), Reuse: newer.Key})
+	// Backdated a little more, yet expiring later: a newer certificate
+	// from a CA that backdates for clock skew, not an older one.
+	backdated := ca.Issue(t, "node-1", testpki.Options{NotBefore: now.Add(-5 * time.Minute), NotAfter: now.Add(2 * time.Hour), Reuse: newer.Key})
 	live := &rotate.Bundle{CAs: []*x509.Certificate{ca.Cert}, Leaf: newer.Cert, Key: &pki.Key{Signer: newer.Key}}
 	p := rotate.Policy{Layout: flockerRules(t), NodeID: "node-1", Now: now, RefuseOlder: true}
 	_, err := rotate.Validate(rotate.Classify([]rotate.Input{in("node.crt", older.CertPEM())}), p, live)
-	if err == nil || !strings.Contains(err.Error(), "before the installed one") {
+	if err == nil || !strings.Contains(err.Error(), "older than the installed one") {
 		t.Fatalf("older leaf: %v", err)
+	}
+	if _, err := rotate.Validate(rotate.Classify([]rotate.Input{in("node.crt", backdated.CertPEM())}), p, live); err != nil {
+		t.Fatalf("a backdated newer leaf: %v", err)
 	}
 	p.RefuseOlder = false
 	if _, err := rotate.Validate(rotate.Classify([]rotate.Input{in("node.crt", older.CertPEM())}), p, live); err != nil {
 		t.Fatalf("older leaf without RefuseOlder: %v", err)
+	}
+}
+
+func TestOlder(t *testing.T) {
+	t0 := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	day := 24 * time.Hour
+	cert := func(nb time.Time, life time.Duration) *x509.Certificate {
+		return &x509.Certificate{NotBefore: nb, NotAfter: nb.Add(life)}
+	}
+	live := cert(t0, 90*day)
+	for _, c := range []struct {
+		name string
+		a    *x509.Certificate
+		want bool
+	}{
+		{"a stale bundle issued 60 days earlier", cert(t0.Add(-60*day), 90*day), true},
+		{"renewed a minute later, backdated 5 minutes", cert(t0.Add(-4*time.Minute), 90*day), false},
+		{"a 90-day certificate replacing a 10-year self-signed one", cert(t0.Add(-5*time.Minute), 90*day), false},
+		{"issued two hours earlier", cert(t0.Add(-2*time.Hour), 90*day), true},
+		{"a later, shorter certificate", cert(t0.Add(time.Hour), 7*day), false},
+		{"30-second certificates 20 s apart", cert(t0.Add(-20*time.Second), 30*time.Second), true},
+		{"30-second certificate backdated 3 s", cert(t0.Add(-2*time.Second), 30*time.Second), false},
+	} {
+		if got := rotate.Older(c.a, live); got != c.want {
+			t.Errorf("%s: Older = %v, want %v", c.name, got, c.want)
+		}
+	}
+	tenYear := cert(t0, 3650*day)
+	if rotate.Older(cert(t0.Add(-5*time.Minute), 90*day), tenYear) {
+		t.Error("a CA's 90-day certificate issued after a 10-year self-signed one counted as older")
 	}
 }

@@ -325,12 +325,12 @@ state_dir = %q
 name = "b"
 layout = "flocker-node"
 dir = %q
-check = ["/bin/sh", "-c", "if [ -e %s ]; then echo the new certificate breaks the service; exit 1; fi"]
+check = ["/bin/sh", "-c", "if [ -e %s ]; then i=0; while [ $i -lt 100 ] && ! grep -q \"serving serial=$(cat %s)\" %s; do sleep 0.05; i=$((i+1)); done; echo the new certificate breaks the service; exit 1; fi"]
 
   [[bundle.reload]]
   signal = "HUP"
   pidfile = %q
-`, filepath.Join(n.root, "state"), n.live, failMarker, d.Pidfile)
+`, filepath.Join(n.root, "state"), n.live, failMarker, failMarker, d.LogPath, d.Pidfile)
 	testpki.WriteFile(t, n.root, "certkeeper.toml", []byte(cfg), 0o600)
 	serial := func() string { return d.Serial(t, client.CertPEM(), client.KeyPEM(t), ca.CertPEM()) }
 	if got, want := serial(), fmt.Sprintf("%x", first.Cert.SerialNumber); got != want {
@@ -350,9 +350,11 @@ check = ["/bin/sh", "-c", "if [ -e %s ]; then echo the new certificate breaks th
 	waitFor(t, "the check to pass", func() bool { return strings.Contains(a.log(), "check passed") })
 
 	// A check that fails: the bundle rolls back, the daemon reloads and
-	// serves the second serial again.
-	os.WriteFile(failMarker, nil, 0o600)
+	// serves the second serial again. Like a real check, it first sees the
+	// daemon serve the new certificate (the reload signal is asynchronous,
+	// and two SIGHUPs close together may reach the daemon as one).
 	third := ca.Issue(t, "node-1", testpki.Options{NotAfter: time.Now().Add(90 * 24 * time.Hour)})
+	os.WriteFile(failMarker, fmt.Appendf(nil, "%x", third.Cert.SerialNumber), 0o600)
 	for name, data := range map[string][]byte{"t.crt": third.CertPEM(), "t.key": third.KeyPEM(t)} {
 		os.WriteFile(filepath.Join(inbox, name), data, 0o600)
 	}
