@@ -601,8 +601,9 @@ func (l *bundleLoop) fetchNow(ctx, work context.Context, now time.Time, p livePl
 	}
 	var res rotate.Result
 	outcome, detail := FetchNothingNewer, ""
+	from := fetchedFrom(l.src, l.b, p.leaf == nil)
 	if err == nil && len(inputs) > 0 {
-		res, err = l.m.InstallNewer(inputs, sourceName(l.src, l.b))
+		res, err = l.m.InstallNewer(inputs, from)
 		if err != nil && OlderThanLive(inputs, p.leaf) {
 			detail, err = "nothing newer: the source offers a certificate older than the live one", nil
 		}
@@ -647,6 +648,6 @@ func (l *bundleLoop) fetchNow(ctx, work context.Context, now time.Time, p livePl
 		}
 	}
 	if res.Changed {
-		l.installed(work, res, sourceName(l.src, l.b), now)
+		l.installed(work, res, from, now)
 	}
 }

@@ -36,6 +36,17 @@ func sourceName(src Source, b *Bundle) string {
 	return "source"
 }
 
+// fetchedFrom is sourceName for one fetch: a CSR bundle with nothing
+// installed gets its first bundle from the node's pull account (CSRSource
+// hands the fetch to Pull), and the record says so rather than naming the
+// CA account that signed nothing.
+func fetchedFrom(src Source, b *Bundle, nothingInstalled bool) string {
+	if s, ok := src.(*CSRSource); ok && nothingInstalled && s.Pull != nil {
+		return sourceName(s.Pull, b)
+	}
+	return sourceName(src, b)
+}
+
 // Retry timing of a Source. A real certificate's schedule is the one of the
 // constants; a short-lived one (minutes or seconds, as in tests) scales
 // them down with the time it has left (RetryBounds), or a retry an hour
