@@ -124,6 +124,7 @@ func serveMetrics(ctx context.Context, addr string, write func(io.Writer)) (stop
 		var buf bytes.Buffer
 		write(&buf)
 		metrics.WriteProcessMetrics(&buf)
+		metrics.WriteFDMetrics(&buf)
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		w.Write(buf.Bytes())
 	})

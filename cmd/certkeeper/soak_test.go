@@ -164,7 +164,7 @@ func TestSoakRenewalWithRealDaemons(t *testing.T) {
 		time.Sleep(time.Second)
 		for _, n := range h.nodes {
 			if _, ok := rss0[n]; !ok && n.state(t).Counters.Installs >= 1 {
-				rss0[n], rt0[n] = rssKiB(n.agent.cmd.Process.Pid), n.runtimeMetrics(t)
+				rss0[n], rt0[n] = rssKiB(n.agent.cmd.Process.Pid), n.settledMetrics(t)
 				samples[n], next[n] = []int{rss0[n]}, time.Now().Add(30*time.Second)
 			}
 			if !next[n].IsZero() && time.Now().After(next[n]) {
@@ -175,7 +175,7 @@ func TestSoakRenewalWithRealDaemons(t *testing.T) {
 	rss1 := map[*renewNode]int{}
 	rt1 := map[*renewNode]map[string]float64{}
 	for _, n := range h.nodes {
-		rss1[n], rt1[n] = rssKiB(n.agent.cmd.Process.Pid), n.runtimeMetrics(t)
+		rss1[n], rt1[n] = rssKiB(n.agent.cmd.Process.Pid), n.settledMetrics(t)
 	}
 	close(stop)
 	runs, fails := timer()
@@ -198,9 +198,10 @@ func TestSoakRenewalWithRealDaemons(t *testing.T) {
 		g0, g1 := rt0[n]["go_goroutines"], rt1[n]["go_goroutines"]
 		hs0, hs1 := rt0[n]["go_memstats_heap_sys_bytes"]/1024, rt1[n]["go_memstats_heap_sys_bytes"]/1024
 		goal := rt1[n]["go_memstats_next_gc_bytes"] / 1024
-		t.Logf("%s (%s): %d rotations, %d reloads by the agent, %d by the daemon; %d fetches (%d failed, %d nothing newer at the end); handshakes %d ok, %d failed, %d serials seen; VmRSS %d KiB after the first rotation, %d KiB at the end (samples every 30 s: %v); Go heap reserved %.0f -> %.0f KiB, GC goal at the end %.0f KiB; goroutines %.0f -> %.0f",
+		fd0, fd1 := rt0[n]["process_open_fds"], rt1[n]["process_open_fds"]
+		t.Logf("%s (%s): %d rotations, %d reloads by the agent, %d by the daemon; %d fetches (%d failed, %d nothing newer at the end); handshakes %d ok, %d failed, %d serials seen; VmRSS %d KiB after the first rotation, %d KiB at the end (samples every 30 s: %v); Go heap reserved %.0f -> %.0f KiB, GC goal at the end %.0f KiB; goroutines %.0f -> %.0f; open files %.0f -> %.0f",
 			n.id, n.mode, installs, st.Counters.Reloads, reloads, st.Counters.Fetches, st.Counters.SourceErrors, st.Source.NothingNewer,
-			c.ok.Load(), c.failed.Load(), len(c.serials), rss0[n], rss1[n], samples[n], hs0, hs1, goal, g0, g1)
+			c.ok.Load(), c.failed.Load(), len(c.serials), rss0[n], rss1[n], samples[n], hs0, hs1, goal, g0, g1, fd0, fd1)
 		for _, l := range strings.Split(n.agent.log(), "\n") {
 			if strings.Contains(l, "fetch from the source failed") {
 				t.Logf("%s: %s", n.id, l)
@@ -222,26 +223,33 @@ func TestSoakRenewalWithRealDaemons(t *testing.T) {
 		if len(c.serials) < installs {
 			t.Errorf("%s: the client saw %d serials for %d rotations", n.id, len(c.serials), installs)
 		}
-		// Memory does not grow. What would show a leak: a goroutine
-		// left behind (a connection, a watch), a live heap that grows (the
-		// GC's goal is twice the live heap at the last collection, and
-		// stays at the runtime's 4 MiB floor while the live heap is under
-		// 2 MiB), the heap's reservation growing by more than one 4 MiB
-		// chunk. The resident set itself grows for the first minutes while
-		// the runtime touches the heap it reserved (about 7 MiB): +3 to
-		// +4.5 MiB in 3 minutes here, level at about 17 MiB from the
-		// fourth minute in a 6-minute run; 6 MiB is the margin.
+		// Memory does not grow. What would show a leak: a goroutine or
+		// a descriptor left behind (a connection, a watch), or a live heap
+		// that grows (the GC's goal is twice the live heap at the last
+		// collection, and stays at the runtime's 4 MiB floor while the
+		// live heap is under 2 MiB). The counts are the smallest of a few
+		// scrapes, since a fetch in flight holds an SSH connection for a
+		// moment. The resident set and the heap's reservation are not leak
+		// detectors: they grow for the first minutes while the runtime
+		// reserves and touches its heap (VmRSS +3 to +4.6 MiB in 3 minutes
+		// here, the reservation 3 -> 7 MiB when the first sample comes
+		// early, level at about 17 MiB from the fourth minute in a
+		// 6-minute run), by amounts that depend on the machine's load. So
+		// they get ceilings, about twice what is seen here.
 		if g0 == 0 || g1 > g0+1 {
 			t.Errorf("%s: goroutines went from %.0f to %.0f", n.id, g0, g1)
+		}
+		if fd0 == 0 || fd1 > fd0+1 {
+			t.Errorf("%s: open files went from %.0f to %.0f", n.id, fd0, fd1)
 		}
 		if goal == 0 || goal > 8*1024 {
 			t.Errorf("%s: the GC's goal is %.0f KiB: the live heap grew past 4 MiB", n.id, goal)
 		}
-		if hs0 == 0 || hs1 > hs0+4*1024+512 {
-			t.Errorf("%s: the Go heap's reservation grew from %.0f KiB to %.0f KiB", n.id, hs0, hs1)
+		if hs1 == 0 || hs1 > 16*1024 {
+			t.Errorf("%s: the Go heap's reservation is %.0f KiB at the end (%.0f KiB after the first rotation), want at most 16 MiB", n.id, hs1, hs0)
 		}
-		if r0, r1 := rss0[n], rss1[n]; r0 <= 0 || r1 > r0+6*1024 {
-			t.Errorf("%s: VmRSS grew from %d KiB to %d KiB", n.id, r0, r1)
+		if r0, r1 := rss0[n], rss1[n]; r0 <= 0 || r1 > 32*1024 {
+			t.Errorf("%s: VmRSS is %d KiB at the end (%d KiB after the first rotation), want at most 32 MiB", n.id, r1, r0)
 		}
 		if strings.Contains(n.agent.log(), "certificate about to expire") {
 			t.Errorf("%s: the safety net went off during the soak", n.id)
@@ -401,8 +409,27 @@ func TestRenewalSurvivesTheAdminHostDown(t *testing.T) {
 	}
 }
 
-// runtimeMetrics scrapes the agent's /metrics for its Go runtime figures
-// (the lines without labels).
+// settledMetrics is runtimeMetrics with the goroutine and descriptor
+// counts at their smallest over five scrapes 300 ms apart: an SSH fetch or
+// CSR exchange in flight holds a connection's goroutines and socket for a
+// moment, a leak holds them for good.
+func (n *renewNode) settledMetrics(t *testing.T) map[string]float64 {
+	t.Helper()
+	out := n.runtimeMetrics(t)
+	for i := 0; i < 4; i++ {
+		time.Sleep(300 * time.Millisecond)
+		m := n.runtimeMetrics(t)
+		for _, k := range []string{"go_goroutines", "process_open_fds"} {
+			if v, ok := m[k]; ok && v < out[k] {
+				out[k] = v
+			}
+		}
+	}
+	return out
+}
+
+// runtimeMetrics scrapes the agent's /metrics for its process and Go
+// runtime figures (the lines without labels).
 func (n *renewNode) runtimeMetrics(t *testing.T) map[string]float64 {
 	t.Helper()
 	m := regexp.MustCompile(`msg="agent started".* metrics=(127\.0\.0\.1:\d+)`).FindStringSubmatch(n.agent.log())
@@ -422,7 +449,7 @@ func (n *renewNode) runtimeMetrics(t *testing.T) map[string]float64 {
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	out := map[string]float64{}
 	for _, l := range strings.Split(string(body), "\n") {
-		if f := strings.Fields(l); len(f) == 2 && strings.HasPrefix(f[0], "go_") {
+		if f := strings.Fields(l); len(f) == 2 && (strings.HasPrefix(f[0], "go_") || strings.HasPrefix(f[0], "process_")) {
 			v, err := strconv.ParseFloat(f[1], 64)
 			if err == nil {
 				out[f[0]] = v
