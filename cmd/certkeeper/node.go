@@ -183,6 +183,25 @@ func loadConfig(e *env, c *command, path string) (*agent.Config, int, bool) {
 	return cfg, 0, true
 }
 
+// selectBundles is the bundle named by --bundle, or, without it, every
+// bundle of the config that keep accepts (keep nil: all of them).
+func selectBundles(e *env, c *command, cfg *agent.Config, name string, keep func(*agent.Bundle) bool) ([]*agent.Bundle, int, bool) {
+	if name != "" {
+		b, err := cfg.BundleNamed(name)
+		if err != nil {
+			return nil, usageError(e, c, "%v", err), false
+		}
+		return []*agent.Bundle{b}, 0, true
+	}
+	var bundles []*agent.Bundle
+	for i := range cfg.Bundles {
+		if keep == nil || keep(&cfg.Bundles[i]) {
+			bundles = append(bundles, &cfg.Bundles[i])
+		}
+	}
+	return bundles, 0, true
+}
+
 var installCmd = &command{name: "install", summary: "classify, validate and install files into a bundle, then reload; once",
 	usage: `Usage: certkeeper install --config FILE [--bundle NAME] FILE...
 

@@ -55,22 +55,12 @@ func runPull(ctx context.Context, e *env, args []string) int {
 	if !ok {
 		return code
 	}
-	var bundles []*agent.Bundle
-	if *bundle != "" {
-		b, err := cfg.BundleNamed(*bundle)
-		if err != nil {
-			return usageError(e, c, "%v", err)
-		}
-		bundles = append(bundles, b)
-	} else {
-		for i := range cfg.Bundles {
-			if cfg.Bundles[i].Mode == "pull" {
-				bundles = append(bundles, &cfg.Bundles[i])
-			}
-		}
-		if len(bundles) == 0 {
-			return usageError(e, c, "config %s has no bundle in mode \"pull\"", cfg.Path)
-		}
+	bundles, code, ok := selectBundles(e, c, cfg, *bundle, func(b *agent.Bundle) bool { return b.Mode == "pull" })
+	if !ok {
+		return code
+	}
+	if len(bundles) == 0 {
+		return usageError(e, c, "config %s has no bundle in mode \"pull\"", cfg.Path)
 	}
 	src, err := agent.NewSFTPSource(cfg)
 	if err != nil {

@@ -61,17 +61,9 @@ func runRenew(ctx context.Context, e *env, args []string) int {
 	if !ok {
 		return code
 	}
-	var bundles []*agent.Bundle
-	if *bundle != "" {
-		b, err := cfg.BundleNamed(*bundle)
-		if err != nil {
-			return usageError(e, c, "%v", err)
-		}
-		bundles = append(bundles, b)
-	} else {
-		for i := range cfg.Bundles {
-			bundles = append(bundles, &cfg.Bundles[i])
-		}
+	bundles, code, ok := selectBundles(e, c, cfg, *bundle, nil)
+	if !ok {
+		return code
 	}
 	log := cliLogger(e, *verbose)
 	code = exitOK
