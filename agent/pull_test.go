@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/certkeeper/certkeeper/agent"
 	"github.com/certkeeper/certkeeper/distribute"
+	"github.com/certkeeper/certkeeper/internal/testfs"
 	"github.com/certkeeper/certkeeper/internal/testpki"
 	"github.com/certkeeper/certkeeper/internal/testsshd"
 	"github.com/certkeeper/certkeeper/pki"
@@ -160,7 +160,7 @@ func TestSSHDKilledMidTransferLeavesTheLiveBundleAndTheNextPullWorks(t *testing.
 	if _, err := s.source(t).Pull(context.Background(), b, quiet); err != nil {
 		t.Fatal(err)
 	}
-	before := tree(t, s.live)
+	before := testfs.Snapshot(t, s.live)
 	second := s.publish(t, testpki.Options{})
 
 	src := s.source(t)
@@ -182,7 +182,7 @@ func TestSSHDKilledMidTransferLeavesTheLiveBundleAndTheNextPullWorks(t *testing.
 	if read != 1 {
 		t.Fatalf("read %d files after the kill", read)
 	}
-	if after := tree(t, s.live); after != before || s.liveSerial(t) != pki.Serial(first.Cert) || s.reloads(t) != 1 {
+	if after := testfs.Snapshot(t, s.live); after != before || s.liveSerial(t) != pki.Serial(first.Cert) || s.reloads(t) != 1 {
 		t.Fatalf("the live bundle changed:\n%s\nvs\n%s", before, after)
 	}
 
@@ -236,30 +236,6 @@ func TestDefaultRemoteDir(t *testing.T) {
 	if got := agent.RemoteDir(b); got != "nodes/8eab" {
 		t.Fatal(got)
 	}
-}
-
-// tree records names, modes, link targets and contents under dir.
-func tree(t *testing.T, dir string) string {
-	t.Helper()
-	var b strings.Builder
-	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, _ := os.Lstat(p)
-		rel, _ := filepath.Rel(dir, p)
-		fmt.Fprintf(&b, "%s %s", rel, fi.Mode())
-		if fi.Mode()&fs.ModeSymlink != 0 {
-			l, _ := os.Readlink(p)
-			b.WriteString(" -> " + l)
-		} else if fi.Mode().IsRegular() {
-			data, _ := os.ReadFile(p)
-			b.Write(data)
-		}
-		b.WriteString("\n")
-		return nil
-	})
-	return b.String()
 }
 
 // A CSR bundle with nothing installed pulls its first bundle through the

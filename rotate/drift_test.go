@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/certkeeper/certkeeper/internal/testfs"
 	"github.com/certkeeper/certkeeper/platform"
 	"github.com/certkeeper/certkeeper/rotate"
 )
@@ -114,19 +115,19 @@ func repair(t *testing.T, s *rotate.Store, want ...rotate.DriftKind) {
 func TestRepairRestoresTheLiveGeneration(t *testing.T) {
 	t.Run("key chmod-ed 0644", func(t *testing.T) {
 		s, dir := installed(t)
-		before := snapshot(t, dir)
+		before := testfs.Snapshot(t, dir)
 		os.Chmod(filepath.Join(dir, "node.key"), 0o644)
 		repair(t, s, rotate.DriftMode)
-		if mode(t, filepath.Join(dir, "node.key")) != 0o600 || snapshot(t, dir) != before {
+		if mode(t, filepath.Join(dir, "node.key")) != 0o600 || testfs.Snapshot(t, dir) != before {
 			t.Fatal("key mode not restored")
 		}
 	})
 	t.Run("content replaced with cp through the link", func(t *testing.T) {
 		s, dir := installed(t)
-		before := snapshot(t, dir)
+		before := testfs.Snapshot(t, dir)
 		os.WriteFile(filepath.Join(dir, "node.crt"), []byte("SOMETHING ELSE"), 0o644)
 		repair(t, s, rotate.DriftContent)
-		if readVisible(t, dir, "node.crt") != "CERT" || snapshot(t, dir) != before {
+		if readVisible(t, dir, "node.crt") != "CERT" || testfs.Snapshot(t, dir) != before {
 			t.Fatal("content not restored")
 		}
 	})

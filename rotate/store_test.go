@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/certkeeper/certkeeper/internal/testfs"
 	"github.com/certkeeper/certkeeper/internal/testpki"
 	"github.com/certkeeper/certkeeper/platform"
 	"github.com/certkeeper/certkeeper/rotate"
@@ -40,38 +41,6 @@ func mode(t *testing.T, path string) fs.FileMode {
 		t.Fatal(err)
 	}
 	return fi.Mode().Perm()
-}
-
-// snapshot records a directory tree byte for byte: names, link targets,
-// modes and contents, so a test can prove that nothing changed.
-func snapshot(t *testing.T, dir string) string {
-	t.Helper()
-	var b strings.Builder
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		b.WriteString(rel + " " + fi.Mode().String())
-		switch {
-		case fi.Mode()&fs.ModeSymlink != 0:
-			target, _ := os.Readlink(p)
-			b.WriteString(" -> " + target)
-		case fi.Mode().IsRegular():
-			data, _ := os.ReadFile(p)
-			b.Write(data)
-		}
-		b.WriteString("\n")
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b.String()
 }
 
 func TestStoreFirstInstallCreatesDirectoryLinksAndModes(t *testing.T) {
@@ -108,7 +77,7 @@ func TestStoreIdenticalContentChangesNothing(t *testing.T) {
 	if _, _, err := s.Install(files("C", "K"), "one"); err != nil {
 		t.Fatal(err)
 	}
-	before := snapshot(t, dir)
+	before := testfs.Snapshot(t, dir)
 	gen, changed, err := s.Install(files("C", "K"), "two")
 	if err != nil || changed {
 		t.Fatalf("second identical Install: changed=%v err=%v", changed, err)
@@ -116,7 +85,7 @@ func TestStoreIdenticalContentChangesNothing(t *testing.T) {
 	if gen.Name != "..gen-000001" {
 		t.Errorf("generation %q, want the first", gen.Name)
 	}
-	if after := snapshot(t, dir); after != before {
+	if after := testfs.Snapshot(t, dir); after != before {
 		t.Errorf("directory changed:\n%s\n---\n%s", before, after)
 	}
 }
@@ -210,12 +179,12 @@ func TestStoreRefusesPlantedSymlinksAndUnsafeDirectories(t *testing.T) {
 		if err := os.Symlink(evil, filepath.Join(dir, "node.key")); err != nil {
 			t.Fatal(err)
 		}
-		before := snapshot(t, dir)
+		before := testfs.Snapshot(t, dir)
 		_, _, err := s.Install(files("C2", "K2"), "test")
 		if err == nil || !strings.Contains(err.Error(), "node.key is a symlink") {
 			t.Fatalf("Install through a planted symlink: %v", err)
 		}
-		if snapshot(t, dir) != before {
+		if testfs.Snapshot(t, dir) != before {
 			t.Error("directory changed")
 		}
 		if b, _ := os.ReadFile(evil); string(b) != "EVIL" {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/certkeeper/certkeeper/agent"
 	"github.com/certkeeper/certkeeper/internal/testdaemon/daemontest"
+	"github.com/certkeeper/certkeeper/internal/testfs"
 	"github.com/certkeeper/certkeeper/internal/testpki"
 )
 
@@ -187,7 +188,7 @@ func TestAgentInstallsTheInboxAndRejectsABadSet(t *testing.T) {
 	}
 
 	// Another node's certificate: rejected, with its reason.
-	before := snapshot(t, n.live)
+	before := testfs.Snapshot(t, n.live)
 	other := n.ca.Issue(t, "node-2", testpki.Options{})
 	n.drop(n.bundleFor(other, "node-2"))
 	var reason string
@@ -205,7 +206,7 @@ func TestAgentInstallsTheInboxAndRejectsABadSet(t *testing.T) {
 	if m, _ := filepath.Glob(filepath.Join(n.inbox, "rejected", "*", "node-2.key")); len(m) != 1 {
 		t.Fatalf("rejected files not kept: %v", m)
 	}
-	if snapshot(t, n.live) != before {
+	if testfs.Snapshot(t, n.live) != before {
 		t.Fatal("a rejected set changed the live directory")
 	}
 	if !a.alive() || n.reloadCount() != 1 {

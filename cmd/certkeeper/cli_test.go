@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/testfs"
 	"github.com/certkeeper/certkeeper/internal/testpki"
 	"github.com/certkeeper/certkeeper/rotate"
 )
@@ -96,29 +96,6 @@ func (n *node) install(paths ...string) result {
 	return certkeeper(n.t, append([]string{"install", "--config", n.config}, paths...)...)
 }
 
-func snapshot(t *testing.T, dir string) string {
-	t.Helper()
-	var b strings.Builder
-	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, _ := os.Lstat(p)
-		rel, _ := filepath.Rel(dir, p)
-		fmt.Fprintf(&b, "%s %s", rel, fi.Mode())
-		if fi.Mode()&fs.ModeSymlink != 0 {
-			target, _ := os.Readlink(p)
-			b.WriteString(" -> " + target)
-		} else if fi.Mode().IsRegular() {
-			data, _ := os.ReadFile(p)
-			b.Write(data)
-		}
-		b.WriteString("\n")
-		return nil
-	})
-	return b.String()
-}
-
 // Each bad bundle: install exits 1, says why, and the live directory is
 // byte for byte what it was.
 func TestInstallOfABadBundleChangesNothing(t *testing.T) {
@@ -130,7 +107,7 @@ func TestInstallOfABadBundleChangesNothing(t *testing.T) {
 	if r := n.install(n.files(map[string][]byte{"8eab.crt": good.CertPEM(), "8eab.key": good.KeyPEM(t), "cluster.crt": ca.CertPEM()})...); r.code != 0 {
 		t.Fatalf("good install: %+v", r)
 	}
-	before := snapshot(t, n.live)
+	before := testfs.Snapshot(t, n.live)
 
 	pair := func(p *testpki.Pair, caPEM []byte) map[string][]byte {
 		return map[string][]byte{"node.crt": p.CertPEM(), "node.key": p.KeyPEM(t), "cluster.crt": caPEM}
@@ -162,7 +139,7 @@ func TestInstallOfABadBundleChangesNothing(t *testing.T) {
 			if !strings.Contains(r.stderr, c.want) {
 				t.Fatalf("stderr does not say %q:\n%s", c.want, r.stderr)
 			}
-			if after := snapshot(t, n.live); after != before {
+			if after := testfs.Snapshot(t, n.live); after != before {
 				t.Fatalf("live directory changed:\n%s\n---\n%s", before, after)
 			}
 		})
@@ -175,7 +152,7 @@ func TestInstallOfABadBundleChangesNothing(t *testing.T) {
 		if r.code != 1 || !strings.Contains(r.stderr, "is a symlink") {
 			t.Fatalf("symlink input: %+v", r)
 		}
-		if snapshot(t, n.live) != before {
+		if testfs.Snapshot(t, n.live) != before {
 			t.Fatal("live directory changed")
 		}
 	})
