@@ -4,7 +4,6 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -140,34 +139,6 @@ func TestParseInventoryRefusals(t *testing.T) {
 				t.Fatalf("want %q, got %v", tc.want, err)
 			}
 		})
-	}
-}
-
-var tomlBlock = regexp.MustCompile("(?s)```toml\n(.*?)```")
-
-// Every inventory example in the docs loads with the real loader.
-func TestDocInventoryExamplesLoad(t *testing.T) {
-	files, _ := filepath.Glob("../docs/*.md")
-	guides, _ := filepath.Glob("../docs/guides/*.md")
-	files = append(append(files, guides...), "../README.md")
-	n := 0
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i, m := range tomlBlock.FindAllSubmatch(data, -1) {
-			if !strings.HasPrefix(string(m[1]), "# inventory") {
-				continue
-			}
-			n++
-			if _, err := distribute.ParseInventory(f, m[1]); err != nil {
-				t.Errorf("%s, toml block %d: %v", f, i+1, err)
-			}
-		}
-	}
-	if n == 0 {
-		t.Fatal("no # inventory examples found in docs")
 	}
 }
 

@@ -17,9 +17,7 @@ var pendingDocs = map[string]bool{}
 // references do not rot.
 func TestDocLinks(t *testing.T) {
 	root := repo()
-	files, _ := filepath.Glob(filepath.Join(root, "docs", "*.md"))
-	guides, _ := filepath.Glob(filepath.Join(root, "docs", "guides", "*.md"))
-	files = append(append(files, guides...), filepath.Join(root, "README.md"))
+	files := docFiles()
 	anchors := map[string]map[string]bool{}
 	anchorsOf := func(p string) map[string]bool {
 		if a, ok := anchors[p]; ok {
