@@ -141,11 +141,7 @@ func (a *Authority) Issue(ctx context.Context, reqs []Request, o IssueOptions) (
 		seen[r.ID] = true
 	}
 	now := a.opts.now()
-	lifetime := a.Settings.NodeLifetime()
-	if o.Days != 0 {
-		lifetime = time.Duration(o.Days) * 24 * time.Hour
-	}
-	nb, na, capped, err := pki.LeafValidity(now, lifetime, a.Cert)
+	nb, na, capped, err := a.leafValidity(now, o.Days)
 	if err != nil {
 		return nil, err
 	}
@@ -414,4 +410,15 @@ func orNone(s string) string {
 		return "none"
 	}
 	return s
+}
+
+// leafValidity is a new node certificate's validity from now: days when
+// given (--days), else the CA's node lifetime, never past the CA's own
+// expiry (capped says it was cut short).
+func (a *Authority) leafValidity(now time.Time, days int) (notBefore, notAfter time.Time, capped bool, err error) {
+	lifetime := a.Settings.NodeLifetime()
+	if days != 0 {
+		lifetime = time.Duration(days) * 24 * time.Hour
+	}
+	return pki.LeafValidity(now, lifetime, a.Cert)
 }

@@ -11,8 +11,6 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-
-	"github.com/certkeeper/certkeeper/pki"
 )
 
 // RenewOptions tune ca renew.
@@ -89,11 +87,7 @@ func (a *Authority) Renew(ctx context.Context, o RenewOptions) (*RenewResult, er
 		if err != nil {
 			return nil, err
 		}
-		lifetime := a.Settings.NodeLifetime()
-		if o.Days != 0 {
-			lifetime = time.Duration(o.Days) * 24 * time.Hour
-		}
-		nb, na, capped, err := pki.LeafValidity(now, lifetime, a.Cert)
+		nb, na, capped, err := a.leafValidity(now, o.Days)
 		if err != nil {
 			return nil, err
 		}

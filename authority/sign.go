@@ -50,11 +50,7 @@ func (a *Authority) Sign(id string, csrData []byte, o SignOptions) (*Signed, err
 		return nil, err
 	}
 	now := a.opts.now()
-	lifetime := a.Settings.NodeLifetime()
-	if o.Days != 0 {
-		lifetime = time.Duration(o.Days) * 24 * time.Hour
-	}
-	nb, na, capped, err := pki.LeafValidity(now, lifetime, a.Cert)
+	nb, na, capped, err := a.leafValidity(now, o.Days)
 	if err != nil {
 		return nil, err
 	}

@@ -76,19 +76,9 @@ func runPush(ctx context.Context, e *env, args []string) int {
 	if *concurrency < 1 || *concurrency > 1024 {
 		return usageError(e, c, "--concurrency must be between 1 and 1024")
 	}
-	inv, err := distribute.LoadInventory(*invPath)
-	if err != nil {
-		return failure(e, c, err)
-	}
-	var ids []string
-	for _, id := range strings.Split(*only, ",") {
-		if id = strings.TrimSpace(id); id != "" {
-			ids = append(ids, id)
-		}
-	}
-	nodes, err := inv.Select(ids)
-	if err != nil {
-		return usageError(e, c, "%v", err)
+	_, nodes, code, ok := loadInventory(e, c, *invPath, *only)
+	if !ok {
+		return code
 	}
 	dir, err := distribute.ExpandHome(*caDir)
 	if err != nil {
@@ -179,4 +169,24 @@ func printPushTable(w io.Writer, results []distribute.NodeResult, dryRun bool) i
 	}
 	t.Flush()
 	return failed
+}
+
+// loadInventory reads the inventory and picks the nodes named in only, a
+// comma-separated list of ids (all of them when empty).
+func loadInventory(e *env, c *command, path, only string) (*distribute.Inventory, []distribute.Node, int, bool) {
+	inv, err := distribute.LoadInventory(path)
+	if err != nil {
+		return nil, nil, failure(e, c, err), false
+	}
+	var ids []string
+	for _, id := range strings.Split(only, ",") {
+		if id = strings.TrimSpace(id); id != "" {
+			ids = append(ids, id)
+		}
+	}
+	nodes, err := inv.Select(ids)
+	if err != nil {
+		return nil, nil, usageError(e, c, "%v", err), false
+	}
+	return inv, nodes, 0, true
 }

@@ -97,19 +97,9 @@ func runSSHDConfig(_ context.Context, e *env, args []string) int {
 			return usageError(e, c, "%q must be an absolute path", d)
 		}
 	}
-	inv, err := distribute.LoadInventory(*invPath)
-	if err != nil {
-		return failure(e, c, err)
-	}
-	var ids []string
-	for _, id := range strings.Split(*only, ",") {
-		if id = strings.TrimSpace(id); id != "" {
-			ids = append(ids, id)
-		}
-	}
-	nodes, err := inv.Select(ids)
-	if err != nil {
-		return usageError(e, c, "%v", err)
+	inv, nodes, code, ok := loadInventory(e, c, *invPath, *only)
+	if !ok {
+		return code
 	}
 	if !filepath.IsAbs(*bin) {
 		return usageError(e, c, "--certkeeper %q must be an absolute path (sshd runs the forced command without a PATH you control)", *bin)
