@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/certkeeper/certkeeper/internal/testpki"
 	"github.com/certkeeper/certkeeper/pki"
 )
@@ -600,4 +602,56 @@ func TestRelativePassphraseFile(t *testing.T) {
 	t.Chdir(t.TempDir())
 	b, _ := Load(a.Dir, Options{})
 	issue(t, b, nodes(t, "n1"), IssueOptions{})
+}
+
+// A publish that fails for one node (a directory where node.crt belongs)
+// fails that node only, and the next `ca renew` re-issues it even though
+// its recorded certificate is far from expiry, so the hourly timer repairs
+// what the failed run left.
+func TestRenewRepublishesWhatAFailedPublishLost(t *testing.T) {
+	a := newCA(t, Options{}, nil)
+	issue(t, a, nodes(t, "a", "b"), IssueOptions{})
+	crt := filepath.Join(a.Dir, NodesDir, "a", "node.crt")
+	if err := os.Remove(crt); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(crt, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	r, err := a.Renew(context.Background(), RenewOptions{Within: Window{Duration: 3650 * 24 * time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Failed) != 1 || r.Failed[0].ID != "a" || !strings.Contains(r.Failed[0].Err.Error(), "not published") {
+		t.Fatalf("failed: %+v; want a alone", r.Failed)
+	}
+	if len(r.Issued) != 1 || r.Issued[0].ID != "b" {
+		t.Fatalf("issued: %+v; want b", r.Issued)
+	}
+	if !a.published(nodeRecord(t, a, "b")) {
+		t.Fatal("b's renewal is not in its publish directory")
+	}
+	os.Remove(crt)
+	r, err = a.Renew(context.Background(), RenewOptions{Within: Window{Duration: time.Hour}})
+	if err != nil || r.Err() != nil {
+		t.Fatalf("second run: %v %v", err, r.Err())
+	}
+	if len(r.Due) != 1 || r.Due[0].Node.ID != "a" || !r.Due[0].Unpublished {
+		t.Fatalf("due: %+v; want a, as unpublished", r.Due)
+	}
+	if !a.published(nodeRecord(t, a, "a")) {
+		t.Fatal("a is still not published")
+	}
+	if r, _ := a.Renew(context.Background(), RenewOptions{Within: Window{Duration: time.Hour}}); len(r.Due) != 0 {
+		t.Fatalf("third run renews %+v; want nothing", r.Due)
+	}
+}
+
+func nodeRecord(t *testing.T, a *Authority, id string) *NodeRecord {
+	t.Helper()
+	var n *NodeRecord
+	if err := a.view(func(tx *bolt.Tx) (err error) { n, err = getNode(tx, id); return err }); err != nil || n == nil {
+		t.Fatalf("node %s: %v", id, err)
+	}
+	return n
 }

@@ -320,11 +320,17 @@ func (a *Authority) commit(jobs []*job, now time.Time) error {
 			pubFile{path.Join(dir, CertFile), caPEM, certMode},
 		)
 	}
-	if err := publish(a.Dir, files); err != nil {
-		for _, j := range jobs {
-			if j.err == nil {
-				j.err = fmt.Errorf("recorded as serial %s but not published (%w); run the same command again: it re-issues what was never published", FormatSerial(j.cert.SerialNumber), err)
-			}
+	failed, err := publishEach(a.Dir, files)
+	for _, j := range jobs {
+		if j.err != nil {
+			continue
+		}
+		perr := err
+		if perr == nil {
+			perr = failed[path.Join(NodesDir, j.req.ID)]
+		}
+		if perr != nil {
+			j.err = fmt.Errorf("recorded as serial %s but not published (%w); run the same command again: it re-issues what was never published", FormatSerial(j.cert.SerialNumber), perr)
 		}
 	}
 	return nil

@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
 )
@@ -47,12 +49,31 @@ var tempPattern = regexp.MustCompile(`^\..+\.tmp-[0-9a-f]{12}$`)
 // its whole path; a batch of 1,000 bundles is mostly the kernel creating
 // 4,000 inodes.
 func publish(dir string, files []pubFile) error {
+	failed, err := publishEach(dir, files)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, d := range slices.Sorted(maps.Keys(failed)) {
+		errs = append(errs, failed[d])
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%s: %w", dir, err)
+	}
+	return nil
+}
+
+// publishEach is publish, directory by directory: a directory that can not
+// be written or renamed into is reported in failed (by its path inside
+// dir) and leaves no temporary file, while the others are published. err
+// is for what fails them all (nodes/ can not be made, the final sync).
+func publishEach(dir string, files []pubFile) (failed map[string]error, err error) {
 	if len(files) == 0 {
-		return nil
+		return nil, nil
 	}
 	root, err := os.OpenRoot(dir)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer root.Close()
 
@@ -71,7 +92,7 @@ func publish(dir string, files []pubFile) error {
 		// Parents first (nodes/), once each, before the parallel part.
 		if p := path.Dir(d); !made[p] {
 			if err := root.MkdirAll(p, dirMode); err != nil {
-				return fmt.Errorf("%s: %w", filepath.Join(dir, p), err)
+				return nil, fmt.Errorf("%s: %w", filepath.Join(dir, p), err)
 			}
 			made[p] = true
 		}
@@ -81,20 +102,19 @@ func publish(dir string, files []pubFile) error {
 	workers := min(16, 4*runtime.GOMAXPROCS(0))
 	temps := make([]string, len(files))
 	errs := make([]error, len(dirs))
-	parallel(len(dirs), workers, func(k int) {
-		errs[k] = writeDir(root, dirs[k], byDir[dirs[k]], files, temps, !batch)
-	})
-	cleanup := func() {
-		for i, t := range temps {
-			if t != "" {
-				_ = root.Remove(path.Join(path.Dir(files[i].rel), t))
+	cleanup := func(d string) {
+		for _, i := range byDir[d] {
+			if temps[i] != "" {
+				_ = root.Remove(path.Join(d, temps[i]))
+				temps[i] = ""
 			}
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		cleanup()
-		return fmt.Errorf("%s: %w", dir, err)
-	}
+	parallel(len(dirs), workers, func(k int) {
+		if errs[k] = writeDir(root, dirs[k], byDir[dirs[k]], files, temps, !batch); errs[k] != nil {
+			cleanup(dirs[k])
+		}
+	})
 	var rootFile *os.File
 	if batch {
 		if rootFile, err = root.Open("."); err == nil {
@@ -102,23 +122,34 @@ func publish(dir string, files []pubFile) error {
 			err = syncFS(rootFile)
 		}
 		if err != nil {
-			cleanup()
-			return fmt.Errorf("%s: sync: %w", dir, err)
+			for _, d := range dirs {
+				cleanup(d)
+			}
+			return nil, fmt.Errorf("%s: sync: %w", dir, err)
 		}
 	}
 	parallel(len(dirs), workers, func(k int) {
-		errs[k] = renameDir(root, dirs[k], byDir[dirs[k]], files, temps, !batch)
+		if errs[k] != nil {
+			return
+		}
+		if errs[k] = renameDir(root, dirs[k], byDir[dirs[k]], files, temps, !batch); errs[k] != nil {
+			cleanup(dirs[k])
+		}
 	})
-	if err := errors.Join(errs...); err != nil {
-		cleanup()
-		return fmt.Errorf("%s: %w", dir, err)
+	for k, e := range errs {
+		if e != nil {
+			if failed == nil {
+				failed = map[string]error{}
+			}
+			failed[dirs[k]] = e
+		}
 	}
 	if batch {
 		if err := syncFS(rootFile); err != nil {
-			return fmt.Errorf("%s: sync: %w", dir, err)
+			return failed, fmt.Errorf("%s: sync: %w", dir, err)
 		}
 	}
-	return nil
+	return failed, nil
 }
 
 // openDir creates d (0700) if needed and opens it as a root of its own.

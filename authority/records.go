@@ -122,6 +122,10 @@ func StatusOf(c CertRecord, current bool, now time.Time) Status {
 type Due struct {
 	Node NodeRecord
 	Cert CertRecord
+	// Unpublished: the certificate is recorded but its files in the
+	// publish directory are missing or older (a publish that failed), so
+	// it is re-issued whatever its expiry.
+	Unpublished bool
 }
 
 // Skip is a node left alone, and why.
@@ -132,29 +136,32 @@ type Skip struct {
 
 // DueForRenewal decides which nodes `ca renew --within` re-issues: those
 // whose current certificate is within the window (Window.Due; an expired
-// one always is),
-// unless the node or that certificate is revoked. Nodes whose key lives on
-// the node (their certificate came from `ca sign`) are left to the node's
-// agent, which renews by CSR; they are reported as skipped when due.
-func DueForRenewal(nodes []NodeRecord, certs map[string]CertRecord, now time.Time, within Window) (due []Due, skipped []Skip) {
+// one always is), and those whose current certificate never made it to
+// their publish directory (unpublished, by id), unless the node or that
+// certificate is revoked. Nodes whose key lives on the node (their
+// certificate came from `ca sign`) are left to the node's agent, which
+// renews by CSR; they are reported as skipped when due.
+func DueForRenewal(nodes []NodeRecord, certs map[string]CertRecord, unpublished map[string]bool, now time.Time, within Window) (due []Due, skipped []Skip) {
 	for _, n := range nodes {
 		c, ok := certs[n.Current]
 		if !ok {
 			skipped = append(skipped, Skip{n.ID, "its current certificate " + n.Current + " is not in the database"})
 			continue
 		}
-		if !within.Due(c.NotBefore, c.NotAfter, now) {
+		lost := unpublished[n.ID] && c.Source != SourceCSR
+		if !lost && !within.Due(c.NotBefore, c.NotAfter, now) {
 			continue
 		}
 		switch {
 		case n.Revoked != nil:
-			// A revoked node is retired; renewing it would undo that.
+			// A revoked node is retired; renewing it would undo that, and
+			// listing it every hour until the end would be noise.
 		case c.Revoked != nil:
 			skipped = append(skipped, Skip{n.ID, "its current certificate " + c.Serial + " is revoked; issue a new one with `ca issue --force`"})
 		case c.Source == SourceCSR:
 			skipped = append(skipped, Skip{n.ID, "its key lives on the node (CSR mode): the node's agent renews it with `ca sign`"})
 		default:
-			due = append(due, Due{Node: n, Cert: c})
+			due = append(due, Due{Node: n, Cert: c, Unpublished: lost})
 		}
 	}
 	sort.Slice(due, func(i, j int) bool {

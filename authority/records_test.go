@@ -62,15 +62,22 @@ func TestDueForRenewal(t *testing.T) {
 	add("cert-revoked", cert("07", day, SourceIssue, true), false)
 	add("node-revoked", cert("08", day, SourceIssue, true), true)
 	add("csr-not-due", cert("09", 90*day, SourceCSR, false), false)
+	add("unpublished", cert("0A", 80*day, SourceIssue, false), false)
+	add("unpublished-csr", cert("0B", 80*day, SourceCSR, false), false)
+	add("unpublished-revoked", cert("0C", 80*day, SourceIssue, false), true)
 	nodes = append(nodes, NodeRecord{ID: "lost", Current: "FF"})
+	unpublished := map[string]bool{"unpublished": true, "unpublished-csr": true, "unpublished-revoked": true}
 
-	due, skipped := DueForRenewal(nodes, certs, t0, Window{Duration: 30 * day})
+	due, skipped := DueForRenewal(nodes, certs, unpublished, t0, Window{Duration: 30 * day})
 	var got []string
 	for _, d := range due {
 		got = append(got, d.Node.ID)
+		if d.Unpublished != (d.Node.ID == "unpublished") {
+			t.Errorf("%s: Unpublished = %v", d.Node.ID, d.Unpublished)
+		}
 	}
-	if want := "expired,due-sooner,due-later,exactly-at-window"; strings.Join(got, ",") != want {
-		t.Errorf("due %v, want %s (soonest first)", got, want)
+	if want := "expired,due-sooner,due-later,exactly-at-window,unpublished"; strings.Join(got, ",") != want {
+		t.Errorf("due %v, want %s (soonest first; a certificate that was never published whatever its expiry)", got, want)
 	}
 	reasons := map[string]string{}
 	for _, s := range skipped {
@@ -81,7 +88,7 @@ func TestDueForRenewal(t *testing.T) {
 			t.Errorf("skip %s: %q, want %q", id, reasons[id], want)
 		}
 	}
-	for _, id := range []string{"node-revoked", "fresh", "csr-not-due"} {
+	for _, id := range []string{"node-revoked", "fresh", "csr-not-due", "unpublished-csr", "unpublished-revoked"} {
 		if _, ok := reasons[id]; ok {
 			t.Errorf("%s reported as skipped: %s", id, reasons[id])
 		}
@@ -229,7 +236,7 @@ func TestDueForRenewalByFraction(t *testing.T) {
 		certs[c.Serial] = c
 		nodes = append(nodes, NodeRecord{ID: id, Current: c.Serial})
 	}
-	due, _ := DueForRenewal(nodes, certs, t0, Window{Fraction: 0.4})
+	due, _ := DueForRenewal(nodes, certs, nil, t0, Window{Fraction: 0.4})
 	var got []string
 	for _, d := range due {
 		got = append(got, d.Node.ID)

@@ -54,6 +54,8 @@ func (a *Authority) Renew(ctx context.Context, o RenewOptions) (*RenewResult, er
 	}
 	now := a.opts.now()
 	res := &RenewResult{}
+	var all []NodeRecord
+	var allCerts map[string]CertRecord
 	err := a.view(func(tx *bolt.Tx) error {
 		nodes, err := allNodes(tx)
 		if err != nil {
@@ -73,12 +75,22 @@ func (a *Authority) Renew(ctx context.Context, o RenewOptions) (*RenewResult, er
 				certs[n.Current] = *c
 			}
 		}
-		res.Due, res.Skipped = DueForRenewal(nodes, certs, now, o.Within)
+		all, allCerts = nodes, certs
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
+	// Reading files outside the transaction: a slow disk must not hold
+	// the database lock that ca sign waits for.
+	unpublished := map[string]bool{}
+	for i := range all {
+		n := &all[i]
+		if c, ok := allCerts[n.Current]; ok && c.Source != SourceCSR && n.Revoked == nil && c.Revoked == nil && !a.published(n) {
+			unpublished[n.ID] = true
+		}
+	}
+	res.Due, res.Skipped = DueForRenewal(all, allCerts, unpublished, now, o.Within)
 	if o.DryRun {
 		return res, nil
 	}

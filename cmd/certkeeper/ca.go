@@ -772,6 +772,10 @@ func runCARenew(ctx context.Context, e *env, args []string) int {
 	}
 	if *dry {
 		for _, d := range res.Due {
+			if d.Unpublished {
+				fmt.Fprintf(e.stdout, "would re-issue %s %s: serial %s was recorded but never published\n", d.Node.Kind, d.Node.ID, d.Cert.Serial)
+				continue
+			}
 			fmt.Fprintf(e.stdout, "would renew %s %s: serial %s expires %s\n", d.Node.Kind, d.Node.ID, d.Cert.Serial, day(d.Cert.NotAfter))
 		}
 	}
