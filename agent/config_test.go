@@ -139,3 +139,30 @@ func TestParseDuration(t *testing.T) {
 		}
 	}
 }
+
+// What a sandboxed service must leave writable: the state directory, each
+// bundle's directory and inbox, and the metrics textfile's directory,
+// each once.
+func TestWritableDirs(t *testing.T) {
+	c, err := agent.ParseConfig("c.toml", []byte(`node_id = "n1"
+state_dir = "/var/lib/certkeeper"
+metrics_textfile = "/var/lib/node_exporter/textfile/certkeeper.prom"
+[[bundle]]
+name = "flocker"
+layout = "flocker-node"
+[[bundle]]
+name = "app"
+layout = "custom"
+dir = "/srv/app/tls/"
+cert_file = "node.crt"
+key_file = "node.key"
+ca_file = "cluster.crt"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "/etc/flocker /srv/app/tls /var/lib/certkeeper /var/lib/certkeeper/inbox/app /var/lib/certkeeper/inbox/flocker /var/lib/node_exporter/textfile"
+	if got := strings.Join(c.WritableDirs(), " "); got != want {
+		t.Errorf("WritableDirs:\n got %s\nwant %s", got, want)
+	}
+}

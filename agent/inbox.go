@@ -255,7 +255,9 @@ func pruneRejected(parent string) {
 func ensureInbox(dir string) error {
 	fi, err := os.Lstat(dir)
 	if errors.Is(err, fs.ErrNotExist) {
-		if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		// 0711 as the state directory: passable, not listable, whatever
+		// the umask of whoever starts the agent (not always systemd's 0077).
+		if err := os.MkdirAll(filepath.Dir(dir), 0o711); err != nil {
 			return err
 		}
 		if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {

@@ -128,8 +128,10 @@ expect <<'LIST'
 /etc/certkeeper/certkeeper.toml -rw------- root:root
 /var/lib/certkeeper drwx--x--x root:root
 /usr/share/doc/certkeeper/README.md -rw-r--r-- root:root
-/usr/share/doc/certkeeper/config.md -rw-r--r-- root:root
-/usr/share/doc/certkeeper/install.md -rw-r--r-- root:root
+/usr/share/doc/certkeeper/docs/README.md -rw-r--r-- root:root
+/usr/share/doc/certkeeper/docs/config.md -rw-r--r-- root:root
+/usr/share/doc/certkeeper/docs/install.md -rw-r--r-- root:root
+/usr/share/doc/certkeeper/docs/guides/flocker.md -rw-r--r-- root:root
 /usr/share/doc/certkeeper/copyright -rw-r--r-- root:root
 /usr/share/doc/certkeeper/changelog.Debian.gz -rw-r--r-- root:root
 LIST
@@ -161,8 +163,9 @@ echo "   certkeeper.service enabled"
 
 # The shipped config loads with the real loader, and the binary would
 # install exactly the unit the package ships.
-certkeeper service install --dry-run --config /etc/certkeeper/certkeeper.toml | tail -n +2 >"$work/unit" ||
-	fail "the shipped config does not load"
+certkeeper service install --dry-run --config /etc/certkeeper/certkeeper.toml >"$work/preview" 2>"$work/preview.err" ||
+	fail "the shipped config does not load: $(cat "$work/preview.err")"
+tail -n +2 "$work/preview" >"$work/unit"
 cmp -s "$work/unit" /lib/systemd/system/certkeeper.service ||
 	fail "certkeeper service install would write another unit than the package's: $(diff "$work/unit" /lib/systemd/system/certkeeper.service)"
 echo "   the shipped config loads; service install would write the packaged unit"

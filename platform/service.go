@@ -37,6 +37,10 @@ type ServiceSpec struct {
 	// directory, every bundle's directory and inbox). Under systemd those
 	// the unit does not already open up become ReadWritePaths.
 	Writable []string
+	// Install: the spec registers the service (install, its preview), so
+	// the systemd unit is rendered and the paths are checked against its
+	// sandbox. The other actions only name the registered service.
+	Install bool
 }
 
 // AgentArgs are the arguments the service manager starts certkeeper with.
@@ -96,6 +100,9 @@ func (s ServiceSpec) kardianosConfig(goos string) (*service.Config, error) {
 	}
 	switch goos {
 	case "linux":
+		if !s.Install {
+			break
+		}
 		unit, err := RenderSystemdUnit(systemd.Agent, s.Executable, c.Arguments, s.Writable)
 		if err != nil {
 			return nil, err

@@ -43,7 +43,7 @@ func TestOnlySupportedServiceManagers(t *testing.T) {
 }
 
 func TestKardianosConfigPerSystem(t *testing.T) {
-	spec := ServiceSpec{Name: "certkeeper", Executable: "/usr/bin/certkeeper", Config: "/etc/certkeeper/certkeeper.toml"}
+	spec := ServiceSpec{Name: "certkeeper", Executable: "/usr/bin/certkeeper", Config: "/etc/certkeeper/certkeeper.toml", Install: true}
 	c, err := spec.kardianosConfig("linux")
 	if err != nil {
 		t.Fatal(err)

@@ -11,8 +11,8 @@ import _ "embed"
 //go:embed certkeeper.service
 var Agent string
 
-// CARenewService and CARenewTimer renew the admin host's CA certificates
-// daily.
+// CARenewService and CARenewTimer renew the admin host's node
+// certificates hourly (ca renew --within 40%), then sync the chroots.
 var (
 	//go:embed certkeeper-ca-renew.service
 	CARenewService string

@@ -56,7 +56,7 @@ func runAgent(ctx context.Context, e *env, args []string) int {
 	cfgPath := fs.String("config", "", "agent config file")
 	format := fs.String("log-format", "", "human, text or json (overrides log_format)")
 	level := fs.String("log-level", "", "debug, info, warn or error (overrides log_level)")
-	asService := fs.Bool(platform.ServiceFlag, false, "run under the Windows service manager (set by `certkeeper service install`)")
+	asService := fs.Bool(platform.ServiceFlag, false, "run under the Windows service manager (certkeeper service install sets it)")
 	rest, code, ok := parse(e, fs, args)
 	if !ok {
 		return code

@@ -76,20 +76,9 @@ func runService(_ context.Context, e *env, args []string) int {
 	if err != nil {
 		return failure(e, c, err)
 	}
-	spec := platform.ServiceSpec{Name: platform.ServiceName, Config: path}
-	if action == "install" {
-		// The service would only fail at start; say so now.
-		cfg, err := agent.LoadConfig(path)
-		if err != nil {
-			return failure(e, c, err)
-		}
-		spec.Writable = cfg.WritableDirs()
-		if spec.Executable, err = os.Executable(); err == nil {
-			spec.Executable, err = filepath.EvalSymlinks(spec.Executable)
-		}
-		if err != nil {
-			return failure(e, c, fmt.Errorf("find this program's path: %w", err))
-		}
+	spec, err := serviceSpec(action, path)
+	if err != nil {
+		return failure(e, c, err)
 	}
 	if *dryRun {
 		if action != "install" {
@@ -139,4 +128,28 @@ func runService(_ context.Context, e *env, args []string) int {
 		fmt.Fprintf(e.stdout, "%s: %s done (%s)\n", spec.Name, action, svc.System())
 	}
 	return exitOK
+}
+
+// serviceSpec is what the service manager is told for action. Every action
+// names this program (the registration is checked the same way for all);
+// install also loads the config, since the service would only fail at
+// start, and opens the directories it writes to in the unit's sandbox.
+func serviceSpec(action, config string) (platform.ServiceSpec, error) {
+	spec := platform.ServiceSpec{Name: platform.ServiceName, Config: config, Install: action == "install"}
+	exe, err := os.Executable()
+	if err == nil {
+		exe, err = filepath.EvalSymlinks(exe)
+	}
+	if err != nil {
+		return spec, fmt.Errorf("find this program's path: %w", err)
+	}
+	spec.Executable = exe
+	if action == "install" {
+		cfg, err := agent.LoadConfig(config)
+		if err != nil {
+			return spec, err
+		}
+		spec.Writable = cfg.WritableDirs()
+	}
+	return spec, nil
 }

@@ -76,3 +76,31 @@ func TestPackagedConfigLoads(t *testing.T) {
 		}
 	}
 }
+
+// Every action registers the same program with the service manager, so
+// start, stop, restart, status and uninstall pass the same checks as
+// install on each system (they once failed: only install named the
+// executable).
+func TestServiceSpecForEveryAction(t *testing.T) {
+	n := newNode(t, "flocker-node", "node-1", "")
+	for _, action := range []string{"install", "uninstall", "start", "stop", "restart", "status"} {
+		spec, err := serviceSpec(action, n.config)
+		if err != nil {
+			t.Fatalf("%s: %v", action, err)
+		}
+		if spec.Install != (action == "install") || spec.Executable == "" {
+			t.Errorf("%s: %+v", action, spec)
+		}
+		// Where the package puts them: the test's own paths are under
+		// /tmp, which install rightly refuses (the unit's PrivateTmp).
+		spec.Executable, spec.Config, spec.Writable = "/usr/bin/certkeeper", "/etc/certkeeper/certkeeper.toml", nil
+		for _, goos := range []string{"linux", "darwin", "windows"} {
+			if goos == "windows" {
+				spec.Executable, spec.Config = `C:\Program Files\certkeeper\certkeeper.exe`, `C:\ProgramData\certkeeper\certkeeper.toml`
+			}
+			if _, err := spec.Preview(goos); err != nil {
+				t.Errorf("%s on %s: %v", action, goos, err)
+			}
+		}
+	}
+}
