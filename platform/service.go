@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -363,6 +364,16 @@ func (s *Service) Restart() error { return s.wrap("restart", s.svc.Restart()) }
 
 // Status asks the service manager whether the agent runs.
 func (s *Service) Status() (ServiceStatus, error) {
+	if s.system == "linux-systemd" {
+		// kardianos reads `systemctl is-active` and takes a crash loop
+		// (activating, auto-restart) for running and a reload (SIGHUP)
+		// for not installed; systemctl show says what the unit is.
+		out, err := exec.Command("systemctl", "show", "--property=LoadState,ActiveState,SubState", "--", s.spec.Name+".service").Output()
+		if err != nil {
+			return "", s.wrap("status", fmt.Errorf("systemctl show: %w", err))
+		}
+		return systemdStatus(string(out)), nil
+	}
 	st, err := s.svc.Status()
 	switch {
 	case errors.Is(err, service.ErrNotInstalled):
@@ -375,6 +386,28 @@ func (s *Service) Status() (ServiceStatus, error) {
 		return ServiceStopped, nil
 	}
 	return "", fmt.Errorf("status of %s service %s: unknown", s.System(), s.spec.Name)
+}
+
+// systemdStatus maps `systemctl show -p LoadState,ActiveState,SubState`
+// to a status: running while the agent's process is up (starting, active,
+// reloading), stopped otherwise, including a unit waiting to be restarted
+// after a crash (activating/auto-restart) and a failed one.
+func systemdStatus(show string) ServiceStatus {
+	p := map[string]string{}
+	for _, l := range strings.Split(show, "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(l), "="); ok {
+			p[k] = v
+		}
+	}
+	switch {
+	case p["LoadState"] == "not-found" || p["LoadState"] == "":
+		return ServiceNotInstalled
+	case p["ActiveState"] == "active" || p["ActiveState"] == "reloading":
+		return ServiceRunning
+	case p["ActiveState"] == "activating" && p["SubState"] != "auto-restart":
+		return ServiceRunning
+	}
+	return ServiceStopped
 }
 
 func (s *Service) wrap(verb string, err error) error {

@@ -258,3 +258,26 @@ func TestRunAsServiceOutsideWindowsRunsTheAgent(t *testing.T) {
 		t.Errorf("got %v", err)
 	}
 }
+
+// What `service status` says for each state systemd reports: a crash loop
+// and a failed unit are not running, a reload is.
+func TestSystemdStatus(t *testing.T) {
+	for _, tc := range []struct {
+		load, active, sub string
+		want              ServiceStatus
+	}{
+		{"loaded", "active", "running", ServiceRunning},
+		{"loaded", "reloading", "reload", ServiceRunning},
+		{"loaded", "activating", "start", ServiceRunning},
+		{"loaded", "activating", "auto-restart", ServiceStopped},
+		{"loaded", "deactivating", "stop-sigterm", ServiceStopped},
+		{"loaded", "failed", "failed", ServiceStopped},
+		{"loaded", "inactive", "dead", ServiceStopped},
+		{"not-found", "inactive", "dead", ServiceNotInstalled},
+	} {
+		show := "LoadState=" + tc.load + "\nActiveState=" + tc.active + "\nSubState=" + tc.sub + "\n"
+		if got := systemdStatus(show); got != tc.want {
+			t.Errorf("%s/%s/%s: %s, want %s", tc.load, tc.active, tc.sub, got, tc.want)
+		}
+	}
+}
