@@ -2,28 +2,7 @@
 
 package platform
 
-import (
-	"os"
-	"time"
-)
-
 // LockDir is a no-op on Windows: a directory can not be locked there
 // without keeping it from being renamed into, and only one certkeeper
 // service runs per machine.
 func LockDir(string) (func(), error) { return func() {}, nil }
-
-// ProcessAlive reports whether a process with this id exists.
-func ProcessAlive(pid int) bool {
-	if pid <= 0 {
-		return false
-	}
-	p, err := os.FindProcess(pid)
-	if err != nil {
-		return false
-	}
-	p.Release()
-	return true
-}
-
-// CPUTime is not measured on Windows.
-func CPUTime() (time.Duration, bool) { return 0, false }
