@@ -531,13 +531,18 @@ func orQ(s string) string {
 var checkCmd = &command{name: "check", summary: "one line for monitoring; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN",
 	usage: `Usage: certkeeper check --config FILE
 
-Prints one line, for Nagios, Icinga or a cron job, and exits with its state:
+Prints one line, for Nagios, Icinga or a cron job, and exits with its state
+(the worst bundle's):
   0 OK        every bundle is installed, intact and outside its renewal window
-  1 WARNING   a bundle is in its renewal window
+  1 WARNING   a bundle is in its renewal window, or the agent's last reload,
+              check or inbox set failed (until something newer succeeds),
+              renewal fetches are failing, or the agent is not running and
+              did not stop cleanly
   2 CRITICAL  a bundle is expired, about to expire without renewal (10% of
               its lifetime or 24h, whichever is less), missing, damaged, or
-              its files drifted
-  3 UNKNOWN   the config can not be read
+              its files drifted in a way the agent can not repair
+  3 UNKNOWN   the config can not be read, or the agent's state file can not
+              be read
 
 Example:
   certkeeper check --config /etc/certkeeper/certkeeper.toml || alert
