@@ -259,3 +259,13 @@ func TestDescribeAgreesWithOpenSSL(t *testing.T) {
 		t.Errorf("Describe = %+v", info)
 	}
 }
+
+// A SAN that repeats the CN (what most recipes make) is named once in
+// "certificate is for …" messages.
+func TestNodeNamesOnce(t *testing.T) {
+	ca := testpki.NewCA(t, "ca", testpki.Options{})
+	leaf := ca.Issue(t, "node2", testpki.Options{DNS: []string{"node2", "node2.example"}, IPs: []string{"127.0.0.2"}})
+	if got := strings.Join(pki.NodeNames(leaf.Cert), ","); got != "node2,node2.example,127.0.0.2" {
+		t.Errorf("NodeNames: %s", got)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"time"
 )
@@ -141,18 +142,24 @@ func NamesNode(c *x509.Certificate, id string) bool {
 	return false
 }
 
-// NodeNames lists the names a certificate answers to, for error messages.
+// NodeNames lists the names a certificate answers to, each once (the CN
+// is usually repeated as a SAN), for error messages.
 func NodeNames(c *x509.Certificate) []string {
 	var n []string
-	if c.Subject.CommonName != "" {
-		n = append(n, c.Subject.CommonName)
+	add := func(s string) {
+		if s != "" && !slices.Contains(n, s) {
+			n = append(n, s)
+		}
 	}
-	n = append(n, c.DNSNames...)
+	add(c.Subject.CommonName)
+	for _, d := range c.DNSNames {
+		add(d)
+	}
 	for _, ip := range c.IPAddresses {
-		n = append(n, ip.String())
+		add(ip.String())
 	}
 	for _, u := range c.URIs {
-		n = append(n, u.String())
+		add(u.String())
 	}
 	return n
 }
