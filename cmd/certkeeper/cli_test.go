@@ -281,6 +281,19 @@ func TestVerifyAgreesWithOpenSSL(t *testing.T) {
 	}
 }
 
+// Clusterio's self-signed controller certificate is its own CA: verify
+// says where the CA came from, not "--ca" it was never given.
+func TestVerifySelfSignedClusterio(t *testing.T) {
+	self := testpki.SelfSigned(t, "node1", testpki.Options{DNS: []string{"node1"}})
+	dir := t.TempDir()
+	cert := testpki.WriteFile(t, dir, "cert.pem", self.CertPEM(), 0o644)
+	key := testpki.WriteFile(t, dir, "key.pem", self.KeyPEM(t), 0o600)
+	r := certkeeper(t, "verify", "--layout", "clusterio", "--node-id", "node1", cert, key)
+	if r.code != 0 || !strings.Contains(r.stdout, "cert.pem (self-signed: its own CA)") || strings.Contains(r.stdout, "--ca") {
+		t.Fatalf("%+v", r)
+	}
+}
+
 func TestStatusAndCheck(t *testing.T) {
 	ca := testpki.NewCA(t, "cluster", testpki.Options{})
 	now := time.Now()

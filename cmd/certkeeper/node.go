@@ -151,6 +151,9 @@ func runVerify(_ context.Context, e *env, args []string) int {
 				src = x.File
 			}
 		}
+		if cand.Leaf != nil && cand.Leaf.Cert.Equal(ca) {
+			src = cand.Leaf.File + " (self-signed: its own CA)"
+		}
 		fmt.Fprintf(w, "  cluster CA\t%s\t%s (sha256 %s)\n", src, pki.Name(ca.Subject.String()), pki.Fingerprint(ca))
 	}
 	var names []string
