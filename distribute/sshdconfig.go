@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/certkeeper/certkeeper/pki"
 	"github.com/certkeeper/certkeeper/platform"
 )
 
@@ -231,8 +232,8 @@ func SignCommandFor(id string, o SSHDOptions) (string, error) {
 			return "", fmt.Errorf("%q can not go into an authorized_keys command= option (a quote, a backslash or a newline)", s)
 		}
 	}
-	if !idRe.MatchString(id) {
-		return "", fmt.Errorf("node id %q can not name a forced command", id)
+	if err := pki.ValidateNodeID(id); err != nil {
+		return "", fmt.Errorf("node id %q can not name a forced command: `ca sign` would refuse it: %w", id, err)
 	}
 	return shellQuote(o.Certkeeper) + " ca sign --dir " + shellQuote(o.CADir) + " --node " + shellQuote(id), nil
 }
