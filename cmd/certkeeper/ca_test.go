@@ -378,6 +378,7 @@ func TestCASign(t *testing.T) {
 		{"more than 64 KiB", huge, "node-1", "larger than 65536 bytes"},
 		{"nothing", nil, "node-1", "no input"},
 		{"a certificate instead", []byte(r.stdout), "node-1", `"CERTIFICATE", not "CERTIFICATE REQUEST"`},
+		{"text (echo hello |)", []byte("hello\n"), "node-1", `not a PEM CERTIFICATE REQUEST block or a DER CSR (6 bytes, starting with "hello\n")` + "\n"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
