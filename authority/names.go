@@ -38,26 +38,12 @@ func (k Kind) Files() (cert, key string) {
 	return "node.crt", "node.key"
 }
 
-// maxIDLength is the X.509 upper bound of a common name, which the id is.
-const maxIDLength = 64
-
-// ValidateID checks a node id: it becomes the certificate's CN and a
-// directory name under nodes/, so it is 1 to 64 letters, digits, dots,
-// hyphens and underscores, and does not start with a dot (hidden files are
-// certkeeper's unfinished writes) or a hyphen (it would read as a flag).
+// ValidateID checks a node id: pki.ValidateNodeID's rule, which the
+// inventory shares, and for a node (not a control service) that it does not
+// start with ControlPrefix.
 func ValidateID(id string, kind Kind) error {
-	switch {
-	case id == "":
-		return fmt.Errorf("empty id")
-	case len(id) > maxIDLength:
-		return fmt.Errorf("id %q is longer than %d characters (it is the certificate's CN)", id, maxIDLength)
-	case id[0] == '.' || id[0] == '-':
-		return fmt.Errorf("id %q must not start with %q", id, id[:1])
-	}
-	for _, r := range id {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_') {
-			return fmt.Errorf("id %q: %q is not allowed (letters, digits, '.', '-' and '_' only)", id, r)
-		}
+	if err := pki.ValidateNodeID(id); err != nil {
+		return err
 	}
 	if kind == KindNode && strings.HasPrefix(id, ControlPrefix) {
 		return fmt.Errorf("id %q: node ids must not start with %q, which is kept for control-service certificates (certkeeper ca issue control HOSTNAME)", id, ControlPrefix)

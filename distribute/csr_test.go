@@ -120,7 +120,7 @@ mode = "csr"
 public_key = %[1]q
 
 [[node]]
-id = "both@x"
+id = "both.x"
 address = "10.0.0.3"
 mode = "pull+csr"
 public_key = %[1]q
@@ -147,12 +147,18 @@ public_key = %[1]q
 		t.Errorf("no CSR node, yet a CA account block:\n%s", c)
 	}
 	line, err := distribute.SignKeysLine(inv.Nodes[2], o)
-	if want := `restrict,command="/usr/bin/certkeeper ca sign --dir '/srv/my ca' --node 'both@x'" ` + pub + " certkeeper-node:both@x"; err != nil || line != want {
+	if want := `restrict,command="/usr/bin/certkeeper ca sign --dir '/srv/my ca' --node both.x" ` + pub + " certkeeper-node:both.x"; err != nil || line != want {
 		t.Fatalf("line:\n%s\nwant\n%s (%v)", line, want, err)
 	}
 	file, n, err := distribute.SignKeysFile(inv.Nodes, o)
 	if err != nil || n != 2 || strings.Count(file, "restrict,command=") != 2 || strings.Contains(file, "pull-1") {
 		t.Fatalf("file (%d, %v):\n%s", n, err, file)
+	}
+	// An id the CA refuses never becomes a forced command that could not work.
+	for _, id := range []string{"n@x", "host:1", "-f", strings.Repeat("a", 65)} {
+		if cmd, err := distribute.SignCommandFor(id, o); err == nil || !strings.Contains(err.Error(), "ca sign` would refuse it") {
+			t.Errorf("id %q: %q, %v", id, cmd, err)
+		}
 	}
 	for _, bad := range []distribute.SSHDOptions{{}, {CADir: "relative"}, {CADir: `/srv/"x`}, {CADir: "/srv/ca", Certkeeper: "/usr/bin/cert\nkeeper"}} {
 		if _, err := distribute.SignKeysLine(inv.Nodes[1], bad); err == nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/BurntSushi/toml"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/certkeeper/certkeeper/pki"
 	"github.com/certkeeper/certkeeper/rotate"
 )
 
@@ -351,7 +352,6 @@ func (li lineIndex) keyInNode(i int, key string) int {
 }
 
 var (
-	idRe      = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$`)
 	accountRe = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
 )
 
@@ -386,8 +386,9 @@ func resolveNode(path string, d settings, nt nodeTable) (Node, error) {
 	if n.ID == "" {
 		return n, bad("id", "missing: every node needs an id; its bundle comes from <ca-dir>/nodes/<id>/")
 	}
-	if !idRe.MatchString(n.ID) || strings.Contains(n.ID, "..") {
-		return n, bad("id", "%q: use letters, digits, '.', '_', '-', '@' and ':' (it names the directory nodes/<id>)", n.ID)
+	if err := pki.ValidateNodeID(n.ID); err != nil {
+		// The CA's rule: an id it refuses could never be issued or signed.
+		return n, bad("id", "%v; a node id is %s, as `certkeeper ca` requires (it is the certificate's CN and names the directory nodes/<id>)", err, pki.NodeIDRule)
 	}
 	if n.NodeID == "" {
 		n.NodeID = n.ID

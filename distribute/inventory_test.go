@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/distribute"
+	"github.com/certkeeper/certkeeper/pki"
 )
 
 const designInventory = `[defaults]
@@ -122,6 +123,12 @@ func TestParseInventoryRefusals(t *testing.T) {
 		{"no nodes", "[defaults]\nuser = \"u\"\n", "no [[node]] tables"},
 		{"missing id", "[[node]]\naddress = \"h\"\nuser=\"u\"\ntarget=\"/t\"\n", `nodes.toml:1: node[0].id: missing`},
 		{"id with slash", "[[node]]\nid = \"../x\"\naddress = \"h\"\nuser=\"u\"\ntarget=\"/t\"\n", `nodes.toml:2: node "../x".id:`},
+		// The CA's rule: `ca issue` and `ca sign` refuse these ids, so the
+		// inventory does too, with the rule.
+		{"id with @", "[[node]]\nid = \"n@x\"\naddress = \"h\"\nuser=\"u\"\ntarget=\"/t\"\nmode=\"csr\"\n",
+			`nodes.toml:2: node "n@x".id: id "n@x": '@' is not allowed (letters, digits, '.', '-' and '_' only); a node id is ` + pki.NodeIDRule},
+		{"id with colon", "[[node]]\nid = \"host:1\"\naddress = \"h\"\nuser=\"u\"\ntarget=\"/t\"\n", `nodes.toml:2: node "host:1".id: id "host:1": ':' is not allowed`},
+		{"id longer than a CN", "[[node]]\nid = \"" + strings.Repeat("a", 65) + "\"\naddress = \"h\"\nuser=\"u\"\ntarget=\"/t\"\n", `is longer than 64 characters`},
 		{"missing address", "[[node]]\nid = \"a\"\nuser=\"u\"\ntarget=\"/t\"\n", `node "a".address: missing`},
 		{"missing user", "[[node]]\nid = \"a\"\naddress = \"h\"\ntarget=\"/t\"\n", `node "a".user: missing`},
 		{"missing target", "[[node]]\nid = \"a\"\naddress = \"h\"\nuser=\"u\"\n", `node "a".target: missing`},
@@ -160,6 +167,9 @@ func FuzzParseInventory(f *testing.F) {
 		for _, n := range inv.Nodes {
 			if _, err := n.SSH.HostPort(); err != nil {
 				t.Fatalf("node %q accepted with a bad address: %v", n.ID, err)
+			}
+			if err := pki.ValidateNodeID(n.ID); err != nil {
+				t.Fatalf("node id %q accepted, but the CA refuses it: %v", n.ID, err)
 			}
 			if n.ID == "" || n.SSH.User == "" || n.Dir == "" || strings.Contains(n.ID, "/") || n.Account == "" {
 				t.Fatalf("node accepted incomplete: %+v", n)

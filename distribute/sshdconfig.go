@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/certkeeper/certkeeper/pki"
 	"github.com/certkeeper/certkeeper/platform"
 )
 
@@ -231,8 +232,8 @@ func SignCommandFor(id string, o SSHDOptions) (string, error) {
 			return "", fmt.Errorf("%q can not go into an authorized_keys command= option (a quote, a backslash or a newline)", s)
 		}
 	}
-	if !idRe.MatchString(id) {
-		return "", fmt.Errorf("node id %q can not name a forced command", id)
+	if err := pki.ValidateNodeID(id); err != nil {
+		return "", fmt.Errorf("node id %q can not name a forced command: `ca sign` would refuse it: %w", id, err)
 	}
 	return shellQuote(o.Certkeeper) + " ca sign --dir " + shellQuote(o.CADir) + " --node " + shellQuote(id), nil
 }
@@ -260,20 +261,74 @@ func SignKeysFile(nodes []Node, o SSHDOptions) (string, int, error) {
 }
 
 // SyncSignKeys writes the CA account's authorized_keys file (root:root
-// 0644) from every node in CSR mode of the inventory; with none, it leaves
-// the file alone. It reports the file and whether it changed.
+// 0644) from every node in CSR mode of the inventory. With none it still
+// rewrites the file if there is one, to its header alone: a node switched
+// to pull mode or removed from the inventory must lose its forced `ca
+// sign`. It reports the file ("" when there is neither a file nor a CSR
+// node) and whether it changed.
 func SyncSignKeys(all []Node, o SSHDOptions) (path string, count int, changed bool, err error) {
 	o = o.withDefaults()
 	content, count, err := SignKeysFile(all, o)
-	if err != nil || count == 0 {
+	if err != nil {
 		return "", count, false, err
+	}
+	path = filepath.Join(o.KeysDir, o.CAAccount)
+	if count == 0 {
+		if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
+			return "", 0, false, nil
+		}
 	}
 	if err := mkdirRoot(o.KeysDir, 0o755); err != nil {
 		return "", count, false, err
 	}
-	path = filepath.Join(o.KeysDir, o.CAAccount)
 	changed, err = writeIfChanged(o.KeysDir, o.CAAccount, []byte(content), 0o644, 0, 0)
 	return path, count, changed, err
+}
+
+// Stray is an authorized_keys file or a chroot that no node of the
+// inventory accounts for, and the command that removes it.
+type Stray struct {
+	Path   string
+	Remove string
+}
+
+// Strays lists the entries of KeysDir and ChrootDir that no node of the
+// inventory (give all of it) pulls through: what a node removed from the
+// inventory, or switched to CSR mode, left behind. Its key may still log
+// in and read the bundle it was last given, so the admin should remove
+// them; certkeeper does not, since it can not tell for sure that it made
+// them (the directories are the admin's to choose).
+func Strays(all []Node, o SSHDOptions) ([]Stray, error) {
+	o = o.withDefaults()
+	keys := map[string]bool{o.CAAccount: true}
+	chroots := map[string]bool{}
+	for _, n := range all {
+		if n.Pulls() {
+			keys[n.Account] = true
+			chroots[n.ID] = true
+		}
+	}
+	var out []Stray
+	for _, d := range []struct {
+		dir  string
+		used map[string]bool
+	}{{o.KeysDir, keys}, {o.ChrootDir, chroots}} {
+		ents, err := os.ReadDir(d.dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return out, err
+		}
+		for _, e := range ents {
+			if d.used[e.Name()] {
+				continue
+			}
+			p := filepath.Join(d.dir, e.Name())
+			out = append(out, Stray{Path: p, Remove: "rm -rf -- " + shellQuote(p)})
+		}
+	}
+	return out, nil
 }
 
 // SyncResult is what SyncChroots did for one node.

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -34,8 +35,9 @@ func ParseCSR(data []byte) (*x509.CertificateRequest, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil, fmt.Errorf("%w: no input (send the CSR on standard input)", ErrBadCSR)
 	}
-	der := data
+	der, isPEM := data, false
 	if bytes.Contains(data, []byte("-----BEGIN")) {
+		isPEM = true
 		block, rest := pem.Decode(data)
 		if block == nil {
 			return nil, fmt.Errorf("%w: PEM does not decode (truncated?)", ErrBadCSR)
@@ -49,10 +51,33 @@ func ParseCSR(data []byte) (*x509.CertificateRequest, error) {
 		der = block.Bytes
 	}
 	csr, err := x509.ParseCertificateRequest(der)
-	if err != nil {
-		return nil, fmt.Errorf("%w: does not parse as PEM or DER: %v", ErrBadCSR, err)
+	switch {
+	case err == nil:
+		return csr, nil
+	case isPEM:
+		return nil, fmt.Errorf("%w: the PEM CERTIFICATE REQUEST block does not hold a request: %v", ErrBadCSR, err)
+	case data[0] == 0x30:
+		// An ASN.1 SEQUENCE: DER that is broken, where the parser's
+		// reason (truncated, trailing data) is worth reading.
+		return nil, fmt.Errorf("%w: not a PEM CERTIFICATE REQUEST block or a DER CSR (%d bytes, starting with %s): %v", ErrBadCSR, len(data), quotePrefix(data), err)
+	default:
+		// Anything else (text, a key, a typo on the command line): the
+		// ASN.1 decoder's complaint about tags would only confuse.
+		return nil, fmt.Errorf("%w: not a PEM CERTIFICATE REQUEST block or a DER CSR (%d bytes, starting with %s)", ErrBadCSR, len(data), quotePrefix(data))
 	}
-	return csr, nil
+}
+
+// csrPrefixLen caps the input quoted back in an error: enough to
+// recognise what was sent, never a screenful of someone's file.
+const csrPrefixLen = 16
+
+// quotePrefix quotes the start of data, escaping what is not printable,
+// with "…" when there is more.
+func quotePrefix(data []byte) string {
+	if len(data) <= csrPrefixLen {
+		return strconv.Quote(string(data))
+	}
+	return strconv.Quote(string(data[:csrPrefixLen])) + "…"
 }
 
 // NamePolicy is what a node may ask for: the CN it must carry (its id) and

@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -280,12 +281,23 @@ func TestParseCSR(t *testing.T) {
 		"too large":   {bytes.Repeat([]byte("A"), pki.MaxCSRSize+1), "larger than"},
 		"two blocks":  {append(append([]byte{}, pemCSR...), pemCSR...), "more than one PEM block"},
 		"certificate": {ca.CertPEM(), `"CERTIFICATE"`},
-		"garbage":     {[]byte("hello"), "does not parse"},
+		"text":        {[]byte("hello\n"), `: not a PEM CERTIFICATE REQUEST block or a DER CSR (6 bytes, starting with "hello\n")`},
+		"long text":   {[]byte("this is not a request at all\n"), `(29 bytes, starting with "this is not a re"…)`},
+		"broken DER":  {der[:len(der)-10], `not a PEM CERTIFICATE REQUEST block or a DER CSR (` + strconv.Itoa(len(der)-10) + ` bytes, starting with "0`},
+		"bad PEM DER": {[]byte("-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"), "the PEM CERTIFICATE REQUEST block does not hold a request"},
 		"truncated":   {pemCSR[:len(pemCSR)-40], "does not decode"},
 	} {
 		if _, err := pki.ParseCSR(c.data); err == nil || !errors.Is(err, pki.ErrBadCSR) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want %q", name, err, c.want)
 		}
+	}
+	// What is not DER at all gets no ASN.1 decoder internals; broken DER
+	// keeps the decoder's reason.
+	if _, err := pki.ParseCSR([]byte("hello\n")); err == nil || strings.Contains(err.Error(), "asn1") || strings.Contains(err.Error(), "tags don't match") {
+		t.Errorf("text: %v", err)
+	}
+	if _, err := pki.ParseCSR(der[:len(der)-10]); err == nil || !strings.Contains(err.Error(), "): x509: ") && !strings.Contains(err.Error(), "): asn1: ") {
+		t.Errorf("broken DER lost its reason: %v", err)
 	}
 }
 

@@ -5,10 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -91,17 +94,41 @@ func runCA(ctx context.Context, e *env, args []string) int {
 }
 
 // stringList is a repeatable flag; each value may also hold several,
-// separated by commas (--dns a,b).
+// separated by commas (--dns a,b). An empty value or an empty name between
+// commas is an error, not nothing: --dns "$HOST" with HOST unset would
+// otherwise issue a certificate without the name the admin meant.
 type stringList []string
 
 func (s *stringList) String() string { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error {
-	for _, x := range strings.Split(v, ",") {
-		if x = strings.TrimSpace(x); x != "" {
-			*s = append(*s, x)
-		}
+	if strings.TrimSpace(v) == "" {
+		return errors.New("empty value: give a name, or leave the flag out")
 	}
+	var add []string
+	for _, x := range strings.Split(v, ",") {
+		if x = strings.TrimSpace(x); x == "" {
+			return fmt.Errorf("%q has an empty name between commas", v)
+		}
+		add = append(add, x)
+	}
+	*s = append(*s, add...)
 	return nil
+}
+
+// checkDays refuses a validity flag given a value below 1: 0 days is not a
+// validity, and the default (ca.toml's) is had by leaving the flag out, so
+// --days 0 must not quietly mean it.
+func checkDays(e *env, c *command, fs *flag.FlagSet, names ...string) (int, bool) {
+	code, ok := 0, true
+	fs.Visit(func(f *flag.Flag) {
+		if !ok || !slices.Contains(names, f.Name) {
+			return
+		}
+		if n, err := strconv.Atoi(f.Value.String()); err == nil && n < 1 {
+			code, ok = usageError(e, c, "--%s %d: give a positive number of days, or leave --%s out for the default", f.Name, n, f.Name), false
+		}
+	})
+	return code, ok
 }
 
 // caFlags are the flags every subcommand that opens a CA has.
@@ -239,6 +266,9 @@ func runCAInit(_ context.Context, e *env, args []string) int {
 	if f.dir == "" {
 		return usageError(e, c, "--dir DIR is required (where the CA will live)")
 	}
+	if code, ok := checkDays(e, c, fs, "days", "node-days", "crl-days"); !ok {
+		return code
+	}
 	if *name == "" {
 		return usageError(e, c, "--name CLUSTER is required (the cluster's name, the CA's CN)")
 	}
@@ -316,7 +346,8 @@ of the previous certificate are kept.
 
   --dns NAME          a DNS subject alternative name; repeat, or a,b
   --ip ADDR           an IP subject alternative name; repeat, or a,b
-  --days N            validity in days (default: node_days in ca.toml)
+  --days N            validity in days, at least 1 (default, with the flag
+                      left out: node_days in ca.toml)
   --key-type T        ecdsa-p256, ecdsa-p384, ed25519, rsa-2048, rsa-4096
                       (default: node_key_type in ca.toml)
   --from-file FILE    ids to issue, one a line, each followed by its own
@@ -367,8 +398,8 @@ func runCAIssue(ctx context.Context, e *env, args []string) int {
 	if *force && *skip {
 		return usageError(e, c, "--force and --skip-existing contradict each other")
 	}
-	if *days < 0 {
-		return usageError(e, c, "--days must be positive")
+	if code, ok := checkDays(e, c, fs, "days"); !ok {
+		return code
 	}
 	var kt pki.KeyType
 	if *keyType != "" {
@@ -415,7 +446,12 @@ func runCAIssue(ctx context.Context, e *env, args []string) int {
 			}
 			ids = []string{id}
 		}
+		seen := map[string]bool{}
 		for _, id := range ids {
+			if seen[id] {
+				return usageError(e, c, "id %q is given twice", id)
+			}
+			seen[id] = true
 			r, err := authority.NodeRequest(id, names, kt)
 			if err != nil {
 				return usageError(e, c, "%v", err)
@@ -606,6 +642,9 @@ func runCARevoke(_ context.Context, e *env, args []string) int {
 	if len(rest) != 1 {
 		return usageError(e, c, "give exactly one node id or certificate serial")
 	}
+	if code, ok := checkDays(e, c, fs, "crl-days"); !ok {
+		return code
+	}
 	code2 := 0
 	if *reason != "" {
 		if _, ok := pki.Reasons[*reason]; !ok {
@@ -680,8 +719,8 @@ func runCACRL(_ context.Context, e *env, args []string) int {
 	if code, ok := noArgs(e, c, rest); !ok {
 		return code
 	}
-	if *days < 0 {
-		return usageError(e, c, "--days must be positive")
+	if code, ok := checkDays(e, c, fs, "days"); !ok {
+		return code
 	}
 	a, code, ok := loadCA(e, c, &f, true)
 	if !ok {
@@ -759,8 +798,8 @@ func runCARenew(ctx context.Context, e *env, args []string) int {
 	if *key != "" && *key != authority.RenewKeep && *key != authority.RenewRotate {
 		return usageError(e, c, "--key %q: keep or rotate", *key)
 	}
-	if *days < 0 {
-		return usageError(e, c, "--days must be positive")
+	if code, ok := checkDays(e, c, fs, "days"); !ok {
+		return code
 	}
 	a, code, ok := loadCA(e, c, &f, true)
 	if !ok {
@@ -856,8 +895,8 @@ func runCASign(_ context.Context, e *env, args []string) int {
 	if *node == "" {
 		return usageError(e, c, "--node ID is required")
 	}
-	if *days < 0 {
-		return usageError(e, c, "--days must be positive")
+	if code, ok := checkDays(e, c, fs, "days"); !ok {
+		return code
 	}
 	extra, err := authority.ParseNames(dns, ips)
 	if err != nil {

@@ -378,6 +378,7 @@ func TestCASign(t *testing.T) {
 		{"more than 64 KiB", huge, "node-1", "larger than 65536 bytes"},
 		{"nothing", nil, "node-1", "no input"},
 		{"a certificate instead", []byte(r.stdout), "node-1", `"CERTIFICATE", not "CERTIFICATE REQUEST"`},
+		{"text (echo hello |)", []byte("hello\n"), "node-1", `not a PEM CERTIFICATE REQUEST block or a DER CSR (6 bytes, starting with "hello\n")` + "\n"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -462,6 +463,20 @@ func TestCAErrorsHelp(t *testing.T) {
 		{"init over a CA", []string{"init", "--dir", dir, "--name", "x"}, 1, "never overwrites"},
 		{"unknown revocation reason", []string{"revoke", "--dir", dir, "node-1", "--reason", "bored"}, 2, "use one of"},
 		{"renew, bad key policy", []string{"renew", "--dir", dir, "--within", "30d", "--key", "sometimes"}, 2, "keep or rotate"},
+		// 0 days is not the default in disguise, and an empty name is not
+		// "no name": both are mistakes the admin hears of before anything
+		// is issued.
+		{"--days 0", []string{"issue", "--dir", dir, "node", "n6", "--days", "0"}, 2, "--days 0: give a positive number of days, or leave --days out for the default"},
+		{"negative --days", []string{"issue", "--dir", dir, "node", "n6", "--days", "-1"}, 2, "--days -1: give a positive number of days"},
+		{"sign --days 0", []string{"sign", "--dir", dir, "--node", "node-1", "--days", "0"}, 2, "--days 0: give a positive number of days"},
+		{"renew --days 0", []string{"renew", "--dir", dir, "--within", "30d", "--days", "0"}, 2, "--days 0: give a positive number of days"},
+		{"crl --days 0", []string{"crl", "--dir", dir, "--days", "0"}, 2, "--days 0: give a positive number of days"},
+		{"revoke --crl-days 0", []string{"revoke", "--dir", dir, "n6", "--crl-days", "0"}, 2, "--crl-days 0: give a positive number of days"},
+		{"init --node-days 0", []string{"init", "--dir", filepath.Join(t.TempDir(), "new"), "--name", "x", "--node-days", "0"}, 2, "--node-days 0: give a positive number of days"},
+		{"empty --dns", []string{"issue", "--dir", dir, "node", "n6", "--dns", ""}, 2, `invalid value "" for flag -dns: empty value: give a name, or leave the flag out`},
+		{"empty --ip", []string{"issue", "--dir", dir, "node", "n6", "--ip", " "}, 2, `flag -ip: empty value`},
+		{"empty name between commas", []string{"issue", "--dir", dir, "node", "n6", "--ip", "10.0.0.1,,10.0.0.2"}, 2, `"10.0.0.1,,10.0.0.2" has an empty name between commas`},
+		{"an id twice", []string{"issue", "--dir", dir, "node", "n9", "n8", "n9"}, 2, `id "n9" is given twice`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -470,6 +485,11 @@ func TestCAErrorsHelp(t *testing.T) {
 				t.Fatalf("exit %d (want %d), stderr:\n%s\nwant %q", r.code, c.code, r.stderr, c.want)
 			}
 		})
+	}
+	for _, id := range []string{"n6", "n8", "n9"} {
+		if _, err := os.Stat(filepath.Join(dir, "nodes", id)); !os.IsNotExist(err) {
+			t.Errorf("a refused command issued %s: %v", id, err)
+		}
 	}
 	if !strings.Contains(certkeeper(t, "ca", "issue", "--dir", dir, "node", "--from-file", list).stderr, `line 3: "10.0.0.300" is neither`) {
 		t.Error("a mistyped address in a list is not reported")

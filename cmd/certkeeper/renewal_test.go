@@ -268,3 +268,52 @@ func TestRenewCommandOverSSH(t *testing.T) {
 		t.Fatalf("help: %+v", r)
 	}
 }
+
+// `sshd-config --sync` follows the inventory down as well as up: the last
+// CSR node taken out loses its forced `ca sign` line, and a pull node taken
+// out leaves its chroot and keys file, which the sync names with the
+// command that removes them.
+func TestSSHDConfigSyncForgetsNodesLeavingTheInventory(t *testing.T) {
+	h := newAdminHost(t, "", "pull", "csr")
+	if r := h.publish(); r.code != 0 || r.stderr != "" {
+		t.Fatalf("first sync: %+v", r)
+	}
+	caKeys := filepath.Join(h.keysDir, "certkeeper-ca")
+	if data, _ := os.ReadFile(caKeys); !strings.Contains(string(data), "--node csr-2") {
+		t.Fatalf("csr-2 has no forced command:\n%s", data)
+	}
+	inv, _ := os.ReadFile(h.inv)
+	pull, csr, _ := strings.Cut(string(inv), "\n[[node]]\nid = \"csr-2\"")
+	csr = "[defaults]\nuser = \"root\"\ntarget = \"/var/lib/certkeeper/inbox/b\"\n\n[[node]]\nid = \"csr-2\"" + csr
+
+	// The CSR node leaves the inventory.
+	testpki.WriteFile(t, filepath.Dir(h.inv), "nodes.toml", []byte(pull), 0o600)
+	r := h.publish()
+	if r.code != 0 || r.stderr != "" || !strings.Contains(r.stdout, caKeys+": 0 node(s) in CSR mode may run ca sign (updated)") {
+		t.Fatalf("sync without CSR nodes: %+v", r)
+	}
+	if data, _ := os.ReadFile(caKeys); strings.Contains(string(data), "ca sign --dir") || !strings.HasPrefix(string(data), "# certkeeper: nodes in CSR mode") {
+		t.Fatalf("csr-2 can still have certificates signed:\n%s", data)
+	}
+
+	// The pull node leaves; its chroot and keys file are named.
+	testpki.WriteFile(t, filepath.Dir(h.inv), "nodes.toml", []byte(csr), 0o600)
+	r = h.publish()
+	chroot, keys := filepath.Join(h.base, "chroot", "pull-1"), filepath.Join(h.keysDir, "root")
+	for _, want := range []string{
+		"certkeeper sshd-config: warning: " + keys + ": no node of the inventory pulls through it",
+		"Remove it: rm -rf -- " + keys + "\n",
+		"certkeeper sshd-config: warning: " + chroot + ": ",
+		"Remove it: rm -rf -- " + chroot + "\n",
+	} {
+		if r.code != 0 || !strings.Contains(r.stderr, want) {
+			t.Errorf("lacks %q: %+v", want, r)
+		}
+	}
+	if _, err := os.Stat(chroot); err != nil {
+		t.Errorf("the sync removed what it can not be sure it made: %v", err)
+	}
+	if data, _ := os.ReadFile(caKeys); !strings.Contains(string(data), "--node csr-2") {
+		t.Fatalf("csr-2 is back, yet has no forced command:\n%s", data)
+	}
+}

@@ -237,3 +237,24 @@ public_key = %q
 		t.Errorf("--sync without --ca-dir: %+v", r)
 	}
 }
+
+// An inventory id `ca sign` would refuse is refused when the inventory
+// loads, so sshd-config never prints a forced command that can not work.
+func TestSSHDConfigRefusesAnIDTheCARefuses(t *testing.T) {
+	key := testsshd.NewKey(t, t.TempDir(), "id", "ed25519")
+	inv := testpki.WriteFile(t, t.TempDir(), "nodes.toml", []byte(fmt.Sprintf(`[defaults]
+user = "root"
+target = "/var/lib/certkeeper/inbox/flocker"
+
+[[node]]
+id = "n@x"
+address = "10.0.0.5"
+mode = "csr"
+public_key = %q
+`, key.AuthorizedLine())), 0o600)
+	r := certkeeper(t, "sshd-config", "--inventory", inv, "--authorized-keys", "--ca-dir", "/var/lib/certkeeper/ca")
+	if r.code == 0 || strings.Contains(r.stdout, "ca sign") || !strings.Contains(r.stderr, inv+`:6: node "n@x".id: id "n@x": '@' is not allowed`) ||
+		!strings.Contains(r.stderr, "1 to 64 letters, digits") {
+		t.Fatalf("%+v", r)
+	}
+}

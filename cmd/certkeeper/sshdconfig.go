@@ -46,7 +46,12 @@ so the key can only have its own id's CSR signed. That needs --ca-dir.
                       (default /usr/bin/certkeeper)
 
 --sync writes the CA account's authorized_keys from every CSR node of the
-inventory, whatever --only says, since the file is written whole.
+inventory, whatever --only says, since the file is written whole; with no
+CSR node left it keeps only its header. It then warns of each file under
+--keys-dir and each chroot under --chroot-dir that no node of the
+inventory pulls through (a node removed, or switched to csr mode), with
+the command that removes it: a removed node's key could still log in and
+read its old bundle.
 
 Create the accounts first, once (the fragment shows the command for each):
   useradd --system --user-group --home-dir / --shell /usr/sbin/nologin ck-8eab4b8d
@@ -158,12 +163,19 @@ func runSSHDConfig(_ context.Context, e *env, args []string) int {
 		if err != nil {
 			return failure(e, c, err)
 		}
-		if n > 0 {
+		if path != "" {
 			state := "unchanged"
 			if changed {
 				state = "updated"
 			}
 			fmt.Fprintf(e.stdout, "%s: %d node(s) in CSR mode may run ca sign (%s)\n", path, n, state)
+		}
+		strays, err := distribute.Strays(inv.Nodes, o)
+		for _, s := range strays {
+			fmt.Fprintf(e.stderr, "certkeeper %s: warning: %s: no node of the inventory pulls through it (a node removed, or switched to csr mode); its key may still log in and read its old bundle. Remove it: %s\n", c.name, s.Path, s.Remove)
+		}
+		if err != nil {
+			return failure(e, c, err)
 		}
 	default:
 		fmt.Fprint(e.stdout, distribute.SSHDConfig(nodes, o))
