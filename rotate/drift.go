@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/certkeeper/certkeeper/pki"
 	"github.com/certkeeper/certkeeper/platform"
 )
 
@@ -201,7 +202,7 @@ func (s *Store) observe(root *os.Root, g Generation) (Observed, error) {
 			if uid, gid, ok := platform.FileOwner(fi); ok {
 				f.UID, f.GID = uid, gid
 			}
-			if fi.Size() <= 1<<20 {
+			if fi.Size() <= pki.MaxFileSize {
 				if b, err := root.ReadFile(g.Name + "/" + name); err == nil {
 					f.SHA256 = hashOf(b)
 				}

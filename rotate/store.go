@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/certkeeper/certkeeper/pki"
 	"github.com/certkeeper/certkeeper/platform"
 )
 
@@ -349,7 +350,7 @@ func (s *Store) adopt(root *os.Root, files []File) error {
 		if err != nil || !fi.Mode().IsRegular() {
 			continue
 		}
-		if fi.Size() > 1<<20 {
+		if fi.Size() > pki.MaxFileSize {
 			return fmt.Errorf("%s: existing file is larger than 1 MiB; move it away and install again", filepath.Join(s.Dir, f.Name))
 		}
 		data, err := root.ReadFile(f.Name)
