@@ -258,3 +258,32 @@ func TestStatusSeesDrift(t *testing.T) {
 		t.Fatalf("after rm: %s %s", st.Health, st.HealthText)
 	}
 }
+
+// A Clusterio controller's certificate is its own CA: replacing it is a CA
+// change, refused with the CA-change reason, and allowed by
+// allow_ca_change.
+func TestClusterioControllerReplacesItsSelfSignedCertificate(t *testing.T) {
+	opts := testpki.Options{CA: true, IPs: []string{"203.0.113.4"}, DNS: []string{"localhost"}}
+	first, second := testpki.SelfSigned(t, "node1", opts), testpki.SelfSigned(t, "node1", opts)
+	m := manager(t, "clusterio", "203.0.113.4", rotate.Overrides{})
+	if _, err := m.Install([]rotate.Input{in("cert.pem", first.CertPEM()), in("key.pem", first.KeyPEM(t))}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := m.Install([]rotate.Input{in("cert.pem", second.CertPEM()), in("key.pem", second.KeyPEM(t))}, "test")
+	if err == nil || !strings.Contains(err.Error(), "refusing a CA change") || strings.Contains(err.Error(), "not signed by") {
+		t.Fatalf("a new self-signed certificate without allow_ca_change: %v", err)
+	}
+	if got := readVisible(t, m.Spec.Layout.Dir, "cert.pem"); got != string(first.CertPEM()) {
+		t.Fatal("the refused certificate is live")
+	}
+	m.Spec.AllowCAChange = true
+	if _, err := m.Install([]rotate.Input{in("cert.pem", second.CertPEM()), in("key.pem", second.KeyPEM(t))}, "test"); err != nil {
+		t.Fatalf("a new self-signed certificate with allow_ca_change: %v", err)
+	}
+	if got := readVisible(t, m.Spec.Layout.Dir, "cert.pem"); got != string(second.CertPEM()) {
+		t.Fatal("the new certificate is not live")
+	}
+	if st := m.Status(); st.Health != rotate.OK || st.Chain != "ok" {
+		t.Fatalf("status after the replacement: %s %q, chain %q", st.Health, st.HealthText, st.Chain)
+	}
+}

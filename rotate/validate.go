@@ -144,8 +144,11 @@ func orNone(s string) string {
 	return s
 }
 
-// checkCA settles the trust anchor: the candidate's CA, else the live one,
-// else (for a layout that allows it) the self-signed leaf itself.
+// checkCA settles the trust anchor: the candidate's CA, else (for a layout
+// that allows it) the self-signed leaf itself, else the live one. A
+// self-signed leaf is its own CA whatever is installed: judged against the
+// live CA it could only fail the chain check with a baffling "not signed
+// by" reason, where the truth is a CA change.
 func (v *validator) checkCA(b *Bundle) {
 	c, leaf := v.c, v.c.Leaf
 	selfLeaf := v.p.Layout.SelfSignedLeaf && pki.SelfSigned(leaf.Cert)
@@ -153,11 +156,11 @@ func (v *validator) checkCA(b *Bundle) {
 		b.CAs = append(b.CAs, x.Cert)
 		v.checkStrength(x.File, x.Cert)
 	}
-	if len(b.CAs) == 0 && v.live != nil {
-		b.CAs = v.live.CAs
-	}
 	if len(b.CAs) == 0 && selfLeaf {
 		b.CAs = []*x509.Certificate{leaf.Cert}
+	}
+	if len(b.CAs) == 0 && v.live != nil {
+		b.CAs = v.live.CAs
 	}
 	if len(b.CAs) == 0 {
 		v.fail("", "no cluster CA certificate in the bundle and none installed", fmt.Sprintf("add the cluster CA (%s)", orName(v.p.Layout.CAFile, "cluster.crt")))
