@@ -287,3 +287,28 @@ func TestClusterioControllerReplacesItsSelfSignedCertificate(t *testing.T) {
 		t.Fatalf("status after the replacement: %s %q, chain %q", st.Health, st.HealthText, st.Chain)
 	}
 }
+
+// A live directory that can not be trusted (chmod 777) is the one problem
+// status reports: not every file as missing from the live generation, with
+// the advice to install again, which would be refused.
+func TestStatusOfAnUnreadableLiveDirectoryShowsOnlyTheCause(t *testing.T) {
+	if !platform.SupportsOwnership {
+		t.Skip("no Unix modes here")
+	}
+	ca := testpki.NewCA(t, "cluster", testpki.Options{})
+	leaf := ca.Issue(t, "n1", testpki.Options{})
+	m := manager(t, "flocker-node", "n1", rotate.Overrides{})
+	if _, err := m.Install([]rotate.Input{in("a", ca.CertPEM()), in("b", leaf.CertPEM()), in("c", leaf.KeyPEM(t))}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(m.Spec.Layout.Dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	st := m.Status()
+	if st.Health != rotate.Critical || !strings.Contains(st.HealthText, "writable by group or others") {
+		t.Fatalf("status: %s %q", st.Health, st.HealthText)
+	}
+	if len(st.Files) != 0 || len(st.Problems) != 1 {
+		t.Fatalf("status lists %d files and problems %q; want only the directory's", len(st.Files), st.Problems)
+	}
+}

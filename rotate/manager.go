@@ -208,6 +208,15 @@ func (m *Manager) Status() Status {
 		return st
 	}
 	st.Generation, st.Installed, st.Source = gen.Name, gen.Installed, gen.Source
+	if err != nil && gen.Files == nil {
+		// The directory, ..data or ..meta.json could not be read (a mode
+		// that makes the directory untrusted, a damaged link): that is
+		// the problem, and the one to show. Each file would only read as
+		// "not in the live generation", with advice to install again
+		// that the same error refuses.
+		problem(Critical, "%v", err)
+		return st
+	}
 	if gens, gerr := m.Store.Generations(); gerr == nil {
 		for _, g := range gens {
 			if g.Name != gen.Name {
