@@ -312,3 +312,43 @@ func TestStatusOfAnUnreadableLiveDirectoryShowsOnlyTheCause(t *testing.T) {
 		t.Fatalf("status lists %d files and problems %q; want only the directory's", len(st.Files), st.Problems)
 	}
 }
+
+// Files an admin copied by hand before certkeeper's first install are the
+// live bundle: the first install is adopted over them, so a bundle from
+// another CA is a CA change like any other (invariant 5).
+func TestHandCopiedFilesAreTheTrustAnchorOfTheFirstInstall(t *testing.T) {
+	ca, other := testpki.NewCA(t, "cluster", testpki.Options{}), testpki.NewCA(t, "other", testpki.Options{})
+	mine, foreign := ca.Issue(t, "n1", testpki.Options{}), other.Issue(t, "n1", testpki.Options{})
+	handCopied := func(t *testing.T) *rotate.Manager {
+		m := manager(t, "flocker-node", "n1", rotate.Overrides{})
+		dir := m.Spec.Layout.Dir
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		testpki.WriteFile(t, dir, "cluster.crt", ca.CertPEM(), 0o644)
+		testpki.WriteFile(t, dir, "node.crt", mine.CertPEM(), 0o644)
+		testpki.WriteFile(t, dir, "node.key", mine.KeyPEM(t), 0o600)
+		return m
+	}
+	foreignBundle := []rotate.Input{in("ca2.crt", other.CertPEM()), in("n2.crt", foreign.CertPEM()), in("n2.key", foreign.KeyPEM(t))}
+
+	m := handCopied(t)
+	_, err := m.Install(foreignBundle, "test")
+	if err == nil || !strings.Contains(err.Error(), "refusing a CA change") {
+		t.Fatalf("a bundle from another CA over hand-copied files: %v", err)
+	}
+	if got := readVisible(t, m.Spec.Layout.Dir, "node.crt"); got != string(mine.CertPEM()) {
+		t.Fatal("the hand-copied certificate was replaced")
+	}
+	// A renewed leaf from the same CA takes the hand-copied key.
+	renewed := ca.Issue(t, "n1", testpki.Options{Reuse: mine.Key})
+	if _, err := m.Install([]rotate.Input{in("n1.crt", renewed.CertPEM())}, "test"); err != nil {
+		t.Fatalf("a renewed leaf for the hand-copied key: %v", err)
+	}
+
+	m = handCopied(t)
+	m.Spec.AllowCAChange = true
+	if _, err := m.Install(foreignBundle, "test"); err != nil {
+		t.Fatalf("with allow_ca_change: %v", err)
+	}
+}

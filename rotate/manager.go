@@ -77,12 +77,38 @@ func (m *Manager) policy() Policy {
 // installing anything.
 func (m *Manager) Validate(inputs []Input, p Policy) (*Bundle, error) {
 	live, _, err := m.Live()
-	if err != nil && !errors.Is(err, ErrNoGeneration) {
+	switch {
+	case errors.Is(err, ErrNoGeneration):
+		live = m.handCopied()
+	case err != nil:
 		// A damaged live bundle can not vouch for a CA or lend its key; the
 		// candidate must then stand on its own.
 		live = nil
 	}
 	return Validate(Classify(inputs), p, live)
+}
+
+// handCopied is the bundle an admin copied by hand into the directory
+// before certkeeper's first install. The install adopts it as a generation
+// before swapping in the new one, so it is the live bundle: its CA is the
+// trust anchor the candidate's CA is checked against, and its key may
+// complete a renewed leaf. When not every file parses, only a CA that does
+// still vouches (a bundle from another CA stays a CA change); a key is
+// lent only from a whole bundle.
+func (m *Manager) handCopied() *Bundle {
+	l := m.Spec.Layout
+	files, err := m.Store.HandCopied([]string{l.TrustFile(), l.CertFile, l.KeyFile})
+	if err != nil || len(files) == 0 {
+		return nil
+	}
+	b, err := ReadBundle(files, l)
+	if err != nil {
+		if len(b.CAs) == 0 {
+			return nil
+		}
+		return &Bundle{CAs: b.CAs}
+	}
+	return b
 }
 
 // Install validates inputs and, if they pass, makes them the live

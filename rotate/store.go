@@ -346,18 +346,13 @@ func (s *Store) checkVisible(root *os.Root, files []File) error {
 func (s *Store) adopt(root *os.Root, files []File) error {
 	var existing []File
 	for _, f := range files {
-		fi, err := root.Lstat(f.Name)
-		if err != nil || !fi.Mode().IsRegular() {
-			continue
-		}
-		if fi.Size() > pki.MaxFileSize {
-			return fmt.Errorf("%s: existing file is larger than 1 MiB; move it away and install again", filepath.Join(s.Dir, f.Name))
-		}
-		data, err := root.ReadFile(f.Name)
+		data, ok, err := s.readRegular(root, f.Name)
 		if err != nil {
-			return fmt.Errorf("read existing %s: %w", filepath.Join(s.Dir, f.Name), err)
+			return err
 		}
-		existing = append(existing, File{Name: f.Name, Data: data, Mode: f.Mode})
+		if ok {
+			existing = append(existing, File{Name: f.Name, Data: data, Mode: f.Mode})
+		}
 	}
 	if len(existing) == 0 {
 		return nil
@@ -372,6 +367,56 @@ func (s *Store) adopt(root *os.Root, files []File) error {
 	// The adopted generation holds the files' content; no need to keep
 	// the originals under ..displaced as well.
 	return s.linkAll(root, names(existing), false)
+}
+
+// readRegular reads a regular file at a visible name: what adopt takes in.
+// ok is false when the name holds no regular file.
+func (s *Store) readRegular(root *os.Root, name string) (data []byte, ok bool, err error) {
+	fi, err := root.Lstat(name)
+	if err != nil || !fi.Mode().IsRegular() {
+		return nil, false, nil
+	}
+	if fi.Size() > pki.MaxFileSize {
+		return nil, false, fmt.Errorf("%s: existing file is larger than 1 MiB; move it away and install again", filepath.Join(s.Dir, name))
+	}
+	data, err = root.ReadFile(name)
+	if err != nil {
+		return nil, false, fmt.Errorf("read existing %s: %w", filepath.Join(s.Dir, name), err)
+	}
+	return data, true, nil
+}
+
+// HandCopied returns the regular files at these names in a directory where
+// nothing is installed yet (copied there by hand, as the guides say): what
+// the first install adopts as a generation of its own, so until then the
+// live bundle. It writes nothing. With a live generation, or no directory,
+// it returns nothing.
+func (s *Store) HandCopied(names []string) (map[string][]byte, error) {
+	root, err := s.open(false)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	if _, err := s.live(root); !errors.Is(err, ErrNoGeneration) {
+		return nil, err
+	}
+	files := map[string][]byte{}
+	for _, name := range names {
+		if CheckName(name) != nil {
+			continue
+		}
+		data, ok, err := s.readRegular(root, name)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			files[name] = data
+		}
+	}
+	return files, nil
 }
 
 // stage writes a complete generation under a temporary name and renames it
