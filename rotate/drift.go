@@ -245,9 +245,19 @@ func (s *Store) Repair() ([]Drift, error) {
 	}
 	defer unlock()
 	g, err := s.live(root)
-	if err != nil {
-		// ..data is gone or points at no generation: the newest one is
-		// what the last install made live.
+	switch {
+	case err == nil:
+		if err := s.syncLiveRecord(root, g); err != nil {
+			return nil, err
+		}
+	default:
+		// ..data is gone or points at no generation: restore the one the
+		// last swap made live, as ..live records it (after a rollback, not
+		// the newest), else the newest, which an install makes live.
+		if recorded, ok := s.recordedLive(root); ok {
+			g = recorded
+			break
+		}
 		newest, nerr := s.newestGeneration(root)
 		if nerr != nil {
 			return nil, err
@@ -265,8 +275,9 @@ func (s *Store) Repair() ([]Drift, error) {
 	return drift, s.repair(root, o, drift)
 }
 
-// newestGeneration is the generation to restore when ..data was removed:
-// an install always makes the newest generation live.
+// newestGeneration is the generation to restore when ..data and its record
+// ..live were removed (or predate the record): an install always makes the
+// newest generation live.
 func (s *Store) newestGeneration(root *os.Root) (Generation, error) {
 	gens, err := s.generations(root)
 	if err != nil {

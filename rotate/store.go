@@ -25,6 +25,7 @@ import (
 //	  ..gen-000007/             a complete generation: node.crt node.key cluster.crt ..meta.json
 //	  ..gen-000006/             the previous one, kept for rollback
 //	  ..data -> ..gen-000007    the live generation
+//	  ..live                    "..gen-000007": which one ..data should point at
 //	  node.crt -> ..data/node.crt
 //	  node.key -> ..data/node.key
 //	  cluster.crt -> ..data/cluster.crt
@@ -35,13 +36,18 @@ import (
 // into the same generation: a certificate never sits beside another
 // generation's key.
 const (
-	dataLink  = "..data"
-	dataTmp   = "..data.tmp"
-	genPrefix = "..gen-"
-	tmpPrefix = "..tmp-"
-	linkTmp   = "..link-"
-	displaced = "..displaced"
-	metaFile  = "..meta.json"
+	dataLink = "..data"
+	dataTmp  = "..data.tmp"
+	// liveRecord names the live generation, written at every swap. It is
+	// what drift repair restores ..data to when ..data is gone: after a
+	// rollback the live generation is not the newest one.
+	liveRecord = "..live"
+	liveTmp    = "..live.tmp"
+	genPrefix  = "..gen-"
+	tmpPrefix  = "..tmp-"
+	linkTmp    = "..link-"
+	displaced  = "..displaced"
+	metaFile   = "..meta.json"
 	// sealedDir, inside each generation, holds a pristine copy of every
 	// file (0600, in a 0700 directory). No visible name links into it, so
 	// `cp`, `chmod` or an editor working through node.crt modify the
@@ -523,8 +529,14 @@ func randomSuffix() string {
 	return hex.EncodeToString(b[:])
 }
 
-// swap points ..data at a generation with a single rename.
+// swap points ..data at a generation with a single rename. The record of
+// the live generation is written first: if the rename then fails, or the
+// process dies before it, ..data still names the live generation and the
+// next recover or repair puts the record right.
 func (s *Store) swap(root *os.Root, gen string) error {
+	if err := s.recordLive(root, gen); err != nil {
+		return err
+	}
 	_ = root.Remove(dataTmp)
 	if err := root.Symlink(gen, dataTmp); err != nil {
 		return fmt.Errorf("%s: %w", s.Dir, err)
@@ -533,6 +545,54 @@ func (s *Store) swap(root *os.Root, gen string) error {
 		return fmt.Errorf("%s: swap to %s: %w", s.Dir, gen, err)
 	}
 	return syncDir(root, ".")
+}
+
+// recordLive writes the name of the live generation to ..live, atomically.
+func (s *Store) recordLive(root *os.Root, gen string) error {
+	_ = root.Remove(liveTmp)
+	if err := s.writeFile(root, liveTmp, []byte(gen+"\n"), 0o600); err != nil {
+		return err
+	}
+	if err := root.Rename(liveTmp, liveRecord); err != nil {
+		_ = root.Remove(liveTmp)
+		return fmt.Errorf("%s: %w", filepath.Join(s.Dir, liveRecord), err)
+	}
+	return nil
+}
+
+// syncLiveRecord makes ..live name g, the generation ..data points at,
+// when an interrupted swap or an older certkeeper left it otherwise.
+func (s *Store) syncLiveRecord(root *os.Root, g Generation) error {
+	if b, err := root.ReadFile(liveRecord); err == nil && strings.TrimSpace(string(b)) == g.Name {
+		return nil
+	}
+	if err := s.recordLive(root, g.Name); err != nil {
+		return err
+	}
+	return syncDir(root, ".")
+}
+
+// recordedLive is the generation ..live names, if it is still there and
+// whole.
+func (s *Store) recordedLive(root *os.Root) (Generation, bool) {
+	b, err := root.ReadFile(liveRecord)
+	if err != nil {
+		return Generation{}, false
+	}
+	name := strings.TrimSpace(string(b))
+	if _, ok := genSeq(name); !ok {
+		return Generation{}, false
+	}
+	gens, err := s.generations(root)
+	if err != nil {
+		return Generation{}, false
+	}
+	for _, g := range gens {
+		if g.Name == name && g.Files != nil {
+			return g, true
+		}
+	}
+	return Generation{}, false
 }
 
 // linkAll makes every visible name a link into ..data. A regular file found
@@ -714,7 +774,7 @@ func (s *Store) recover(root *os.Root) error {
 	}
 	for _, e := range entries {
 		n := e.Name()
-		if strings.HasPrefix(n, tmpPrefix) || strings.HasPrefix(n, linkTmp) || n == dataTmp {
+		if strings.HasPrefix(n, tmpPrefix) || strings.HasPrefix(n, linkTmp) || n == dataTmp || n == liveTmp {
 			if err := root.RemoveAll(n); err != nil {
 				return fmt.Errorf("%s: remove leftover %s: %w", s.Dir, n, err)
 			}
@@ -730,6 +790,9 @@ func (s *Store) recover(root *os.Root) error {
 		return nil
 	}
 	if err != nil {
+		return err
+	}
+	if err := s.syncLiveRecord(root, live); err != nil {
 		return err
 	}
 	var want []string
