@@ -803,7 +803,8 @@ func (s *Store) recover(root *os.Root) error {
 	return s.linkAll(root, want, true)
 }
 
-// Rollback makes the newest generation older than the live one live again.
+// Rollback makes the generation the live one replaced live again (see
+// Previous).
 func (s *Store) Rollback() (from, to Generation, err error) {
 	root, unlock, err := s.openLocked(false)
 	if err != nil {
@@ -817,7 +818,7 @@ func (s *Store) Rollback() (from, to Generation, err error) {
 	if err != nil {
 		return from, to, err
 	}
-	to, err = s.Previous()
+	to, err = s.previous(root, from)
 	if err != nil {
 		return from, to, err
 	}
@@ -843,7 +844,12 @@ func (s *Store) Rollback() (from, to Generation, err error) {
 	return from, to, s.swap(root, to.Name)
 }
 
-// Previous returns the generation a rollback would make live.
+// Previous returns the generation a rollback would make live: the one the
+// live generation replaced. When that one is gone, it refuses rather than
+// pick another: an older generation by number may be one the admin
+// already rolled away from. Only a generation that records nothing it
+// replaced (the first, or one made before certkeeper recorded it) falls
+// back to the newest older one.
 func (s *Store) Previous() (Generation, error) {
 	root, err := s.open(false)
 	if err != nil {
@@ -854,14 +860,22 @@ func (s *Store) Previous() (Generation, error) {
 	if err != nil {
 		return Generation{}, err
 	}
+	return s.previous(root, live)
+}
+
+func (s *Store) previous(root *os.Root, live Generation) (Generation, error) {
 	gens, err := s.generations(root)
 	if err != nil {
 		return Generation{}, err
 	}
-	for _, g := range gens {
-		if live.Replaced != "" && g.Name == live.Replaced && g.Files != nil {
-			return g, nil
+	if live.Replaced != "" {
+		for _, g := range gens {
+			if g.Name == live.Replaced && g.Files != nil {
+				return g, nil
+			}
 		}
+		return Generation{}, fmt.Errorf("%s: no generation older than %s to roll back to: %s, which it replaced, is no longer kept",
+			s.Dir, live.Name, live.Replaced)
 	}
 	for i := len(gens) - 1; i >= 0; i-- {
 		if gens[i].Seq < live.Seq && gens[i].Files != nil {
@@ -921,7 +935,11 @@ func sortedNames(m map[string]Meta) []string {
 	return n
 }
 
-// prune removes generations beyond the live one and the Keep newest others.
+// prune keeps the live generation and Keep others, and removes the rest.
+// The others are first the chain rollbacks walk (what the live generation
+// replaced, what that one replaced, …), then the newest by number. Newest
+// alone is not enough: after a rollback, the newest generation is the one
+// rolled away from, and what the next install replaces is older.
 func (s *Store) prune(root *os.Root) error {
 	live, err := s.live(root)
 	if err != nil {
@@ -931,14 +949,29 @@ func (s *Store) prune(root *os.Root) error {
 	if err != nil {
 		return err
 	}
+	byName := map[string]Generation{}
+	for _, g := range gens {
+		byName[g.Name] = g
+	}
+	keep := map[string]bool{live.Name: true}
 	kept := 0
-	for i := len(gens) - 1; i >= 0; i-- {
-		g := gens[i]
-		if g.Name == live.Name {
-			continue
+	for name := live.Replaced; name != "" && kept < s.Keep; {
+		g, ok := byName[name]
+		if !ok || keep[name] {
+			break
 		}
-		if kept < s.Keep {
+		keep[name] = true
+		kept++
+		name = g.Replaced
+	}
+	for i := len(gens) - 1; i >= 0 && kept < s.Keep; i-- {
+		if !keep[gens[i].Name] {
+			keep[gens[i].Name] = true
 			kept++
+		}
+	}
+	for _, g := range gens {
+		if keep[g.Name] {
 			continue
 		}
 		if err := root.RemoveAll(g.Name); err != nil {

@@ -328,3 +328,58 @@ func TestStoreRollbackReturnsToWhatWasReplaced(t *testing.T) {
 		t.Fatalf("second rollback went to %s (%q): %v", to.Name, readVisible(t, dir, "node.crt"), err)
 	}
 }
+
+// Pruning keeps what a rollback returns to: the chain of generations each
+// live one replaced, before the newest by number. So a rollback never
+// returns to a generation the admin already rolled away from.
+func TestStorePruneKeepsTheRollbackChain(t *testing.T) {
+	install := func(t *testing.T, s *rotate.Store, c string) {
+		t.Helper()
+		if _, _, err := s.Install(files(c, "K"+c), "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rollback := func(t *testing.T, s *rotate.Store, dir, want string) {
+		t.Helper()
+		if _, to, err := s.Rollback(); err != nil || readVisible(t, dir, "node.crt") != want {
+			t.Fatalf("rollback went to %s (%q), want %q: %v", to.Name, readVisible(t, dir, "node.crt"), want, err)
+		}
+	}
+	t.Run("keep=1", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "b")
+		s := store(t, dir)
+		s.Keep = 1
+		install(t, s, "A")
+		install(t, s, "B")
+		rollback(t, s, dir, "A")
+		install(t, s, "C") // replaces A: A is kept, B (rolled away from) goes
+		rollback(t, s, dir, "A")
+	})
+	t.Run("keep=2", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "b")
+		s := store(t, dir)
+		install(t, s, "A")
+		install(t, s, "B")
+		rollback(t, s, dir, "A")
+		install(t, s, "C")
+		install(t, s, "D") // the chain D -> C -> A is kept; B goes
+		rollback(t, s, dir, "C")
+		rollback(t, s, dir, "A")
+	})
+	t.Run("what the live generation replaced is gone", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "b")
+		s := store(t, dir)
+		install(t, s, "A")
+		install(t, s, "B")
+		install(t, s, "C")
+		os.RemoveAll(filepath.Join(dir, "..gen-000002")) // B, by hand
+		before := testfs.Snapshot(t, dir)
+		_, _, err := s.Rollback()
+		if err == nil || !strings.Contains(err.Error(), "..gen-000002, which it replaced, is no longer kept") {
+			t.Fatalf("rollback with B gone: %v (now %q)", err, readVisible(t, dir, "node.crt"))
+		}
+		if testfs.Snapshot(t, dir) != before {
+			t.Fatal("a refused rollback changed the directory")
+		}
+	})
+}
