@@ -272,7 +272,7 @@ func (s *Store) Repair() ([]Drift, error) {
 	if len(drift) == 0 {
 		return nil, nil
 	}
-	return drift, s.repair(root, o, drift)
+	return drift, s.repair(root, o, drift, nil)
 }
 
 // newestGeneration is the generation to restore when ..data and its record
@@ -291,7 +291,9 @@ func (s *Store) newestGeneration(root *os.Root) (Generation, error) {
 	return Generation{}, ErrNoGeneration
 }
 
-func (s *Store) repair(root *os.Root, o Observed, drift []Drift) error {
+// repair fixes drift. Content is restored from the sealed copies, or from
+// from (a file's installed bytes, by name) when given.
+func (s *Store) repair(root *os.Root, o Observed, drift []Drift, from map[string][]byte) error {
 	var errs []error
 	names := map[string]bool{}
 	for _, d := range drift {
@@ -302,7 +304,7 @@ func (s *Store) repair(root *os.Root, o Observed, drift []Drift) error {
 		case DriftData:
 			err = s.swap(root, o.Gen.Name)
 		case DriftContent:
-			err = s.restoreFile(root, o.Gen.Name, d.Name, want)
+			err = s.restoreFile(root, o.Gen.Name, d.Name, want, from[d.Name])
 		case DriftMode:
 			err = root.Chmod(path, want.Mode)
 		case DriftOwner:
@@ -330,17 +332,20 @@ func (s *Store) repair(root *os.Root, o Observed, drift []Drift) error {
 	return errors.Join(errs...)
 }
 
-// restoreFile writes a generation file again from its sealed copy, as a
-// new file renamed over the damaged one: a reader sees the damaged content
-// or the installed one, never a mix, and the key is 0600 from its first
-// byte.
-func (s *Store) restoreFile(root *os.Root, gen, name string, m Meta) error {
-	sealed, err := root.ReadFile(gen + "/" + sealedDir + "/" + name)
-	if err != nil || hashOf(sealed) != m.SHA256 {
-		return fmt.Errorf("no intact sealed copy to restore it from (generation made by an older certkeeper?); install the bundle again")
+// restoreFile writes a generation file again from data, when that is the
+// installed content, else from its sealed copy, as a new file renamed over
+// the damaged one: a reader sees the damaged content or the installed one,
+// never a mix, and the key is 0600 from its first byte.
+func (s *Store) restoreFile(root *os.Root, gen, name string, m Meta, data []byte) error {
+	if data == nil || hashOf(data) != m.SHA256 {
+		sealed, err := root.ReadFile(gen + "/" + sealedDir + "/" + name)
+		if err != nil || hashOf(sealed) != m.SHA256 {
+			return fmt.Errorf("no intact sealed copy to restore it from (generation made by an older certkeeper?); install the bundle again")
+		}
+		data = sealed
 	}
 	tmp := gen + "/" + repairTmp + randomSuffix()
-	if err := s.writeFile(root, tmp, sealed, m.Mode); err != nil {
+	if err := s.writeFile(root, tmp, data, m.Mode); err != nil {
 		return err
 	}
 	if err := root.Rename(tmp, gen+"/"+name); err != nil {

@@ -82,7 +82,7 @@ func installed(t *testing.T) (*rotate.Store, string) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "b")
 	s := store(t, dir)
-	if _, _, err := s.Install(files("CERT", "KEY"), "test"); err != nil {
+	if _, err := s.Install(files("CERT", "KEY"), "test"); err != nil {
 		t.Fatal(err)
 	}
 	return s, dir
@@ -234,7 +234,7 @@ func TestRepairRestoresOwnerWithoutConfiguredOwner(t *testing.T) {
 func TestRollbackRestoresAnEditedGeneration(t *testing.T) {
 	s, dir := installed(t)
 	os.WriteFile(filepath.Join(dir, "node.crt"), []byte("TAMPERED"), 0o644) // edits ..gen-000001/node.crt
-	if _, _, err := s.Install(files("CERT2", "KEY2"), "test"); err != nil {
+	if _, err := s.Install(files("CERT2", "KEY2"), "test"); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := s.Rollback(); err != nil {
@@ -279,7 +279,7 @@ func TestRepairWithoutSealedCopies(t *testing.T) {
 func TestRepairOfARemovedDataLinkKeepsARollback(t *testing.T) {
 	rolledBack := func(t *testing.T) (*rotate.Store, string) {
 		s, dir := installed(t)
-		if _, _, err := s.Install(files("CERT2", "KEY2"), "test"); err != nil {
+		if _, err := s.Install(files("CERT2", "KEY2"), "test"); err != nil {
 			t.Fatal(err)
 		}
 		if _, _, err := s.Rollback(); err != nil {

@@ -55,7 +55,10 @@ func (m *Manager) now() time.Time {
 type Result struct {
 	Generation Generation
 	Changed    bool
-	Bundle     *Bundle
+	// Repaired is the drift an install of unchanged content restored
+	// (see Installed); it needs no reload.
+	Repaired []Drift
+	Bundle   *Bundle
 }
 
 // Live parses the live generation. It returns ErrNoGeneration before the
@@ -133,11 +136,11 @@ func (m *Manager) install(inputs []Input, source string, p Policy) (Result, erro
 	if err != nil {
 		return Result{}, err
 	}
-	gen, changed, err := m.Store.Install(Plan(b, m.Spec.Layout), source)
+	in, err := m.Store.Install(Plan(b, m.Spec.Layout), source)
 	if err != nil {
 		return Result{}, err
 	}
-	return Result{Generation: gen, Changed: changed, Bundle: b}, nil
+	return Result{Generation: in.Generation, Changed: in.Changed, Repaired: in.Repaired, Bundle: b}, nil
 }
 
 // Rollback makes the previous generation live again. Unless force, the

@@ -208,62 +208,141 @@ func (s *Store) chown(name string, fi fs.FileInfo, chown func(string, int, int) 
 	return nil
 }
 
+// Installed says what Store.Install did.
+type Installed struct {
+	// Generation is the live generation: the new one, or the one that
+	// already held these files.
+	Generation Generation
+	// Changed is false when the live generation already held these files:
+	// nothing new for a daemon, so nothing to reload.
+	Changed bool
+	// Repaired is what an install of unchanged files found drifted in the
+	// live directory and restored (content, mode, owner, links, sealed
+	// copies): what the daemons were given, so still nothing to reload.
+	Repaired []Drift
+}
+
 // Install writes files as a new generation and makes it live. When the live
-// generation already holds exactly these files, nothing is written and
-// changed is false; the visible names are still checked and repaired.
-func (s *Store) Install(files []File, source string) (gen Generation, changed bool, err error) {
+// generation already holds exactly these files, no generation is made and
+// Changed is false; the live directory is then restored to them (see
+// Installed.Repaired), so installing a bundle again repairs it.
+func (s *Store) Install(files []File, source string) (Installed, error) {
 	if len(files) == 0 {
-		return gen, false, errors.New("nothing to install")
+		return Installed{}, errors.New("nothing to install")
 	}
 	for _, f := range files {
 		if err := CheckName(f.Name); err != nil {
-			return gen, false, err
+			return Installed{}, err
 		}
 	}
 	root, unlock, err := s.openLocked(true)
 	if err != nil {
-		return gen, false, err
+		return Installed{}, err
 	}
 	defer unlock()
 	if err := s.recover(root); err != nil {
-		return gen, false, err
+		return Installed{}, err
 	}
 	live, liveErr := s.live(root)
 	if liveErr != nil && !errors.Is(liveErr, ErrNoGeneration) {
-		return gen, false, liveErr
+		return Installed{}, liveErr
 	}
 	if err := s.checkVisible(root, files); err != nil {
-		return gen, false, err
+		return Installed{}, err
 	}
 	if errors.Is(liveErr, ErrNoGeneration) {
 		if err := s.adopt(root, files); err != nil {
-			return gen, false, err
+			return Installed{}, err
 		}
 		live, liveErr = s.live(root)
 	}
 	if liveErr == nil && sameFiles(live, files) {
-		return live, false, s.linkAll(root, names(files), true)
+		repaired, err := s.restore(root, live, files)
+		return Installed{Generation: live, Repaired: repaired}, err
 	}
 	replaced := ""
 	if liveErr == nil {
 		replaced = live.Name
 	}
-	gen, err = s.stage(root, files, source, replaced)
+	gen, err := s.stage(root, files, source, replaced)
 	if err != nil {
-		return gen, false, err
+		return Installed{Generation: gen}, err
 	}
 	// Links first: a name that is new in this generation dangles (reads as
 	// missing) until the swap makes all of them appear together.
 	if err := s.linkAll(root, names(files), true); err != nil {
-		return gen, false, err
+		return Installed{Generation: gen}, err
 	}
 	if err := s.swap(root, gen.Name); err != nil {
-		return gen, false, err
+		return Installed{Generation: gen}, err
 	}
 	if err := s.prune(root); err != nil {
-		return gen, true, err
+		return Installed{Generation: gen, Changed: true}, err
 	}
-	return gen, true, nil
+	return Installed{Generation: gen, Changed: true}, nil
+}
+
+// restore makes the live directory hold what the live generation recorded,
+// as drift repair does, but from files, the bundle being installed again
+// (byte for byte the generation's: sameFiles). So it works where no sealed
+// copy is left, and writes missing or damaged sealed copies again for the
+// repairs to come. It returns what it found and restored.
+func (s *Store) restore(root *os.Root, live Generation, files []File) ([]Drift, error) {
+	data := map[string][]byte{}
+	for _, f := range files {
+		data[f.Name] = f.Data
+	}
+	o, err := s.observe(root, live)
+	if err != nil {
+		return nil, err
+	}
+	drift := FindDrift(o)
+	if err := s.repair(root, o, drift, data); err != nil {
+		return drift, err
+	}
+	resealed, err := s.reseal(root, live, data)
+	drift = append(drift, resealed...)
+	if err != nil {
+		return drift, err
+	}
+	// The links' owner, which FindDrift does not judge.
+	return drift, s.linkAll(root, names(files), true)
+}
+
+// reseal writes again each sealed copy of generation g that is missing or
+// no longer matches ..meta.json, from data when it holds the recorded
+// content.
+func (s *Store) reseal(root *os.Root, g Generation, data map[string][]byte) ([]Drift, error) {
+	var out []Drift
+	sealed := g.Name + "/" + sealedDir
+	for _, name := range sortedNames(g.Files) {
+		m := g.Files[name]
+		if b, err := root.ReadFile(sealed + "/" + name); err == nil && hashOf(b) == m.SHA256 {
+			continue
+		}
+		d, ok := data[name]
+		if !ok || hashOf(d) != m.SHA256 {
+			continue
+		}
+		if err := root.Mkdir(sealed, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return out, fmt.Errorf("%s: %w", filepath.Join(s.Dir, sealed), err)
+		}
+		// Written beside the generation's files, where recover finds a
+		// leftover, then renamed into place.
+		tmp := g.Name + "/" + repairTmp + randomSuffix()
+		if err := s.writeFile(root, tmp, d, 0o600); err != nil {
+			return out, err
+		}
+		if err := root.Rename(tmp, sealed+"/"+name); err != nil {
+			_ = root.Remove(tmp)
+			return out, fmt.Errorf("%s: %w", filepath.Join(s.Dir, sealed, name), err)
+		}
+		if err := syncDir(root, sealed); err != nil {
+			return out, err
+		}
+		out = append(out, Drift{Name: name, Kind: DriftContent, Detail: "its sealed copy (what drift repair restores from) was missing or damaged; written again"})
+	}
+	return out, nil
 }
 
 func names(files []File) []string {
@@ -835,7 +914,7 @@ func (s *Store) Rollback() (from, to Generation, err error) {
 			fileDrift = append(fileDrift, d)
 		}
 	}
-	if err := s.repair(root, o, fileDrift); err != nil {
+	if err := s.repair(root, o, fileDrift, nil); err != nil {
 		return from, to, err
 	}
 	if err := s.linkAll(root, sortedNames(to.Files), true); err != nil {
