@@ -91,6 +91,7 @@ func Install(ctx context.Context, b *Bundle, inputs []rotate.Input, source strin
 	}
 	if !res.Changed {
 		log.Info("bundle unchanged; no reload", "bundle", b.Name, "generation", res.Generation.Name)
+		logRepaired(log, b, res.Repaired)
 		return out, nil
 	}
 	log.Info("installed", "bundle", b.Name, "generation", res.Generation.Name, "dir", b.Resolved.Dir,
@@ -149,4 +150,12 @@ func (r Reload) Action() platform.ReloadAction {
 	}
 	return platform.ReloadAction{Systemd: r.Systemd, WindowsService: r.WindowsService, Signal: r.Signal, Pidfile: r.Pidfile, Command: r.Command,
 		Shell: r.Shell, OnlyIfRunning: r.OnlyIfRunning, Timeout: t}
+}
+
+// logRepaired logs what an install of unchanged content restored in the
+// live directory, one line per drift, as the agent's own repairs are.
+func logRepaired(log *slog.Logger, b *Bundle, repaired []rotate.Drift) {
+	for _, d := range repaired {
+		log.Info("repaired drift", "bundle", b.Name, "file", filepath.Join(b.Resolved.Dir, d.Name), "drift", string(d.Kind), "was", d.Detail)
+	}
 }

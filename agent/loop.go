@@ -389,8 +389,19 @@ func (l *bundleLoop) reject(files []InboxFile, reason string, now time.Time) {
 func (l *bundleLoop) installed(ctx context.Context, res rotate.Result, source string, now time.Time) {
 	if !res.Changed {
 		l.log.Info("bundle unchanged; no reload", "generation", res.Generation.Name, "source", source)
+		for _, d := range res.Repaired {
+			l.log.Warn("repaired drift", "file", filepath.Join(l.b.Resolved.Dir, d.Name), "drift", string(d.Kind), "was", d.Detail)
+		}
 		l.st.update(func(s *BundleState) {
 			s.LastInstall = &Event{Time: now, Result: ResultUnchanged, Detail: source}
+			if len(res.Repaired) > 0 {
+				s.Counters.Repairs += uint64(len(res.Repaired))
+				var what []string
+				for _, d := range res.Repaired {
+					what = append(what, d.String())
+				}
+				s.LastRepair = &Event{Time: now, Result: ResultOK, Detail: strings.Join(what, "; ")}
+			}
 		})
 		return
 	}

@@ -110,6 +110,7 @@ func InstallPulled(ctx context.Context, b *Bundle, inputs []rotate.Input, source
 	}
 	if !res.Changed {
 		log.Info("pulled bundle unchanged; no reload", "bundle", b.Name, "generation", res.Generation.Name, "source", source)
+		logRepaired(log, b, res.Repaired)
 		return out, nil
 	}
 	log.Info("installed", "bundle", b.Name, "generation", res.Generation.Name, "dir", b.Resolved.Dir,

@@ -106,20 +106,20 @@ func (s BundleState) Health() (rotate.Health, string) {
 		worse(rotate.Critical, "drift the agent can not repair: "+s.Drift[0].String())
 	}
 	if e := s.LastCheck; e != nil && e.Result == ResultFailed {
-		worse(rotate.Warning, fmt.Sprintf("check failed at %s: %s", stampOf(e.Time), e.Detail))
+		worse(rotate.Warning, fmt.Sprintf("check failed at %s: %s", rotate.Stamp(e.Time), e.Detail))
 	}
 	if e := s.LastReload; e != nil && e.Result == ResultFailed {
-		worse(rotate.Warning, fmt.Sprintf("reload failed at %s: %s", stampOf(e.Time), e.Detail))
+		worse(rotate.Warning, fmt.Sprintf("reload failed at %s: %s", rotate.Stamp(e.Time), e.Detail))
 	}
 	if e := s.LastInstall; e != nil && (e.Result == ResultRejected || e.Result == ResultFailed) {
-		worse(rotate.Warning, fmt.Sprintf("inbox set %s at %s: %s", e.Result, stampOf(e.Time), e.Detail))
+		worse(rotate.Warning, fmt.Sprintf("inbox set %s at %s: %s", e.Result, rotate.Stamp(e.Time), e.Detail))
 	}
 	if s.RenewalDue && s.Source != nil && s.Source.Failures > 0 {
-		worse(rotate.Warning, fmt.Sprintf("renewal due; %d fetches failed, next try %s: %s", s.Source.Failures, stampOf(s.Source.NextTry), s.Source.LastError))
+		worse(rotate.Warning, fmt.Sprintf("renewal due; %d fetches failed, next try %s: %s", s.Source.Failures, rotate.Stamp(s.Source.NextTry), s.Source.LastError))
 	}
 	if s.RenewalDue && s.Source != nil && s.Source.NothingNewer > 0 {
 		worse(rotate.Warning, fmt.Sprintf("renewal due; source has nothing newer (%d fetches since the window opened at %s), next try %s",
-			s.Source.NothingNewer, stampOf(s.RenewAt), stampOf(s.Source.NextTry)))
+			s.Source.NothingNewer, rotate.Stamp(s.RenewAt), rotate.Stamp(s.Source.NextTry)))
 	}
 	if s.ExpiryCritical {
 		why := "no source renews it: drop a renewed bundle into the inbox"
@@ -129,14 +129,12 @@ func (s BundleState) Health() (rotate.Health, string) {
 		case src != nil && src.NothingNewer > 0:
 			why = "the source has nothing newer: re-issue on the admin host (certkeeper ca renew)"
 		case src != nil:
-			why = "renewal pending, next try " + stampOf(src.NextTry)
+			why = "renewal pending, next try " + rotate.Stamp(src.NextTry)
 		}
-		worse(rotate.Critical, fmt.Sprintf("certificate expires %s and has not been renewed: %s", stampOf(s.NotAfter), why))
+		worse(rotate.Critical, fmt.Sprintf("certificate expires %s and has not been renewed: %s", rotate.Stamp(s.NotAfter), why))
 	}
 	return h, text
 }
-
-func stampOf(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") }
 
 // bundleState is a BundleState shared between a bundle's loop and the
 // daemon's writers.

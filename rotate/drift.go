@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/certkeeper/certkeeper/pki"
 	"github.com/certkeeper/certkeeper/platform"
 )
 
@@ -201,7 +202,7 @@ func (s *Store) observe(root *os.Root, g Generation) (Observed, error) {
 			if uid, gid, ok := platform.FileOwner(fi); ok {
 				f.UID, f.GID = uid, gid
 			}
-			if fi.Size() <= 1<<20 {
+			if fi.Size() <= pki.MaxFileSize {
 				if b, err := root.ReadFile(g.Name + "/" + name); err == nil {
 					f.SHA256 = hashOf(b)
 				}
@@ -244,9 +245,19 @@ func (s *Store) Repair() ([]Drift, error) {
 	}
 	defer unlock()
 	g, err := s.live(root)
-	if err != nil {
-		// ..data is gone or points at no generation: the newest one is
-		// what the last install made live.
+	switch {
+	case err == nil:
+		if err := s.syncLiveRecord(root, g); err != nil {
+			return nil, err
+		}
+	default:
+		// ..data is gone or points at no generation: restore the one the
+		// last swap made live, as ..live records it (after a rollback, not
+		// the newest), else the newest, which an install makes live.
+		if recorded, ok := s.recordedLive(root); ok {
+			g = recorded
+			break
+		}
 		newest, nerr := s.newestGeneration(root)
 		if nerr != nil {
 			return nil, err
@@ -261,11 +272,12 @@ func (s *Store) Repair() ([]Drift, error) {
 	if len(drift) == 0 {
 		return nil, nil
 	}
-	return drift, s.repair(root, o, drift)
+	return drift, s.repair(root, o, drift, nil)
 }
 
-// newestGeneration is the generation to restore when ..data was removed:
-// an install always makes the newest generation live.
+// newestGeneration is the generation to restore when ..data and its record
+// ..live were removed (or predate the record): an install always makes the
+// newest generation live.
 func (s *Store) newestGeneration(root *os.Root) (Generation, error) {
 	gens, err := s.generations(root)
 	if err != nil {
@@ -279,7 +291,9 @@ func (s *Store) newestGeneration(root *os.Root) (Generation, error) {
 	return Generation{}, ErrNoGeneration
 }
 
-func (s *Store) repair(root *os.Root, o Observed, drift []Drift) error {
+// repair fixes drift. Content is restored from the sealed copies, or from
+// from (a file's installed bytes, by name) when given.
+func (s *Store) repair(root *os.Root, o Observed, drift []Drift, from map[string][]byte) error {
 	var errs []error
 	names := map[string]bool{}
 	for _, d := range drift {
@@ -290,7 +304,7 @@ func (s *Store) repair(root *os.Root, o Observed, drift []Drift) error {
 		case DriftData:
 			err = s.swap(root, o.Gen.Name)
 		case DriftContent:
-			err = s.restoreFile(root, o.Gen.Name, d.Name, want)
+			err = s.restoreFile(root, o.Gen.Name, d.Name, want, from[d.Name])
 		case DriftMode:
 			err = root.Chmod(path, want.Mode)
 		case DriftOwner:
@@ -318,17 +332,20 @@ func (s *Store) repair(root *os.Root, o Observed, drift []Drift) error {
 	return errors.Join(errs...)
 }
 
-// restoreFile writes a generation file again from its sealed copy, as a
-// new file renamed over the damaged one: a reader sees the damaged content
-// or the installed one, never a mix, and the key is 0600 from its first
-// byte.
-func (s *Store) restoreFile(root *os.Root, gen, name string, m Meta) error {
-	sealed, err := root.ReadFile(gen + "/" + sealedDir + "/" + name)
-	if err != nil || hashOf(sealed) != m.SHA256 {
-		return fmt.Errorf("no intact sealed copy to restore it from (generation made by an older certkeeper?); install the bundle again")
+// restoreFile writes a generation file again from data, when that is the
+// installed content, else from its sealed copy, as a new file renamed over
+// the damaged one: a reader sees the damaged content or the installed one,
+// never a mix, and the key is 0600 from its first byte.
+func (s *Store) restoreFile(root *os.Root, gen, name string, m Meta, data []byte) error {
+	if data == nil || hashOf(data) != m.SHA256 {
+		sealed, err := root.ReadFile(gen + "/" + sealedDir + "/" + name)
+		if err != nil || hashOf(sealed) != m.SHA256 {
+			return fmt.Errorf("no intact sealed copy to restore it from (generation made by an older certkeeper?); install the bundle again")
+		}
+		data = sealed
 	}
 	tmp := gen + "/" + repairTmp + randomSuffix()
-	if err := s.writeFile(root, tmp, sealed, m.Mode); err != nil {
+	if err := s.writeFile(root, tmp, data, m.Mode); err != nil {
 		return err
 	}
 	if err := root.Rename(tmp, gen+"/"+name); err != nil {

@@ -82,7 +82,7 @@ func installed(t *testing.T) (*rotate.Store, string) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "b")
 	s := store(t, dir)
-	if _, _, err := s.Install(files("CERT", "KEY"), "test"); err != nil {
+	if _, err := s.Install(files("CERT", "KEY"), "test"); err != nil {
 		t.Fatal(err)
 	}
 	return s, dir
@@ -234,7 +234,7 @@ func TestRepairRestoresOwnerWithoutConfiguredOwner(t *testing.T) {
 func TestRollbackRestoresAnEditedGeneration(t *testing.T) {
 	s, dir := installed(t)
 	os.WriteFile(filepath.Join(dir, "node.crt"), []byte("TAMPERED"), 0o644) // edits ..gen-000001/node.crt
-	if _, _, err := s.Install(files("CERT2", "KEY2"), "test"); err != nil {
+	if _, err := s.Install(files("CERT2", "KEY2"), "test"); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := s.Rollback(); err != nil {
@@ -272,4 +272,47 @@ func TestRepairWithoutSealedCopies(t *testing.T) {
 	if _, err := s.Repair(); err == nil || !strings.Contains(err.Error(), "no intact sealed copy") {
 		t.Fatalf("Repair without sealed copy: %v", err)
 	}
+}
+
+// A removed ..data is restored to the generation that was live, which after
+// a rollback is not the newest one: repair must not undo the rollback.
+func TestRepairOfARemovedDataLinkKeepsARollback(t *testing.T) {
+	rolledBack := func(t *testing.T) (*rotate.Store, string) {
+		s, dir := installed(t)
+		if _, err := s.Install(files("CERT2", "KEY2"), "test"); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := s.Rollback(); err != nil {
+			t.Fatal(err)
+		}
+		return s, dir
+	}
+	t.Run("..data removed", func(t *testing.T) {
+		s, dir := rolledBack(t)
+		os.Remove(filepath.Join(dir, "..data"))
+		repair(t, s, rotate.DriftData)
+		if readVisible(t, dir, "node.crt") != "CERT" || readVisible(t, dir, "node.key") != "KEY" {
+			t.Fatalf("repair made %q live, not the generation rolled back to", readVisible(t, dir, "node.crt"))
+		}
+	})
+	t.Run("..data pointed elsewhere", func(t *testing.T) {
+		s, dir := rolledBack(t)
+		os.Remove(filepath.Join(dir, "..data"))
+		os.Symlink("/etc", filepath.Join(dir, "..data"))
+		repair(t, s, rotate.DriftData)
+		if readVisible(t, dir, "node.crt") != "CERT" {
+			t.Fatalf("repair made %q live, not the generation rolled back to", readVisible(t, dir, "node.crt"))
+		}
+	})
+	// A directory from before the record (or one whose record was
+	// removed too) falls back to the newest generation.
+	t.Run("..data and ..live removed", func(t *testing.T) {
+		s, dir := rolledBack(t)
+		os.Remove(filepath.Join(dir, "..data"))
+		os.Remove(filepath.Join(dir, "..live"))
+		repair(t, s, rotate.DriftData)
+		if readVisible(t, dir, "node.crt") != "CERT2" {
+			t.Fatalf("without a record, repair made %q live, not the newest", readVisible(t, dir, "node.crt"))
+		}
+	})
 }

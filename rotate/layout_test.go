@@ -258,3 +258,97 @@ func TestStatusSeesDrift(t *testing.T) {
 		t.Fatalf("after rm: %s %s", st.Health, st.HealthText)
 	}
 }
+
+// A Clusterio controller's certificate is its own CA: replacing it is a CA
+// change, refused with the CA-change reason, and allowed by
+// allow_ca_change.
+func TestClusterioControllerReplacesItsSelfSignedCertificate(t *testing.T) {
+	opts := testpki.Options{CA: true, IPs: []string{"203.0.113.4"}, DNS: []string{"localhost"}}
+	first, second := testpki.SelfSigned(t, "node1", opts), testpki.SelfSigned(t, "node1", opts)
+	m := manager(t, "clusterio", "203.0.113.4", rotate.Overrides{})
+	if _, err := m.Install([]rotate.Input{in("cert.pem", first.CertPEM()), in("key.pem", first.KeyPEM(t))}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := m.Install([]rotate.Input{in("cert.pem", second.CertPEM()), in("key.pem", second.KeyPEM(t))}, "test")
+	if err == nil || !strings.Contains(err.Error(), "refusing a CA change") || strings.Contains(err.Error(), "not signed by") {
+		t.Fatalf("a new self-signed certificate without allow_ca_change: %v", err)
+	}
+	if got := readVisible(t, m.Spec.Layout.Dir, "cert.pem"); got != string(first.CertPEM()) {
+		t.Fatal("the refused certificate is live")
+	}
+	m.Spec.AllowCAChange = true
+	if _, err := m.Install([]rotate.Input{in("cert.pem", second.CertPEM()), in("key.pem", second.KeyPEM(t))}, "test"); err != nil {
+		t.Fatalf("a new self-signed certificate with allow_ca_change: %v", err)
+	}
+	if got := readVisible(t, m.Spec.Layout.Dir, "cert.pem"); got != string(second.CertPEM()) {
+		t.Fatal("the new certificate is not live")
+	}
+	if st := m.Status(); st.Health != rotate.OK || st.Chain != "ok" {
+		t.Fatalf("status after the replacement: %s %q, chain %q", st.Health, st.HealthText, st.Chain)
+	}
+}
+
+// A live directory that can not be trusted (chmod 777) is the one problem
+// status reports: not every file as missing from the live generation, with
+// the advice to install again, which would be refused.
+func TestStatusOfAnUnreadableLiveDirectoryShowsOnlyTheCause(t *testing.T) {
+	if !platform.SupportsOwnership {
+		t.Skip("no Unix modes here")
+	}
+	ca := testpki.NewCA(t, "cluster", testpki.Options{})
+	leaf := ca.Issue(t, "n1", testpki.Options{})
+	m := manager(t, "flocker-node", "n1", rotate.Overrides{})
+	if _, err := m.Install([]rotate.Input{in("a", ca.CertPEM()), in("b", leaf.CertPEM()), in("c", leaf.KeyPEM(t))}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(m.Spec.Layout.Dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	st := m.Status()
+	if st.Health != rotate.Critical || !strings.Contains(st.HealthText, "writable by group or others") {
+		t.Fatalf("status: %s %q", st.Health, st.HealthText)
+	}
+	if len(st.Files) != 0 || len(st.Problems) != 1 {
+		t.Fatalf("status lists %d files and problems %q; want only the directory's", len(st.Files), st.Problems)
+	}
+}
+
+// Files an admin copied by hand before certkeeper's first install are the
+// live bundle: the first install is adopted over them, so a bundle from
+// another CA is a CA change like any other (invariant 5).
+func TestHandCopiedFilesAreTheTrustAnchorOfTheFirstInstall(t *testing.T) {
+	ca, other := testpki.NewCA(t, "cluster", testpki.Options{}), testpki.NewCA(t, "other", testpki.Options{})
+	mine, foreign := ca.Issue(t, "n1", testpki.Options{}), other.Issue(t, "n1", testpki.Options{})
+	handCopied := func(t *testing.T) *rotate.Manager {
+		m := manager(t, "flocker-node", "n1", rotate.Overrides{})
+		dir := m.Spec.Layout.Dir
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		testpki.WriteFile(t, dir, "cluster.crt", ca.CertPEM(), 0o644)
+		testpki.WriteFile(t, dir, "node.crt", mine.CertPEM(), 0o644)
+		testpki.WriteFile(t, dir, "node.key", mine.KeyPEM(t), 0o600)
+		return m
+	}
+	foreignBundle := []rotate.Input{in("ca2.crt", other.CertPEM()), in("n2.crt", foreign.CertPEM()), in("n2.key", foreign.KeyPEM(t))}
+
+	m := handCopied(t)
+	_, err := m.Install(foreignBundle, "test")
+	if err == nil || !strings.Contains(err.Error(), "refusing a CA change") {
+		t.Fatalf("a bundle from another CA over hand-copied files: %v", err)
+	}
+	if got := readVisible(t, m.Spec.Layout.Dir, "node.crt"); got != string(mine.CertPEM()) {
+		t.Fatal("the hand-copied certificate was replaced")
+	}
+	// A renewed leaf from the same CA takes the hand-copied key.
+	renewed := ca.Issue(t, "n1", testpki.Options{Reuse: mine.Key})
+	if _, err := m.Install([]rotate.Input{in("n1.crt", renewed.CertPEM())}, "test"); err != nil {
+		t.Fatalf("a renewed leaf for the hand-copied key: %v", err)
+	}
+
+	m = handCopied(t)
+	m.Spec.AllowCAChange = true
+	if _, err := m.Install(foreignBundle, "test"); err != nil {
+		t.Fatalf("with allow_ca_change: %v", err)
+	}
+}

@@ -55,7 +55,10 @@ func (m *Manager) now() time.Time {
 type Result struct {
 	Generation Generation
 	Changed    bool
-	Bundle     *Bundle
+	// Repaired is the drift an install of unchanged content restored
+	// (see Installed); it needs no reload.
+	Repaired []Drift
+	Bundle   *Bundle
 }
 
 // Live parses the live generation. It returns ErrNoGeneration before the
@@ -77,12 +80,38 @@ func (m *Manager) policy() Policy {
 // installing anything.
 func (m *Manager) Validate(inputs []Input, p Policy) (*Bundle, error) {
 	live, _, err := m.Live()
-	if err != nil && !errors.Is(err, ErrNoGeneration) {
+	switch {
+	case errors.Is(err, ErrNoGeneration):
+		live = m.handCopied()
+	case err != nil:
 		// A damaged live bundle can not vouch for a CA or lend its key; the
 		// candidate must then stand on its own.
 		live = nil
 	}
 	return Validate(Classify(inputs), p, live)
+}
+
+// handCopied is the bundle an admin copied by hand into the directory
+// before certkeeper's first install. The install adopts it as a generation
+// before swapping in the new one, so it is the live bundle: its CA is the
+// trust anchor the candidate's CA is checked against, and its key may
+// complete a renewed leaf. When not every file parses, only a CA that does
+// still vouches (a bundle from another CA stays a CA change); a key is
+// lent only from a whole bundle.
+func (m *Manager) handCopied() *Bundle {
+	l := m.Spec.Layout
+	files, err := m.Store.HandCopied([]string{l.TrustFile(), l.CertFile, l.KeyFile})
+	if err != nil || len(files) == 0 {
+		return nil
+	}
+	b, err := ReadBundle(files, l)
+	if err != nil {
+		if len(b.CAs) == 0 {
+			return nil
+		}
+		return &Bundle{CAs: b.CAs}
+	}
+	return b
 }
 
 // Install validates inputs and, if they pass, makes them the live
@@ -107,11 +136,11 @@ func (m *Manager) install(inputs []Input, source string, p Policy) (Result, erro
 	if err != nil {
 		return Result{}, err
 	}
-	gen, changed, err := m.Store.Install(Plan(b, m.Spec.Layout), source)
+	in, err := m.Store.Install(Plan(b, m.Spec.Layout), source)
 	if err != nil {
 		return Result{}, err
 	}
-	return Result{Generation: gen, Changed: changed, Bundle: b}, nil
+	return Result{Generation: in.Generation, Changed: in.Changed, Repaired: in.Repaired, Bundle: b}, nil
 }
 
 // Rollback makes the previous generation live again. Unless force, the
@@ -208,6 +237,15 @@ func (m *Manager) Status() Status {
 		return st
 	}
 	st.Generation, st.Installed, st.Source = gen.Name, gen.Installed, gen.Source
+	if err != nil && gen.Files == nil {
+		// The directory, ..data or ..meta.json could not be read (a mode
+		// that makes the directory untrusted, a damaged link): that is
+		// the problem, and the one to show. Each file would only read as
+		// "not in the live generation", with advice to install again
+		// that the same error refuses.
+		problem(Critical, "%v", err)
+		return st
+	}
 	if gens, gerr := m.Store.Generations(); gerr == nil {
 		for _, g := range gens {
 			if g.Name != gen.Name {

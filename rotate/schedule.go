@@ -48,7 +48,7 @@ func (p RenewalPolicy) Check(lifetime time.Duration) error {
 func RenewalTime(notBefore, notAfter time.Time, p RenewalPolicy, jitter float64) (time.Time, error) {
 	life := notAfter.Sub(notBefore)
 	if life <= 0 {
-		return notBefore, fmt.Errorf("certificate lifetime is %s (not after %s, not before %s)", life, stamp(notAfter), stamp(notBefore))
+		return notBefore, fmt.Errorf("certificate lifetime is %s (not after %s, not before %s)", life, Stamp(notAfter), Stamp(notBefore))
 	}
 	if err := p.Check(life); err != nil {
 		return time.Time{}, err
@@ -116,13 +116,13 @@ func ExpiryHealth(now, notBefore, notAfter, renewAt time.Time) (Health, string) 
 	left := notAfter.Sub(now)
 	switch {
 	case now.After(notAfter):
-		return Critical, fmt.Sprintf("expired %s ago (%s)", Age(-left), stamp(notAfter))
+		return Critical, fmt.Sprintf("expired %s ago (%s)", Age(-left), Stamp(notAfter))
 	case now.Before(notBefore):
-		return Critical, fmt.Sprintf("not valid until %s; check the clock", stamp(notBefore))
+		return Critical, fmt.Sprintf("not valid until %s; check the clock", Stamp(notBefore))
 	case left <= CriticalThreshold(notBefore, notAfter):
-		return Critical, fmt.Sprintf("expires in %s (%s) and has not been renewed", Age(left), stamp(notAfter))
+		return Critical, fmt.Sprintf("expires in %s (%s) and has not been renewed", Age(left), Stamp(notAfter))
 	case !now.Before(renewAt):
-		return Warning, fmt.Sprintf("in its renewal window: expires in %s (%s)", Age(left), stamp(notAfter))
+		return Warning, fmt.Sprintf("in its renewal window: expires in %s (%s)", Age(left), Stamp(notAfter))
 	}
-	return OK, fmt.Sprintf("expires in %s (%s), renewal in %s", Age(left), stamp(notAfter), Age(renewAt.Sub(now)))
+	return OK, fmt.Sprintf("expires in %s (%s), renewal in %s", Age(left), Stamp(notAfter), Age(renewAt.Sub(now)))
 }

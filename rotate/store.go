@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/certkeeper/certkeeper/pki"
 	"github.com/certkeeper/certkeeper/platform"
 )
 
@@ -24,6 +25,7 @@ import (
 //	  ..gen-000007/             a complete generation: node.crt node.key cluster.crt ..meta.json
 //	  ..gen-000006/             the previous one, kept for rollback
 //	  ..data -> ..gen-000007    the live generation
+//	  ..live                    "..gen-000007": which one ..data should point at
 //	  node.crt -> ..data/node.crt
 //	  node.key -> ..data/node.key
 //	  cluster.crt -> ..data/cluster.crt
@@ -34,13 +36,18 @@ import (
 // into the same generation: a certificate never sits beside another
 // generation's key.
 const (
-	dataLink  = "..data"
-	dataTmp   = "..data.tmp"
-	genPrefix = "..gen-"
-	tmpPrefix = "..tmp-"
-	linkTmp   = "..link-"
-	displaced = "..displaced"
-	metaFile  = "..meta.json"
+	dataLink = "..data"
+	dataTmp  = "..data.tmp"
+	// liveRecord names the live generation, written at every swap. It is
+	// what drift repair restores ..data to when ..data is gone: after a
+	// rollback the live generation is not the newest one.
+	liveRecord = "..live"
+	liveTmp    = "..live.tmp"
+	genPrefix  = "..gen-"
+	tmpPrefix  = "..tmp-"
+	linkTmp    = "..link-"
+	displaced  = "..displaced"
+	metaFile   = "..meta.json"
 	// sealedDir, inside each generation, holds a pristine copy of every
 	// file (0600, in a 0700 directory). No visible name links into it, so
 	// `cp`, `chmod` or an editor working through node.crt modify the
@@ -201,62 +208,141 @@ func (s *Store) chown(name string, fi fs.FileInfo, chown func(string, int, int) 
 	return nil
 }
 
+// Installed says what Store.Install did.
+type Installed struct {
+	// Generation is the live generation: the new one, or the one that
+	// already held these files.
+	Generation Generation
+	// Changed is false when the live generation already held these files:
+	// nothing new for a daemon, so nothing to reload.
+	Changed bool
+	// Repaired is what an install of unchanged files found drifted in the
+	// live directory and restored (content, mode, owner, links, sealed
+	// copies): what the daemons were given, so still nothing to reload.
+	Repaired []Drift
+}
+
 // Install writes files as a new generation and makes it live. When the live
-// generation already holds exactly these files, nothing is written and
-// changed is false; the visible names are still checked and repaired.
-func (s *Store) Install(files []File, source string) (gen Generation, changed bool, err error) {
+// generation already holds exactly these files, no generation is made and
+// Changed is false; the live directory is then restored to them (see
+// Installed.Repaired), so installing a bundle again repairs it.
+func (s *Store) Install(files []File, source string) (Installed, error) {
 	if len(files) == 0 {
-		return gen, false, errors.New("nothing to install")
+		return Installed{}, errors.New("nothing to install")
 	}
 	for _, f := range files {
 		if err := CheckName(f.Name); err != nil {
-			return gen, false, err
+			return Installed{}, err
 		}
 	}
 	root, unlock, err := s.openLocked(true)
 	if err != nil {
-		return gen, false, err
+		return Installed{}, err
 	}
 	defer unlock()
 	if err := s.recover(root); err != nil {
-		return gen, false, err
+		return Installed{}, err
 	}
 	live, liveErr := s.live(root)
 	if liveErr != nil && !errors.Is(liveErr, ErrNoGeneration) {
-		return gen, false, liveErr
+		return Installed{}, liveErr
 	}
 	if err := s.checkVisible(root, files); err != nil {
-		return gen, false, err
+		return Installed{}, err
 	}
 	if errors.Is(liveErr, ErrNoGeneration) {
 		if err := s.adopt(root, files); err != nil {
-			return gen, false, err
+			return Installed{}, err
 		}
 		live, liveErr = s.live(root)
 	}
 	if liveErr == nil && sameFiles(live, files) {
-		return live, false, s.linkAll(root, names(files), true)
+		repaired, err := s.restore(root, live, files)
+		return Installed{Generation: live, Repaired: repaired}, err
 	}
 	replaced := ""
 	if liveErr == nil {
 		replaced = live.Name
 	}
-	gen, err = s.stage(root, files, source, replaced)
+	gen, err := s.stage(root, files, source, replaced)
 	if err != nil {
-		return gen, false, err
+		return Installed{Generation: gen}, err
 	}
 	// Links first: a name that is new in this generation dangles (reads as
 	// missing) until the swap makes all of them appear together.
 	if err := s.linkAll(root, names(files), true); err != nil {
-		return gen, false, err
+		return Installed{Generation: gen}, err
 	}
 	if err := s.swap(root, gen.Name); err != nil {
-		return gen, false, err
+		return Installed{Generation: gen}, err
 	}
 	if err := s.prune(root); err != nil {
-		return gen, true, err
+		return Installed{Generation: gen, Changed: true}, err
 	}
-	return gen, true, nil
+	return Installed{Generation: gen, Changed: true}, nil
+}
+
+// restore makes the live directory hold what the live generation recorded,
+// as drift repair does, but from files, the bundle being installed again
+// (byte for byte the generation's: sameFiles). So it works where no sealed
+// copy is left, and writes missing or damaged sealed copies again for the
+// repairs to come. It returns what it found and restored.
+func (s *Store) restore(root *os.Root, live Generation, files []File) ([]Drift, error) {
+	data := map[string][]byte{}
+	for _, f := range files {
+		data[f.Name] = f.Data
+	}
+	o, err := s.observe(root, live)
+	if err != nil {
+		return nil, err
+	}
+	drift := FindDrift(o)
+	if err := s.repair(root, o, drift, data); err != nil {
+		return drift, err
+	}
+	resealed, err := s.reseal(root, live, data)
+	drift = append(drift, resealed...)
+	if err != nil {
+		return drift, err
+	}
+	// The links' owner, which FindDrift does not judge.
+	return drift, s.linkAll(root, names(files), true)
+}
+
+// reseal writes again each sealed copy of generation g that is missing or
+// no longer matches ..meta.json, from data when it holds the recorded
+// content.
+func (s *Store) reseal(root *os.Root, g Generation, data map[string][]byte) ([]Drift, error) {
+	var out []Drift
+	sealed := g.Name + "/" + sealedDir
+	for _, name := range sortedNames(g.Files) {
+		m := g.Files[name]
+		if b, err := root.ReadFile(sealed + "/" + name); err == nil && hashOf(b) == m.SHA256 {
+			continue
+		}
+		d, ok := data[name]
+		if !ok || hashOf(d) != m.SHA256 {
+			continue
+		}
+		if err := root.Mkdir(sealed, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return out, fmt.Errorf("%s: %w", filepath.Join(s.Dir, sealed), err)
+		}
+		// Written beside the generation's files, where recover finds a
+		// leftover, then renamed into place.
+		tmp := g.Name + "/" + repairTmp + randomSuffix()
+		if err := s.writeFile(root, tmp, d, 0o600); err != nil {
+			return out, err
+		}
+		if err := root.Rename(tmp, sealed+"/"+name); err != nil {
+			_ = root.Remove(tmp)
+			return out, fmt.Errorf("%s: %w", filepath.Join(s.Dir, sealed, name), err)
+		}
+		if err := syncDir(root, sealed); err != nil {
+			return out, err
+		}
+		out = append(out, Drift{Name: name, Kind: DriftContent, Detail: "its sealed copy (what drift repair restores from) was missing or damaged; written again"})
+	}
+	return out, nil
 }
 
 func names(files []File) []string {
@@ -345,18 +431,13 @@ func (s *Store) checkVisible(root *os.Root, files []File) error {
 func (s *Store) adopt(root *os.Root, files []File) error {
 	var existing []File
 	for _, f := range files {
-		fi, err := root.Lstat(f.Name)
-		if err != nil || !fi.Mode().IsRegular() {
-			continue
-		}
-		if fi.Size() > 1<<20 {
-			return fmt.Errorf("%s: existing file is larger than 1 MiB; move it away and install again", filepath.Join(s.Dir, f.Name))
-		}
-		data, err := root.ReadFile(f.Name)
+		data, ok, err := s.readRegular(root, f.Name)
 		if err != nil {
-			return fmt.Errorf("read existing %s: %w", filepath.Join(s.Dir, f.Name), err)
+			return err
 		}
-		existing = append(existing, File{Name: f.Name, Data: data, Mode: f.Mode})
+		if ok {
+			existing = append(existing, File{Name: f.Name, Data: data, Mode: f.Mode})
+		}
 	}
 	if len(existing) == 0 {
 		return nil
@@ -371,6 +452,56 @@ func (s *Store) adopt(root *os.Root, files []File) error {
 	// The adopted generation holds the files' content; no need to keep
 	// the originals under ..displaced as well.
 	return s.linkAll(root, names(existing), false)
+}
+
+// readRegular reads a regular file at a visible name: what adopt takes in.
+// ok is false when the name holds no regular file.
+func (s *Store) readRegular(root *os.Root, name string) (data []byte, ok bool, err error) {
+	fi, err := root.Lstat(name)
+	if err != nil || !fi.Mode().IsRegular() {
+		return nil, false, nil
+	}
+	if fi.Size() > pki.MaxFileSize {
+		return nil, false, fmt.Errorf("%s: existing file is larger than 1 MiB; move it away and install again", filepath.Join(s.Dir, name))
+	}
+	data, err = root.ReadFile(name)
+	if err != nil {
+		return nil, false, fmt.Errorf("read existing %s: %w", filepath.Join(s.Dir, name), err)
+	}
+	return data, true, nil
+}
+
+// HandCopied returns the regular files at these names in a directory where
+// nothing is installed yet (copied there by hand, as the guides say): what
+// the first install adopts as a generation of its own, so until then the
+// live bundle. It writes nothing. With a live generation, or no directory,
+// it returns nothing.
+func (s *Store) HandCopied(names []string) (map[string][]byte, error) {
+	root, err := s.open(false)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	if _, err := s.live(root); !errors.Is(err, ErrNoGeneration) {
+		return nil, err
+	}
+	files := map[string][]byte{}
+	for _, name := range names {
+		if CheckName(name) != nil {
+			continue
+		}
+		data, ok, err := s.readRegular(root, name)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			files[name] = data
+		}
+	}
+	return files, nil
 }
 
 // stage writes a complete generation under a temporary name and renames it
@@ -477,8 +608,14 @@ func randomSuffix() string {
 	return hex.EncodeToString(b[:])
 }
 
-// swap points ..data at a generation with a single rename.
+// swap points ..data at a generation with a single rename. The record of
+// the live generation is written first: if the rename then fails, or the
+// process dies before it, ..data still names the live generation and the
+// next recover or repair puts the record right.
 func (s *Store) swap(root *os.Root, gen string) error {
+	if err := s.recordLive(root, gen); err != nil {
+		return err
+	}
 	_ = root.Remove(dataTmp)
 	if err := root.Symlink(gen, dataTmp); err != nil {
 		return fmt.Errorf("%s: %w", s.Dir, err)
@@ -487,6 +624,54 @@ func (s *Store) swap(root *os.Root, gen string) error {
 		return fmt.Errorf("%s: swap to %s: %w", s.Dir, gen, err)
 	}
 	return syncDir(root, ".")
+}
+
+// recordLive writes the name of the live generation to ..live, atomically.
+func (s *Store) recordLive(root *os.Root, gen string) error {
+	_ = root.Remove(liveTmp)
+	if err := s.writeFile(root, liveTmp, []byte(gen+"\n"), 0o600); err != nil {
+		return err
+	}
+	if err := root.Rename(liveTmp, liveRecord); err != nil {
+		_ = root.Remove(liveTmp)
+		return fmt.Errorf("%s: %w", filepath.Join(s.Dir, liveRecord), err)
+	}
+	return nil
+}
+
+// syncLiveRecord makes ..live name g, the generation ..data points at,
+// when an interrupted swap or an older certkeeper left it otherwise.
+func (s *Store) syncLiveRecord(root *os.Root, g Generation) error {
+	if b, err := root.ReadFile(liveRecord); err == nil && strings.TrimSpace(string(b)) == g.Name {
+		return nil
+	}
+	if err := s.recordLive(root, g.Name); err != nil {
+		return err
+	}
+	return syncDir(root, ".")
+}
+
+// recordedLive is the generation ..live names, if it is still there and
+// whole.
+func (s *Store) recordedLive(root *os.Root) (Generation, bool) {
+	b, err := root.ReadFile(liveRecord)
+	if err != nil {
+		return Generation{}, false
+	}
+	name := strings.TrimSpace(string(b))
+	if _, ok := genSeq(name); !ok {
+		return Generation{}, false
+	}
+	gens, err := s.generations(root)
+	if err != nil {
+		return Generation{}, false
+	}
+	for _, g := range gens {
+		if g.Name == name && g.Files != nil {
+			return g, true
+		}
+	}
+	return Generation{}, false
 }
 
 // linkAll makes every visible name a link into ..data. A regular file found
@@ -668,7 +853,7 @@ func (s *Store) recover(root *os.Root) error {
 	}
 	for _, e := range entries {
 		n := e.Name()
-		if strings.HasPrefix(n, tmpPrefix) || strings.HasPrefix(n, linkTmp) || n == dataTmp {
+		if strings.HasPrefix(n, tmpPrefix) || strings.HasPrefix(n, linkTmp) || n == dataTmp || n == liveTmp {
 			if err := root.RemoveAll(n); err != nil {
 				return fmt.Errorf("%s: remove leftover %s: %w", s.Dir, n, err)
 			}
@@ -686,6 +871,9 @@ func (s *Store) recover(root *os.Root) error {
 	if err != nil {
 		return err
 	}
+	if err := s.syncLiveRecord(root, live); err != nil {
+		return err
+	}
 	var want []string
 	for name := range live.Files {
 		want = append(want, name)
@@ -694,7 +882,8 @@ func (s *Store) recover(root *os.Root) error {
 	return s.linkAll(root, want, true)
 }
 
-// Rollback makes the newest generation older than the live one live again.
+// Rollback makes the generation the live one replaced live again (see
+// Previous).
 func (s *Store) Rollback() (from, to Generation, err error) {
 	root, unlock, err := s.openLocked(false)
 	if err != nil {
@@ -708,7 +897,7 @@ func (s *Store) Rollback() (from, to Generation, err error) {
 	if err != nil {
 		return from, to, err
 	}
-	to, err = s.Previous()
+	to, err = s.previous(root, from)
 	if err != nil {
 		return from, to, err
 	}
@@ -725,7 +914,7 @@ func (s *Store) Rollback() (from, to Generation, err error) {
 			fileDrift = append(fileDrift, d)
 		}
 	}
-	if err := s.repair(root, o, fileDrift); err != nil {
+	if err := s.repair(root, o, fileDrift, nil); err != nil {
 		return from, to, err
 	}
 	if err := s.linkAll(root, sortedNames(to.Files), true); err != nil {
@@ -734,7 +923,12 @@ func (s *Store) Rollback() (from, to Generation, err error) {
 	return from, to, s.swap(root, to.Name)
 }
 
-// Previous returns the generation a rollback would make live.
+// Previous returns the generation a rollback would make live: the one the
+// live generation replaced. When that one is gone, it refuses rather than
+// pick another: an older generation by number may be one the admin
+// already rolled away from. Only a generation that records nothing it
+// replaced (the first, or one made before certkeeper recorded it) falls
+// back to the newest older one.
 func (s *Store) Previous() (Generation, error) {
 	root, err := s.open(false)
 	if err != nil {
@@ -745,14 +939,22 @@ func (s *Store) Previous() (Generation, error) {
 	if err != nil {
 		return Generation{}, err
 	}
+	return s.previous(root, live)
+}
+
+func (s *Store) previous(root *os.Root, live Generation) (Generation, error) {
 	gens, err := s.generations(root)
 	if err != nil {
 		return Generation{}, err
 	}
-	for _, g := range gens {
-		if live.Replaced != "" && g.Name == live.Replaced && g.Files != nil {
-			return g, nil
+	if live.Replaced != "" {
+		for _, g := range gens {
+			if g.Name == live.Replaced && g.Files != nil {
+				return g, nil
+			}
 		}
+		return Generation{}, fmt.Errorf("%s: no generation older than %s to roll back to: %s, which it replaced, is no longer kept",
+			s.Dir, live.Name, live.Replaced)
 	}
 	for i := len(gens) - 1; i >= 0; i-- {
 		if gens[i].Seq < live.Seq && gens[i].Files != nil {
@@ -812,7 +1014,11 @@ func sortedNames(m map[string]Meta) []string {
 	return n
 }
 
-// prune removes generations beyond the live one and the Keep newest others.
+// prune keeps the live generation and Keep others, and removes the rest.
+// The others are first the chain rollbacks walk (what the live generation
+// replaced, what that one replaced, …), then the newest by number. Newest
+// alone is not enough: after a rollback, the newest generation is the one
+// rolled away from, and what the next install replaces is older.
 func (s *Store) prune(root *os.Root) error {
 	live, err := s.live(root)
 	if err != nil {
@@ -822,14 +1028,29 @@ func (s *Store) prune(root *os.Root) error {
 	if err != nil {
 		return err
 	}
+	byName := map[string]Generation{}
+	for _, g := range gens {
+		byName[g.Name] = g
+	}
+	keep := map[string]bool{live.Name: true}
 	kept := 0
-	for i := len(gens) - 1; i >= 0; i-- {
-		g := gens[i]
-		if g.Name == live.Name {
-			continue
+	for name := live.Replaced; name != "" && kept < s.Keep; {
+		g, ok := byName[name]
+		if !ok || keep[name] {
+			break
 		}
-		if kept < s.Keep {
+		keep[name] = true
+		kept++
+		name = g.Replaced
+	}
+	for i := len(gens) - 1; i >= 0 && kept < s.Keep; i-- {
+		if !keep[gens[i].Name] {
+			keep[gens[i].Name] = true
 			kept++
+		}
+	}
+	for _, g := range gens {
+		if keep[g.Name] {
 			continue
 		}
 		if err := root.RemoveAll(g.Name); err != nil {

@@ -46,12 +46,12 @@ func mode(t *testing.T, path string) fs.FileMode {
 func TestStoreFirstInstallCreatesDirectoryLinksAndModes(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "etc", "flocker")
 	s := store(t, dir)
-	gen, changed, err := s.Install(files("CERT1", "KEY1"), "test")
-	if err != nil || !changed {
-		t.Fatalf("Install = %v, %v", changed, err)
+	in, err := s.Install(files("CERT1", "KEY1"), "test")
+	if err != nil || !in.Changed {
+		t.Fatalf("Install = %v, %v", in.Changed, err)
 	}
-	if gen.Name != "..gen-000001" {
-		t.Errorf("generation %q", gen.Name)
+	if in.Generation.Name != "..gen-000001" {
+		t.Errorf("generation %q", in.Generation.Name)
 	}
 	if m := mode(t, dir); m != 0o700 {
 		t.Errorf("directory mode %04o, want 0700", m)
@@ -74,16 +74,16 @@ func TestStoreFirstInstallCreatesDirectoryLinksAndModes(t *testing.T) {
 func TestStoreIdenticalContentChangesNothing(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "b")
 	s := store(t, dir)
-	if _, _, err := s.Install(files("C", "K"), "one"); err != nil {
+	if _, err := s.Install(files("C", "K"), "one"); err != nil {
 		t.Fatal(err)
 	}
 	before := testfs.Snapshot(t, dir)
-	gen, changed, err := s.Install(files("C", "K"), "two")
-	if err != nil || changed {
-		t.Fatalf("second identical Install: changed=%v err=%v", changed, err)
+	in, err := s.Install(files("C", "K"), "two")
+	if err != nil || in.Changed || len(in.Repaired) != 0 {
+		t.Fatalf("second identical Install: changed=%v repaired=%v err=%v", in.Changed, in.Repaired, err)
 	}
-	if gen.Name != "..gen-000001" {
-		t.Errorf("generation %q, want the first", gen.Name)
+	if in.Generation.Name != "..gen-000001" {
+		t.Errorf("generation %q, want the first", in.Generation.Name)
 	}
 	if after := testfs.Snapshot(t, dir); after != before {
 		t.Errorf("directory changed:\n%s\n---\n%s", before, after)
@@ -95,7 +95,7 @@ func TestStoreRollbackAndPrune(t *testing.T) {
 	s := store(t, dir)
 	for i := 1; i <= 5; i++ {
 		n := string(rune('0' + i))
-		if _, _, err := s.Install(files("C"+n, "K"+n), "test"); err != nil {
+		if _, err := s.Install(files("C"+n, "K"+n), "test"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -128,9 +128,9 @@ func TestStoreRollbackAndPrune(t *testing.T) {
 	}
 	// An install after a rollback takes the next number and keeps the
 	// newest others.
-	gen, _, err := s.Install(files("C6", "K6"), "test")
-	if err != nil || gen.Name != "..gen-000006" {
-		t.Fatalf("install after rollback: %v %v", gen.Name, err)
+	in, err := s.Install(files("C6", "K6"), "test")
+	if err != nil || in.Generation.Name != "..gen-000006" {
+		t.Fatalf("install after rollback: %v %v", in.Generation.Name, err)
 	}
 }
 
@@ -144,7 +144,7 @@ func TestStoreAdoptsHandCopiedFiles(t *testing.T) {
 	testpki.WriteFile(t, dir, "node.crt", []byte("OLDC"), 0o644)
 	testpki.WriteFile(t, dir, "node.key", []byte("OLDK"), 0o644)
 	s := store(t, dir)
-	if _, _, err := s.Install(files("NEWC", "NEWK"), "test"); err != nil {
+	if _, err := s.Install(files("NEWC", "NEWK"), "test"); err != nil {
 		t.Fatal(err)
 	}
 	if readVisible(t, dir, "node.crt") != "NEWC" || readVisible(t, dir, "node.key") != "NEWK" {
@@ -170,7 +170,7 @@ func TestStoreRefusesPlantedSymlinksAndUnsafeDirectories(t *testing.T) {
 	t.Run("symlink at a file name", func(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "b")
 		s := store(t, dir)
-		if _, _, err := s.Install(files("C", "K"), "test"); err != nil {
+		if _, err := s.Install(files("C", "K"), "test"); err != nil {
 			t.Fatal(err)
 		}
 		evil := filepath.Join(t.TempDir(), "evil")
@@ -180,7 +180,7 @@ func TestStoreRefusesPlantedSymlinksAndUnsafeDirectories(t *testing.T) {
 			t.Fatal(err)
 		}
 		before := testfs.Snapshot(t, dir)
-		_, _, err := s.Install(files("C2", "K2"), "test")
+		_, err := s.Install(files("C2", "K2"), "test")
 		if err == nil || !strings.Contains(err.Error(), "node.key is a symlink") {
 			t.Fatalf("Install through a planted symlink: %v", err)
 		}
@@ -197,7 +197,7 @@ func TestStoreRefusesPlantedSymlinksAndUnsafeDirectories(t *testing.T) {
 		os.Mkdir(real, 0o700)
 		link := filepath.Join(base, "link")
 		os.Symlink(real, link)
-		_, _, err := store(t, link).Install(files("C", "K"), "test")
+		_, err := store(t, link).Install(files("C", "K"), "test")
 		if err == nil || !strings.Contains(err.Error(), "is a symlink") {
 			t.Fatalf("Install into a symlinked directory: %v", err)
 		}
@@ -206,7 +206,7 @@ func TestStoreRefusesPlantedSymlinksAndUnsafeDirectories(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "b")
 		os.Mkdir(dir, 0o770)
 		os.Chmod(dir, 0o770)
-		_, _, err := store(t, dir).Install(files("C", "K"), "test")
+		_, err := store(t, dir).Install(files("C", "K"), "test")
 		if err == nil || !strings.Contains(err.Error(), "writable by group or others") {
 			t.Fatalf("Install into a group-writable directory: %v", err)
 		}
@@ -223,7 +223,7 @@ func TestStoreRefusesPlantedSymlinksAndUnsafeDirectories(t *testing.T) {
 		if err := os.Chown(dir, 65534, 65534); err != nil {
 			t.Fatal(err)
 		}
-		_, _, err := store(t, dir).Install(files("C", "K"), "test")
+		_, err := store(t, dir).Install(files("C", "K"), "test")
 		if err == nil || !strings.Contains(err.Error(), "is owned by") {
 			t.Fatalf("Install into another user's directory: %v", err)
 		}
@@ -232,7 +232,7 @@ func TestStoreRefusesPlantedSymlinksAndUnsafeDirectories(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "b")
 		os.MkdirAll(filepath.Join(dir, "node.crt"), 0o700)
 		os.Chmod(dir, 0o700)
-		_, _, err := store(t, dir).Install(files("C", "K"), "test")
+		_, err := store(t, dir).Install(files("C", "K"), "test")
 		if err == nil || !strings.Contains(err.Error(), "not a file") {
 			t.Fatalf("Install over a directory: %v", err)
 		}
@@ -246,7 +246,7 @@ func TestStoreSetsOwner(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "b")
 	s := store(t, dir)
 	s.Owner = platform.Owner{UID: 65534, GID: 65534, User: "nobody", Group: "nogroup"}
-	if _, _, err := s.Install(files("C", "K"), "test"); err != nil {
+	if _, err := s.Install(files("C", "K"), "test"); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []string{dir, filepath.Join(dir, "..data/node.key"), filepath.Join(dir, "..data/node.crt"), filepath.Join(dir, "..data")} {
@@ -265,13 +265,13 @@ func TestStoreSetsOwner(t *testing.T) {
 func TestStoreRelinksDriftedNameAndKeepsTheStrayFile(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "b")
 	s := store(t, dir)
-	if _, _, err := s.Install(files("C", "K"), "test"); err != nil {
+	if _, err := s.Install(files("C", "K"), "test"); err != nil {
 		t.Fatal(err)
 	}
 	os.Remove(filepath.Join(dir, "node.crt"))
 	testpki.WriteFile(t, dir, "node.crt", []byte("HAND-EDITED"), 0o666)
-	if _, changed, err := s.Install(files("C", "K"), "test"); err != nil || changed {
-		t.Fatalf("Install: changed=%v err=%v", changed, err)
+	if in, err := s.Install(files("C", "K"), "test"); err != nil || in.Changed {
+		t.Fatalf("Install: changed=%v err=%v", in.Changed, err)
 	}
 	if readVisible(t, dir, "node.crt") != "C" {
 		t.Fatal("drifted name not relinked")
@@ -288,7 +288,7 @@ func TestStoreRelinksDriftedNameAndKeepsTheStrayFile(t *testing.T) {
 func TestStoreRecoverRemovesLeftovers(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "b")
 	s := store(t, dir)
-	if _, _, err := s.Install(files("C", "K"), "test"); err != nil {
+	if _, err := s.Install(files("C", "K"), "test"); err != nil {
 		t.Fatal(err)
 	}
 	os.Mkdir(filepath.Join(dir, "..tmp-9-abc"), 0o700)
@@ -314,17 +314,101 @@ func TestStoreRollbackReturnsToWhatWasReplaced(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "b")
 	s := store(t, dir)
 	for _, c := range []string{"A", "B"} {
-		if _, _, err := s.Install(files(c, "K"+c), "test"); err != nil {
+		if _, err := s.Install(files(c, "K"+c), "test"); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if _, to, err := s.Rollback(); err != nil || readVisible(t, dir, "node.crt") != "A" {
 		t.Fatalf("first rollback to %s: %v", to.Name, err)
 	}
-	if _, _, err := s.Install(files("C", "KC"), "test"); err != nil {
+	if _, err := s.Install(files("C", "KC"), "test"); err != nil {
 		t.Fatal(err)
 	}
 	if _, to, err := s.Rollback(); err != nil || readVisible(t, dir, "node.crt") != "A" {
 		t.Fatalf("second rollback went to %s (%q): %v", to.Name, readVisible(t, dir, "node.crt"), err)
+	}
+}
+
+// Pruning keeps what a rollback returns to: the chain of generations each
+// live one replaced, before the newest by number. So a rollback never
+// returns to a generation the admin already rolled away from.
+func TestStorePruneKeepsTheRollbackChain(t *testing.T) {
+	install := func(t *testing.T, s *rotate.Store, c string) {
+		t.Helper()
+		if _, err := s.Install(files(c, "K"+c), "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rollback := func(t *testing.T, s *rotate.Store, dir, want string) {
+		t.Helper()
+		if _, to, err := s.Rollback(); err != nil || readVisible(t, dir, "node.crt") != want {
+			t.Fatalf("rollback went to %s (%q), want %q: %v", to.Name, readVisible(t, dir, "node.crt"), want, err)
+		}
+	}
+	t.Run("keep=1", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "b")
+		s := store(t, dir)
+		s.Keep = 1
+		install(t, s, "A")
+		install(t, s, "B")
+		rollback(t, s, dir, "A")
+		install(t, s, "C") // replaces A: A is kept, B (rolled away from) goes
+		rollback(t, s, dir, "A")
+	})
+	t.Run("keep=2", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "b")
+		s := store(t, dir)
+		install(t, s, "A")
+		install(t, s, "B")
+		rollback(t, s, dir, "A")
+		install(t, s, "C")
+		install(t, s, "D") // the chain D -> C -> A is kept; B goes
+		rollback(t, s, dir, "C")
+		rollback(t, s, dir, "A")
+	})
+	t.Run("what the live generation replaced is gone", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "b")
+		s := store(t, dir)
+		install(t, s, "A")
+		install(t, s, "B")
+		install(t, s, "C")
+		os.RemoveAll(filepath.Join(dir, "..gen-000002")) // B, by hand
+		before := testfs.Snapshot(t, dir)
+		_, _, err := s.Rollback()
+		if err == nil || !strings.Contains(err.Error(), "..gen-000002, which it replaced, is no longer kept") {
+			t.Fatalf("rollback with B gone: %v (now %q)", err, readVisible(t, dir, "node.crt"))
+		}
+		if testfs.Snapshot(t, dir) != before {
+			t.Fatal("a refused rollback changed the directory")
+		}
+	})
+}
+
+// Installing the live bundle again restores what drifted from it, from the
+// incoming bytes, even where no sealed copy is left to repair from (and
+// writes that copy again); it changes nothing a reader should see.
+func TestStoreInstallOfTheSameFilesRepairsDrift(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "b")
+	s := store(t, dir)
+	if _, err := s.Install(files("C", "K"), "one"); err != nil {
+		t.Fatal(err)
+	}
+	before := testfs.Snapshot(t, dir)
+	os.WriteFile(filepath.Join(dir, "node.crt"), []byte("garbage"), 0o644)
+	os.Chmod(filepath.Join(dir, "node.key"), 0o644)
+	os.Remove(filepath.Join(dir, "..gen-000001", "..sealed", "node.crt"))
+	got, err := s.Install(files("C", "K"), "two")
+	if err != nil || got.Changed || got.Generation.Name != "..gen-000001" {
+		t.Fatalf("Install of the same files: %+v, %v", got, err)
+	}
+	var kinds []string
+	for _, d := range got.Repaired {
+		kinds = append(kinds, d.Name+" "+string(d.Kind))
+	}
+	if k := strings.Join(kinds, ", "); k != "node.crt content, node.key mode, node.crt content" {
+		t.Errorf("repaired %s", k)
+	}
+	if after := testfs.Snapshot(t, dir); after != before {
+		t.Errorf("directory not restored:\n%s\n---\n%s", before, after)
 	}
 }

@@ -144,8 +144,11 @@ func orNone(s string) string {
 	return s
 }
 
-// checkCA settles the trust anchor: the candidate's CA, else the live one,
-// else (for a layout that allows it) the self-signed leaf itself.
+// checkCA settles the trust anchor: the candidate's CA, else (for a layout
+// that allows it) the self-signed leaf itself, else the live one. A
+// self-signed leaf is its own CA whatever is installed: judged against the
+// live CA it could only fail the chain check with a baffling "not signed
+// by" reason, where the truth is a CA change.
 func (v *validator) checkCA(b *Bundle) {
 	c, leaf := v.c, v.c.Leaf
 	selfLeaf := v.p.Layout.SelfSignedLeaf && pki.SelfSigned(leaf.Cert)
@@ -153,11 +156,11 @@ func (v *validator) checkCA(b *Bundle) {
 		b.CAs = append(b.CAs, x.Cert)
 		v.checkStrength(x.File, x.Cert)
 	}
-	if len(b.CAs) == 0 && v.live != nil {
-		b.CAs = v.live.CAs
-	}
 	if len(b.CAs) == 0 && selfLeaf {
 		b.CAs = []*x509.Certificate{leaf.Cert}
+	}
+	if len(b.CAs) == 0 && v.live != nil {
+		b.CAs = v.live.CAs
 	}
 	if len(b.CAs) == 0 {
 		v.fail("", "no cluster CA certificate in the bundle and none installed", fmt.Sprintf("add the cluster CA (%s)", orName(v.p.Layout.CAFile, "cluster.crt")))
@@ -219,11 +222,11 @@ func (v *validator) checkLeaf(leaf *Cert, b *Bundle) {
 	at, timeOK := now, true
 	switch {
 	case now.After(cert.NotAfter):
-		v.fail(leaf.File, fmt.Sprintf("certificate expired on %s (%s ago)", stamp(cert.NotAfter), Age(now.Sub(cert.NotAfter))),
+		v.fail(leaf.File, fmt.Sprintf("certificate expired on %s (%s ago)", Stamp(cert.NotAfter), Age(now.Sub(cert.NotAfter))),
 			"issue a new one: certkeeper ca issue node ID")
 		at, timeOK = cert.NotAfter, false
 	case now.Before(cert.NotBefore):
-		v.fail(leaf.File, fmt.Sprintf("certificate is not valid until %s (in %s)", stamp(cert.NotBefore), Age(cert.NotBefore.Sub(now))),
+		v.fail(leaf.File, fmt.Sprintf("certificate is not valid until %s (in %s)", Stamp(cert.NotBefore), Age(cert.NotBefore.Sub(now))),
 			"check the clock on this node and on the CA host")
 		at, timeOK = cert.NotBefore, false
 	}
@@ -266,7 +269,7 @@ func (v *validator) checkLeaf(leaf *Cert, b *Bundle) {
 	}
 	if v.p.RefuseOlder && v.live != nil && v.live.Leaf != nil && Older(cert, v.live.Leaf) {
 		v.fail(leaf.File, fmt.Sprintf("certificate is older than the installed one (issued %s, the installed one %s); refusing to go back",
-			stamp(cert.NotBefore), stamp(v.live.Leaf.NotBefore)),
+			Stamp(cert.NotBefore), Stamp(v.live.Leaf.NotBefore)),
 			"the source still holds an older bundle; to go back on purpose, use certkeeper rollback, or certkeeper install by hand")
 	}
 }
@@ -302,14 +305,16 @@ func (v *validator) caOnly() *Bundle {
 		b.CAs = append(b.CAs, x.Cert)
 		v.checkStrength(x.File, x.Cert)
 		if v.p.Now.After(x.Cert.NotAfter) {
-			v.fail(x.File, fmt.Sprintf("CA certificate expired on %s", stamp(x.Cert.NotAfter)), "")
+			v.fail(x.File, fmt.Sprintf("CA certificate expired on %s", Stamp(x.Cert.NotAfter)), "")
 		}
 	}
 	v.checkCAChange(b.CAs, cas[0].File)
 	return b
 }
 
-func stamp(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") }
+// Stamp formats a time the way certkeeper prints one to an admin: in UTC,
+// to the second, with the zone spelt out.
+func Stamp(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") }
 
 // Age formats a duration the way an admin reads it: "3d4h", "5m", "12s".
 func Age(d time.Duration) string {

@@ -358,3 +358,33 @@ func TestUsageErrorsExit2(t *testing.T) {
 		t.Errorf("version: %+v", r)
 	}
 }
+
+// "Install the bundle again" (docs/troubleshooting.md) restores damaged or
+// loosened live files, says what it repaired, and reloads nothing: the
+// daemon is given exactly what it had.
+func TestInstallAgainRepairsTheLiveFiles(t *testing.T) {
+	ca := testpki.NewCA(t, "cluster", testpki.Options{})
+	log := filepath.Join(t.TempDir(), "reloads")
+	n := newNode(t, "glow", "localhost", fmt.Sprintf("  [[bundle.reload]]\n  command = [\"/bin/sh\", \"-c\", \"echo reload >> %s\"]\n", log))
+	p := ca.Issue(t, "localhost", testpki.Options{})
+	files := n.files(map[string][]byte{"localhost.cer": p.CertPEM(), "localhost.key": p.KeyPEM(t), "ca.cer": ca.CertPEM()})
+	if r := n.install(files...); r.code != 0 {
+		t.Fatalf("install: %+v", r)
+	}
+	os.WriteFile(filepath.Join(n.live, "localhost.cer"), []byte("garbage\n"), 0o644)
+	os.Chmod(filepath.Join(n.live, "localhost.key"), 0o644)
+	r := n.install(files...)
+	if r.code != 0 || !strings.Contains(r.stdout, "unchanged") || !strings.Contains(r.stdout, "repaired") ||
+		!strings.Contains(r.stdout, "localhost.cer") || !strings.Contains(r.stdout, "localhost.key") {
+		t.Fatalf("install again: %+v", r)
+	}
+	if live, _ := os.ReadFile(filepath.Join(n.live, "localhost.cer")); !bytes.Equal(live, p.CertPEM()) {
+		t.Fatalf("live certificate after install again: %q", live)
+	}
+	if fi, err := os.Stat(filepath.Join(n.live, "localhost.key")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("live key after install again: %v %v", fi.Mode(), err)
+	}
+	if data, _ := os.ReadFile(log); strings.Count(string(data), "reload") != 1 {
+		t.Fatalf("reloads: %q, want only the first install's", data)
+	}
+}

@@ -257,6 +257,7 @@ func runInstall(ctx context.Context, e *env, args []string) int {
 	res := out.Result
 	if !res.Changed {
 		fmt.Fprintf(e.stdout, "%s: unchanged: %s already holds these files (generation %s); no reload\n", b.Name, b.Resolved.Dir, res.Generation.Name)
+		printRepaired(e, b.Name, res.Repaired)
 		return exitOK
 	}
 	var fileNames []string
@@ -265,6 +266,14 @@ func runInstall(ctx context.Context, e *env, args []string) int {
 	}
 	fmt.Fprintf(e.stdout, "%s: installed generation %s in %s: %s\n", b.Name, res.Generation.Name, b.Resolved.Dir, strings.Join(fileNames, ", "))
 	return printReloads(e, c, b.Name, out.Reloads)
+}
+
+// printRepaired lists what an install of unchanged files restored: the
+// live files are again what the daemon was given, so no reload follows.
+func printRepaired(e *env, bundle string, repaired []rotate.Drift) {
+	for _, d := range repaired {
+		fmt.Fprintf(e.stdout, "%s: repaired %s\n", bundle, d)
+	}
 }
 
 func printReloads(e *env, c *command, bundle string, reloads []platformResult) int {

@@ -84,6 +84,7 @@ func runPull(ctx context.Context, e *env, args []string) int {
 		from := src.Describe(b)
 		if !res.Changed {
 			fmt.Fprintf(e.stdout, "%s: unchanged: %s holds what %s has (generation %s); no reload\n", b.Name, b.Resolved.Dir, from, res.Generation.Name)
+			printRepaired(e, b.Name, res.Repaired)
 			continue
 		}
 		var names []string
