@@ -53,6 +53,11 @@ type bundleLoop struct {
 	inboxEvent                  time.Time
 
 	fetch FetchState
+	// fetching is the call of the Source in flight, nil when none: at most
+	// one per bundle, run beside the loop so that a hung admin host never
+	// holds up repairs and the inbox; its result comes back on fetched.
+	fetching *fetchCall
+	fetched  chan fetchResult
 	// renewAt is the live certificate's renewal time, zero when unknown;
 	// criticalAt is where its safety net starts.
 	renewAt, criticalAt time.Time
@@ -69,7 +74,7 @@ func newBundleLoop(d *daemon, b *Bundle, st *bundleState, src Source) *bundleLoo
 	m := rotate.NewManager(b.Spec())
 	m.Now = d.now
 	m.Store.Now = d.now
-	l := &bundleLoop{d: d, b: b, m: m, src: src, st: st, log: d.log.With("bundle", b.Name)}
+	l := &bundleLoop{d: d, b: b, m: m, src: src, st: st, log: d.log.With("bundle", b.Name), fetched: make(chan fetchResult, 1)}
 	if src != nil {
 		// A config reload restarts the loop; what it knew of the source
 		// (failures, backoff, last fetch) carries over.
@@ -100,6 +105,7 @@ func (l *bundleLoop) run(ctx context.Context, ready func()) {
 	if err := l.m.Store.Recover(); err != nil && !errors.Is(err, rotate.ErrNoGeneration) {
 		l.log.Error("recovery of the live directory failed", "dir", l.b.Resolved.Dir, "err", err)
 	}
+	defer l.stopFetch()
 	l.step(ctx)
 	ready()
 	var events chan fsnotify.Event
@@ -131,6 +137,8 @@ func (l *bundleLoop) run(ctx context.Context, ready func()) {
 			l.log.Warn("file watch reported an error; rescanning", "err", err)
 			now := l.d.now()
 			l.repairAt, l.inboxEvent, l.inboxAt = now, now, now.Add(l.b.Debounce.Duration)
+		case r := <-l.fetched:
+			l.fetchDone(ctx, r)
 		case <-timer.C:
 			if !l.due(l.d.now()) {
 				continue
@@ -141,7 +149,7 @@ func (l *bundleLoop) run(ctx context.Context, ready func()) {
 }
 
 func (l *bundleLoop) fetchDeadline() time.Time {
-	if l.src == nil {
+	if l.src == nil || l.fetching != nil {
 		return time.Time{}
 	}
 	return l.fetch.NextTry
@@ -189,9 +197,25 @@ func (l *bundleLoop) onEvent(ev fsnotify.Event, now time.Time) {
 	}
 }
 
-// step is one reconcile, with a panic caught and logged rather than
-// taking the agent down (certmagic does the same in its maintenance loop).
+// step is one reconcile.
 func (l *bundleLoop) step(ctx context.Context) {
+	l.guard(func() {
+		work := context.WithoutCancel(ctx)
+		now := l.d.now()
+		l.repairAt, l.inboxAt = time.Time{}, time.Time{}
+		l.rescanAt = now.Add(l.d.cfg().RescanInterval.Duration)
+		l.watch()
+		l.repair(now)
+		l.takeInbox(work, now)
+		l.schedule(ctx, now)
+	})
+	l.d.saveState()
+}
+
+// guard runs one piece of the loop's work under the watchdog's eye, with a
+// panic caught and logged rather than taking the agent down (certmagic
+// does the same in its maintenance loop).
+func (l *bundleLoop) guard(f func()) {
 	l.stepStart.Store(time.Now().UnixNano())
 	defer l.stepStart.Store(0)
 	defer func() {
@@ -200,15 +224,7 @@ func (l *bundleLoop) step(ctx context.Context) {
 			l.rescanAt = l.d.now().Add(time.Second)
 		}
 	}()
-	work := context.WithoutCancel(ctx)
-	now := l.d.now()
-	l.repairAt, l.inboxAt = time.Time{}, time.Time{}
-	l.rescanAt = now.Add(l.d.cfg().RescanInterval.Duration)
-	l.watch()
-	l.repair(now)
-	l.takeInbox(work, now)
-	l.schedule(ctx, work, now)
-	l.d.saveState()
+	f()
 }
 
 // watch keeps fsnotify watches on the directories that matter: the live
@@ -480,17 +496,16 @@ type livePlan struct {
 
 // schedule reads the live certificate, plans its renewal, warns when it is
 // due and nothing can renew it, raises the alarm when it is about to expire
-// without a renewal, and calls the Source when its time has come.
-func (l *bundleLoop) schedule(ctx, work context.Context, now time.Time) {
+// without a renewal, and starts a call of the Source when its time has
+// come (its result comes back to the loop: fetchDone).
+func (l *bundleLoop) schedule(ctx context.Context, now time.Time) {
 	p := l.plan(now)
 	if l.src != nil {
-		l.fetch.NextTry = NextFetch(l.fetch, p.fetch)
-		if !l.fetch.NextTry.IsZero() && !now.Before(l.fetch.NextTry) {
-			l.fetchNow(ctx, work, now, p)
-			// The fetch may have installed a new certificate: plan from it.
-			now = l.d.now()
-			p = l.plan(now)
+		if l.fetching == nil {
 			l.fetch.NextTry = NextFetch(l.fetch, p.fetch)
+			if !l.fetch.NextTry.IsZero() && !now.Before(l.fetch.NextTry) {
+				l.startFetch(ctx)
+			}
 		}
 		l.publishFetch()
 	}
@@ -499,9 +514,11 @@ func (l *bundleLoop) schedule(ctx, work context.Context, now time.Time) {
 
 // alarm is the safety net's log line: a certificate within its critical
 // threshold (or expired) that this step did not renew is an error, logged
-// once an hour with why the renewal has not happened.
+// once an hour with why the renewal has not happened. While a call of the
+// Source is in flight it waits for its result, which may be the renewal or
+// say why not.
 func (l *bundleLoop) alarm(now time.Time, p livePlan) {
-	if p.leaf == nil || !p.renew.Critical || (l.criticalFor == p.fp && now.Sub(l.criticalLogged) < criticalLogEvery) {
+	if l.fetching != nil || p.leaf == nil || !p.renew.Critical || (l.criticalFor == p.fp && now.Sub(l.criticalLogged) < criticalLogEvery) {
 		return
 	}
 	l.log.Error("certificate about to expire without a renewal", "expires_in", p.leaf.NotAfter.Sub(now).Round(time.Second).String(),
@@ -584,18 +601,91 @@ func (l *bundleLoop) publishFetch() {
 	l.st.update(func(s *BundleState) { s.Source = &f })
 }
 
-// fetchNow calls the Source and installs what it brings with
-// InstallNewer: identical content is a no-op, an older leaf is refused.
-// While the renewal is due, a fetch that does not bring a newer
-// certificate is "nothing newer", not success: the agent keeps asking.
-func (l *bundleLoop) fetchNow(ctx, work context.Context, now time.Time, p livePlan) {
-	timeout := 5 * time.Minute
+// fetchCall is a call of the Source in flight.
+type fetchCall struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// fetchResult is what a call of the Source brought.
+type fetchResult struct {
+	inputs []rotate.Input
+	err    error
+}
+
+// fetchTimeout bounds one call of the Source: the SFTP source applies
+// [source] timeout to each phase (dial, handshake, listing, each file),
+// so a whole fetch gets four of them.
+func (l *bundleLoop) fetchTimeout() time.Duration {
 	if sc := l.d.cfg().Source; sc != nil && sc.Timeout.Duration > 0 {
-		timeout = 4 * sc.Timeout.Duration
+		return 4 * sc.Timeout.Duration
 	}
-	fctx, cancel := context.WithTimeout(ctx, timeout)
-	inputs, err := l.src.Fetch(fctx, l.b)
-	cancel()
+	return 5 * time.Minute
+}
+
+// startFetch calls the Source in a goroutine of its own, under the loop's
+// context (a stopped loop cancels it); the loop goes on repairing and
+// taking the inbox meanwhile, and installs the result when it comes.
+func (l *bundleLoop) startFetch(ctx context.Context) {
+	fctx, cancel := context.WithTimeout(ctx, l.fetchTimeout())
+	call := &fetchCall{cancel: cancel, done: make(chan struct{})}
+	l.fetching = call
+	src, b, out := l.src, l.b, l.fetched
+	go func() {
+		defer close(call.done)
+		defer cancel()
+		var r fetchResult
+		func() {
+			defer func() {
+				if v := recover(); v != nil {
+					r.err = fmt.Errorf("panic in the source: %v", v)
+					l.log.Error("panic in the source; the loop goes on", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+				}
+			}()
+			r.inputs, r.err = src.Fetch(fctx, b)
+		}()
+		out <- r // buffered: never blocks, even after the loop stopped
+	}()
+}
+
+// stopFetch cancels a call of the Source in flight and waits a little for
+// it to end, so a restarted loop does not find two calls running.
+func (l *bundleLoop) stopFetch() {
+	call := l.fetching
+	if call == nil {
+		return
+	}
+	call.cancel()
+	select {
+	case <-call.done:
+	case <-time.After(5 * time.Second):
+		l.log.Warn("the source did not stop when cancelled; leaving it behind")
+	}
+	l.fetching = nil
+}
+
+// fetchDone installs what a call of the Source brought with InstallNewer:
+// identical content is a no-op, an older leaf is refused. While the
+// renewal is due, a fetch that does not bring a newer certificate is
+// "nothing newer", not success: the agent keeps asking. The attempt is
+// recorded when it ended, so the backoff that follows is a real pause and
+// not eaten by a slow failure.
+func (l *bundleLoop) fetchDone(ctx context.Context, r fetchResult) {
+	l.fetching = nil
+	l.guard(func() {
+		work := context.WithoutCancel(ctx)
+		now := l.d.now()
+		l.installFetched(work, now, r)
+		l.schedule(ctx, l.d.now())
+	})
+	l.d.saveState()
+}
+
+func (l *bundleLoop) installFetched(work context.Context, now time.Time, r fetchResult) {
+	// The inbox may have changed the live bundle while the call ran:
+	// judge what it brought against what is live now.
+	p := l.plan(now)
+	inputs, err := r.inputs, r.err
 	if err == nil && len(inputs) > 0 {
 		err = checkRefused(l.b, inputs)
 	}
@@ -608,6 +698,7 @@ func (l *bundleLoop) fetchNow(ctx, work context.Context, now time.Time, p livePl
 			detail, err = "nothing newer: the source offers a certificate older than the live one", nil
 		}
 	}
+	due := p.renew.Due
 	switch {
 	case err != nil:
 		outcome, detail = FetchFailed, err.Error()
@@ -618,12 +709,12 @@ func (l *bundleLoop) fetchNow(ctx, work context.Context, now time.Time, p livePl
 		outcome, detail = FetchRenewed, "installed "+res.Generation.Name
 	case res.Changed:
 		detail = "installed " + res.Generation.Name + " (the same certificate)"
-	case p.renew.Due:
+	case due:
 		detail = "nothing newer: identical to the live bundle"
 	default:
 		detail = ResultUnchanged
 	}
-	l.fetch.Record(now, outcome, p.renew.Due, detail, l.d.rand())
+	l.fetch.Record(now, outcome, due, detail, l.d.rand())
 	l.st.update(func(s *BundleState) { s.Counters.Fetches++ })
 	switch {
 	case outcome == FetchFailed:
