@@ -435,6 +435,11 @@ func (c *Config) resolve() error {
 		o := rotate.Overrides{CAFile: b.CAFile, CertFile: b.CertFile, KeyFile: b.KeyFile, EnvFile: b.EnvFile, Env: b.Env,
 			Owner: b.Owner, Group: b.Group}
 		if b.Dir != "" {
+			// Clean: the watcher matches event paths against it, and
+			// "/x/live/" is the same directory as "/x/live".
+			if filepath.IsAbs(b.Dir) {
+				b.Dir = filepath.Clean(b.Dir)
+			}
 			o.Dir = &b.Dir
 		}
 		for _, m := range []struct {
@@ -450,6 +455,9 @@ func (c *Config) resolve() error {
 		if err != nil {
 			return bad(key("layout"), toml.Key{"bundle", "layout"}, "%v", err)
 		}
+		if filepath.IsAbs(l.Dir) {
+			l.Dir = filepath.Clean(l.Dir)
+		}
 		b.Resolved = l
 		if other, dup := dirs[l.Dir]; dup {
 			return bad(key("dir"), toml.Key{"bundle", "dir"}, "%s is also bundle %q's directory; each bundle needs its own", l.Dir, other)
@@ -462,6 +470,7 @@ func (c *Config) resolve() error {
 		if !filepath.IsAbs(b.Inbox) {
 			return bad(key("inbox"), toml.Key{"bundle", "inbox"}, "%q must be an absolute path", b.Inbox)
 		}
+		b.Inbox = filepath.Clean(b.Inbox)
 		if b.Inbox == l.Dir {
 			return bad(key("inbox"), toml.Key{"bundle", "inbox"}, "the inbox must not be the live directory %s", l.Dir)
 		}
@@ -521,7 +530,43 @@ func (c *Config) resolve() error {
 			return bad(key("inbox_timeout"), toml.Key{"bundle", "inbox_timeout"}, "%s is shorter than debounce %s", b.InboxTimeout, b.Debounce)
 		}
 	}
+	return c.checkDirs(bad)
+}
+
+// checkDirs refuses bundles whose directories overlap: the agent takes
+// every file of an inbox as a set for its bundle, and repairs every file of
+// a live directory, so an inbox shared, inside a live directory or holding
+// one would have two owners fighting over the same files.
+func (c *Config) checkDirs(bad func(string, toml.Key, string, ...any) error) error {
+	for i := range c.Bundles {
+		b := &c.Bundles[i]
+		key := func(field string) string { return fmt.Sprintf("bundle %q: %s", b.Name, field) }
+		for j := range c.Bundles {
+			o := &c.Bundles[j]
+			whose := "bundle " + strconv.Quote(o.Name) + "'s"
+			if i == j {
+				whose = "its own"
+			}
+			switch {
+			case j < i && b.Inbox == o.Inbox:
+				return bad(key("inbox"), toml.Key{"bundle", "inbox"}, "%s is also bundle %q's inbox; each bundle needs its own", b.Inbox, o.Name)
+			case j != i && b.Inbox == o.Resolved.Dir:
+				return bad(key("inbox"), toml.Key{"bundle", "inbox"}, "%s is bundle %q's live directory; an inbox is a directory of its own", b.Inbox, o.Name)
+			case pathInside(b.Inbox, o.Resolved.Dir):
+				return bad(key("inbox"), toml.Key{"bundle", "inbox"}, "%s is inside %s live directory %s; put the inbox outside it (the default is <state_dir>/inbox/<bundle>)", b.Inbox, whose, o.Resolved.Dir)
+			case pathInside(b.Resolved.Dir, o.Inbox):
+				return bad(key("dir"), toml.Key{"bundle", "dir"}, "%s is inside %s inbox %s; a live directory must not be inside an inbox", b.Resolved.Dir, whose, o.Inbox)
+			}
+		}
+	}
 	return nil
+}
+
+// pathInside reports whether path p is strictly below directory dir; both
+// are clean and absolute.
+func pathInside(p, dir string) bool {
+	rel, err := filepath.Rel(dir, p)
+	return err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) && !filepath.IsAbs(rel)
 }
 
 // Renewal is the bundle's renewal policy.

@@ -188,3 +188,38 @@ func TestBackoffCountsFromTheEndOfTheAttempt(t *testing.T) {
 		t.Fatalf("next try %s after the attempt, want %s", d, want)
 	}
 }
+
+// A live directory and an inbox written with a trailing slash are watched
+// like any other: a deleted node.crt is restored and a dropped set
+// installed at once, not at the next rescan a minute later.
+func TestATrailingSlashInDirAndInboxKeepsTheWatch(t *testing.T) {
+	f := newFixture(t)
+	inbox := filepath.Join(f.root, "in")
+	cfg, _ := os.ReadFile(f.config)
+	cfg = bytes.Replace(cfg, []byte(fmt.Sprintf("dir = %q", f.live)), []byte(fmt.Sprintf("dir = %q\ninbox = %q", f.live+"/", inbox+"/")), 1)
+	testpki.WriteFile(t, f.root, "c.toml", cfg, 0o600)
+	now := time.Now()
+	leaf := f.ca.Issue(t, "node-1", testpki.Options{NotAfter: now.Add(90 * 24 * time.Hour)})
+	f.install(t, leaf)
+	_, log := run(t, f, agent.Options{})
+	within(t, 5*time.Second, "ready", func() bool { return strings.Contains(log.String(), "ready") })
+
+	crt := filepath.Join(f.live, "node.crt")
+	if err := os.Remove(crt); err != nil {
+		t.Fatal(err)
+	}
+	within(t, 5*time.Second, "node.crt to be restored", func() bool {
+		b, _ := os.ReadFile(crt)
+		return bytes.Equal(b, leaf.CertPEM())
+	})
+	// Let the repair's own events pass: the drop below must be seen by
+	// the inbox's watch, not by a step the repair caused.
+	time.Sleep(300 * time.Millisecond)
+	renewed := f.ca.Issue(t, "node-1", testpki.Options{NotAfter: now.Add(91 * 24 * time.Hour)})
+	testpki.WriteFile(t, inbox, "8eab.crt", renewed.CertPEM(), 0o644)
+	testpki.WriteFile(t, inbox, "8eab.key", renewed.KeyPEM(t), 0o600)
+	within(t, 5*time.Second, "the inbox set to be installed", func() bool {
+		b, _ := os.ReadFile(crt)
+		return bytes.Equal(b, renewed.CertPEM())
+	})
+}
