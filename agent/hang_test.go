@@ -223,3 +223,31 @@ func TestATrailingSlashInDirAndInboxKeepsTheWatch(t *testing.T) {
 		return bytes.Equal(b, renewed.CertPEM())
 	})
 }
+
+// Files copied with scp -p from an admin host whose clock is an hour ahead
+// carry modification times in the future; they are installed at once, not
+// in an hour.
+func TestInboxFilesFromTheFutureAreTakenAtOnce(t *testing.T) {
+	f := newFixture(t)
+	now := time.Now()
+	f.install(t, f.ca.Issue(t, "node-1", testpki.Options{NotAfter: now.Add(90 * 24 * time.Hour)}))
+	_, log := run(t, f, agent.Options{})
+	within(t, 5*time.Second, "ready", func() bool { return strings.Contains(log.String(), "ready") })
+	inbox := filepath.Join(f.root, "state", "inbox", "b")
+	renewed := f.ca.Issue(t, "node-1", testpki.Options{NotAfter: now.Add(91 * 24 * time.Hour)})
+	ahead := now.Add(time.Hour)
+	for name, data := range map[string][]byte{"8eab.crt": renewed.CertPEM(), "8eab.key": renewed.KeyPEM(t)} {
+		tmp := filepath.Join(inbox, "."+name)
+		testpki.WriteFile(t, inbox, "."+name, data, 0o600)
+		if err := os.Chtimes(tmp, ahead, ahead); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(inbox, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	within(t, 5*time.Second, "the inbox set to be installed", func() bool {
+		b, _ := os.ReadFile(filepath.Join(f.live, "node.crt"))
+		return bytes.Equal(b, renewed.CertPEM())
+	})
+}

@@ -24,7 +24,8 @@ import (
 //     .filepart, .swp or ~ are files still being uploaded (rsync, WinSCP,
 //     editors, certkeeper push): ignored until renamed.
 //  2. Nothing is read until no file has changed for the settle time
-//     (debounce): no event, no modification time within it.
+//     (debounce): no event, no modification time within it (one in the
+//     future, from a sender whose clock is ahead, is not waited for).
 //  3. The set is read; a file that changed while being read waits for the
 //     next settle.
 //  4. A set that validates is installed, and its files are removed.
@@ -88,12 +89,16 @@ func listInbox(dir string) ([]InboxFile, error) {
 	return out, nil
 }
 
-// Settled is when a listing has been quiet for the settle time: the later
-// of the last event and the newest modification, plus settle.
-func Settled(files []InboxFile, lastEvent time.Time, settle time.Duration) time.Time {
+// Settled is when a listing read at now has been quiet for the settle
+// time: the later of the last event and the newest modification, plus
+// settle. A modification time after now (scp -p from an admin host whose
+// clock is ahead) says nothing about when the file changed here, and would
+// hold the set until that time: it counts as no later than the listing,
+// and the file event that its write raised is what is waited on.
+func Settled(files []InboxFile, lastEvent time.Time, settle time.Duration, now time.Time) time.Time {
 	quiet := lastEvent
 	for _, f := range files {
-		if f.ModTime.After(quiet) {
+		if f.ModTime.After(quiet) && !f.ModTime.After(now) {
 			quiet = f.ModTime
 		}
 	}

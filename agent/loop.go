@@ -316,7 +316,7 @@ func (l *bundleLoop) takeInbox(ctx context.Context, now time.Time) {
 		l.setWaiting("")
 		return
 	}
-	if settled := Settled(files, l.inboxEvent, l.b.Debounce.Duration); now.Before(settled) {
+	if settled := Settled(files, l.inboxEvent, l.b.Debounce.Duration, now); now.Before(settled) {
 		l.inboxAt = settled
 		return
 	}
@@ -357,7 +357,7 @@ func (l *bundleLoop) takeInbox(ctx context.Context, now time.Time) {
 			return
 		}
 		live, _, _ := l.m.Live()
-		quiet := Settled(files, l.inboxEvent, 0)
+		quiet := Settled(files, l.inboxEvent, 0, now)
 		if why := Incomplete(inputs, rotate.Classify(inputs), live, l.b.Resolved); why != "" && now.Before(quiet.Add(l.b.InboxTimeout.Duration)) {
 			l.inboxAt = quiet.Add(l.b.InboxTimeout.Duration)
 			l.setWaiting(why)
