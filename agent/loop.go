@@ -401,7 +401,7 @@ func (l *bundleLoop) reject(files []InboxFile, reason string, now time.Time) {
 }
 
 // installed records an install and, when the content changed, reloads
-// and checks.
+// and checks (applyChange, as the commands do), and records what that did.
 func (l *bundleLoop) installed(ctx context.Context, res rotate.Result, source string, now time.Time) {
 	if !res.Changed {
 		l.log.Info("bundle unchanged; no reload", "generation", res.Generation.Name, "source", source)
@@ -416,54 +416,41 @@ func (l *bundleLoop) installed(ctx context.Context, res rotate.Result, source st
 		s.Counters.Installs++
 		s.LastInstall = &Event{Time: now, Result: ResultInstalled, Detail: res.Generation.Name + " from " + source}
 	})
-	l.reload(ctx, now)
-	if len(l.b.Check) == 0 {
+	c := applyChange(ctx, l.b, l.m, res, l.d.now, l.d.log)
+	l.recordReloads(c.Reloads, now)
+	if c.Check == nil {
 		return
 	}
-	cr := platform.RunReload(ctx, platform.ReloadAction{Command: l.b.Check, Timeout: l.b.CheckTimeout.Duration})
-	attrs := []any{"command", strings.Join(l.b.Check, " "), "exit", cr.ExitCode, "duration", cr.Duration.Round(time.Millisecond)}
-	if cr.Output != "" {
-		attrs = append(attrs, "output", cr.Output)
-	}
-	if cr.Err == nil {
-		l.log.Info("check passed", attrs...)
+	if c.Check.Err == nil {
 		l.st.update(func(s *BundleState) { s.LastCheck = &Event{Time: l.d.now(), Result: ResultOK} })
 		return
 	}
-	l.log.Error("check failed after the install; rolling back", append(attrs, "err", cr.Err)...)
-	if err := RefuseLeaf(l.b, leaf, "its check failed after the install and it was rolled back", l.d.now()); err != nil {
-		l.log.Error("cannot record the certificate as refused; a source may offer it again", "err", err)
-	}
-	detail := fmt.Sprintf("after installing %s: %v", res.Generation.Name, cr.Err)
-	from, to, rerr := l.m.Rollback(false)
-	if rerr != nil {
-		l.log.Error("rollback refused; the new bundle stays live", "err", rerr)
-		detail += "; rollback refused: " + rerr.Error()
+	detail := fmt.Sprintf("after installing %s: %v", res.Generation.Name, c.Check.Err)
+	if c.RolledBack {
+		detail += fmt.Sprintf("; rolled back to %s", c.To.Name)
 	} else {
-		l.log.Warn("rolled back", "from", from.Name, "to", to.Name)
-		detail += fmt.Sprintf("; rolled back to %s", to.Name)
+		detail += "; rollback refused: " + c.RollbackErr.Error()
 	}
 	l.st.update(func(s *BundleState) {
 		s.Counters.CheckFailures++
 		s.LastCheck = &Event{Time: l.d.now(), Result: ResultFailed, Detail: detail}
 		s.LastError = s.LastCheck
-		if rerr == nil {
+		if c.RolledBack {
 			s.Counters.Rollbacks++
-			s.LastRollback = &Event{Time: l.d.now(), Result: ResultOK, Detail: from.Name + " -> " + to.Name}
+			s.LastRollback = &Event{Time: l.d.now(), Result: ResultOK, Detail: c.From.Name + " -> " + c.To.Name}
 		}
 	})
-	if rerr == nil {
-		l.reload(ctx, l.d.now())
+	if c.RolledBack {
+		l.recordReloads(c.RollbackReloads, l.d.now())
 	}
 }
 
-// reload runs the bundle's reload actions once, in order, each with its
-// timeout; each one's exit status and output are logged by RunReloads.
-func (l *bundleLoop) reload(ctx context.Context, now time.Time) {
+// recordReloads counts a run of the bundle's reload actions (RunReloads
+// logged each) in the state.
+func (l *bundleLoop) recordReloads(results []platform.ReloadResult, now time.Time) {
 	if len(l.b.Reload) == 0 {
 		return
 	}
-	results := RunReloads(ctx, l.b, l.d.log) // RunReloads names the bundle itself
 	var failed []string
 	ran := 0
 	for _, r := range results {
