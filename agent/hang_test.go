@@ -251,3 +251,58 @@ func TestInboxFilesFromTheFutureAreTakenAtOnce(t *testing.T) {
 		return bytes.Equal(b, renewed.CertPEM())
 	})
 }
+
+// Nothing installed is CRITICAL in the agent's health and its metric, as
+// in check; a live directory that disappears is logged as an error, once.
+func TestNothingInstalledIsCritical(t *testing.T) {
+	f := newFixture(t)
+	cfg, _ := os.ReadFile(f.config)
+	testpki.WriteFile(t, f.root, "c.toml", bytes.Replace(cfg, []byte("state_dir"), []byte("rescan_interval = \"1s\"\nstate_dir"), 1), 0o600)
+	stop, log := run(t, f, agent.Options{})
+	state := func() agent.BundleState {
+		st, _ := agent.ReadState(&agent.Config{StateDir: filepath.Join(f.root, "state")})
+		if st == nil || len(st.Bundles) == 0 {
+			return agent.BundleState{}
+		}
+		return st.Bundles[0]
+	}
+	eventually(t, "the state of a bundle with nothing installed", func() bool { return state().NotInstalled != "" })
+	b := state()
+	if h, text := b.Health(); h != rotate.Critical || text != "nothing installed in "+f.live {
+		t.Fatalf("health %s %q, want CRITICAL nothing installed", h, text)
+	}
+	var buf bytes.Buffer
+	agent.WriteMetrics(&buf, time.Now(), []agent.BundleState{b}, time.Now())
+	if want := `certkeeper_bundle_health{bundle="b"} 2`; !strings.Contains(buf.String(), want) {
+		t.Fatalf("metrics lack %q:\n%s", want, buf.String())
+	}
+
+	f.install(t, f.ca.Issue(t, "node-1", testpki.Options{NotAfter: time.Now().Add(90 * 24 * time.Hour)}))
+	eventually(t, "the installed bundle to be seen", func() bool { s := state(); return s.NotInstalled == "" && s.Generation != "" })
+	if h, text := state().Health(); h != rotate.OK {
+		t.Fatalf("health %s %q after the install", h, text)
+	}
+	const gone = "the live bundle is gone"
+	if err := os.RemoveAll(f.live); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the error", func() bool { return strings.Contains(log.String(), gone) })
+	time.Sleep(1500 * time.Millisecond) // rescans every second
+	stop()
+	if n := strings.Count(log.String(), gone); n != 1 || !strings.Contains(log.String(), "level=ERROR msg=\""+gone) {
+		t.Fatalf("logged %d times, want one error\n%s", n, log)
+	}
+	if h, _ := state().Health(); h != rotate.Critical {
+		t.Fatalf("health %s after the live directory went", h)
+	}
+}
+
+// The agent's health of a bundle with nothing live.
+func TestHealthOfNothingInstalled(t *testing.T) {
+	if h, text := (agent.BundleState{NotInstalled: "nothing installed in /etc/flocker"}).Health(); h != rotate.Critical || text != "nothing installed in /etc/flocker" {
+		t.Fatalf("health %s %q", h, text)
+	}
+	if h, _ := (agent.BundleState{}).Health(); h != rotate.OK {
+		t.Fatalf("health %s of a bundle with a live certificate", h)
+	}
+}

@@ -65,6 +65,9 @@ type bundleLoop struct {
 	lastRepairErr, lastInboxErr, lastWaiting, planErrFor, criticalFor string
 	dueWarned, criticalLogged                                         time.Time
 	dueWarnedFor                                                      string
+	// seenGen is the live generation last seen, so that a live directory
+	// that disappears is reported once.
+	seenGen string
 	// stepStart is when the current reconcile began (unix nanoseconds),
 	// 0 between steps: the watchdog's view of a stuck loop.
 	stepStart atomic.Int64
@@ -522,6 +525,23 @@ func (l *bundleLoop) plan(now time.Time) livePlan {
 	if err == nil && live != nil {
 		p.leaf = live.Leaf
 	}
+	notInstalled := ""
+	switch {
+	case errors.Is(err, rotate.ErrNoGeneration):
+		notInstalled = "nothing installed in " + l.b.Resolved.Dir
+		if l.seenGen != "" {
+			l.log.Error("the live bundle is gone; nothing is installed until a bundle arrives (inbox, source, certkeeper install)",
+				"dir", l.b.Resolved.Dir, "was", l.seenGen)
+		}
+		l.seenGen = ""
+	case err != nil:
+		notInstalled = "live bundle is damaged: " + err.Error()
+	case live == nil || (live.Leaf == nil && !l.b.Resolved.CAOnly()):
+		notInstalled = "nothing installed in " + l.b.Resolved.Dir
+	}
+	if gen.Name != "" {
+		l.seenGen = gen.Name
+	}
 	l.renewAt, l.criticalAt = time.Time{}, time.Time{}
 	if p.leaf != nil {
 		leaf := p.leaf
@@ -544,6 +564,7 @@ func (l *bundleLoop) plan(now time.Time) livePlan {
 	l.st.update(func(s *BundleState) {
 		s.Generation, s.Serial, s.NotAfter, s.RenewAt, s.RenewalDue, s.RenewalError = gen.Name, "", time.Time{}, p.renew.RenewAt, p.renew.Due, ""
 		s.ExpiryCritical = p.renew.Critical
+		s.NotInstalled = notInstalled
 		if live != nil {
 			if c := live.Leafish(); c != nil {
 				s.Serial, s.NotAfter = pki.Serial(c), c.NotAfter

@@ -47,6 +47,10 @@ type BundleState struct {
 	// threshold (10% of its lifetime or 24 hours, whichever is less) of
 	// expiry, or past it, and has not been renewed.
 	ExpiryCritical bool `json:"expiry_critical,omitempty"`
+	// NotInstalled says why no certificate is live ("nothing installed in
+	// DIR", a damaged live bundle); empty when one is. A CA-only layout has
+	// no leaf, and needs only its CA.
+	NotInstalled string `json:"not_installed,omitempty"`
 	// Waiting says why an inbox set is waiting for more files.
 	Waiting      string         `json:"inbox_waiting,omitempty"`
 	LastInstall  *Event         `json:"last_install,omitempty"`
@@ -95,12 +99,16 @@ type Counters struct {
 // what rotate judges from the files: a failed reload, a failed check (and
 // the rollback it caused), a rejected inbox set, a failed install, or drift
 // the agent can not repair are WARNING until something newer succeeds.
+// Nothing installed is CRITICAL, as `check` says: no daemon can start.
 func (s BundleState) Health() (rotate.Health, string) {
 	h, text := rotate.OK, ""
 	worse := func(x rotate.Health, t string) {
 		if x > h {
 			h, text = x, t
 		}
+	}
+	if s.NotInstalled != "" {
+		worse(rotate.Critical, s.NotInstalled)
 	}
 	if len(s.Drift) > 0 {
 		worse(rotate.Critical, "drift the agent can not repair: "+s.Drift[0].String())
@@ -265,6 +273,11 @@ func Reports(c *Config) []Report {
 					// (installed by hand while it was stopped): its view of
 					// the renewal is about the old one.
 					bs.RenewalDue, bs.ExpiryCritical = false, false
+				}
+				if r.Generation != "" {
+					// Installed since the agent last looked; what is
+					// wrong with it, the files say.
+					bs.NotInstalled = ""
 				}
 				if h, text := bs.Health(); h != rotate.OK {
 					worse(h, text)
