@@ -306,3 +306,53 @@ func TestHealthOfNothingInstalled(t *testing.T) {
 		t.Fatalf("health %s of a bundle with a live certificate", h)
 	}
 }
+
+// A set that cannot be moved to rejected/ (a file, not a directory, named
+// rejected sits in the inbox) is rejected and counted once, not at every
+// rescan; the stray file is never taken for part of a set.
+func TestAnUnmovableRejectedSetIsRejectedOnce(t *testing.T) {
+	f := newFixture(t)
+	cfg, _ := os.ReadFile(f.config)
+	testpki.WriteFile(t, f.root, "c.toml", bytes.Replace(cfg, []byte("state_dir"), []byte("rescan_interval = \"1s\"\nstate_dir"), 1), 0o600)
+	f.install(t, f.ca.Issue(t, "node-1", testpki.Options{NotAfter: time.Now().Add(90 * 24 * time.Hour)}))
+	inbox := filepath.Join(f.root, "state", "inbox", "b")
+	if err := os.MkdirAll(inbox, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	testpki.WriteFile(t, inbox, "rejected", []byte("not a directory\n"), 0o600)
+	stop, log := run(t, f, agent.Options{})
+	within(t, 5*time.Second, "ready", func() bool { return strings.Contains(log.String(), "ready") })
+	other := f.ca.Issue(t, "node-2", testpki.Options{})
+	testpki.WriteFile(t, inbox, "x.crt", other.CertPEM(), 0o644)
+	testpki.WriteFile(t, inbox, "x.key", other.KeyPEM(t), 0o600)
+	testpki.WriteFile(t, inbox, "ca.crt", f.ca.CertPEM(), 0o644)
+	const rejected = "inbox set rejected"
+	within(t, 5*time.Second, "the rejection", func() bool { return strings.Contains(log.String(), rejected) })
+	time.Sleep(2500 * time.Millisecond) // rescans every second
+	stop()
+	if n := strings.Count(log.String(), rejected); n != 1 {
+		t.Fatalf("rejected %d times, want once\n%s", n, log)
+	}
+	st, _ := agent.ReadState(&agent.Config{StateDir: filepath.Join(f.root, "state")})
+	if b := st.Bundles[0]; b.Counters.Rejected != 1 || b.LastInstall == nil || strings.Contains(b.LastInstall.Detail, "rejected is") {
+		t.Fatalf("state: %+v %+v", b.Counters, b.LastInstall)
+	}
+	if _, err := os.Stat(filepath.Join(inbox, "x.crt")); err != nil {
+		t.Fatalf("the unmovable set should stay in the inbox: %v", err)
+	}
+}
+
+// A set in which nothing is a certificate or a key is rejected at once,
+// not after inbox_timeout.
+func TestASetWithNothingThatParsesIsRejectedAtOnce(t *testing.T) {
+	f := newFixture(t)
+	f.install(t, f.ca.Issue(t, "node-1", testpki.Options{NotAfter: time.Now().Add(90 * 24 * time.Hour)}))
+	_, log := run(t, f, agent.Options{})
+	within(t, 5*time.Second, "ready", func() bool { return strings.Contains(log.String(), "ready") })
+	inbox := filepath.Join(f.root, "state", "inbox", "b")
+	testpki.WriteFile(t, inbox, "README", []byte("copy node.crt and node.key here\n"), 0o644)
+	within(t, 5*time.Second, "the rejection", func() bool {
+		reasons, _ := filepath.Glob(filepath.Join(inbox, "rejected", "*", "reason"))
+		return len(reasons) == 1
+	})
+}

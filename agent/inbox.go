@@ -30,8 +30,10 @@ import (
 //     next settle.
 //  4. A set that validates is installed, and its files are removed.
 //  5. A set that fails validation is rejected at once when it is complete
-//     (every part present, every file whole) and wrong: moved to
-//     rejected/<time>/ with a reason file.
+//     (every part present, every file whole) and wrong, or when nothing in
+//     it is a certificate or a key: moved to rejected/<time>/ with a
+//     reason file. A set that cannot be moved is rejected once, and left
+//     until the listing changes. The name rejected is never part of a set.
 //  6. A set that may still be incomplete (a key without its certificate, a
 //     certificate that does not match the live key and brings none, no CA
 //     and none installed, an empty file, a PEM block without its END line)
@@ -67,8 +69,9 @@ func Uploading(name string) bool {
 	return false
 }
 
-// listInbox lists the files of a set: every entry but directories and
-// names still uploading. Symlinks and FIFOs are listed (and rejected when
+// listInbox lists the files of a set: every entry but directories, names
+// still uploading and the reserved name rejected (even when it is not the
+// directory it should be). Symlinks and FIFOs are listed (and rejected when
 // read), so they do not sit there unexplained.
 func listInbox(dir string) ([]InboxFile, error) {
 	entries, err := os.ReadDir(dir)
@@ -77,7 +80,7 @@ func listInbox(dir string) ([]InboxFile, error) {
 	}
 	var out []InboxFile
 	for _, e := range entries {
-		if e.IsDir() || Uploading(e.Name()) {
+		if e.IsDir() || Uploading(e.Name()) || e.Name() == rejectedDir {
 			continue
 		}
 		fi, err := e.Info()
@@ -131,6 +134,12 @@ func Incomplete(inputs []rotate.Input, c *rotate.Candidate, live *rotate.Bundle,
 			return in.Name + " ends inside a PEM block (still being written?)"
 		}
 	}
+	if !anyParses(inputs) {
+		// Nothing here is a certificate or a key (a README, a tarball, a
+		// password-protected archive): no file to come will make this
+		// set complete, so waiting inbox_timeout only hides the mistake.
+		return ""
+	}
 	if l.CAOnly() {
 		if len(c.CAs) == 0 && c.Leaf == nil {
 			return "no CA certificate yet"
@@ -146,6 +155,17 @@ func Incomplete(inputs []rotate.Input, c *rotate.Candidate, live *rotate.Bundle,
 		return "no cluster CA yet"
 	}
 	return ""
+}
+
+// anyParses reports whether any input holds a certificate or a key, in
+// PEM or DER.
+func anyParses(inputs []rotate.Input) bool {
+	for _, in := range inputs {
+		if p, err := pki.Parse(in.Data); err == nil && (len(p.Certificates) > 0 || len(p.Keys) > 0) {
+			return true
+		}
+	}
+	return false
 }
 
 // alreadyLive reports whether every certificate and key of the inputs is

@@ -95,6 +95,8 @@ func TestIncomplete(t *testing.T) {
 		{"another node's complete set: wrong, not incomplete", in("a.crt", other.CertPEM(), "a.key", other.KeyPEM(t), "ca.crt", ca.CertPEM()), nil, ""},
 		{"a renewed leaf for the live key is complete", in("a.crt", renewed.CertPEM()), liveB, ""},
 		{"a leaf for another key, live key installed: waits for its key", in("a.crt", other.CertPEM()), liveB, "no private key yet"},
+		{"nothing that parses: wrong at once", in("README", []byte("copy these files to the node\n")), liveB, ""},
+		{"nothing that parses, nothing installed", in("bundle.tar", []byte{0x1f, 0x8b, 8, 0}), nil, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

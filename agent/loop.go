@@ -68,6 +68,10 @@ type bundleLoop struct {
 	// seenGen is the live generation last seen, so that a live directory
 	// that disappears is reported once.
 	seenGen string
+	// unmovable is an inbox listing that was rejected but could not be
+	// moved to rejected/: it is not rejected (logged, counted) again until
+	// the listing changes.
+	unmovable []InboxFile
 	// stepStart is when the current reconcile began (unix nanoseconds),
 	// 0 between steps: the watchdog's view of a stuck loop.
 	stepStart atomic.Int64
@@ -317,7 +321,14 @@ func (l *bundleLoop) takeInbox(ctx context.Context, now time.Time) {
 	files, err := listInbox(inbox)
 	if err != nil || len(files) == 0 {
 		l.setWaiting("")
+		l.unmovable = nil
 		return
+	}
+	if l.unmovable != nil {
+		if sameListing(files, l.unmovable) {
+			return // rejected already, and said so
+		}
+		l.unmovable = nil
 	}
 	if settled := Settled(files, l.inboxEvent, l.b.Debounce.Duration, now); now.Before(settled) {
 		l.inboxAt = settled
@@ -394,11 +405,18 @@ func (l *bundleLoop) reject(files []InboxFile, reason string, now time.Time) {
 	dst, err := rejectInbox(l.b.Inbox, files, reason, now)
 	l.log.Error("inbox set rejected; the live bundle is unchanged", "moved_to", dst, "reason", reason)
 	if err != nil {
-		l.log.Error("could not move every rejected file", "err", err)
+		l.log.Error("could not move every rejected file; they stay, and are not looked at again until the inbox changes", "err", err)
+		if after, lerr := listInbox(l.b.Inbox); lerr == nil && len(after) > 0 {
+			l.unmovable = after
+		}
 	}
 	l.st.update(func(s *BundleState) {
 		s.Counters.Rejected++
-		s.LastInstall = &Event{Time: now, Result: ResultRejected, Detail: reason + " (files in " + dst + ")"}
+		where := " (files in " + dst + ")"
+		if dst == "" {
+			where = " (files left in " + l.b.Inbox + ")"
+		}
+		s.LastInstall = &Event{Time: now, Result: ResultRejected, Detail: reason + where}
 		s.LastError = s.LastInstall
 	})
 }
