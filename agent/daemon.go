@@ -338,12 +338,14 @@ func (d *daemon) saveState() { d.save(time.Time{}) }
 func (d *daemon) saveFinal() { d.save(d.now()) }
 
 func (d *daemon) save(stopped time.Time) {
+	// The snapshot is taken under the lock: taken before it, a slower
+	// writer's older snapshot could overwrite a newer one.
+	d.saveMu.Lock()
+	defer d.saveMu.Unlock()
 	c := d.cfg()
 	bundles := d.snapshot()
 	st := RuntimeState{PID: os.Getpid(), Started: d.started, Stopped: stopped, Config: d.path, Bundles: bundles}
 	data, _ := json.MarshalIndent(st, "", "  ")
-	d.saveMu.Lock()
-	defer d.saveMu.Unlock()
 	if !bytes.Equal(data, d.lastState) {
 		// 0600: the state directory is traversable (0711) for the CA
 		// account on an admin host; what the agent knows stays root's.
