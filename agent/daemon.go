@@ -349,7 +349,7 @@ func (d *daemon) save(stopped time.Time) {
 	if !bytes.Equal(data, d.lastState) {
 		// 0600: the state directory is traversable (0711) for the CA
 		// account on an admin host; what the agent knows stays root's.
-		if err := writeFileAtomic(StatePath(c), append(data, '\n'), 0o600); err != nil {
+		if err := writeFileAtomic(StatePath(c), append(data, '\n'), 0o600, 0o711, false); err != nil {
 			d.log.Error("cannot write the state file; status will not show the agent's view", "err", err)
 		} else {
 			d.lastState = data
@@ -358,7 +358,9 @@ func (d *daemon) save(stopped time.Time) {
 	if c.MetricsTextfile != "" {
 		var buf bytes.Buffer
 		WriteMetrics(&buf, d.started, bundles, d.now())
-		if err := writeFileAtomic(c.MetricsTextfile, buf.Bytes(), 0o644); err != nil {
+		// 0755: node_exporter's textfile collector, not root, lists the
+		// directory.
+		if err := writeFileAtomic(c.MetricsTextfile, buf.Bytes(), 0o644, 0o755, false); err != nil {
 			d.log.Error("cannot write the metrics textfile", "err", err)
 		}
 	}

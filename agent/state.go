@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"time"
 
@@ -197,11 +198,15 @@ func ParseState(data []byte) (*RuntimeState, error) {
 }
 
 // writeFileAtomic writes a file under a temporary name in its directory
-// and renames it into place: a reader sees the old or the new content.
-func writeFileAtomic(path string, data []byte, mode fs.FileMode) error {
+// and renames it into place: a reader sees the old or the new content. A
+// missing directory is made with dirMode (whatever the umask): 0711 for
+// the state directory (passable, not listable), 0755 for the metrics
+// textfile's (node_exporter, not root, lists it). durable also syncs the
+// file and then its directory before returning, so that what was reported
+// written survives a power loss.
+func writeFileAtomic(path string, data []byte, mode, dirMode fs.FileMode, durable bool) error {
 	dir := filepath.Dir(path)
-	// 0711, as the package makes the state directory: passable, not listable.
-	if err := os.MkdirAll(dir, 0o711); err != nil {
+	if err := mkdirMode(dir, dirMode); err != nil {
 		return err
 	}
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
@@ -213,6 +218,9 @@ func writeFileAtomic(path string, data []byte, mode fs.FileMode) error {
 	if err == nil {
 		err = f.Chmod(mode)
 	}
+	if err == nil && durable {
+		err = f.Sync()
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -223,7 +231,41 @@ func writeFileAtomic(path string, data []byte, mode fs.FileMode) error {
 		os.Remove(tmp)
 		return fmt.Errorf("write %s: %w", path, err)
 	}
+	if durable {
+		if err := syncDir(dir); err != nil {
+			return fmt.Errorf("write %s: %w", path, err)
+		}
+	}
 	return nil
+}
+
+// mkdirMode makes a missing directory (and its parents) and gives it mode
+// whatever the umask; an existing one is left as it is.
+func mkdirMode(dir string, mode fs.FileMode) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(dir, mode); err != nil {
+		return err
+	}
+	return os.Chmod(dir, mode)
+}
+
+// syncDir makes a rename in dir durable. Windows cannot open a directory
+// to sync it, and its renames are journalled by NTFS.
+func syncDir(dir string) error {
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // AgentView is the agent's side of one bundle, as `status` shows it.
