@@ -148,6 +148,16 @@ const (
 	DefaultPullInterval = time.Hour
 )
 
+// Upper bounds of the timeouts, so that no legal step of a bundle's loop
+// looks stuck to the agent's watchdog (stuckAfter, 15 minutes): a reload
+// action or a check that takes longer is hung, not slow. A fetch runs
+// beside the loop, bounded by four source timeouts: 12 minutes at most.
+const (
+	MaxReloadTimeout = 10 * time.Minute
+	MaxCheckTimeout  = 10 * time.Minute
+	MaxSourceTimeout = 3 * time.Minute
+)
+
 // Duration is a TOML string such as "720h" or "30d". A bare number is an
 // error: "renew_before = 30" could mean days, hours or nanoseconds.
 type Duration struct{ time.Duration }
@@ -398,6 +408,9 @@ func (c *Config) resolve() error {
 		if c.Source.KnownHosts == "" {
 			return bad("source.known_hosts", toml.Key{"source"}, "missing: host keys are always verified; pin the admin host's key with `certkeeper trust HOST --known-hosts FILE`")
 		}
+		if t := c.Source.Timeout.Duration; t < 0 || t > MaxSourceTimeout {
+			return bad("source.timeout", toml.Key{"source", "timeout"}, "%s is out of range; at most %s (each SSH phase; a whole fetch gets four)", c.Source.Timeout, MaxSourceTimeout)
+		}
 		if c.Source.PullInterval.Duration == 0 {
 			c.Source.PullInterval.Duration = DefaultPullInterval
 		}
@@ -511,19 +524,22 @@ func (c *Config) resolve() error {
 			return bad(key("check"), toml.Key{"bundle", "check"}, "an empty command; remove the key or give an argument array")
 		}
 		for _, d := range []struct {
-			field    string
-			v        *Duration
-			def, min time.Duration
+			field         string
+			v             *Duration
+			def, min, max time.Duration
 		}{
-			{"debounce", &b.Debounce, DefaultDebounce, 10 * time.Millisecond},
-			{"inbox_timeout", &b.InboxTimeout, DefaultInboxTimeout, time.Second},
-			{"check_timeout", &b.CheckTimeout, DefaultCheckTimeout, time.Second},
+			{"debounce", &b.Debounce, DefaultDebounce, 10 * time.Millisecond, 0},
+			{"inbox_timeout", &b.InboxTimeout, DefaultInboxTimeout, time.Second, 0},
+			{"check_timeout", &b.CheckTimeout, DefaultCheckTimeout, time.Second, MaxCheckTimeout},
 		} {
 			if d.v.Duration == 0 {
 				d.v.Duration = d.def
 			}
 			if d.v.Duration < d.min {
 				return bad(key(d.field), toml.Key{"bundle", d.field}, "%s is too short; at least %s", d.v.Duration, d.min)
+			}
+			if d.max > 0 && d.v.Duration > d.max {
+				return bad(key(d.field), toml.Key{"bundle", d.field}, "%s is too long; at most %s (a check that takes longer is hung)", d.v.Duration, d.max)
 			}
 		}
 		if b.InboxTimeout.Duration < b.Debounce.Duration {
@@ -567,6 +583,21 @@ func (c *Config) checkDirs(bad func(string, toml.Key, string, ...any) error) err
 func pathInside(p, dir string) bool {
 	rel, err := filepath.Rel(dir, p)
 	return err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) && !filepath.IsAbs(rel)
+}
+
+// longestStep is the longest a legal step of the bundle's loop may take:
+// an install whose check fails runs every reload action, the check, a
+// rollback and every reload action again; a minute covers the files.
+func (b *Bundle) longestStep() time.Duration {
+	var reloads time.Duration
+	for _, r := range b.Reload {
+		reloads += r.Action().Timeout
+	}
+	step := reloads + time.Minute
+	if len(b.Check) > 0 {
+		step += b.CheckTimeout.Duration + reloads
+	}
+	return step
 }
 
 // Renewal is the bundle's renewal policy.
@@ -619,6 +650,9 @@ func (r *Reload) check() error {
 	}
 	if r.Timeout.Duration < 0 {
 		return errors.New("timeout is negative")
+	}
+	if r.Timeout.Duration > MaxReloadTimeout {
+		return fmt.Errorf("timeout %s is too long; at most %s (a reload that takes longer is hung)", r.Timeout, MaxReloadTimeout)
 	}
 	return nil
 }

@@ -55,8 +55,10 @@ type Info struct {
 }
 
 // stuckAfter is how long one reconcile step may run before the watchdog
-// considers its loop stuck: longer than any reload, check or fetch
-// timeout a sane config sets.
+// considers its loop stuck, unless the bundle's reload actions and check
+// may legally take longer (Bundle.longestStep); the config caps each of
+// their timeouts (MaxReloadTimeout, MaxCheckTimeout). A fetch does not
+// count: it runs beside the loop.
 const stuckAfter = 15 * time.Minute
 
 type daemon struct {
@@ -314,7 +316,7 @@ func (d *daemon) loopsHealthy() bool {
 		if !rl.alive.Load() {
 			return false
 		}
-		if s := rl.l.stepStart.Load(); s != 0 && time.Since(time.Unix(0, s)) > stuckAfter {
+		if s := rl.l.stepStart.Load(); s != 0 && time.Since(time.Unix(0, s)) > max(stuckAfter, rl.l.b.longestStep()) {
 			return false
 		}
 	}

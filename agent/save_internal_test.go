@@ -35,3 +35,31 @@ func TestSaveWritesTheNewestSnapshot(t *testing.T) {
 		t.Fatalf("the state file says %d installs, want 2: an older snapshot overwrote a newer one", n)
 	}
 }
+
+// The watchdog gives a step as long as the bundle's reloads and check may
+// legally take (each capped by the config), and no longer.
+func TestWatchdogAllowsALegalLongStep(t *testing.T) {
+	b := &Bundle{Reload: []Reload{{Command: []string{"reload"}, Timeout: Duration{MaxReloadTimeout}}},
+		Check: []string{"check"}, CheckTimeout: Duration{MaxCheckTimeout}}
+	l := &bundleLoop{b: b}
+	rl := &runningLoop{l: l}
+	rl.alive.Store(true)
+	d := &daemon{loops: []*runningLoop{rl}}
+	cases := []struct {
+		running time.Duration
+		healthy bool
+	}{
+		{time.Minute, true},
+		{20 * time.Minute, true}, // reload, check failed, rollback, reload again
+		{40 * time.Minute, false},
+	}
+	for _, c := range cases {
+		l.stepStart.Store(time.Now().Add(-c.running).UnixNano())
+		if got := d.loopsHealthy(); got != c.healthy {
+			t.Errorf("a step running for %s: healthy %v, want %v", c.running, got, c.healthy)
+		}
+	}
+	if got, want := b.longestStep(), 3*MaxReloadTimeout+time.Minute; got != want {
+		t.Errorf("longest step %s, want %s", got, want)
+	}
+}
