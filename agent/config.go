@@ -148,6 +148,16 @@ const (
 	DefaultPullInterval = time.Hour
 )
 
+// Upper bounds of the timeouts, so that no legal step of a bundle's loop
+// looks stuck to the agent's watchdog (stuckAfter, 15 minutes): a reload
+// action or a check that takes longer is hung, not slow. A fetch runs
+// beside the loop, bounded by four source timeouts: 12 minutes at most.
+const (
+	MaxReloadTimeout = 10 * time.Minute
+	MaxCheckTimeout  = 10 * time.Minute
+	MaxSourceTimeout = 3 * time.Minute
+)
+
 // Duration is a TOML string such as "720h" or "30d". A bare number is an
 // error: "renew_before = 30" could mean days, hours or nanoseconds.
 type Duration struct{ time.Duration }
@@ -398,6 +408,9 @@ func (c *Config) resolve() error {
 		if c.Source.KnownHosts == "" {
 			return bad("source.known_hosts", toml.Key{"source"}, "missing: host keys are always verified; pin the admin host's key with `certkeeper trust HOST --known-hosts FILE`")
 		}
+		if t := c.Source.Timeout.Duration; t < 0 || t > MaxSourceTimeout {
+			return bad("source.timeout", toml.Key{"source", "timeout"}, "%s is out of range; at most %s (each SSH phase; a whole fetch gets four)", c.Source.Timeout, MaxSourceTimeout)
+		}
 		if c.Source.PullInterval.Duration == 0 {
 			c.Source.PullInterval.Duration = DefaultPullInterval
 		}
@@ -435,6 +448,11 @@ func (c *Config) resolve() error {
 		o := rotate.Overrides{CAFile: b.CAFile, CertFile: b.CertFile, KeyFile: b.KeyFile, EnvFile: b.EnvFile, Env: b.Env,
 			Owner: b.Owner, Group: b.Group}
 		if b.Dir != "" {
+			// Clean: the watcher matches event paths against it, and
+			// "/x/live/" is the same directory as "/x/live".
+			if filepath.IsAbs(b.Dir) {
+				b.Dir = filepath.Clean(b.Dir)
+			}
 			o.Dir = &b.Dir
 		}
 		for _, m := range []struct {
@@ -450,6 +468,9 @@ func (c *Config) resolve() error {
 		if err != nil {
 			return bad(key("layout"), toml.Key{"bundle", "layout"}, "%v", err)
 		}
+		if filepath.IsAbs(l.Dir) {
+			l.Dir = filepath.Clean(l.Dir)
+		}
 		b.Resolved = l
 		if other, dup := dirs[l.Dir]; dup {
 			return bad(key("dir"), toml.Key{"bundle", "dir"}, "%s is also bundle %q's directory; each bundle needs its own", l.Dir, other)
@@ -462,6 +483,7 @@ func (c *Config) resolve() error {
 		if !filepath.IsAbs(b.Inbox) {
 			return bad(key("inbox"), toml.Key{"bundle", "inbox"}, "%q must be an absolute path", b.Inbox)
 		}
+		b.Inbox = filepath.Clean(b.Inbox)
 		if b.Inbox == l.Dir {
 			return bad(key("inbox"), toml.Key{"bundle", "inbox"}, "the inbox must not be the live directory %s", l.Dir)
 		}
@@ -502,13 +524,13 @@ func (c *Config) resolve() error {
 			return bad(key("check"), toml.Key{"bundle", "check"}, "an empty command; remove the key or give an argument array")
 		}
 		for _, d := range []struct {
-			field    string
-			v        *Duration
-			def, min time.Duration
+			field         string
+			v             *Duration
+			def, min, max time.Duration
 		}{
-			{"debounce", &b.Debounce, DefaultDebounce, 10 * time.Millisecond},
-			{"inbox_timeout", &b.InboxTimeout, DefaultInboxTimeout, time.Second},
-			{"check_timeout", &b.CheckTimeout, DefaultCheckTimeout, time.Second},
+			{"debounce", &b.Debounce, DefaultDebounce, 10 * time.Millisecond, 0},
+			{"inbox_timeout", &b.InboxTimeout, DefaultInboxTimeout, time.Second, 0},
+			{"check_timeout", &b.CheckTimeout, DefaultCheckTimeout, time.Second, MaxCheckTimeout},
 		} {
 			if d.v.Duration == 0 {
 				d.v.Duration = d.def
@@ -516,12 +538,66 @@ func (c *Config) resolve() error {
 			if d.v.Duration < d.min {
 				return bad(key(d.field), toml.Key{"bundle", d.field}, "%s is too short; at least %s", d.v.Duration, d.min)
 			}
+			if d.max > 0 && d.v.Duration > d.max {
+				return bad(key(d.field), toml.Key{"bundle", d.field}, "%s is too long; at most %s (a check that takes longer is hung)", d.v.Duration, d.max)
+			}
 		}
 		if b.InboxTimeout.Duration < b.Debounce.Duration {
 			return bad(key("inbox_timeout"), toml.Key{"bundle", "inbox_timeout"}, "%s is shorter than debounce %s", b.InboxTimeout, b.Debounce)
 		}
 	}
+	return c.checkDirs(bad)
+}
+
+// checkDirs refuses bundles whose directories overlap: the agent takes
+// every file of an inbox as a set for its bundle, and repairs every file of
+// a live directory, so an inbox shared, inside a live directory or holding
+// one would have two owners fighting over the same files.
+func (c *Config) checkDirs(bad func(string, toml.Key, string, ...any) error) error {
+	for i := range c.Bundles {
+		b := &c.Bundles[i]
+		key := func(field string) string { return fmt.Sprintf("bundle %q: %s", b.Name, field) }
+		for j := range c.Bundles {
+			o := &c.Bundles[j]
+			whose := "bundle " + strconv.Quote(o.Name) + "'s"
+			if i == j {
+				whose = "its own"
+			}
+			switch {
+			case j < i && b.Inbox == o.Inbox:
+				return bad(key("inbox"), toml.Key{"bundle", "inbox"}, "%s is also bundle %q's inbox; each bundle needs its own", b.Inbox, o.Name)
+			case j != i && b.Inbox == o.Resolved.Dir:
+				return bad(key("inbox"), toml.Key{"bundle", "inbox"}, "%s is bundle %q's live directory; an inbox is a directory of its own", b.Inbox, o.Name)
+			case pathInside(b.Inbox, o.Resolved.Dir):
+				return bad(key("inbox"), toml.Key{"bundle", "inbox"}, "%s is inside %s live directory %s; put the inbox outside it (the default is <state_dir>/inbox/<bundle>)", b.Inbox, whose, o.Resolved.Dir)
+			case pathInside(b.Resolved.Dir, o.Inbox):
+				return bad(key("dir"), toml.Key{"bundle", "dir"}, "%s is inside %s inbox %s; a live directory must not be inside an inbox", b.Resolved.Dir, whose, o.Inbox)
+			}
+		}
+	}
 	return nil
+}
+
+// pathInside reports whether path p is strictly below directory dir; both
+// are clean and absolute.
+func pathInside(p, dir string) bool {
+	rel, err := filepath.Rel(dir, p)
+	return err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) && !filepath.IsAbs(rel)
+}
+
+// longestStep is the longest a legal step of the bundle's loop may take:
+// an install whose check fails runs every reload action, the check, a
+// rollback and every reload action again; a minute covers the files.
+func (b *Bundle) longestStep() time.Duration {
+	var reloads time.Duration
+	for _, r := range b.Reload {
+		reloads += r.Action().Timeout
+	}
+	step := reloads + time.Minute
+	if len(b.Check) > 0 {
+		step += b.CheckTimeout.Duration + reloads
+	}
+	return step
 }
 
 // Renewal is the bundle's renewal policy.
@@ -574,6 +650,9 @@ func (r *Reload) check() error {
 	}
 	if r.Timeout.Duration < 0 {
 		return errors.New("timeout is negative")
+	}
+	if r.Timeout.Duration > MaxReloadTimeout {
+		return fmt.Errorf("timeout %s is too long; at most %s (a reload that takes longer is hung)", r.Timeout, MaxReloadTimeout)
 	}
 	return nil
 }

@@ -67,6 +67,19 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
+// A trailing slash (or a "." or "//") in dir or inbox is cleaned away:
+// the watcher compares event paths with them, and the checks for bundles
+// sharing a directory compare them too.
+func TestDirAndInboxAreCleaned(t *testing.T) {
+	c, err := agent.ParseConfig("c.toml", []byte("node_id = \"n1\"\n[[bundle]]\nname = \"b\"\nlayout = \"glow\"\ndir = \"/x//live/\"\ninbox = \"/x/./in/\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := c.Bundles[0]; b.Resolved.Dir != "/x/live" || b.Inbox != "/x/in" {
+		t.Fatalf("dir %q inbox %q, want /x/live and /x/in", b.Resolved.Dir, b.Inbox)
+	}
+}
+
 // Each mistake names its key, and its line where the file has one.
 func TestConfigErrors(t *testing.T) {
 	base := "node_id = \"n1\"\n[[bundle]]\nname = \"b\"\nlayout = \"glow\"\n"
@@ -105,6 +118,16 @@ func TestConfigErrors(t *testing.T) {
 		{"relative inbox", base + "inbox = \"inbox\"\n", `must be an absolute path`},
 		{"remote dir escapes", base + "remote_dir = \"../other\"\n", `must not contain ".."`},
 		{"unknown owner", base + "owner = \"no-such-user-certkeeper\"\n", `owner "no-such-user-certkeeper"`},
+		{"check timeout beyond the watchdog", base + "check_timeout = \"20m\"\n", `bundle "b": check_timeout: 20m0s is too long; at most 10m0s`},
+		{"reload timeout beyond the watchdog", base + "[[bundle.reload]]\nsystemd = \"a.service\"\ntimeout = \"1h\"\n", `timeout 1h0m0s is too long; at most 10m0s`},
+		{"source timeout beyond the watchdog", "node_id = \"n1\"\n[source]\naddress = \"a\"\nuser = \"u\"\nknown_hosts = \"/k\"\ntimeout = \"5m\"\n[[bundle]]\nname = \"b\"\nlayout = \"glow\"\n", `c.toml:6: source.timeout: 5m0s is out of range; at most 3m0s`},
+		{"same directory with a trailing slash", base + "dir = \"/x/live\"\n[[bundle]]\nname = \"c\"\nlayout = \"glow\"\ndir = \"/x/live/\"\n", `bundle "c": dir: /x/live is also bundle "b"'s directory`},
+		{"shared inbox", base + "inbox = \"/x/in\"\n[[bundle]]\nname = \"c\"\nlayout = \"mesos\"\ninbox = \"/x/in/\"\n", `bundle "c": inbox: /x/in is also bundle "b"'s inbox; each bundle needs its own`},
+		{"inbox inside another bundle's live directory", base + "[[bundle]]\nname = \"c\"\nlayout = \"mesos\"\ninbox = \"/etc/glow/ssl/in\"\n", `bundle "c": inbox: /etc/glow/ssl/in is inside bundle "b"'s live directory /etc/glow/ssl`},
+		{"inbox inside its own live directory", base + "inbox = \"/etc/glow/ssl/inbox/\"\n", `bundle "b": inbox: /etc/glow/ssl/inbox is inside its own live directory /etc/glow/ssl`},
+		{"inbox that is another bundle's live directory", base + "[[bundle]]\nname = \"c\"\nlayout = \"mesos\"\ninbox = \"/etc/glow/ssl\"\n", `bundle "c": inbox: /etc/glow/ssl is bundle "b"'s live directory`},
+		{"live directory inside an inbox", base + "inbox = \"/x/in\"\n[[bundle]]\nname = \"c\"\nlayout = \"mesos\"\ndir = \"/x/in/mesos\"\n", `bundle "c": dir: /x/in/mesos is inside bundle "b"'s inbox /x/in`},
+		{"live directory inside its own inbox", base + "inbox = \"/x/in\"\ndir = \"/x/in/live\"\n", `bundle "b": dir: /x/in/live is inside its own inbox /x/in`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

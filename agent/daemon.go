@@ -55,8 +55,10 @@ type Info struct {
 }
 
 // stuckAfter is how long one reconcile step may run before the watchdog
-// considers its loop stuck: longer than any reload, check or fetch
-// timeout a sane config sets.
+// considers its loop stuck, unless the bundle's reload actions and check
+// may legally take longer (Bundle.longestStep); the config caps each of
+// their timeouts (MaxReloadTimeout, MaxCheckTimeout). A fetch does not
+// count: it runs beside the loop.
 const stuckAfter = 15 * time.Minute
 
 type daemon struct {
@@ -314,7 +316,7 @@ func (d *daemon) loopsHealthy() bool {
 		if !rl.alive.Load() {
 			return false
 		}
-		if s := rl.l.stepStart.Load(); s != 0 && time.Since(time.Unix(0, s)) > stuckAfter {
+		if s := rl.l.stepStart.Load(); s != 0 && time.Since(time.Unix(0, s)) > max(stuckAfter, rl.l.b.longestStep()) {
 			return false
 		}
 	}
@@ -338,16 +340,18 @@ func (d *daemon) saveState() { d.save(time.Time{}) }
 func (d *daemon) saveFinal() { d.save(d.now()) }
 
 func (d *daemon) save(stopped time.Time) {
+	// The snapshot is taken under the lock: taken before it, a slower
+	// writer's older snapshot could overwrite a newer one.
+	d.saveMu.Lock()
+	defer d.saveMu.Unlock()
 	c := d.cfg()
 	bundles := d.snapshot()
 	st := RuntimeState{PID: os.Getpid(), Started: d.started, Stopped: stopped, Config: d.path, Bundles: bundles}
 	data, _ := json.MarshalIndent(st, "", "  ")
-	d.saveMu.Lock()
-	defer d.saveMu.Unlock()
 	if !bytes.Equal(data, d.lastState) {
 		// 0600: the state directory is traversable (0711) for the CA
 		// account on an admin host; what the agent knows stays root's.
-		if err := writeFileAtomic(StatePath(c), append(data, '\n'), 0o600); err != nil {
+		if err := writeFileAtomic(StatePath(c), append(data, '\n'), 0o600, 0o711, false); err != nil {
 			d.log.Error("cannot write the state file; status will not show the agent's view", "err", err)
 		} else {
 			d.lastState = data
@@ -356,7 +360,9 @@ func (d *daemon) save(stopped time.Time) {
 	if c.MetricsTextfile != "" {
 		var buf bytes.Buffer
 		WriteMetrics(&buf, d.started, bundles, d.now())
-		if err := writeFileAtomic(c.MetricsTextfile, buf.Bytes(), 0o644); err != nil {
+		// 0755: node_exporter's textfile collector, not root, lists the
+		// directory.
+		if err := writeFileAtomic(c.MetricsTextfile, buf.Bytes(), 0o644, 0o755, false); err != nil {
 			d.log.Error("cannot write the metrics textfile", "err", err)
 		}
 	}

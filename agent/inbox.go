@@ -24,13 +24,16 @@ import (
 //     .filepart, .swp or ~ are files still being uploaded (rsync, WinSCP,
 //     editors, certkeeper push): ignored until renamed.
 //  2. Nothing is read until no file has changed for the settle time
-//     (debounce): no event, no modification time within it.
+//     (debounce): no event, no modification time within it (one in the
+//     future, from a sender whose clock is ahead, is not waited for).
 //  3. The set is read; a file that changed while being read waits for the
 //     next settle.
 //  4. A set that validates is installed, and its files are removed.
 //  5. A set that fails validation is rejected at once when it is complete
-//     (every part present, every file whole) and wrong: moved to
-//     rejected/<time>/ with a reason file.
+//     (every part present, every file whole) and wrong, or when nothing in
+//     it is a certificate or a key: moved to rejected/<time>/ with a
+//     reason file. A set that cannot be moved is rejected once, and left
+//     until the listing changes. The name rejected is never part of a set.
 //  6. A set that may still be incomplete (a key without its certificate, a
 //     certificate that does not match the live key and brings none, no CA
 //     and none installed, an empty file, a PEM block without its END line)
@@ -66,8 +69,9 @@ func Uploading(name string) bool {
 	return false
 }
 
-// listInbox lists the files of a set: every entry but directories and
-// names still uploading. Symlinks and FIFOs are listed (and rejected when
+// listInbox lists the files of a set: every entry but directories, names
+// still uploading and the reserved name rejected (even when it is not the
+// directory it should be). Symlinks and FIFOs are listed (and rejected when
 // read), so they do not sit there unexplained.
 func listInbox(dir string) ([]InboxFile, error) {
 	entries, err := os.ReadDir(dir)
@@ -76,7 +80,7 @@ func listInbox(dir string) ([]InboxFile, error) {
 	}
 	var out []InboxFile
 	for _, e := range entries {
-		if e.IsDir() || Uploading(e.Name()) {
+		if e.IsDir() || Uploading(e.Name()) || e.Name() == rejectedDir {
 			continue
 		}
 		fi, err := e.Info()
@@ -88,12 +92,16 @@ func listInbox(dir string) ([]InboxFile, error) {
 	return out, nil
 }
 
-// Settled is when a listing has been quiet for the settle time: the later
-// of the last event and the newest modification, plus settle.
-func Settled(files []InboxFile, lastEvent time.Time, settle time.Duration) time.Time {
+// Settled is when a listing read at now has been quiet for the settle
+// time: the later of the last event and the newest modification, plus
+// settle. A modification time after now (scp -p from an admin host whose
+// clock is ahead) says nothing about when the file changed here, and would
+// hold the set until that time: it counts as no later than the listing,
+// and the file event that its write raised is what is waited on.
+func Settled(files []InboxFile, lastEvent time.Time, settle time.Duration, now time.Time) time.Time {
 	quiet := lastEvent
 	for _, f := range files {
-		if f.ModTime.After(quiet) {
+		if f.ModTime.After(quiet) && !f.ModTime.After(now) {
 			quiet = f.ModTime
 		}
 	}
@@ -126,6 +134,12 @@ func Incomplete(inputs []rotate.Input, c *rotate.Candidate, live *rotate.Bundle,
 			return in.Name + " ends inside a PEM block (still being written?)"
 		}
 	}
+	if !anyParses(inputs) {
+		// Nothing here is a certificate or a key (a README, a tarball, a
+		// password-protected archive): no file to come will make this
+		// set complete, so waiting inbox_timeout only hides the mistake.
+		return ""
+	}
 	if l.CAOnly() {
 		if len(c.CAs) == 0 && c.Leaf == nil {
 			return "no CA certificate yet"
@@ -141,6 +155,17 @@ func Incomplete(inputs []rotate.Input, c *rotate.Candidate, live *rotate.Bundle,
 		return "no cluster CA yet"
 	}
 	return ""
+}
+
+// anyParses reports whether any input holds a certificate or a key, in
+// PEM or DER.
+func anyParses(inputs []rotate.Input) bool {
+	for _, in := range inputs {
+		if p, err := pki.Parse(in.Data); err == nil && (len(p.Certificates) > 0 || len(p.Keys) > 0) {
+			return true
+		}
+	}
+	return false
 }
 
 // alreadyLive reports whether every certificate and key of the inputs is

@@ -26,17 +26,39 @@ func TestUploadingNames(t *testing.T) {
 
 func TestSettled(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	files := []agent.InboxFile{{Name: "a", ModTime: t0}, {Name: "b", ModTime: t0.Add(time.Second)}}
-	if got := agent.Settled(files, t0, 150*time.Millisecond); !got.Equal(t0.Add(time.Second + 150*time.Millisecond)) {
-		t.Errorf("newest modification: %s", got)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	files := func(mtimes ...time.Duration) []agent.InboxFile {
+		var out []agent.InboxFile
+		for i, m := range mtimes {
+			out = append(out, agent.InboxFile{Name: string(rune('a' + i)), ModTime: at(m)})
+		}
+		return out
 	}
-	if got := agent.Settled(files, t0.Add(5*time.Second), 150*time.Millisecond); !got.Equal(t0.Add(5*time.Second + 150*time.Millisecond)) {
-		t.Errorf("last event: %s", got)
+	const settle = 150 * time.Millisecond
+	cases := []struct {
+		name      string
+		files     []agent.InboxFile
+		lastEvent time.Time
+		now       time.Time
+		want      time.Time
+	}{
+		{"newest modification", files(0, time.Second), t0, at(time.Second), at(time.Second + settle)},
+		{"last event after the modifications", files(0, time.Second), at(5 * time.Second), at(5 * time.Second), at(5*time.Second + settle)},
+		// scp -p keeps old modification times: the event still counts.
+		{"old modification times", files(-24 * time.Hour), t0, t0, at(settle)},
+		// scp -p from an admin host whose clock is an hour ahead: the
+		// future time is not waited for; the event is.
+		{"a modification time in the future", files(time.Hour), t0, t0, at(settle)},
+		{"one in the future, one recent", files(time.Hour, -time.Second), at(-2 * time.Second), t0, at(-time.Second + settle)},
+		{"in the future, found by a rescan without an event", files(time.Hour), time.Time{}, t0, time.Time{}.Add(settle)},
+		{"exactly now", files(0), at(-time.Second), t0, at(settle)},
 	}
-	// scp -p keeps old modification times: the event still counts.
-	old := []agent.InboxFile{{Name: "a", ModTime: t0.Add(-24 * time.Hour)}}
-	if got := agent.Settled(old, t0, time.Second); !got.Equal(t0.Add(time.Second)) {
-		t.Errorf("old mtimes: %s", got)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := agent.Settled(c.files, c.lastEvent, settle, c.now); !got.Equal(c.want) {
+				t.Errorf("Settled = %s, want %s", got, c.want)
+			}
+		})
 	}
 }
 
@@ -73,6 +95,8 @@ func TestIncomplete(t *testing.T) {
 		{"another node's complete set: wrong, not incomplete", in("a.crt", other.CertPEM(), "a.key", other.KeyPEM(t), "ca.crt", ca.CertPEM()), nil, ""},
 		{"a renewed leaf for the live key is complete", in("a.crt", renewed.CertPEM()), liveB, ""},
 		{"a leaf for another key, live key installed: waits for its key", in("a.crt", other.CertPEM()), liveB, "no private key yet"},
+		{"nothing that parses: wrong at once", in("README", []byte("copy these files to the node\n")), liveB, ""},
+		{"nothing that parses, nothing installed", in("bundle.tar", []byte{0x1f, 0x8b, 8, 0}), nil, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -53,6 +53,11 @@ type bundleLoop struct {
 	inboxEvent                  time.Time
 
 	fetch FetchState
+	// fetching is the call of the Source in flight, nil when none: at most
+	// one per bundle, run beside the loop so that a hung admin host never
+	// holds up repairs and the inbox; its result comes back on fetched.
+	fetching *fetchCall
+	fetched  chan fetchResult
 	// renewAt is the live certificate's renewal time, zero when unknown;
 	// criticalAt is where its safety net starts.
 	renewAt, criticalAt time.Time
@@ -60,6 +65,13 @@ type bundleLoop struct {
 	lastRepairErr, lastInboxErr, lastWaiting, planErrFor, criticalFor string
 	dueWarned, criticalLogged                                         time.Time
 	dueWarnedFor                                                      string
+	// seenGen is the live generation last seen, so that a live directory
+	// that disappears is reported once.
+	seenGen string
+	// unmovable is an inbox listing that was rejected but could not be
+	// moved to rejected/: it is not rejected (logged, counted) again until
+	// the listing changes.
+	unmovable []InboxFile
 	// stepStart is when the current reconcile began (unix nanoseconds),
 	// 0 between steps: the watchdog's view of a stuck loop.
 	stepStart atomic.Int64
@@ -69,7 +81,7 @@ func newBundleLoop(d *daemon, b *Bundle, st *bundleState, src Source) *bundleLoo
 	m := rotate.NewManager(b.Spec())
 	m.Now = d.now
 	m.Store.Now = d.now
-	l := &bundleLoop{d: d, b: b, m: m, src: src, st: st, log: d.log.With("bundle", b.Name)}
+	l := &bundleLoop{d: d, b: b, m: m, src: src, st: st, log: d.log.With("bundle", b.Name), fetched: make(chan fetchResult, 1)}
 	if src != nil {
 		// A config reload restarts the loop; what it knew of the source
 		// (failures, backoff, last fetch) carries over.
@@ -100,6 +112,7 @@ func (l *bundleLoop) run(ctx context.Context, ready func()) {
 	if err := l.m.Store.Recover(); err != nil && !errors.Is(err, rotate.ErrNoGeneration) {
 		l.log.Error("recovery of the live directory failed", "dir", l.b.Resolved.Dir, "err", err)
 	}
+	defer l.stopFetch()
 	l.step(ctx)
 	ready()
 	var events chan fsnotify.Event
@@ -131,6 +144,8 @@ func (l *bundleLoop) run(ctx context.Context, ready func()) {
 			l.log.Warn("file watch reported an error; rescanning", "err", err)
 			now := l.d.now()
 			l.repairAt, l.inboxEvent, l.inboxAt = now, now, now.Add(l.b.Debounce.Duration)
+		case r := <-l.fetched:
+			l.fetchDone(ctx, r)
 		case <-timer.C:
 			if !l.due(l.d.now()) {
 				continue
@@ -141,7 +156,7 @@ func (l *bundleLoop) run(ctx context.Context, ready func()) {
 }
 
 func (l *bundleLoop) fetchDeadline() time.Time {
-	if l.src == nil {
+	if l.src == nil || l.fetching != nil {
 		return time.Time{}
 	}
 	return l.fetch.NextTry
@@ -189,9 +204,25 @@ func (l *bundleLoop) onEvent(ev fsnotify.Event, now time.Time) {
 	}
 }
 
-// step is one reconcile, with a panic caught and logged rather than
-// taking the agent down (certmagic does the same in its maintenance loop).
+// step is one reconcile.
 func (l *bundleLoop) step(ctx context.Context) {
+	l.guard(func() {
+		work := context.WithoutCancel(ctx)
+		now := l.d.now()
+		l.repairAt, l.inboxAt = time.Time{}, time.Time{}
+		l.rescanAt = now.Add(l.d.cfg().RescanInterval.Duration)
+		l.watch()
+		l.repair(now)
+		l.takeInbox(work, now)
+		l.schedule(ctx, now)
+	})
+	l.d.saveState()
+}
+
+// guard runs one piece of the loop's work under the watchdog's eye, with a
+// panic caught and logged rather than taking the agent down (certmagic
+// does the same in its maintenance loop).
+func (l *bundleLoop) guard(f func()) {
 	l.stepStart.Store(time.Now().UnixNano())
 	defer l.stepStart.Store(0)
 	defer func() {
@@ -200,15 +231,7 @@ func (l *bundleLoop) step(ctx context.Context) {
 			l.rescanAt = l.d.now().Add(time.Second)
 		}
 	}()
-	work := context.WithoutCancel(ctx)
-	now := l.d.now()
-	l.repairAt, l.inboxAt = time.Time{}, time.Time{}
-	l.rescanAt = now.Add(l.d.cfg().RescanInterval.Duration)
-	l.watch()
-	l.repair(now)
-	l.takeInbox(work, now)
-	l.schedule(ctx, work, now)
-	l.d.saveState()
+	f()
 }
 
 // watch keeps fsnotify watches on the directories that matter: the live
@@ -298,9 +321,16 @@ func (l *bundleLoop) takeInbox(ctx context.Context, now time.Time) {
 	files, err := listInbox(inbox)
 	if err != nil || len(files) == 0 {
 		l.setWaiting("")
+		l.unmovable = nil
 		return
 	}
-	if settled := Settled(files, l.inboxEvent, l.b.Debounce.Duration); now.Before(settled) {
+	if l.unmovable != nil {
+		if sameListing(files, l.unmovable) {
+			return // rejected already, and said so
+		}
+		l.unmovable = nil
+	}
+	if settled := Settled(files, l.inboxEvent, l.b.Debounce.Duration, now); now.Before(settled) {
 		l.inboxAt = settled
 		return
 	}
@@ -341,7 +371,7 @@ func (l *bundleLoop) takeInbox(ctx context.Context, now time.Time) {
 			return
 		}
 		live, _, _ := l.m.Live()
-		quiet := Settled(files, l.inboxEvent, 0)
+		quiet := Settled(files, l.inboxEvent, 0, now)
 		if why := Incomplete(inputs, rotate.Classify(inputs), live, l.b.Resolved); why != "" && now.Before(quiet.Add(l.b.InboxTimeout.Duration)) {
 			l.inboxAt = quiet.Add(l.b.InboxTimeout.Duration)
 			l.setWaiting(why)
@@ -375,17 +405,24 @@ func (l *bundleLoop) reject(files []InboxFile, reason string, now time.Time) {
 	dst, err := rejectInbox(l.b.Inbox, files, reason, now)
 	l.log.Error("inbox set rejected; the live bundle is unchanged", "moved_to", dst, "reason", reason)
 	if err != nil {
-		l.log.Error("could not move every rejected file", "err", err)
+		l.log.Error("could not move every rejected file; they stay, and are not looked at again until the inbox changes", "err", err)
+		if after, lerr := listInbox(l.b.Inbox); lerr == nil && len(after) > 0 {
+			l.unmovable = after
+		}
 	}
 	l.st.update(func(s *BundleState) {
 		s.Counters.Rejected++
-		s.LastInstall = &Event{Time: now, Result: ResultRejected, Detail: reason + " (files in " + dst + ")"}
+		where := " (files in " + dst + ")"
+		if dst == "" {
+			where = " (files left in " + l.b.Inbox + ")"
+		}
+		s.LastInstall = &Event{Time: now, Result: ResultRejected, Detail: reason + where}
 		s.LastError = s.LastInstall
 	})
 }
 
 // installed records an install and, when the content changed, reloads
-// and checks.
+// and checks (applyChange, as the commands do), and records what that did.
 func (l *bundleLoop) installed(ctx context.Context, res rotate.Result, source string, now time.Time) {
 	if !res.Changed {
 		l.log.Info("bundle unchanged; no reload", "generation", res.Generation.Name, "source", source)
@@ -411,54 +448,41 @@ func (l *bundleLoop) installed(ctx context.Context, res rotate.Result, source st
 		s.Counters.Installs++
 		s.LastInstall = &Event{Time: now, Result: ResultInstalled, Detail: res.Generation.Name + " from " + source}
 	})
-	l.reload(ctx, now)
-	if len(l.b.Check) == 0 {
+	c := applyChange(ctx, l.b, l.m, res, l.d.now, l.d.log)
+	l.recordReloads(c.Reloads, now)
+	if c.Check == nil {
 		return
 	}
-	cr := platform.RunReload(ctx, platform.ReloadAction{Command: l.b.Check, Timeout: l.b.CheckTimeout.Duration})
-	attrs := []any{"command", strings.Join(l.b.Check, " "), "exit", cr.ExitCode, "duration", cr.Duration.Round(time.Millisecond)}
-	if cr.Output != "" {
-		attrs = append(attrs, "output", cr.Output)
-	}
-	if cr.Err == nil {
-		l.log.Info("check passed", attrs...)
+	if c.Check.Err == nil {
 		l.st.update(func(s *BundleState) { s.LastCheck = &Event{Time: l.d.now(), Result: ResultOK} })
 		return
 	}
-	l.log.Error("check failed after the install; rolling back", append(attrs, "err", cr.Err)...)
-	if err := RefuseLeaf(l.b, leaf, "its check failed after the install and it was rolled back", l.d.now()); err != nil {
-		l.log.Error("cannot record the certificate as refused; a source may offer it again", "err", err)
-	}
-	detail := fmt.Sprintf("after installing %s: %v", res.Generation.Name, cr.Err)
-	from, to, rerr := l.m.Rollback(false)
-	if rerr != nil {
-		l.log.Error("rollback refused; the new bundle stays live", "err", rerr)
-		detail += "; rollback refused: " + rerr.Error()
+	detail := fmt.Sprintf("after installing %s: %v", res.Generation.Name, c.Check.Err)
+	if c.RolledBack {
+		detail += fmt.Sprintf("; rolled back to %s", c.To.Name)
 	} else {
-		l.log.Warn("rolled back", "from", from.Name, "to", to.Name)
-		detail += fmt.Sprintf("; rolled back to %s", to.Name)
+		detail += "; rollback refused: " + c.RollbackErr.Error()
 	}
 	l.st.update(func(s *BundleState) {
 		s.Counters.CheckFailures++
 		s.LastCheck = &Event{Time: l.d.now(), Result: ResultFailed, Detail: detail}
 		s.LastError = s.LastCheck
-		if rerr == nil {
+		if c.RolledBack {
 			s.Counters.Rollbacks++
-			s.LastRollback = &Event{Time: l.d.now(), Result: ResultOK, Detail: from.Name + " -> " + to.Name}
+			s.LastRollback = &Event{Time: l.d.now(), Result: ResultOK, Detail: c.From.Name + " -> " + c.To.Name}
 		}
 	})
-	if rerr == nil {
-		l.reload(ctx, l.d.now())
+	if c.RolledBack {
+		l.recordReloads(c.RollbackReloads, l.d.now())
 	}
 }
 
-// reload runs the bundle's reload actions once, in order, each with its
-// timeout; each one's exit status and output are logged by RunReloads.
-func (l *bundleLoop) reload(ctx context.Context, now time.Time) {
+// recordReloads counts a run of the bundle's reload actions (RunReloads
+// logged each) in the state.
+func (l *bundleLoop) recordReloads(results []platform.ReloadResult, now time.Time) {
 	if len(l.b.Reload) == 0 {
 		return
 	}
-	results := RunReloads(ctx, l.b, l.d.log) // RunReloads names the bundle itself
 	var failed []string
 	ran := 0
 	for _, r := range results {
@@ -491,17 +515,16 @@ type livePlan struct {
 
 // schedule reads the live certificate, plans its renewal, warns when it is
 // due and nothing can renew it, raises the alarm when it is about to expire
-// without a renewal, and calls the Source when its time has come.
-func (l *bundleLoop) schedule(ctx, work context.Context, now time.Time) {
+// without a renewal, and starts a call of the Source when its time has
+// come (its result comes back to the loop: fetchDone).
+func (l *bundleLoop) schedule(ctx context.Context, now time.Time) {
 	p := l.plan(now)
 	if l.src != nil {
-		l.fetch.NextTry = NextFetch(l.fetch, p.fetch)
-		if !l.fetch.NextTry.IsZero() && !now.Before(l.fetch.NextTry) {
-			l.fetchNow(ctx, work, now, p)
-			// The fetch may have installed a new certificate: plan from it.
-			now = l.d.now()
-			p = l.plan(now)
+		if l.fetching == nil {
 			l.fetch.NextTry = NextFetch(l.fetch, p.fetch)
+			if !l.fetch.NextTry.IsZero() && !now.Before(l.fetch.NextTry) {
+				l.startFetch(ctx)
+			}
 		}
 		l.publishFetch()
 	}
@@ -510,9 +533,11 @@ func (l *bundleLoop) schedule(ctx, work context.Context, now time.Time) {
 
 // alarm is the safety net's log line: a certificate within its critical
 // threshold (or expired) that this step did not renew is an error, logged
-// once an hour with why the renewal has not happened.
+// once an hour with why the renewal has not happened. While a call of the
+// Source is in flight it waits for its result, which may be the renewal or
+// say why not.
 func (l *bundleLoop) alarm(now time.Time, p livePlan) {
-	if p.leaf == nil || !p.renew.Critical || (l.criticalFor == p.fp && now.Sub(l.criticalLogged) < criticalLogEvery) {
+	if l.fetching != nil || p.leaf == nil || !p.renew.Critical || (l.criticalFor == p.fp && now.Sub(l.criticalLogged) < criticalLogEvery) {
 		return
 	}
 	l.log.Error("certificate about to expire without a renewal", "expires_in", p.leaf.NotAfter.Sub(now).Round(time.Second).String(),
@@ -528,6 +553,23 @@ func (l *bundleLoop) plan(now time.Time) livePlan {
 	var p livePlan
 	if err == nil && live != nil {
 		p.leaf = live.Leaf
+	}
+	notInstalled := ""
+	switch {
+	case errors.Is(err, rotate.ErrNoGeneration):
+		notInstalled = "nothing installed in " + l.b.Resolved.Dir
+		if l.seenGen != "" {
+			l.log.Error("the live bundle is gone; nothing is installed until a bundle arrives (inbox, source, certkeeper install)",
+				"dir", l.b.Resolved.Dir, "was", l.seenGen)
+		}
+		l.seenGen = ""
+	case err != nil:
+		notInstalled = "live bundle is damaged: " + err.Error()
+	case live == nil || (live.Leaf == nil && !l.b.Resolved.CAOnly()):
+		notInstalled = "nothing installed in " + l.b.Resolved.Dir
+	}
+	if gen.Name != "" {
+		l.seenGen = gen.Name
 	}
 	l.renewAt, l.criticalAt = time.Time{}, time.Time{}
 	if p.leaf != nil {
@@ -551,6 +593,7 @@ func (l *bundleLoop) plan(now time.Time) livePlan {
 	l.st.update(func(s *BundleState) {
 		s.Generation, s.Serial, s.NotAfter, s.RenewAt, s.RenewalDue, s.RenewalError = gen.Name, "", time.Time{}, p.renew.RenewAt, p.renew.Due, ""
 		s.ExpiryCritical = p.renew.Critical
+		s.NotInstalled = notInstalled
 		if live != nil {
 			if c := live.Leafish(); c != nil {
 				s.Serial, s.NotAfter = pki.Serial(c), c.NotAfter
@@ -595,18 +638,91 @@ func (l *bundleLoop) publishFetch() {
 	l.st.update(func(s *BundleState) { s.Source = &f })
 }
 
-// fetchNow calls the Source and installs what it brings with
-// InstallNewer: identical content is a no-op, an older leaf is refused.
-// While the renewal is due, a fetch that does not bring a newer
-// certificate is "nothing newer", not success: the agent keeps asking.
-func (l *bundleLoop) fetchNow(ctx, work context.Context, now time.Time, p livePlan) {
-	timeout := 5 * time.Minute
+// fetchCall is a call of the Source in flight.
+type fetchCall struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// fetchResult is what a call of the Source brought.
+type fetchResult struct {
+	inputs []rotate.Input
+	err    error
+}
+
+// fetchTimeout bounds one call of the Source: the SFTP source applies
+// [source] timeout to each phase (dial, handshake, listing, each file),
+// so a whole fetch gets four of them.
+func (l *bundleLoop) fetchTimeout() time.Duration {
 	if sc := l.d.cfg().Source; sc != nil && sc.Timeout.Duration > 0 {
-		timeout = 4 * sc.Timeout.Duration
+		return 4 * sc.Timeout.Duration
 	}
-	fctx, cancel := context.WithTimeout(ctx, timeout)
-	inputs, err := l.src.Fetch(fctx, l.b)
-	cancel()
+	return 5 * time.Minute
+}
+
+// startFetch calls the Source in a goroutine of its own, under the loop's
+// context (a stopped loop cancels it); the loop goes on repairing and
+// taking the inbox meanwhile, and installs the result when it comes.
+func (l *bundleLoop) startFetch(ctx context.Context) {
+	fctx, cancel := context.WithTimeout(ctx, l.fetchTimeout())
+	call := &fetchCall{cancel: cancel, done: make(chan struct{})}
+	l.fetching = call
+	src, b, out := l.src, l.b, l.fetched
+	go func() {
+		defer close(call.done)
+		defer cancel()
+		var r fetchResult
+		func() {
+			defer func() {
+				if v := recover(); v != nil {
+					r.err = fmt.Errorf("panic in the source: %v", v)
+					l.log.Error("panic in the source; the loop goes on", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+				}
+			}()
+			r.inputs, r.err = src.Fetch(fctx, b)
+		}()
+		out <- r // buffered: never blocks, even after the loop stopped
+	}()
+}
+
+// stopFetch cancels a call of the Source in flight and waits a little for
+// it to end, so a restarted loop does not find two calls running.
+func (l *bundleLoop) stopFetch() {
+	call := l.fetching
+	if call == nil {
+		return
+	}
+	call.cancel()
+	select {
+	case <-call.done:
+	case <-time.After(5 * time.Second):
+		l.log.Warn("the source did not stop when cancelled; leaving it behind")
+	}
+	l.fetching = nil
+}
+
+// fetchDone installs what a call of the Source brought with InstallNewer:
+// identical content is a no-op, an older leaf is refused. While the
+// renewal is due, a fetch that does not bring a newer certificate is
+// "nothing newer", not success: the agent keeps asking. The attempt is
+// recorded when it ended, so the backoff that follows is a real pause and
+// not eaten by a slow failure.
+func (l *bundleLoop) fetchDone(ctx context.Context, r fetchResult) {
+	l.fetching = nil
+	l.guard(func() {
+		work := context.WithoutCancel(ctx)
+		now := l.d.now()
+		l.installFetched(work, now, r)
+		l.schedule(ctx, l.d.now())
+	})
+	l.d.saveState()
+}
+
+func (l *bundleLoop) installFetched(work context.Context, now time.Time, r fetchResult) {
+	// The inbox may have changed the live bundle while the call ran:
+	// judge what it brought against what is live now.
+	p := l.plan(now)
+	inputs, err := r.inputs, r.err
 	if err == nil && len(inputs) > 0 {
 		err = checkRefused(l.b, inputs)
 	}
@@ -619,6 +735,7 @@ func (l *bundleLoop) fetchNow(ctx, work context.Context, now time.Time, p livePl
 			detail, err = "nothing newer: the source offers a certificate older than the live one", nil
 		}
 	}
+	due := p.renew.Due
 	switch {
 	case err != nil:
 		outcome, detail = FetchFailed, err.Error()
@@ -629,12 +746,12 @@ func (l *bundleLoop) fetchNow(ctx, work context.Context, now time.Time, p livePl
 		outcome, detail = FetchRenewed, "installed "+res.Generation.Name
 	case res.Changed:
 		detail = "installed " + res.Generation.Name + " (the same certificate)"
-	case p.renew.Due:
+	case due:
 		detail = "nothing newer: identical to the live bundle"
 	default:
 		detail = ResultUnchanged
 	}
-	l.fetch.Record(now, outcome, p.renew.Due, detail, l.d.rand())
+	l.fetch.Record(now, outcome, due, detail, l.d.rand())
 	l.st.update(func(s *BundleState) { s.Counters.Fetches++ })
 	switch {
 	case outcome == FetchFailed:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path"
+	"time"
 
 	"github.com/certkeeper/certkeeper/distribute"
 	"github.com/certkeeper/certkeeper/pki"
@@ -97,7 +98,8 @@ func (s *SFTPSource) Pull(ctx context.Context, b *Bundle, log *slog.Logger) (Out
 // InstallPulled is Install for files fetched from a source: content
 // identical to the live bundle changes nothing and reloads nothing, and a
 // leaf older than the live one (rotate.Older) is refused, so a stale admin host never
-// takes a node back in time.
+// takes a node back in time. After a change it reloads and checks as the
+// agent does (applyChange): a failed check rolls back and is the error.
 func InstallPulled(ctx context.Context, b *Bundle, inputs []rotate.Input, source string, log *slog.Logger) (Outcome, error) {
 	if err := checkRefused(b, inputs); err != nil {
 		return Outcome{Bundle: b.Name}, fmt.Errorf("bundle %q: %w", b.Name, err)
@@ -115,8 +117,8 @@ func InstallPulled(ctx context.Context, b *Bundle, inputs []rotate.Input, source
 	}
 	log.Info("installed", "bundle", b.Name, "generation", res.Generation.Name, "dir", b.Resolved.Dir,
 		"serial", pki.Serial(res.Bundle.Leafish()), "source", source)
-	out.Reloads = RunReloads(ctx, b, log)
-	return out, nil
+	out.Change = applyChange(ctx, b, m, res, time.Now, log)
+	return out, out.Err(b, res.Generation)
 }
 
 // ConfiguredSource is the Source a bundle gets from the config: with

@@ -17,6 +17,7 @@ import (
 	"github.com/certkeeper/certkeeper/internal/testpki"
 	"github.com/certkeeper/certkeeper/internal/testsshd"
 	"github.com/certkeeper/certkeeper/pki"
+	"github.com/certkeeper/certkeeper/rotate"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -33,6 +34,12 @@ type pullSetup struct {
 }
 
 func newPullSetup(t *testing.T) *pullSetup {
+	t.Helper()
+	return newPullSetupWith(t, "")
+}
+
+// newPullSetupWith adds bundle keys (a check, say) to the node's config.
+func newPullSetupWith(t *testing.T, bundleKeys string) *pullSetup {
 	t.Helper()
 	s := &pullSetup{sshd: testsshd.Start(t, testsshd.Options{}), ca: testpki.NewCA(t, "cluster", testpki.Options{})}
 	s.remote = filepath.Join(s.sshd.Dir, "ca", "nodes", "node-1")
@@ -57,10 +64,10 @@ name       = "flocker"
 layout     = "flocker-node"
 dir        = %q
 remote_dir = %q
-
+%s
   [[bundle.reload]]
   command = ["/bin/sh", "-c", "echo reloaded >> %s"]
-`, filepath.Join(root, "state"), s.sshd.Addr, s.sshd.User, s.sshd.Client.Path, s.sshd.KnownHosts, s.live, s.remote, s.reload)
+`, filepath.Join(root, "state"), s.sshd.Addr, s.sshd.User, s.sshd.Client.Path, s.sshd.KnownHosts, s.live, s.remote, bundleKeys, s.reload)
 	cfg, err := agent.ParseConfig(filepath.Join(root, "certkeeper.toml"), []byte(conf))
 	if err != nil {
 		t.Fatal(err)
@@ -129,6 +136,59 @@ func TestPullInstallsAFreshBundleOnceAndReloadsOnce(t *testing.T) {
 	}
 	if out.Result.Changed || s.reloads(t) != 1 {
 		t.Fatalf("identical content must be a no-op: %+v, reloads %d", out.Result, s.reloads(t))
+	}
+}
+
+// A pull whose check fails after the install rolls back, as the agent
+// does: the previous generation is live again, the daemons are reloaded
+// twice (the new bundle, then the old one), the error says so, and the
+// next pull refuses the certificate the check failed on.
+func TestPullRollsBackWhenTheCheckFails(t *testing.T) {
+	broken := filepath.Join(t.TempDir(), "broken")
+	s := newPullSetupWith(t, fmt.Sprintf("check = [\"/bin/sh\", \"-c\", \"test ! -e %s\"]\n", broken))
+	first := s.publish(t, testpki.Options{})
+	b := &s.cfg.Bundles[0]
+	src := s.source(t)
+	out, err := src.Pull(context.Background(), b, quiet)
+	if err != nil || out.Check == nil || out.Check.Err != nil || s.reloads(t) != 1 {
+		t.Fatalf("first pull: %v, check %+v, reloads %d", err, out.Check, s.reloads(t))
+	}
+	s.publish(t, testpki.Options{NotBefore: time.Now().Add(-time.Minute)})
+	testpki.WriteFile(t, filepath.Dir(broken), "broken", nil, 0o600)
+	out, err = src.Pull(context.Background(), b, quiet)
+	if err == nil || !strings.Contains(err.Error(), "check failed after installing") || !strings.Contains(err.Error(), "rolled back to") {
+		t.Fatalf("pull with a failing check: %v", err)
+	}
+	if !out.RolledBack || s.liveSerial(t) != pki.Serial(first.Cert) || s.reloads(t) != 3 {
+		t.Fatalf("want rolled back to %s with 3 reloads: rolled back %v, live %s, reloads %d", pki.Serial(first.Cert), out.RolledBack, s.liveSerial(t), s.reloads(t))
+	}
+	if _, err := src.Pull(context.Background(), b, quiet); err == nil || !strings.Contains(err.Error(), "refused here") {
+		t.Fatalf("the next pull: %v, want the certificate refused", err)
+	}
+	if s.liveSerial(t) != pki.Serial(first.Cert) || s.reloads(t) != 3 {
+		t.Fatal("the refused certificate changed the live bundle")
+	}
+}
+
+// certkeeper install checks and rolls back the same way.
+func TestInstallRollsBackWhenTheCheckFails(t *testing.T) {
+	broken := filepath.Join(t.TempDir(), "broken")
+	s := newPullSetupWith(t, fmt.Sprintf("check = [\"/bin/sh\", \"-c\", \"test ! -e %s\"]\n", broken))
+	b := &s.cfg.Bundles[0]
+	in := func(p *testpki.Pair) []rotate.Input {
+		return []rotate.Input{{Name: "a.crt", Data: p.CertPEM()}, {Name: "a.key", Data: p.KeyPEM(t)}, {Name: "ca.crt", Data: s.ca.CertPEM()}}
+	}
+	first := s.ca.Issue(t, "node-1", testpki.Options{})
+	if _, err := agent.Install(context.Background(), b, in(first), "test", quiet); err != nil {
+		t.Fatal(err)
+	}
+	testpki.WriteFile(t, filepath.Dir(broken), "broken", nil, 0o600)
+	out, err := agent.Install(context.Background(), b, in(s.ca.Issue(t, "node-1", testpki.Options{})), "test", quiet)
+	if err == nil || !strings.Contains(err.Error(), "rolled back to") || !out.RolledBack {
+		t.Fatalf("install with a failing check: %v (rolled back %v)", err, out.RolledBack)
+	}
+	if s.liveSerial(t) != pki.Serial(first.Cert) || s.reloads(t) != 3 {
+		t.Fatalf("live %s, reloads %d; want %s and 3", s.liveSerial(t), s.reloads(t), pki.Serial(first.Cert))
 	}
 }
 

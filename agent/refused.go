@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/pki"
+	"github.com/certkeeper/certkeeper/platform"
 	"github.com/certkeeper/certkeeper/rotate"
 )
 
@@ -31,11 +32,24 @@ func (b *Bundle) refusedPath() string {
 	return filepath.Join(b.stateDir, "refused", b.Name)
 }
 
-// RefuseLeaf adds a certificate to the bundle's refused list.
+// RefuseLeaf adds a certificate to the bundle's refused list. The list is
+// on disk (file and directory synced) when it returns nil: a power loss
+// must not bring back a certificate that was rolled back. The agent and
+// `certkeeper rollback` may both write it: the read-modify-write holds a
+// lock on the list's directory.
 func RefuseLeaf(b *Bundle, cert *x509.Certificate, reason string, now time.Time) error {
 	if b.stateDir == "" {
 		return errors.New("bundle has no state directory")
 	}
+	dir := filepath.Dir(b.refusedPath())
+	if err := mkdirMode(dir, 0o700); err != nil {
+		return fmt.Errorf("refused list: %w", err)
+	}
+	unlock, err := platform.LockDir(dir)
+	if err != nil {
+		return fmt.Errorf("refused list: %w", err)
+	}
+	defer unlock()
 	fp := pki.Fingerprint(cert)
 	lines := readRefused(b)
 	kept := lines[:0]
@@ -49,11 +63,7 @@ func RefuseLeaf(b *Bundle, cert *x509.Certificate, reason string, now time.Time)
 	if len(kept) > maxRefused {
 		kept = kept[len(kept)-maxRefused:]
 	}
-	dir := filepath.Dir(b.refusedPath())
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("refused list: %w", err)
-	}
-	return writeFileAtomic(b.refusedPath(), []byte(strings.Join(kept, "\n")+"\n"), 0o600)
+	return writeFileAtomic(b.refusedPath(), []byte(strings.Join(kept, "\n")+"\n"), 0o600, 0o700, true)
 }
 
 // refusedReason returns why a certificate is refused, or "" if it is not.

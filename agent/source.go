@@ -132,8 +132,9 @@ func clamp01(j float64) float64 {
 type FetchState struct {
 	// Started is when the agent began looking after the bundle.
 	Started time.Time `json:"-"`
-	// LastAttempt and LastSuccess are when Fetch was last called and last
-	// returned without error.
+	// LastAttempt and LastSuccess are when a call of Fetch last ended, and
+	// last ended without error: a retry waits from the end of the attempt,
+	// so a slow failure does not eat its backoff.
 	LastAttempt time.Time `json:"last_attempt,omitzero"`
 	LastSuccess time.Time `json:"last_success,omitzero"`
 	// Failures counts failed attempts since the last success.
@@ -170,8 +171,8 @@ const (
 	FetchNothingNewer
 )
 
-// Record updates the state after a call of the Source at now. due is
-// whether the renewal was due when the call was made; detail is the error
+// Record updates the state after a call of the Source that ended at now.
+// due is whether the renewal is due then; detail is the error
 // (FetchFailed) or what happened; jitter is a fresh draw in [0,1).
 func (f *FetchState) Record(now time.Time, o FetchOutcome, due bool, detail string, jitter float64) {
 	f.LastAttempt, f.Jitter = now, jitter

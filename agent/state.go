@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"time"
 
@@ -47,6 +48,10 @@ type BundleState struct {
 	// threshold (10% of its lifetime or 24 hours, whichever is less) of
 	// expiry, or past it, and has not been renewed.
 	ExpiryCritical bool `json:"expiry_critical,omitempty"`
+	// NotInstalled says why no certificate is live ("nothing installed in
+	// DIR", a damaged live bundle); empty when one is. A CA-only layout has
+	// no leaf, and needs only its CA.
+	NotInstalled string `json:"not_installed,omitempty"`
 	// Waiting says why an inbox set is waiting for more files.
 	Waiting      string         `json:"inbox_waiting,omitempty"`
 	LastInstall  *Event         `json:"last_install,omitempty"`
@@ -95,12 +100,16 @@ type Counters struct {
 // what rotate judges from the files: a failed reload, a failed check (and
 // the rollback it caused), a rejected inbox set, a failed install, or drift
 // the agent can not repair are WARNING until something newer succeeds.
+// Nothing installed is CRITICAL, as `check` says: no daemon can start.
 func (s BundleState) Health() (rotate.Health, string) {
 	h, text := rotate.OK, ""
 	worse := func(x rotate.Health, t string) {
 		if x > h {
 			h, text = x, t
 		}
+	}
+	if s.NotInstalled != "" {
+		worse(rotate.Critical, s.NotInstalled)
 	}
 	if len(s.Drift) > 0 {
 		worse(rotate.Critical, "drift the agent can not repair: "+s.Drift[0].String())
@@ -187,11 +196,15 @@ func ParseState(data []byte) (*RuntimeState, error) {
 }
 
 // writeFileAtomic writes a file under a temporary name in its directory
-// and renames it into place: a reader sees the old or the new content.
-func writeFileAtomic(path string, data []byte, mode fs.FileMode) error {
+// and renames it into place: a reader sees the old or the new content. A
+// missing directory is made with dirMode (whatever the umask): 0711 for
+// the state directory (passable, not listable), 0755 for the metrics
+// textfile's (node_exporter, not root, lists it). durable also syncs the
+// file and then its directory before returning, so that what was reported
+// written survives a power loss.
+func writeFileAtomic(path string, data []byte, mode, dirMode fs.FileMode, durable bool) error {
 	dir := filepath.Dir(path)
-	// 0711, as the package makes the state directory: passable, not listable.
-	if err := os.MkdirAll(dir, 0o711); err != nil {
+	if err := mkdirMode(dir, dirMode); err != nil {
 		return err
 	}
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
@@ -203,6 +216,9 @@ func writeFileAtomic(path string, data []byte, mode fs.FileMode) error {
 	if err == nil {
 		err = f.Chmod(mode)
 	}
+	if err == nil && durable {
+		err = f.Sync()
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -213,7 +229,41 @@ func writeFileAtomic(path string, data []byte, mode fs.FileMode) error {
 		os.Remove(tmp)
 		return fmt.Errorf("write %s: %w", path, err)
 	}
+	if durable {
+		if err := syncDir(dir); err != nil {
+			return fmt.Errorf("write %s: %w", path, err)
+		}
+	}
 	return nil
+}
+
+// mkdirMode makes a missing directory (and its parents) and gives it mode
+// whatever the umask; an existing one is left as it is.
+func mkdirMode(dir string, mode fs.FileMode) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(dir, mode); err != nil {
+		return err
+	}
+	return os.Chmod(dir, mode)
+}
+
+// syncDir makes a rename in dir durable. Windows cannot open a directory
+// to sync it, and its renames are journalled by NTFS.
+func syncDir(dir string) error {
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // AgentView is the agent's side of one bundle, as `status` shows it.
@@ -263,6 +313,11 @@ func Reports(c *Config) []Report {
 					// (installed by hand while it was stopped): its view of
 					// the renewal is about the old one.
 					bs.RenewalDue, bs.ExpiryCritical = false, false
+				}
+				if r.Generation != "" {
+					// Installed since the agent last looked; what is
+					// wrong with it, the files say.
+					bs.NotInstalled = ""
 				}
 				if h, text := bs.Health(); h != rotate.OK {
 					worse(h, text)

@@ -4,6 +4,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -84,5 +85,46 @@ func TestRollbackIsNotUndoneByTheNextPull(t *testing.T) {
 	c := publish(ca.Issue(t, "node-1", testpki.Options{NotBefore: now.Add(-time.Minute)}))
 	if r := certkeeper(t, "pull", "--config", config); r.code != 0 || !bytes.Equal(liveCert(), c) {
 		t.Fatalf("pull of a newer certificate: %+v", r)
+	}
+}
+
+// renew --force and pull run the bundle's check after the install, as the
+// agent does: a failing check rolls back, exits 1 saying so, and the
+// certificate it failed on is not pulled again.
+func TestRenewAndPullRollBackWhenTheCheckFails(t *testing.T) {
+	s := testsshd.Start(t, testsshd.Options{})
+	config, remote, live, ca := pullNode(t, s, s.KnownHosts)
+	broken := filepath.Join(t.TempDir(), "broken")
+	f, err := os.OpenFile(config, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "check = [\"/bin/sh\", \"-c\", \"test ! -e %s\"]\n", broken)
+	f.Close()
+	publish := func(p *testpki.Pair) []byte {
+		testpki.WriteFile(t, remote, "node.crt", p.CertPEM(), 0o644)
+		testpki.WriteFile(t, remote, "node.key", p.KeyPEM(t), 0o600)
+		return p.CertPEM()
+	}
+	liveCert := func() []byte { b, _ := os.ReadFile(filepath.Join(live, "node.crt")); return b }
+	now := time.Now()
+	a := publish(ca.Issue(t, "node-1", testpki.Options{NotBefore: now.Add(-3 * time.Minute)}))
+	if r := certkeeper(t, "pull", "--config", config); r.code != 0 || !bytes.Equal(liveCert(), a) {
+		t.Fatalf("first pull: %+v", r)
+	}
+	testpki.WriteFile(t, filepath.Dir(broken), "broken", nil, 0o600)
+	publish(ca.Issue(t, "node-1", testpki.Options{NotBefore: now.Add(-2 * time.Minute)}))
+	r := certkeeper(t, "renew", "--config", config, "--force")
+	if r.code != 1 || !strings.Contains(r.stderr, "check failed after installing ..gen-000002, rolled back to ..gen-000001") || !bytes.Equal(liveCert(), a) {
+		t.Fatalf("renew --force with a failing check: %+v", r)
+	}
+	r = certkeeper(t, "pull", "--config", config)
+	if r.code != 1 || !strings.Contains(r.stderr, "which is refused here (its check failed") || !bytes.Equal(liveCert(), a) {
+		t.Fatalf("pull after the rollback: %+v", r)
+	}
+	publish(ca.Issue(t, "node-1", testpki.Options{NotBefore: now.Add(-time.Minute)}))
+	r = certkeeper(t, "pull", "--config", config)
+	if r.code != 1 || !strings.Contains(r.stderr, "check failed after installing") || !strings.Contains(r.stderr, "rolled back to") || !bytes.Equal(liveCert(), a) {
+		t.Fatalf("pull with a failing check: %+v", r)
 	}
 }

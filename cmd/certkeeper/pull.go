@@ -15,7 +15,8 @@ var pullCmd = &command{name: "pull", summary: "fetch bundles from the admin host
 Connects to the admin host of the config's [source] (host key checked
 against its known_hosts), reads each bundle's remote_dir (default
 nodes/<node_id>), and runs the files through the same pipeline as
-` + "`certkeeper install`" + `: classify, validate, atomic swap, reload. A bundle whose
+` + "`certkeeper install`" + `: classify, validate, atomic swap, reload, check (a
+failing check rolls back and reloads again, as the agent does). A bundle whose
 content is identical to the live one is left alone (no reload); a leaf
 older than the live one is refused. Without --bundle, every bundle in
 mode "pull" is pulled.
@@ -25,8 +26,8 @@ each; a symlink, a subdirectory, a device or a name that is not a plain
 file name is refused. Names starting with "." are skipped.
 
 Exit 0 when every bundle is installed or unchanged, 1 when any failed (the
-message names the host and the reason; the live bundle is as it was), 2 on
-usage errors.
+message names the host and the reason; the live bundle is as it was) or its
+check failed and it was rolled back, 2 on usage errors.
 
 Examples:
   certkeeper pull --config /etc/certkeeper/certkeeper.toml

@@ -22,7 +22,9 @@ bundle's mode:
          keep it in <state_dir>/csr/ (0600), send a certificate request over
          SSH to the admin host's CA account, where ` + "`certkeeper ca sign`" + ` answers
          with the chain, and install it; the key never leaves this node
-Then the bundle's daemons are reloaded, once.
+Then the bundle's daemons are reloaded, once, and its check runs; when the
+check fails, the previous generation is made live again and reloaded, as
+the agent does, and the command exits 1.
 
 A bundle that is not in its renewal window yet is left alone, without
 calling the admin host, and says when its window opens (exit 0); --force
