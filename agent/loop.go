@@ -57,6 +57,9 @@ type bundleLoop struct {
 	// one per bundle, run beside the loop so that a hung admin host never
 	// holds up repairs and the inbox; its result comes back on fetched.
 	fetching *fetchCall
+	// readyAfterFetch is the loop's ready report, held until the first
+	// fetch ends when nothing was installed at start.
+	readyAfterFetch func()
 	fetched  chan fetchResult
 	// renewAt is the live certificate's renewal time, zero when unknown;
 	// criticalAt is where its safety net starts.
@@ -114,7 +117,15 @@ func (l *bundleLoop) run(ctx context.Context, ready func()) {
 	}
 	defer l.stopFetch()
 	l.step(ctx)
-	ready()
+	// With nothing installed, the first fetch has started; ready waits for
+	// it to end (installed or failed, bounded by the source's timeouts),
+	// so `systemctl start` returns with the first bundle in place. The
+	// loop serves the inbox meanwhile; there is nothing live to repair.
+	if l.fetching != nil && l.st.snapshot().NotInstalled != "" {
+		l.readyAfterFetch = ready
+	} else {
+		ready()
+	}
 	var events chan fsnotify.Event
 	var errs chan error
 	if l.w != nil {
@@ -146,6 +157,10 @@ func (l *bundleLoop) run(ctx context.Context, ready func()) {
 			l.repairAt, l.inboxEvent, l.inboxAt = now, now, now.Add(l.b.Debounce.Duration)
 		case r := <-l.fetched:
 			l.fetchDone(ctx, r)
+			if l.readyAfterFetch != nil {
+				l.readyAfterFetch()
+				l.readyAfterFetch = nil
+			}
 		case <-timer.C:
 			if !l.due(l.d.now()) {
 				continue
