@@ -183,23 +183,37 @@ func Install(ctx context.Context, b *Bundle, inputs []rotate.Input, source strin
 	return out, out.Err(b, res.Generation)
 }
 
+// RollbackResult is what a rollback did.
+type RollbackResult struct {
+	From, To rotate.Generation
+	Reloads  []platform.ReloadResult
+	// Refused: the certificate rolled away from is on the refused list,
+	// so the agent will not pull it again. RefuseErr says why it could
+	// not be put there; nothing is recorded for a bundle without a leaf.
+	Refused   bool
+	RefuseErr error
+}
+
 // Rollback makes the bundle's previous generation live and reloads.
-func Rollback(ctx context.Context, b *Bundle, force bool, log *slog.Logger) (from, to rotate.Generation, reloads []platform.ReloadResult, err error) {
+func Rollback(ctx context.Context, b *Bundle, force bool, log *slog.Logger) (RollbackResult, error) {
+	var r RollbackResult
 	m := rotate.NewManager(b.Spec())
 	live, _, _ := m.Live()
-	from, to, err = m.Rollback(force)
+	from, to, err := m.Rollback(force)
 	if err != nil {
-		return from, to, nil, fmt.Errorf("bundle %q: %w", b.Name, err)
+		return r, fmt.Errorf("bundle %q: %w", b.Name, err)
 	}
-	log.Warn("rolled back", "bundle", b.Name, "from", from.Name, "to", to.Name)
+	r.From, r.To = from, to
+	log.Info("rolled back", "bundle", b.Name, "from", from.Name, "to", to.Name)
 	// The admin rolled away from this certificate: the agent's next pull
 	// must not bring it back from the admin host.
 	if live != nil && live.Leaf != nil {
-		if rerr := RefuseLeaf(b, live.Leaf, "rolled back by hand from "+from.Name, time.Now()); rerr != nil {
-			log.Error("cannot record the certificate as refused; the agent may pull it again", "bundle", b.Name, "err", rerr)
+		if r.RefuseErr = RefuseLeaf(b, live.Leaf, "rolled back by hand from "+from.Name, time.Now()); r.RefuseErr == nil {
+			r.Refused = true
 		}
 	}
-	return from, to, RunReloads(ctx, b, log), nil
+	r.Reloads = RunReloads(ctx, b, log)
+	return r, nil
 }
 
 // RunReloads runs every reload action of a bundle in order, logging each

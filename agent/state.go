@@ -98,8 +98,9 @@ type Counters struct {
 
 // Health judges what the agent saw, for `check` and monitoring, beside
 // what rotate judges from the files: a failed reload, a failed check (and
-// the rollback it caused), a rejected inbox set, a failed install, or drift
-// the agent can not repair are WARNING until something newer succeeds.
+// the rollback it caused), a rejected inbox set or a failed install are
+// WARNING until something newer succeeds; drift the agent can not repair
+// is CRITICAL.
 // Nothing installed is CRITICAL, as `check` says: no daemon can start.
 func (s BundleState) Health() (rotate.Health, string) {
 	h, text := rotate.OK, ""

@@ -388,3 +388,22 @@ func TestInstallAgainRepairsTheLiveFiles(t *testing.T) {
 		t.Fatalf("reloads: %q, want only the first install's", data)
 	}
 }
+
+// A rollback whose certificate can not be put on the refused list (the
+// state directory is broken) says so and exits 1, rather than claiming the
+// agent will not pull it again.
+func TestRollbackSaysWhenTheRefusedListFails(t *testing.T) {
+	ca := testpki.NewCA(t, "cluster", testpki.Options{})
+	n := newNode(t, "glow", "localhost", "")
+	for _, p := range []*testpki.Pair{ca.Issue(t, "localhost", testpki.Options{}), ca.Issue(t, "localhost", testpki.Options{})} {
+		if r := n.install(n.files(map[string][]byte{"a": p.CertPEM(), "b": p.KeyPEM(t), "c": ca.CertPEM()})...); r.code != 0 {
+			t.Fatal(r)
+		}
+	}
+	testpki.WriteFile(t, n.root, "state", []byte("not a directory"), 0o600)
+	r := certkeeper(t, "rollback", "--config", n.config, "--bundle", "b")
+	if r.code != 1 || !strings.Contains(r.stdout, "rolled back from ..gen-000002 to ..gen-000001") ||
+		strings.Contains(r.stdout, "is refused from the admin host") || !strings.Contains(r.stderr, "could not record the certificate rolled away from as refused") {
+		t.Fatalf("%+v", r)
+	}
+}

@@ -211,11 +211,16 @@ var installCmd = &command{name: "install", summary: "classify, validate and inst
 Takes a bundle's files under any names (8eab….crt, control-host.key,
 cluster.crt), validates them for this node, and installs them under the
 layout's canonical names and modes in one atomic swap. The bundle's reload
-actions run only when the live content changed. A bundle that fails
-validation changes nothing.
+actions run only when the live content changed, then its check command if
+it has one: when that fails, the previous generation goes back, is
+reloaded, and the new certificate is refused from then on, as the agent
+does. A bundle that fails validation changes nothing. The files already
+live, installed again, repair the live directory (content, modes, owner)
+without a reload.
 
-Exit 0 when installed (or already identical), 1 when refused or when a
-reload failed, 2 on usage errors.
+Exit 0 when installed (or already identical), 1 when refused, when a
+reload failed or when the check failed (and rolled back), 2 on usage
+errors.
 
 Examples:
   certkeeper install --config /etc/certkeeper/certkeeper.toml \
@@ -347,13 +352,20 @@ func runRollback(ctx context.Context, e *env, args []string) int {
 	if err != nil {
 		return usageError(e, c, "%v", err)
 	}
-	from, to, reloads, err := agent.Rollback(ctx, b, *force, cliLogger(e, false))
+	r, err := agent.Rollback(ctx, b, *force, cliLogger(e, false))
 	if err != nil {
 		return failure(e, c, err)
 	}
-	fmt.Fprintf(e.stdout, "%s: rolled back from %s to %s (installed %s)\n", b.Name, from.Name, to.Name, to.Installed.Format(time.DateTime+" MST"))
-	fmt.Fprintf(e.stdout, "%s: the certificate rolled away from is refused from the admin host from now on; a newer one is taken as usual\n", b.Name)
-	return printReloads(e, c, b.Name, reloads)
+	fmt.Fprintf(e.stdout, "%s: rolled back from %s to %s (installed %s)\n", b.Name, r.From.Name, r.To.Name, r.To.Installed.Format(time.DateTime+" MST"))
+	if r.Refused {
+		fmt.Fprintf(e.stdout, "%s: the certificate rolled away from is refused from the admin host from now on; a newer one is taken as usual\n", b.Name)
+	}
+	code = printReloads(e, c, b.Name, r.Reloads)
+	if r.RefuseErr != nil {
+		fmt.Fprintf(e.stderr, "certkeeper %s: %s: could not record the certificate rolled away from as refused (%v); the agent may pull it again: fix the state directory and roll back again\n", c.name, b.Name, r.RefuseErr)
+		return exitFailure
+	}
+	return code
 }
 
 var statusCmd = &command{name: "status", summary: "show each bundle: files, names, issuer, expiry, permissions, key match, next renewal",
