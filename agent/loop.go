@@ -60,7 +60,7 @@ type bundleLoop struct {
 	// readyAfterFetch is the loop's ready report, held until the first
 	// fetch ends when nothing was installed at start.
 	readyAfterFetch func()
-	fetched  chan fetchResult
+	fetched         chan fetchResult
 	// renewAt is the live certificate's renewal time, zero when unknown;
 	// criticalAt is where its safety net starts.
 	renewAt, criticalAt time.Time
