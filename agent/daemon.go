@@ -45,7 +45,14 @@ type Options struct {
 	Hangup <-chan struct{}
 	// Started, when set, is called with the daemon's facts once it runs.
 	Started func(Info)
+	// ReadyWait bounds how long a bundle with nothing installed holds the
+	// ready report for its first fetch; 0 means DefaultReadyWait.
+	ReadyWait time.Duration
 }
+
+// DefaultReadyWait keeps the ready report well inside the unit's
+// TimeoutStartSec (5 min), whatever [source] timeout allows a fetch.
+const DefaultReadyWait = 2 * time.Minute
 
 // Info is what a started daemon reports.
 type Info struct {
@@ -88,6 +95,13 @@ type runningLoop struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	alive  atomic.Bool
+}
+
+func (d *daemon) readyWait() time.Duration {
+	if d.opts.ReadyWait > 0 {
+		return d.opts.ReadyWait
+	}
+	return DefaultReadyWait
 }
 
 func (d *daemon) cfg() *Config {

@@ -356,3 +356,45 @@ func TestASetWithNothingThatParsesIsRejectedAtOnce(t *testing.T) {
 		return len(reasons) == 1
 	})
 }
+
+// With nothing installed, the agent reports ready once its first fetch
+// has ended, so `systemctl start` returns with the bundle in place; but an
+// admin host that hangs holds the report back only so long (ReadyWait),
+// and the inbox is served meanwhile.
+func TestReadyWaitsForTheFirstFetchOnlySoLong(t *testing.T) {
+	t.Run("the fetch ends", func(t *testing.T) {
+		f := newFixture(t)
+		src := &slowFailingSource{delay: 500 * time.Millisecond}
+		stop, log := run(t, f, agent.Options{SourceFor: func(*agent.Config, *agent.Bundle) agent.Source { return src }})
+		defer stop()
+		within(t, 5*time.Second, "ready", func() bool { return strings.Contains(log.String(), "ready") })
+		l := log.String()
+		if f, r := strings.Index(l, "fetch from the source failed"), strings.Index(l, "ready"); f < 0 || r < f {
+			t.Fatalf("ready came before the first fetch ended:\n%s", l)
+		}
+	})
+	t.Run("the fetch hangs", func(t *testing.T) {
+		f := newFixture(t)
+		src := &slowFailingSource{delay: time.Minute}
+		start := time.Now()
+		stop, log := run(t, f, agent.Options{SourceFor: func(*agent.Config, *agent.Bundle) agent.Source { return src }, ReadyWait: time.Second})
+		defer stop()
+		p := f.ca.Issue(t, "node-1", testpki.Options{})
+		inbox := filepath.Join(f.root, "state", "inbox", "b")
+		within(t, 5*time.Second, "the inbox", func() bool { _, err := os.Stat(inbox); return err == nil })
+		testpki.WriteFile(t, inbox, "a.crt", p.CertPEM(), 0o644)
+		testpki.WriteFile(t, inbox, "a.key", p.KeyPEM(t), 0o600)
+		testpki.WriteFile(t, inbox, "ca.crt", f.ca.CertPEM(), 0o644)
+		within(t, 5*time.Second, "ready", func() bool { return strings.Contains(log.String(), "ready") })
+		if d := time.Since(start); d < time.Second {
+			t.Fatalf("ready after %s, before ReadyWait, with the fetch still running", d)
+		}
+		if !strings.Contains(log.String(), "reporting ready without it") {
+			t.Fatalf("no word of the fetch still running:\n%s", log)
+		}
+		within(t, 5*time.Second, "the inbox set to be installed", func() bool {
+			b, _ := os.ReadFile(filepath.Join(f.live, "node.crt"))
+			return bytes.Equal(b, p.CertPEM())
+		})
+	})
+}

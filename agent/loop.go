@@ -58,8 +58,10 @@ type bundleLoop struct {
 	// holds up repairs and the inbox; its result comes back on fetched.
 	fetching *fetchCall
 	// readyAfterFetch is the loop's ready report, held until the first
-	// fetch ends when nothing was installed at start.
+	// fetch ends when nothing was installed at start, but not past
+	// readyBy.
 	readyAfterFetch func()
+	readyBy         time.Time
 	fetched         chan fetchResult
 	// renewAt is the live certificate's renewal time, zero when unknown;
 	// criticalAt is where its safety net starts.
@@ -122,7 +124,7 @@ func (l *bundleLoop) run(ctx context.Context, ready func()) {
 	// so `systemctl start` returns with the first bundle in place. The
 	// loop serves the inbox meanwhile; there is nothing live to repair.
 	if l.fetching != nil && l.st.snapshot().NotInstalled != "" {
-		l.readyAfterFetch = ready
+		l.readyAfterFetch, l.readyBy = ready, l.d.now().Add(l.d.readyWait())
 	} else {
 		ready()
 	}
@@ -135,7 +137,16 @@ func (l *bundleLoop) run(ctx context.Context, ready func()) {
 	defer timer.Stop()
 	for {
 		now := l.d.now()
-		wake := NextWake(now, l.repairAt, l.inboxAt, l.rescanAt, l.fetchDeadline(), future(now, l.renewAt), future(now, l.criticalAt))
+		if l.readyAfterFetch != nil && !now.Before(l.readyBy) {
+			l.log.Warn("the first fetch is still running; reporting ready without it", "waited", l.d.readyWait())
+			l.readyAfterFetch()
+			l.readyAfterFetch = nil
+		}
+		var readyBy time.Time
+		if l.readyAfterFetch != nil {
+			readyBy = l.readyBy
+		}
+		wake := NextWake(now, l.repairAt, l.inboxAt, l.rescanAt, l.fetchDeadline(), future(now, l.renewAt), future(now, l.criticalAt), readyBy)
 		timer.Reset(wake.Sub(now))
 		select {
 		case <-ctx.Done():
