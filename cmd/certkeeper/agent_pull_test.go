@@ -59,12 +59,7 @@ func TestAgentPullsFromTheAdminHostInTheRenewalWindow(t *testing.T) {
 func TestRollbackIsNotUndoneByTheNextPull(t *testing.T) {
 	s := testsshd.Start(t, testsshd.Options{})
 	config, remote, live, ca := pullNode(t, s, s.KnownHosts)
-	publish := func(p *testpki.Pair) []byte {
-		testpki.WriteFile(t, remote, "node.crt", p.CertPEM(), 0o644)
-		testpki.WriteFile(t, remote, "node.key", p.KeyPEM(t), 0o600)
-		return p.CertPEM()
-	}
-	liveCert := func() []byte { b, _ := os.ReadFile(filepath.Join(live, "node.crt")); return b }
+	publish, liveCert := publisher(t, remote, live)
 	now := time.Now()
 	a := publish(ca.Issue(t, "node-1", testpki.Options{NotBefore: now.Add(-3 * time.Minute)}))
 	if r := certkeeper(t, "pull", "--config", config); r.code != 0 || !bytes.Equal(liveCert(), a) {
@@ -101,12 +96,7 @@ func TestRenewAndPullRollBackWhenTheCheckFails(t *testing.T) {
 	}
 	fmt.Fprintf(f, "check = [\"/bin/sh\", \"-c\", \"test ! -e %s\"]\n", broken)
 	f.Close()
-	publish := func(p *testpki.Pair) []byte {
-		testpki.WriteFile(t, remote, "node.crt", p.CertPEM(), 0o644)
-		testpki.WriteFile(t, remote, "node.key", p.KeyPEM(t), 0o600)
-		return p.CertPEM()
-	}
-	liveCert := func() []byte { b, _ := os.ReadFile(filepath.Join(live, "node.crt")); return b }
+	publish, liveCert := publisher(t, remote, live)
 	now := time.Now()
 	a := publish(ca.Issue(t, "node-1", testpki.Options{NotBefore: now.Add(-3 * time.Minute)}))
 	if r := certkeeper(t, "pull", "--config", config); r.code != 0 || !bytes.Equal(liveCert(), a) {
@@ -127,4 +117,16 @@ func TestRenewAndPullRollBackWhenTheCheckFails(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, "check failed after installing") || !strings.Contains(r.stderr, "rolled back to") || !bytes.Equal(liveCert(), a) {
 		t.Fatalf("pull with a failing check: %+v", r)
 	}
+}
+
+// publisher puts a node's certificate and key where the admin host serves
+// them (remote), and reads the node's live certificate.
+func publisher(t *testing.T, remote, live string) (publish func(*testpki.Pair) []byte, liveCert func() []byte) {
+	publish = func(p *testpki.Pair) []byte {
+		testpki.WriteFile(t, remote, "node.crt", p.CertPEM(), 0o644)
+		testpki.WriteFile(t, remote, "node.key", p.KeyPEM(t), 0o600)
+		return p.CertPEM()
+	}
+	liveCert = func() []byte { b, _ := os.ReadFile(filepath.Join(live, "node.crt")); return b }
+	return publish, liveCert
 }
