@@ -227,14 +227,18 @@ type Installed struct {
 // Changed is false; the live directory is then restored to them (see
 // Installed.Repaired), so installing a bundle again repairs it.
 func (s *Store) Install(files []File, source string) (Installed, error) {
-	if len(files) == 0 {
-		return Installed{}, errors.New("nothing to install")
-	}
-	for _, f := range files {
-		if err := CheckName(f.Name); err != nil {
-			return Installed{}, err
-		}
-	}
+	return s.InstallDecided(source, func() ([]File, error) { return files, nil }, nil)
+}
+
+// InstallDecided is Install with the decision taken under the store's lock:
+// decide runs after the lock is taken and an interrupted install is
+// recovered, so what it reads of the live generation (Live, HandCopied)
+// is still live when its files are swapped in; no other installer can
+// change it in between. beforeSwap, when set, runs under the same lock
+// after the new generation is staged and before the swap makes it live
+// (the agent records there, durably, that its reload is owed); its error
+// stops the install with nothing swapped.
+func (s *Store) InstallDecided(source string, decide func() ([]File, error), beforeSwap func(Generation) error) (Installed, error) {
 	root, unlock, err := s.openLocked(true)
 	if err != nil {
 		return Installed{}, err
@@ -242,6 +246,18 @@ func (s *Store) Install(files []File, source string) (Installed, error) {
 	defer unlock()
 	if err := s.recover(root); err != nil {
 		return Installed{}, err
+	}
+	files, err := decide()
+	if err != nil {
+		return Installed{}, err
+	}
+	if len(files) == 0 {
+		return Installed{}, errors.New("nothing to install")
+	}
+	for _, f := range files {
+		if err := CheckName(f.Name); err != nil {
+			return Installed{}, err
+		}
 	}
 	live, liveErr := s.live(root)
 	if liveErr != nil && !errors.Is(liveErr, ErrNoGeneration) {
@@ -272,6 +288,11 @@ func (s *Store) Install(files []File, source string) (Installed, error) {
 	// missing) until the swap makes all of them appear together.
 	if err := s.linkAll(root, names(files), true); err != nil {
 		return Installed{Generation: gen}, err
+	}
+	if beforeSwap != nil {
+		if err := beforeSwap(gen); err != nil {
+			return Installed{Generation: gen}, err
+		}
 	}
 	if err := s.swap(root, gen.Name); err != nil {
 		return Installed{Generation: gen}, err
@@ -885,6 +906,14 @@ func (s *Store) recover(root *os.Root) error {
 // Rollback makes the generation the live one replaced live again (see
 // Previous).
 func (s *Store) Rollback() (from, to Generation, err error) {
+	return s.RollbackDecided(nil, nil)
+}
+
+// RollbackDecided is Rollback with its checks under the store's lock:
+// check, when set, judges the generation to roll back to (its files as
+// installed) and may refuse it; beforeSwap runs after it and before the
+// swap, as in InstallDecided.
+func (s *Store) RollbackDecided(check func(to Generation, files map[string][]byte) error, beforeSwap func(from, to Generation) error) (from, to Generation, err error) {
 	root, unlock, err := s.openLocked(false)
 	if err != nil {
 		return from, to, err
@@ -900,6 +929,15 @@ func (s *Store) Rollback() (from, to Generation, err error) {
 	to, err = s.previous(root, from)
 	if err != nil {
 		return from, to, err
+	}
+	if check != nil {
+		files, err := s.readGeneration(root, to)
+		if err != nil {
+			return from, to, err
+		}
+		if err := check(to, files); err != nil {
+			return from, to, err
+		}
 	}
 	// A kept generation may have been edited while it was live: make its
 	// files what was installed before they become visible again.
@@ -919,6 +957,11 @@ func (s *Store) Rollback() (from, to Generation, err error) {
 	}
 	if err := s.linkAll(root, sortedNames(to.Files), true); err != nil {
 		return from, to, err
+	}
+	if beforeSwap != nil {
+		if err := beforeSwap(from, to); err != nil {
+			return from, to, err
+		}
 	}
 	return from, to, s.swap(root, to.Name)
 }
