@@ -66,10 +66,19 @@ type bundleLoop struct {
 	// renewAt is the live certificate's renewal time, zero when unknown;
 	// criticalAt is where its safety net starts.
 	renewAt, criticalAt time.Time
-	// What was last logged, so a condition that persists is logged once.
-	lastRepairErr, lastInboxErr, lastWaiting, planErrFor, criticalFor string
-	dueWarned, criticalLogged                                         time.Time
-	dueWarnedFor                                                      string
+	// said remembers what was last logged of each lasting condition, so
+	// it is logged once (or once per interval), not on every wake.
+	said sayOnce
+	// pipe is the bundle's delivery pipeline, the same one the commands
+	// use.
+	pipe *Pipeline
+	// settling is the bundle's worker in flight, running what the live
+	// generation is owed (reload, check, rollback), nil when idle: at most
+	// one per bundle, so reloads and checks never overlap, and beside the
+	// loop, so repairs never wait for them. Deliveries wait for it:
+	// pendingFetch is a fetch's result that came meanwhile.
+	settling     chan Change
+	pendingFetch *fetchResult
 	// seenGen is the live generation last seen, so that a live directory
 	// that disappears is reported once.
 	seenGen string
@@ -87,6 +96,7 @@ func newBundleLoop(d *daemon, b *Bundle, st *bundleState, src Source) *bundleLoo
 	m.Now = d.now
 	m.Store.Now = d.now
 	l := &bundleLoop{d: d, b: b, m: m, src: src, st: st, log: d.log.With("bundle", b.Name), fetched: make(chan fetchResult, 1)}
+	l.pipe = &Pipeline{B: b, M: m, Log: d.log, Now: d.now}
 	if src != nil {
 		// A config reload restarts the loop; what it knew of the source
 		// (failures, backoff, last fetch) carries over.
@@ -118,6 +128,7 @@ func (l *bundleLoop) run(ctx context.Context, ready func()) {
 		l.log.Error("recovery of the live directory failed", "dir", l.b.Resolved.Dir, "err", err)
 	}
 	defer l.stopFetch()
+	defer l.waitSettle()
 	l.step(ctx)
 	// With nothing installed, the first fetch has started; ready waits for
 	// it to end (installed or failed, bounded by the source's timeouts),
@@ -166,6 +177,8 @@ func (l *bundleLoop) run(ctx context.Context, ready func()) {
 			l.log.Warn("file watch reported an error; rescanning", "err", err)
 			now := l.d.now()
 			l.repairAt, l.inboxEvent, l.inboxAt = now, now, now.Add(l.b.Debounce.Duration)
+		case c := <-l.settling:
+			l.settleDone(ctx, c)
 		case r := <-l.fetched:
 			l.fetchDone(ctx, r)
 			if l.readyAfterFetch != nil {
@@ -182,7 +195,7 @@ func (l *bundleLoop) run(ctx context.Context, ready func()) {
 }
 
 func (l *bundleLoop) fetchDeadline() time.Time {
-	if l.src == nil || l.fetching != nil {
+	if l.src == nil || l.fetching != nil || l.pendingFetch != nil {
 		return time.Time{}
 	}
 	return l.fetch.NextTry
@@ -239,9 +252,76 @@ func (l *bundleLoop) step(ctx context.Context) {
 		l.rescanAt = now.Add(l.d.cfg().RescanInterval.Duration)
 		l.watch()
 		l.repair(now)
-		l.takeInbox(work, now)
+		if l.settling == nil {
+			l.takeInbox(work, now)
+		}
+		l.settleOwed(ctx)
 		l.schedule(ctx, now)
 	})
+	l.d.saveState()
+}
+
+// settleOwed starts the worker when the live generation is owed its
+// reload or check (a change whose agent died before they ran, or one just
+// installed), and shows what is owed in the state.
+func (l *bundleLoop) settleOwed(ctx context.Context) {
+	o, _, err := l.pipe.Owed()
+	if err != nil && l.said.changed("owed", err.Error()) {
+		l.log.Error("cannot read the owed actions", "err", err)
+	}
+	owed := ""
+	if o != nil {
+		owed = o.String()
+	}
+	l.st.update(func(s *BundleState) { s.ReloadOwed = owed })
+	if o != nil && l.settling == nil {
+		l.startSettle(ctx)
+	}
+}
+
+// startSettle runs Pipeline.Settle in the bundle's worker. It runs under
+// a context that shutdown does not cancel (a reload is finished, bounded
+// by its timeout); its result comes back to the loop: settleDone.
+func (l *bundleLoop) startSettle(ctx context.Context) {
+	if l.settling != nil {
+		return
+	}
+	done := make(chan Change, 1)
+	l.settling = done
+	work := context.WithoutCancel(ctx)
+	go func() {
+		var c Change
+		defer func() {
+			if r := recover(); r != nil {
+				l.log.Error("panic in the reload worker; the loop goes on", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			}
+			done <- c
+		}()
+		c = l.pipe.Settle(work)
+	}()
+}
+
+// settleDone records what the worker did, then takes up what waited for
+// it: a fetched bundle, the inbox, another owed action.
+func (l *bundleLoop) settleDone(ctx context.Context, c Change) {
+	l.settling = nil
+	l.guard(func() { l.recordChange(c) })
+	if r := l.pendingFetch; r != nil {
+		l.pendingFetch = nil
+		l.fetchDone(ctx, *r)
+		return
+	}
+	l.step(ctx)
+}
+
+// waitSettle waits, at shutdown, for the worker to finish what it runs.
+func (l *bundleLoop) waitSettle() {
+	if l.settling == nil {
+		return
+	}
+	c := <-l.settling
+	l.settling = nil
+	l.recordChange(c)
 	l.d.saveState()
 }
 
@@ -270,8 +350,7 @@ func (l *bundleLoop) watch() {
 	if l.w == nil {
 		return
 	}
-	if err := ensureInbox(l.b.Inbox); err != nil && l.lastInboxErr != err.Error() {
-		l.lastInboxErr = err.Error()
+	if err := ensureInbox(l.b.Inbox); err != nil && l.said.changed("inbox", err.Error()) {
 		l.log.Error("inbox unusable", "inbox", l.b.Inbox, "err", err)
 	}
 	dir := l.b.Resolved.Dir
@@ -319,11 +398,10 @@ func (l *bundleLoop) repair(now time.Time) {
 	msg := ""
 	if err != nil {
 		msg = err.Error()
-		if msg != l.lastRepairErr {
-			l.log.Error("cannot repair the live directory", "dir", l.b.Resolved.Dir, "err", err)
-		}
 	}
-	l.lastRepairErr = msg
+	if l.said.changed("repair", msg) && err != nil {
+		l.log.Error("cannot repair the live directory", "dir", l.b.Resolved.Dir, "err", err)
+	}
 	l.st.update(func(s *BundleState) {
 		s.Drift = left
 		if err != nil && len(left) == 0 {
@@ -379,15 +457,18 @@ func (l *bundleLoop) takeInbox(ctx context.Context, now time.Time) {
 	// so, like a pull, it never takes the bundle back in time: a push of
 	// the publish directory's stale bundle must not undo a CSR renewal.
 	// Going back on purpose is certkeeper rollback or install.
-	res, err := l.m.InstallNewer(inputs, source)
+	out, err := l.pipe.Install(Delivery{Kind: FromInbox, Inputs: inputs, From: source})
 	var verr *rotate.ValidationError
+	var rerr *RefusedError
 	switch {
 	case err == nil:
 		l.setWaiting("")
 		if terr := takeInboxFiles(inbox, files); terr != nil {
 			l.log.Error("installed, but could not remove the files from the inbox", "inbox", inbox, "err", terr)
 		}
-		l.installed(ctx, res, source, now)
+		l.installed(ctx, out, now)
+	case errors.As(err, &rerr):
+		l.reject(files, err.Error(), now)
 	case errors.As(err, &verr):
 		_, liveFiles, _ := l.m.Store.Live()
 		if alreadyLive(inputs, liveFiles) {
@@ -407,10 +488,9 @@ func (l *bundleLoop) takeInbox(ctx context.Context, now time.Time) {
 	default:
 		// The live directory refused (a planted symlink, bad modes): the
 		// files may be fine; keep them, say why, try again later.
-		if err.Error() != l.lastInboxErr {
+		if l.said.changed("inbox", err.Error()) {
 			l.log.Error("cannot install the inbox set", "files", strings.Join(names, " "), "err", err)
 		}
-		l.lastInboxErr = err.Error()
 		l.st.update(func(s *BundleState) {
 			s.LastInstall = &Event{Time: now, Result: ResultFailed, Detail: err.Error()}
 			s.LastError = s.LastInstall
@@ -419,10 +499,9 @@ func (l *bundleLoop) takeInbox(ctx context.Context, now time.Time) {
 }
 
 func (l *bundleLoop) setWaiting(why string) {
-	if why != "" && why != l.lastWaiting {
+	if l.said.changed("waiting", why) && why != "" {
 		l.log.Info("inbox set incomplete; waiting for more files", "why", why, "timeout", l.b.InboxTimeout.Duration.String())
 	}
-	l.lastWaiting = why
 	l.st.update(func(s *BundleState) { s.Waiting = why })
 }
 
@@ -447,60 +526,69 @@ func (l *bundleLoop) reject(files []InboxFile, reason string, now time.Time) {
 	})
 }
 
-// installed records an install and, when the content changed, reloads
-// and checks (applyChange, as the commands do), and records what that did.
-func (l *bundleLoop) installed(ctx context.Context, res rotate.Result, source string, now time.Time) {
-	if !res.Changed {
-		l.log.Info("bundle unchanged; no reload", "generation", res.Generation.Name, "source", source)
-		for _, d := range res.Repaired {
-			l.log.Warn("repaired drift", "file", filepath.Join(l.b.Resolved.Dir, d.Name), "drift", string(d.Kind), "was", d.Detail)
+// installed records what Pipeline.Install did and, when the live
+// generation is owed its reload or check, hands them to the worker.
+func (l *bundleLoop) installed(ctx context.Context, out Outcome, now time.Time) {
+	res := out.Result
+	l.st.update(func(s *BundleState) {
+		if !res.Changed {
+			s.LastInstall = &Event{Time: now, Result: ResultUnchanged, Detail: out.From}
+		} else {
+			s.Counters.Installs++
+			s.LastInstall = &Event{Time: now, Result: ResultInstalled, Detail: res.Generation.Name + " from " + out.From}
 		}
-		l.st.update(func(s *BundleState) {
-			s.LastInstall = &Event{Time: now, Result: ResultUnchanged, Detail: source}
-			if len(res.Repaired) > 0 {
-				s.Counters.Repairs += uint64(len(res.Repaired))
-				var what []string
-				for _, d := range res.Repaired {
-					what = append(what, d.String())
-				}
-				s.LastRepair = &Event{Time: now, Result: ResultOK, Detail: strings.Join(what, "; ")}
+		if len(res.Repaired) > 0 {
+			s.Counters.Repairs += uint64(len(res.Repaired))
+			var what []string
+			for _, d := range res.Repaired {
+				what = append(what, d.String())
 			}
-		})
-		return
-	}
-	leaf := res.Bundle.Leafish()
-	l.log.Info("installed", "generation", res.Generation.Name, "dir", l.b.Resolved.Dir, "serial", pki.Serial(leaf), "source", source)
-	l.st.update(func(s *BundleState) {
-		s.Counters.Installs++
-		s.LastInstall = &Event{Time: now, Result: ResultInstalled, Detail: res.Generation.Name + " from " + source}
-	})
-	c := applyChange(ctx, l.b, l.m, res, l.d.now, l.d.log)
-	l.recordReloads(c.Reloads, now)
-	if c.Check == nil {
-		return
-	}
-	if c.Check.Err == nil {
-		l.st.update(func(s *BundleState) { s.LastCheck = &Event{Time: l.d.now(), Result: ResultOK} })
-		return
-	}
-	detail := fmt.Sprintf("after installing %s: %v", res.Generation.Name, c.Check.Err)
-	if c.RolledBack {
-		detail += fmt.Sprintf("; rolled back to %s", c.To.Name)
-	} else {
-		detail += "; rollback refused: " + c.RollbackErr.Error()
-	}
-	l.st.update(func(s *BundleState) {
-		s.Counters.CheckFailures++
-		s.LastCheck = &Event{Time: l.d.now(), Result: ResultFailed, Detail: detail}
-		s.LastError = s.LastCheck
-		if c.RolledBack {
-			s.Counters.Rollbacks++
-			s.LastRollback = &Event{Time: l.d.now(), Result: ResultOK, Detail: c.From.Name + " -> " + c.To.Name}
+			s.LastRepair = &Event{Time: now, Result: ResultOK, Detail: strings.Join(what, "; ")}
+		}
+		if out.Owed != nil {
+			s.ReloadOwed = out.Owed.String()
 		}
 	})
-	if c.RolledBack {
-		l.recordReloads(c.RollbackReloads, l.d.now())
+	if out.Owed != nil {
+		l.startSettle(ctx)
 	}
+}
+
+// recordChange records what the worker's Settle ran: reloads, the check,
+// a rollback and its reloads.
+func (l *bundleLoop) recordChange(c Change) {
+	now := l.d.now()
+	l.recordReloads(c.Reloads, now)
+	if c.Check != nil {
+		if c.Check.Err == nil {
+			l.st.update(func(s *BundleState) { s.LastCheck = &Event{Time: now, Result: ResultOK} })
+		} else {
+			detail := fmt.Sprintf("after installing %s: %v", c.Generation, c.Check.Err)
+			if c.RolledBack {
+				detail += fmt.Sprintf("; rolled back to %s", c.To.Name)
+			} else if c.RollbackErr != nil {
+				detail += "; rollback refused: " + c.RollbackErr.Error()
+			}
+			l.st.update(func(s *BundleState) {
+				s.Counters.CheckFailures++
+				s.LastCheck = &Event{Time: now, Result: ResultFailed, Detail: detail}
+				s.LastError = s.LastCheck
+			})
+		}
+	}
+	if c.RolledBack {
+		l.st.update(func(s *BundleState) {
+			s.Counters.Rollbacks++
+			s.LastRollback = &Event{Time: now, Result: ResultOK, Detail: c.From.Name + " -> " + c.To.Name}
+		})
+		l.recordReloads(c.RollbackReloads, now)
+	}
+	o, _, _ := l.pipe.Owed()
+	owed := ""
+	if o != nil {
+		owed = o.String()
+	}
+	l.st.update(func(s *BundleState) { s.ReloadOwed = owed })
 }
 
 // recordReloads counts a run of the bundle's reload actions (RunReloads
@@ -546,7 +634,7 @@ type livePlan struct {
 func (l *bundleLoop) schedule(ctx context.Context, now time.Time) {
 	p := l.plan(now)
 	if l.src != nil {
-		if l.fetching == nil {
+		if l.fetching == nil && l.pendingFetch == nil {
 			l.fetch.NextTry = NextFetch(l.fetch, p.fetch)
 			if !l.fetch.NextTry.IsZero() && !now.Before(l.fetch.NextTry) {
 				l.startFetch(ctx)
@@ -563,12 +651,11 @@ func (l *bundleLoop) schedule(ctx context.Context, now time.Time) {
 // Source is in flight it waits for its result, which may be the renewal or
 // say why not.
 func (l *bundleLoop) alarm(now time.Time, p livePlan) {
-	if l.fetching != nil || p.leaf == nil || !p.renew.Critical || (l.criticalFor == p.fp && now.Sub(l.criticalLogged) < criticalLogEvery) {
+	if l.fetching != nil || p.leaf == nil || !p.renew.Critical || !l.said.every("critical", p.fp, now, criticalLogEvery) {
 		return
 	}
 	l.log.Error("certificate about to expire without a renewal", "expires_in", p.leaf.NotAfter.Sub(now).Round(time.Second).String(),
 		"not_after", p.leaf.NotAfter, "serial", pki.Serial(p.leaf), "why", l.notRenewedWhy())
-	l.criticalLogged, l.criticalFor = now, p.fp
 }
 
 // plan reads the live certificate, records its schedule in the state and
@@ -603,17 +690,13 @@ func (l *bundleLoop) plan(now time.Time) livePlan {
 		p.fp = pki.Fingerprint(leaf)
 		p.renew = PlanRenewal(now, leaf, l.b.Renewal(), rotate.JitterFor(leaf))
 		l.renewAt, l.criticalAt = p.renew.RenewAt, p.renew.CriticalAt
-		if p.renew.Err != nil && l.planErrFor != p.fp {
+		if p.renew.Err != nil && l.said.sticky("policy", p.fp) {
 			l.log.Error("the renewal policy does not fit the installed certificate; fix renew_before or renew_at in the config", "err", p.renew.Err,
 				"lifetime", leaf.NotAfter.Sub(leaf.NotBefore).String())
 		}
-		if p.renew.Err != nil {
-			l.planErrFor = p.fp
-		}
-		if p.renew.Due && l.src == nil && (l.dueWarnedFor != p.fp || now.Sub(l.dueWarned) >= dueWarnEvery) {
+		if p.renew.Due && l.src == nil && l.said.every("due", p.fp, now, dueWarnEvery) {
 			l.log.Warn("renewal due, and this bundle has no source to renew from; drop a renewed bundle into the inbox",
 				"inbox", l.b.Inbox, "renew_at", p.renew.RenewAt, "not_after", leaf.NotAfter)
-			l.dueWarned, l.dueWarnedFor = now, p.fp
 		}
 	}
 	l.st.update(func(s *BundleState) {
@@ -735,6 +818,11 @@ func (l *bundleLoop) stopFetch() {
 // not eaten by a slow failure.
 func (l *bundleLoop) fetchDone(ctx context.Context, r fetchResult) {
 	l.fetching = nil
+	if l.settling != nil {
+		// Delivered once the worker is done: one change at a time.
+		l.pendingFetch = &r
+		return
+	}
 	l.guard(func() {
 		work := context.WithoutCancel(ctx)
 		now := l.d.now()
@@ -749,15 +837,19 @@ func (l *bundleLoop) installFetched(work context.Context, now time.Time, r fetch
 	// judge what it brought against what is live now.
 	p := l.plan(now)
 	inputs, err := r.inputs, r.err
-	if err == nil && len(inputs) > 0 {
-		err = checkRefused(l.b, inputs)
-	}
 	var res rotate.Result
+	var out Outcome
 	outcome, detail := FetchNothingNewer, ""
 	from := fetchedFrom(l.src, l.b, p.leaf == nil)
 	if err == nil && len(inputs) > 0 {
-		res, err = l.m.InstallNewer(inputs, from)
-		if err != nil && OlderThanLive(inputs, p.leaf) {
+		kind := FromPull
+		if strings.HasPrefix(from, "csr: ") {
+			kind = FromCSR
+		}
+		out, err = l.pipe.Install(Delivery{Kind: kind, Inputs: inputs, From: from})
+		res = out.Result
+		var rerr *RefusedError
+		if err != nil && !errors.As(err, &rerr) && OlderThanLive(inputs, p.leaf) {
 			detail, err = "nothing newer: the source offers a certificate older than the live one", nil
 		}
 	}
@@ -801,7 +893,7 @@ func (l *bundleLoop) installFetched(work context.Context, now time.Time, r fetch
 			n.Installed(l.b)
 		}
 	}
-	if res.Changed {
-		l.installed(work, res, from, now)
+	if err == nil && (res.Changed || out.Owed != nil) {
+		l.installed(work, out, now)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -53,7 +54,11 @@ type BundleState struct {
 	// no leaf, and needs only its CA.
 	NotInstalled string `json:"not_installed,omitempty"`
 	// Waiting says why an inbox set is waiting for more files.
-	Waiting      string         `json:"inbox_waiting,omitempty"`
+	Waiting string `json:"inbox_waiting,omitempty"`
+	// ReloadOwed says what the live generation is still owed (its
+	// reload, its check, a rollback's reload) while it is pending: see
+	// Owed.
+	ReloadOwed   string         `json:"reload_owed,omitempty"`
 	LastInstall  *Event         `json:"last_install,omitempty"`
 	LastReload   *Event         `json:"last_reload,omitempty"`
 	LastRepair   *Event         `json:"last_repair,omitempty"`
@@ -120,6 +125,9 @@ func (s BundleState) Health() (rotate.Health, string) {
 	}
 	if e := s.LastReload; e != nil && e.Result == ResultFailed {
 		worse(rotate.Warning, fmt.Sprintf("reload failed at %s: %s", rotate.Stamp(e.Time), e.Detail))
+	}
+	if s.ReloadOwed != "" {
+		worse(rotate.Warning, "reload owed: "+s.ReloadOwed)
 	}
 	if e := s.LastInstall; e != nil && (e.Result == ResultRejected || e.Result == ResultFailed) {
 		worse(rotate.Warning, fmt.Sprintf("inbox set %s at %s: %s", e.Result, rotate.Stamp(e.Time), e.Detail))
@@ -281,7 +289,10 @@ type AgentView struct {
 // (rotate.Status) and what the agent knows (nil when no agent state).
 type Report struct {
 	rotate.Status
-	Agent *AgentView `json:"agent,omitempty"`
+	// ReloadOwed says what the live generation is still owed (see Owed),
+	// empty when nothing: a change whose reload or check has not run yet.
+	ReloadOwed string     `json:"reload_owed,omitempty"`
+	Agent      *AgentView `json:"agent,omitempty"`
 }
 
 // Reports inspects every bundle of a config and merges the agent's state.
@@ -302,6 +313,17 @@ func Reports(c *Config) []Report {
 		if err != nil {
 			worse(rotate.Unknown, "agent state: "+err.Error())
 		}
+		// What is owed is on disk, whether an agent runs or not.
+		owed := ""
+		if o, step, oerr := NewPipeline(b, slog.New(slog.DiscardHandler)).Owed(); oerr != nil {
+			worse(rotate.Warning, "reload owed, perhaps: "+oerr.Error())
+		} else if step != OwedNothing {
+			owed = o.String()
+			if step == OwedRollback {
+				owed = "the rollback after a failed check, from " + o.RollbackFrom + " to " + o.Generation
+			}
+			r.ReloadOwed = owed
+		}
 		if st != nil {
 			for _, bs := range st.Bundles {
 				if bs.Name != b.Name {
@@ -320,6 +342,8 @@ func Reports(c *Config) []Report {
 					// wrong with it, the files say.
 					bs.NotInstalled = ""
 				}
+				bs.ReloadOwed = owed
+				v.ReloadOwed = owed
 				if h, text := bs.Health(); h != rotate.OK {
 					worse(h, text)
 				}
@@ -327,6 +351,9 @@ func Reports(c *Config) []Report {
 					worse(rotate.Warning, fmt.Sprintf("the agent (pid %d) is not running and did not stop cleanly; nothing repairs or renews this bundle", st.PID))
 				}
 			}
+		}
+		if owed != "" && r.Agent == nil {
+			worse(rotate.Warning, "reload owed: "+owed)
 		}
 		out = append(out, r)
 	}

@@ -260,6 +260,11 @@ func runInstall(ctx context.Context, e *env, args []string) int {
 		return failure(e, c, err)
 	}
 	res := out.Result
+	if !res.Changed && out.Replayed {
+		fmt.Fprintf(e.stdout, "%s: unchanged: %s already holds these files (generation %s), but its reload was owed; ran it\n", b.Name, b.Resolved.Dir, res.Generation.Name)
+		printRepaired(e, b.Name, res.Repaired)
+		return printReloads(e, c, b.Name, out.Reloads)
+	}
 	if !res.Changed {
 		fmt.Fprintf(e.stdout, "%s: unchanged: %s already holds these files (generation %s); no reload\n", b.Name, b.Resolved.Dir, res.Generation.Name)
 		printRepaired(e, b.Name, res.Repaired)
