@@ -127,6 +127,9 @@ func changeOwed(b *Bundle, f func(o *Owed) *Owed) error {
 		return nil
 	}
 	dir := filepath.Dir(b.owedPath())
+	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) && f(nil) == nil {
+		return nil // nothing recorded, nothing to record
+	}
 	if err := mkdirMode(dir, 0o700); err != nil {
 		return fmt.Errorf("owed actions: %w", err)
 	}
