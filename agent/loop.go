@@ -658,73 +658,134 @@ func (l *bundleLoop) alarm(now time.Time, p livePlan) {
 		"not_after", p.leaf.NotAfter, "serial", pki.Serial(p.leaf), "why", l.notRenewedWhy())
 }
 
-// plan reads the live certificate, records its schedule in the state and
-// logs what needs saying: a policy that does not fit, a due renewal with
-// nothing to renew it.
+// plan reads the live generation, decides with PlanNext, records the
+// schedule in the state and logs what needs saying: a live bundle that
+// is gone, a policy that does not fit, a due renewal with nothing to
+// renew it.
 func (l *bundleLoop) plan(now time.Time) livePlan {
 	live, gen, err := l.m.Live()
-	var p livePlan
-	if err == nil && live != nil {
-		p.leaf = live.Leaf
-	}
-	notInstalled := ""
-	switch {
-	case errors.Is(err, rotate.ErrNoGeneration):
-		notInstalled = "nothing installed in " + l.b.Resolved.Dir
-		if l.seenGen != "" {
-			l.log.Error("the live bundle is gone; nothing is installed until a bundle arrives (inbox, source, certkeeper install)",
-				"dir", l.b.Resolved.Dir, "was", l.seenGen)
+	v := LiveView{Generation: gen.Name, Err: err, Dir: l.b.Resolved.Dir, CAOnly: l.b.Resolved.CAOnly()}
+	if live != nil {
+		v.Parsed = true
+		if live.Leaf != nil || len(live.CAs) > 0 {
+			v.Leafish = live.Leafish()
 		}
+		if err == nil {
+			v.Leaf = live.Leaf
+		}
+	}
+	interval := DefaultPullInterval
+	if sc := l.d.cfg().Source; sc != nil {
+		interval = sc.PullInterval.Duration
+	}
+	next := PlanNext(now, v, LoopPolicy{Renewal: l.b.Renewal(), HasSource: l.src != nil, Periodic: l.b.Mode != ModeCSR,
+		PullInterval: interval, FetchStarted: l.fetch.Started})
+	p := livePlan{leaf: v.Leaf, fp: next.Fingerprint, renew: next.Renew, fetch: next.Fetch}
+	if errors.Is(err, rotate.ErrNoGeneration) && l.seenGen != "" {
+		l.log.Error("the live bundle is gone; nothing is installed until a bundle arrives (inbox, source, certkeeper install)",
+			"dir", l.b.Resolved.Dir, "was", l.seenGen)
+	}
+	if errors.Is(err, rotate.ErrNoGeneration) {
 		l.seenGen = ""
-	case err != nil:
-		notInstalled = "live bundle is damaged: " + err.Error()
-	case live == nil || (live.Leaf == nil && !l.b.Resolved.CAOnly()):
-		notInstalled = "nothing installed in " + l.b.Resolved.Dir
 	}
 	if gen.Name != "" {
 		l.seenGen = gen.Name
 	}
-	l.renewAt, l.criticalAt = time.Time{}, time.Time{}
+	l.renewAt, l.criticalAt = next.Renew.RenewAt, next.Renew.CriticalAt
 	if p.leaf != nil {
 		leaf := p.leaf
-		p.fp = pki.Fingerprint(leaf)
-		p.renew = PlanRenewal(now, leaf, l.b.Renewal(), rotate.JitterFor(leaf))
-		l.renewAt, l.criticalAt = p.renew.RenewAt, p.renew.CriticalAt
-		if p.renew.Err != nil && l.said.sticky("policy", p.fp) {
+		if next.PolicyError && l.said.sticky("policy", p.fp) {
 			l.log.Error("the renewal policy does not fit the installed certificate; fix renew_before or renew_at in the config", "err", p.renew.Err,
 				"lifetime", leaf.NotAfter.Sub(leaf.NotBefore).String())
 		}
-		if p.renew.Due && l.src == nil && l.said.every("due", p.fp, now, dueWarnEvery) {
+		if next.DueWithoutSource && l.said.every("due", p.fp, now, dueWarnEvery) {
 			l.log.Warn("renewal due, and this bundle has no source to renew from; drop a renewed bundle into the inbox",
 				"inbox", l.b.Inbox, "renew_at", p.renew.RenewAt, "not_after", leaf.NotAfter)
 		}
 	}
 	l.st.update(func(s *BundleState) {
-		s.Generation, s.Serial, s.NotAfter, s.RenewAt, s.RenewalDue, s.RenewalError = gen.Name, "", time.Time{}, p.renew.RenewAt, p.renew.Due, ""
+		s.Generation, s.Serial, s.NotAfter, s.RenewAt, s.RenewalDue, s.RenewalError = gen.Name, next.Serial, next.NotAfter, p.renew.RenewAt, p.renew.Due, ""
 		s.ExpiryCritical = p.renew.Critical
-		s.NotInstalled = notInstalled
-		if live != nil {
-			if c := live.Leafish(); c != nil {
-				s.Serial, s.NotAfter = pki.Serial(c), c.NotAfter
-			}
-		}
+		s.NotInstalled = next.NotInstalled
 		if p.renew.Err != nil {
 			s.RenewalError = p.renew.Err.Error()
 		}
 	})
-	interval := DefaultPullInterval
-	if sc := l.d.cfg().Source; sc != nil {
-		interval = sc.PullInterval.Duration
-	}
-	p.fetch = FetchPlan{RenewAt: p.renew.RenewAt, Due: p.renew.Due, Interval: interval, Periodic: l.b.Mode != ModeCSR}
-	if p.leaf != nil {
-		p.fetch.Left, p.fetch.Life = p.leaf.NotAfter.Sub(now), p.leaf.NotAfter.Sub(p.leaf.NotBefore)
-	}
-	if p.leaf == nil || p.renew.Err != nil && p.renew.Due {
-		// Nothing (valid) installed: fetch at once, then by the schedule.
-		p.fetch.RenewAt, p.fetch.Due = l.fetch.Started, true
-	}
 	return p
+}
+
+// LiveView is what a bundle's loop read of its live generation.
+type LiveView struct {
+	Generation string
+	// Err is the error reading it: rotate.ErrNoGeneration before the
+	// first install, another for a damaged live bundle.
+	Err error
+	// Parsed: the live bundle was read (perhaps in part, with Err).
+	Parsed bool
+	// Leaf is the live leaf, nil when none or damaged; Leafish is the leaf
+	// or, for a CA-only bundle, its CA.
+	Leaf, Leafish *x509.Certificate
+	Dir           string
+	CAOnly        bool
+}
+
+// LoopPolicy is what of a bundle's config and state the plan depends on.
+type LoopPolicy struct {
+	Renewal   rotate.RenewalPolicy
+	HasSource bool
+	// Periodic: pull mode (ask the source every PullInterval).
+	Periodic     bool
+	PullInterval time.Duration
+	// FetchStarted is when the loop's fetch schedule began: with nothing
+	// (valid) installed, the source is asked from then on.
+	FetchStarted time.Time
+}
+
+// Next is what a bundle's loop is to do next, and what to tell.
+type Next struct {
+	// NotInstalled says why no certificate is live, "" when one is.
+	NotInstalled string
+	Renew        RenewalPlan
+	Fetch        FetchPlan
+	// Serial, NotAfter and Fingerprint describe the live leaf (or CA).
+	Serial, Fingerprint string
+	NotAfter            time.Time
+	// PolicyError: the renewal policy does not fit the live certificate.
+	// DueWithoutSource: the renewal is due and nothing can renew it.
+	PolicyError, DueWithoutSource bool
+}
+
+// PlanNext decides, from the live generation at now under the bundle's
+// policy, its renewal schedule and what to ask of its source. It is
+// pure: the loop reads the disk before and logs and records after.
+func PlanNext(now time.Time, v LiveView, pol LoopPolicy) Next {
+	var n Next
+	switch {
+	case errors.Is(v.Err, rotate.ErrNoGeneration):
+		n.NotInstalled = "nothing installed in " + v.Dir
+	case v.Err != nil:
+		n.NotInstalled = "live bundle is damaged: " + v.Err.Error()
+	case !v.Parsed || (v.Leaf == nil && !v.CAOnly):
+		n.NotInstalled = "nothing installed in " + v.Dir
+	}
+	if c := v.Leafish; c != nil {
+		n.Serial, n.NotAfter = pki.Serial(c), c.NotAfter
+	}
+	if leaf := v.Leaf; leaf != nil {
+		n.Fingerprint = pki.Fingerprint(leaf)
+		n.Renew = PlanRenewal(now, leaf, pol.Renewal, rotate.JitterFor(leaf))
+		n.PolicyError = n.Renew.Err != nil
+		n.DueWithoutSource = n.Renew.Due && !pol.HasSource
+	}
+	n.Fetch = FetchPlan{RenewAt: n.Renew.RenewAt, Due: n.Renew.Due, Interval: pol.PullInterval, Periodic: pol.Periodic}
+	if leaf := v.Leaf; leaf != nil {
+		n.Fetch.Left, n.Fetch.Life = leaf.NotAfter.Sub(now), leaf.NotAfter.Sub(leaf.NotBefore)
+	}
+	if v.Leaf == nil || n.Renew.Err != nil && n.Renew.Due {
+		// Nothing (valid) installed: fetch at once, then by the schedule.
+		n.Fetch.RenewAt, n.Fetch.Due = pol.FetchStarted, true
+	}
+	return n
 }
 
 // notRenewedWhy says, for the safety net's alarm, why the renewal has not
