@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -157,14 +160,22 @@ func Deliver(ctx context.Context, b *Bundle, d Delivery, log *slog.Logger) (Outc
 	return NewPipeline(b, log).Deliver(ctx, d)
 }
 
-// Deliver is Install then Settle.
+// Deliver is Install then Settle, holding the bundle's settle lock from
+// before the install to after its actions: an agent running beside the
+// command does not run them a second time.
 func (p *Pipeline) Deliver(ctx context.Context, d Delivery) (Outcome, error) {
+	unlock, lerr := p.lockSettle()
+	if lerr != nil {
+		p.Log.Warn("cannot take the bundle's settle lock; an agent beside this command may reload too", "bundle", p.B.Name, "err", lerr)
+	} else {
+		defer unlock()
+	}
 	out, err := p.Install(d)
 	if err != nil {
 		return out, err
 	}
 	if out.Owed != nil {
-		out.Change = p.Settle(ctx)
+		out.Change = p.settle(ctx)
 		out.Replayed = !out.Result.Changed && out.Change.Ran()
 		return out, out.Err(p.B, out.Result.Generation)
 	}
@@ -258,6 +269,33 @@ func (p *Pipeline) Owed() (*Owed, OwedStep, error) {
 // a kill during the check does not reload twice. Without a record, it
 // runs nothing.
 func (p *Pipeline) Settle(ctx context.Context) Change {
+	unlock, err := p.lockSettle()
+	if err != nil {
+		p.Log.Warn("cannot take the bundle's settle lock; running what is owed without it", "bundle", p.B.Name, "err", err)
+	} else {
+		defer unlock()
+	}
+	return p.settle(ctx)
+}
+
+// lockSettle takes the lock that makes one settler at a time run what a
+// bundle is owed (the agent's worker, a command): a directory of its own
+// beside the owed record, held with platform.LockDir.
+func (p *Pipeline) lockSettle() (func(), error) {
+	if p.B.stateDir == "" || (len(p.B.Reload) == 0 && len(p.B.Check) == 0) {
+		return func() {}, nil // nothing is ever owed
+	}
+	dir := filepath.Join(filepath.Dir(p.B.owedPath()), p.B.Name+".lock")
+	if err := mkdirMode(filepath.Dir(dir), 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, err
+	}
+	return platform.LockDir(dir)
+}
+
+func (p *Pipeline) settle(ctx context.Context) Change {
 	b, log := p.B, p.Log
 	var c Change
 	o, step, err := p.Owed()

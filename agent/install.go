@@ -81,9 +81,15 @@ type RollbackResult struct {
 // Rollback makes the bundle's previous generation live and reloads.
 func Rollback(ctx context.Context, b *Bundle, force bool, log *slog.Logger) (RollbackResult, error) {
 	var r RollbackResult
-	m := rotate.NewManager(b.Spec())
+	p := NewPipeline(b, log)
+	if unlock, err := p.lockSettle(); err == nil {
+		defer unlock()
+	}
+	m := p.M
 	live, _, _ := m.Live()
-	from, to, err := m.Rollback(force)
+	from, to, err := m.RollbackHook(force, func(from, to rotate.Generation) error {
+		return oweRollbackByHand(b, from, to, time.Now())
+	})
 	if err != nil {
 		return r, fmt.Errorf("bundle %q: %w", b.Name, err)
 	}
@@ -97,6 +103,9 @@ func Rollback(ctx context.Context, b *Bundle, force bool, log *slog.Logger) (Rol
 		}
 	}
 	r.Reloads = RunReloads(ctx, b, log)
+	if err := paidOwed(b, to.Name, true, true); err != nil {
+		log.Error("cannot record the rollback's reload as done; it may run again", "bundle", b.Name, "err", err)
+	}
 	return r, nil
 }
 

@@ -126,6 +126,9 @@ func changeOwed(b *Bundle, f func(o *Owed) *Owed) error {
 	if b.stateDir == "" {
 		return nil
 	}
+	if _, err := os.Lstat(b.owedPath()); err != nil && len(b.Reload) == 0 && len(b.Check) == 0 {
+		return nil // nothing is ever owed, and nothing was recorded
+	}
 	dir := filepath.Dir(b.owedPath())
 	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) && f(nil) == nil {
 		return nil // nothing recorded, nothing to record
@@ -182,6 +185,18 @@ func oweRollback(b *Bundle, from, to rotate.Generation, now time.Time) error {
 			return nil
 		}
 		return &Owed{Generation: to.Name, Since: now, Source: "rollback from " + from.Name, Reload: true, RollbackFrom: from.Name}
+	})
+}
+
+// oweRollbackByHand records, before `certkeeper rollback` swaps back to
+// `to`, that its reloads are owed; unlike a rollback after a failed check,
+// it is not made again when the swap did not happen.
+func oweRollbackByHand(b *Bundle, from, to rotate.Generation, now time.Time) error {
+	return changeOwed(b, func(*Owed) *Owed {
+		if len(b.Reload) == 0 {
+			return nil
+		}
+		return &Owed{Generation: to.Name, Since: now, Source: "certkeeper rollback from " + from.Name, Reload: true}
 	})
 }
 
