@@ -116,7 +116,6 @@ type crashNode struct {
 	ca                        *testpki.Pair
 	proc                      *exec.Cmd
 	out                       *bytes.Buffer
-	env                       []string
 }
 
 func newCrashNode(t *testing.T, mode, source string) *crashNode {

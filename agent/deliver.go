@@ -242,8 +242,16 @@ func (p *Pipeline) now() time.Time {
 	return p.Now()
 }
 
-// Owed returns what the live generation is owed, nil when nothing.
-func (p *Pipeline) Owed() (*Owed, OwedStep, error) {
+// Owed returns what the live generation is owed, nil when nothing. A
+// record that no longer applies (for a generation that never became
+// live) is removed.
+func (p *Pipeline) Owed() (*Owed, OwedStep, error) { return p.owed(true) }
+
+// OwedNow is Owed without removing anything: for status and check, which
+// change nothing.
+func (p *Pipeline) OwedNow() (*Owed, OwedStep, error) { return p.owed(false) }
+
+func (p *Pipeline) owed(drop bool) (*Owed, OwedStep, error) {
 	o, err := ReadOwed(p.B)
 	if err != nil || o == nil {
 		return nil, OwedNothing, err
@@ -255,7 +263,9 @@ func (p *Pipeline) Owed() (*Owed, OwedStep, error) {
 	step, applies := PlanOwed(o, g.Name)
 	if step == OwedNothing {
 		// For a generation that never became live: nothing to do.
-		_ = dropOwed(p.B, o)
+		if drop {
+			_ = dropOwed(p.B, o)
+		}
 		return nil, OwedNothing, nil
 	}
 	return applies, step, nil

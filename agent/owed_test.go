@@ -111,12 +111,12 @@ func TestInstallOfTheLiveFilesRunsAnOwedReload(t *testing.T) {
 // The agent, started after such a crash, runs the owed reload once, and a
 // check killed half-way is run again without a second reload.
 func TestTheAgentRunsWhatIsOwedAtStart(t *testing.T) {
-	f, b := owedFixture(t, `check = ["/bin/sh", "-c", "echo check >> CHECKS"]`)
+	f, _ := owedFixture(t, `check = ["/bin/sh", "-c", "echo check >> CHECKS"]`)
 	checks := filepath.Join(f.root, "checks")
 	cfg, _ := os.ReadFile(f.config)
 	testpki.WriteFile(t, f.root, "c.toml", bytes.ReplaceAll(cfg, []byte("CHECKS"), []byte(checks)), 0o600)
 	cfgd, _ := agent.LoadConfig(f.config)
-	b = &cfgd.Bundles[0]
+	b := &cfgd.Bundles[0]
 	p := f.ca.Issue(t, "node-1", testpki.Options{})
 	if _, err := agent.NewPipeline(b, quiet).Install(agent.Delivery{Kind: agent.FromInbox, Inputs: f.inputs(t, p), From: "test"}); err != nil {
 		t.Fatal(err)

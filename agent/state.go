@@ -315,7 +315,7 @@ func Reports(c *Config) []Report {
 		}
 		// What is owed is on disk, whether an agent runs or not.
 		owed := ""
-		if o, step, oerr := NewPipeline(b, slog.New(slog.DiscardHandler)).Owed(); oerr != nil {
+		if o, step, oerr := NewPipeline(b, slog.New(slog.DiscardHandler)).OwedNow(); oerr != nil {
 			worse(rotate.Warning, "reload owed, perhaps: "+oerr.Error())
 		} else if step != OwedNothing {
 			owed = o.String()
