@@ -201,3 +201,38 @@ func TestRepairDuringASlowReloadOrCheck(t *testing.T) {
 		})
 	}
 }
+
+// certkeeper install while the agent runs: the command reloads, and the
+// agent, which sees the swap, does not reload a second time.
+func TestAnInstallBesideTheAgentReloadsOnce(t *testing.T) {
+	f, _ := owedFixture(t, "")
+	// A reload slow enough for the agent to see the swap, and the owed
+	// record, while the command's reload runs.
+	cfg, _ := os.ReadFile(f.config)
+	testpki.WriteFile(t, f.root, "c.toml", bytes.Replace(cfg, []byte(`"/bin/sh", "-c", "echo reload`), []byte(`"/bin/sh", "-c", "sleep 0.3; echo reload`), 1), 0o600)
+	c, err := agent.LoadConfig(f.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &c.Bundles[0]
+	f.install(t, f.ca.Issue(t, "node-1", testpki.Options{NotBefore: time.Now().Add(-time.Hour)}))
+	stop, log := run(t, f, agent.Options{})
+	eventually(t, "the agent's watch", func() bool { return strings.Contains(log.String(), "ready") })
+	for i := 0; i < 3; i++ {
+		p := f.ca.Issue(t, "node-1", testpki.Options{})
+		out, err := agent.Install(context.Background(), b, f.inputs(t, p), "install: by hand", quiet)
+		if err != nil || len(out.Reloads) != 1 {
+			t.Fatalf("install %d: %+v %v", i, out, err)
+		}
+	}
+	// The agent's rescans and repairs come and go; no reload of its own.
+	for start := time.Now(); time.Since(start) < time.Second; time.Sleep(20 * time.Millisecond) {
+		if n := f.reloadCount(); n > 3 {
+			t.Fatalf("%d reloads for 3 installs:\n%s", n, log)
+		}
+	}
+	stop()
+	if n := f.reloadCount(); n != 3 {
+		t.Fatalf("%d reloads for 3 installs:\n%s", n, log)
+	}
+}
