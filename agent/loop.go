@@ -58,10 +58,12 @@ type bundleLoop struct {
 	// holds up repairs and the inbox; its result comes back on fetched.
 	fetching *fetchCall
 	// readyAfterFetch is the loop's ready report, held until the first
-	// fetch ends when nothing was installed at start, but not past
-	// readyBy.
+	// fetch ends when nothing was installed at start (holdForFetch), and
+	// until the worker has run what the live generation is owed, but not
+	// past readyBy.
 	readyAfterFetch func()
 	readyBy         time.Time
+	holdForFetch    bool
 	fetched         chan fetchResult
 	// renewAt is the live certificate's renewal time, zero when unknown;
 	// criticalAt is where its safety net starts.
@@ -79,6 +81,10 @@ type bundleLoop struct {
 	// pendingFetch is a fetch's result that came meanwhile.
 	settling     chan Change
 	pendingFetch *fetchResult
+	// inboxDone is the inbox set whose install the worker is finishing:
+	// its files leave the inbox when the reload and check are done, so an
+	// empty inbox means the change is complete.
+	inboxDone []InboxFile
 	// seenGen is the live generation last seen, so that a live directory
 	// that disappears is reported once.
 	seenGen string
@@ -134,11 +140,12 @@ func (l *bundleLoop) run(ctx context.Context, ready func()) {
 	// it to end (installed or failed, bounded by the source's timeouts),
 	// so `systemctl start` returns with the first bundle in place. The
 	// loop serves the inbox meanwhile; there is nothing live to repair.
-	if l.fetching != nil && l.st.snapshot().NotInstalled != "" {
-		l.readyAfterFetch, l.readyBy = ready, l.d.now().Add(l.d.readyWait())
-	} else {
-		ready()
-	}
+	// Ready waits as well for the worker running what a change is owed
+	// (its reload and check): `systemctl start` returns with the daemon
+	// reloaded.
+	l.holdForFetch = l.fetching != nil && l.st.snapshot().NotInstalled != ""
+	l.readyAfterFetch, l.readyBy = ready, l.d.now().Add(l.d.readyWait())
+	l.maybeReady()
 	var events chan fsnotify.Event
 	var errs chan error
 	if l.w != nil {
@@ -149,7 +156,11 @@ func (l *bundleLoop) run(ctx context.Context, ready func()) {
 	for {
 		now := l.d.now()
 		if l.readyAfterFetch != nil && !now.Before(l.readyBy) {
-			l.log.Warn("the first fetch is still running; reporting ready without it", "waited", l.d.readyWait())
+			if l.holdForFetch && (l.fetching != nil || l.pendingFetch != nil) {
+				l.log.Warn("the first fetch is still running; reporting ready without it", "waited", l.d.readyWait())
+			} else {
+				l.log.Warn("the reload or check is still running; reporting ready without it", "waited", l.d.readyWait())
+			}
 			l.readyAfterFetch()
 			l.readyAfterFetch = nil
 		}
@@ -179,12 +190,11 @@ func (l *bundleLoop) run(ctx context.Context, ready func()) {
 			l.repairAt, l.inboxEvent, l.inboxAt = now, now, now.Add(l.b.Debounce.Duration)
 		case c := <-l.settling:
 			l.settleDone(ctx, c)
+			l.maybeReady()
 		case r := <-l.fetched:
 			l.fetchDone(ctx, r)
-			if l.readyAfterFetch != nil {
-				l.readyAfterFetch()
-				l.readyAfterFetch = nil
-			}
+			l.holdForFetch = false
+			l.maybeReady()
 		case <-timer.C:
 			if !l.due(l.d.now()) {
 				continue
@@ -192,6 +202,16 @@ func (l *bundleLoop) run(ctx context.Context, ready func()) {
 			l.step(ctx)
 		}
 	}
+}
+
+// maybeReady reports ready once nothing holds it: the first fetch (with
+// nothing installed at start) and the worker.
+func (l *bundleLoop) maybeReady() {
+	if l.readyAfterFetch == nil || l.settling != nil || l.pendingFetch != nil || (l.holdForFetch && l.fetching != nil) {
+		return
+	}
+	l.readyAfterFetch()
+	l.readyAfterFetch = nil
 }
 
 func (l *bundleLoop) fetchDeadline() time.Time {
@@ -306,12 +326,26 @@ func (l *bundleLoop) startSettle(ctx context.Context) {
 func (l *bundleLoop) settleDone(ctx context.Context, c Change) {
 	l.settling = nil
 	l.guard(func() { l.recordChange(c) })
+	l.takeInboxDone()
 	if r := l.pendingFetch; r != nil {
 		l.pendingFetch = nil
 		l.fetchDone(ctx, *r)
 		return
 	}
 	l.step(ctx)
+}
+
+// takeInboxDone removes the files of the set just installed from the
+// inbox.
+func (l *bundleLoop) takeInboxDone() {
+	files := l.inboxDone
+	l.inboxDone = nil
+	if len(files) == 0 {
+		return
+	}
+	if err := takeInboxFiles(l.b.Inbox, files); err != nil {
+		l.log.Error("installed, but could not remove the files from the inbox", "inbox", l.b.Inbox, "err", err)
+	}
 }
 
 // waitSettle waits, at shutdown, for the worker to finish what it runs.
@@ -322,6 +356,7 @@ func (l *bundleLoop) waitSettle() {
 	c := <-l.settling
 	l.settling = nil
 	l.recordChange(c)
+	l.takeInboxDone()
 	l.d.saveState()
 }
 
@@ -463,10 +498,11 @@ func (l *bundleLoop) takeInbox(ctx context.Context, now time.Time) {
 	switch {
 	case err == nil:
 		l.setWaiting("")
-		if terr := takeInboxFiles(inbox, files); terr != nil {
-			l.log.Error("installed, but could not remove the files from the inbox", "inbox", inbox, "err", terr)
-		}
+		l.inboxDone = files
 		l.installed(ctx, out, now)
+		if l.settling == nil {
+			l.takeInboxDone()
+		}
 	case errors.As(err, &rerr):
 		l.reject(files, err.Error(), now)
 	case errors.As(err, &verr):
