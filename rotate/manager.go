@@ -334,8 +334,13 @@ func (m *Manager) fileStatus(gen Generation) []FileStatus {
 	// The same judgement the agent repairs by: mode, owner (the configured
 	// one, else the one each file was created with), content, links.
 	problems := map[string]string{}
+	var dirs []FileStatus
 	if o, err := m.Store.Inspect(); err == nil {
 		for _, d := range FindDrift(o) {
+			if d.Kind == DriftDirMode || d.Kind == DriftDirOwner {
+				dirs = append(dirs, FileStatus{Name: d.Name, Role: "directory", Path: filepath.Join(l.Dir, d.Name), Problem: d.Detail})
+				continue
+			}
 			if _, seen := problems[d.Name]; !seen {
 				problems[d.Name] = d.Detail
 			}
@@ -364,5 +369,5 @@ func (m *Manager) fileStatus(gen Generation) []FileStatus {
 	if d, ok := problems[dataLink]; ok {
 		out = append(out, FileStatus{Name: dataLink, Role: "link", Path: filepath.Join(l.Dir, dataLink), Problem: d})
 	}
-	return out
+	return append(out, dirs...)
 }
