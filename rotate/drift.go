@@ -195,6 +195,13 @@ func dirDrift(o Observed, name string, d ObservedDir) []Drift {
 		mode = &Drift{name, DriftDirMode, fmt.Sprintf("directory mode is %04o, want %04o (dir_mode)", d.Mode, o.DirMode)}
 	}
 	if uid, gid := o.Owner.UID, o.Owner.GID; (uid >= 0 && d.UID != uid) || (gid >= 0 && d.GID != gid) {
+		// What is not configured stays as it is.
+		if uid < 0 {
+			uid = d.UID
+		}
+		if gid < 0 {
+			gid = d.GID
+		}
 		owner = &Drift{name, DriftDirOwner, fmt.Sprintf("directory owner is %s:%s, want %s:%s",
 			platform.UserName(d.UID), platform.GroupName(d.GID), ownerName(uid, platform.UserName), ownerName(gid, platform.GroupName))}
 	}

@@ -338,10 +338,21 @@ func (m *Manager) fileStatus(gen Generation) []FileStatus {
 	if o, err := m.Store.Inspect(); err == nil {
 		for _, d := range FindDrift(o) {
 			if d.Kind == DriftDirMode || d.Kind == DriftDirOwner {
-				dirs = append(dirs, FileStatus{Name: d.Name, Role: "directory", Path: filepath.Join(l.Dir, d.Name), Problem: d.Detail})
+				if len(dirs) > 0 && dirs[len(dirs)-1].Name == d.Name {
+					dirs[len(dirs)-1].Problem += "; " + d.Detail
+					continue
+				}
+				od := o.LiveDir
+				if d.Name != "." {
+					od = o.GenDir
+				}
+				dirs = append(dirs, FileStatus{Name: d.Name, Role: "directory", Path: filepath.Join(l.Dir, d.Name), Problem: d.Detail,
+					Mode: fmt.Sprintf("%04o", od.Mode), Owner: platform.UserName(od.UID) + ":" + platform.GroupName(od.GID)})
 				continue
 			}
-			if _, seen := problems[d.Name]; !seen {
+			if p, seen := problems[d.Name]; seen {
+				problems[d.Name] = p + "; " + d.Detail
+			} else {
 				problems[d.Name] = d.Detail
 			}
 		}
