@@ -208,8 +208,23 @@ func (l Layout) check() error {
 		}
 		names = append(names, n)
 	}
-	if l.KeyMode&0o077 != 0 {
-		return fmt.Errorf("layout %q: key_mode %04o lets other users read the private key; use 0600 or 0400", l.Preset, l.KeyMode)
+	if l.KeyMode&0o007 != 0 {
+		return fmt.Errorf("layout %q: key_mode %04o lets other users read the private key; use 0600 or 0400 (or 0640 with a group)", l.Preset, l.KeyMode)
+	}
+	if l.KeyMode&0o030 != 0 {
+		return fmt.Errorf("layout %q: key_mode %04o lets the group change the private key; use 0640 or 0440 at most", l.Preset, l.KeyMode)
+	}
+	if l.KeyMode&0o040 != 0 {
+		// Group-readable on purpose: a daemon that drops privileges
+		// (mosquitto, PostgreSQL's ssl-cert) reads its key through the
+		// bundle's group. Without a named group the group is whatever this
+		// process runs as, which nobody chose.
+		if l.Group == "" {
+			return fmt.Errorf("layout %q: key_mode %04o lets the group read the private key, but the bundle names no group; set group = \"<the daemon's group>\" or use 0600", l.Preset, l.KeyMode)
+		}
+		if l.DirMode&0o010 == 0 {
+			return fmt.Errorf("layout %q: key_mode %04o is for group %q, but dir_mode %04o keeps the group out of the directory; set dir_mode = \"0750\"", l.Preset, l.KeyMode, l.Group, l.DirMode)
+		}
 	}
 	if l.KeyMode&0o400 == 0 {
 		return fmt.Errorf("layout %q: key_mode %04o does not let the owner read the key", l.Preset, l.KeyMode)
