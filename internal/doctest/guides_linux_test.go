@@ -35,6 +35,10 @@ type scenario struct {
 	extra []string
 	// units are stand-ins for the cluster's own daemons, per machine.
 	units map[string][]string
+	// realUnits are unit files, by machine and name, that run the real
+	// daemon from its Debian package where the package's own unit needs
+	// what the stand-in systemctl lacks (nginx's Type=forking).
+	realUnits map[string]map[string]string
 	// check looks at the machines afterwards, beyond what the guides'
 	// own commands check.
 	check func(t *testing.T, c *Cluster)
@@ -114,6 +118,22 @@ var scenarios = []scenario{
 		},
 	},
 	{
+		name: "nginx", docs: []string{"guides/nginx.md"},
+		realUnits: map[string]map[string]string{"web1": {"nginx.service": nginxUnit}},
+		check: func(t *testing.T, c *Cluster) {
+			web1 := c.Machines["web1"]
+			wantMode(t, c, web1, "/etc/nginx/tls", 0o700)
+			wantMode(t, c, web1, "/etc/nginx/tls/web1.key", 0o600)
+			// The real nginx's SIGHUPs: the agent's first install, the
+			// guide's own reload after writing mtls.conf, the renewal;
+			// none for the same files pushed again.
+			data, _ := os.ReadFile(c.Path(web1, filepath.Join(StateDir, "nginx.service.log")))
+			if got := strings.Count(string(data), "(SIGHUP) received"); got != 3 {
+				t.Errorf("web1: nginx got %d SIGHUPs, want 3 (one per change, plus the guide's)", got)
+			}
+		},
+	},
+	{
 		name: "reign", docs: []string{"guides/reign.md"},
 		units: map[string][]string{"node1": {"reign-app.service"}, "node2": {"reign-app.service"}},
 		check: func(t *testing.T, c *Cluster) {
@@ -128,6 +148,18 @@ var scenarios = []scenario{
 		},
 	},
 }
+
+// nginxUnit runs Debian's real nginx in the foreground (the stand-in
+// systemctl has no Type=forking), its error log also on stderr at notice
+// level, so the unit's log counts its reloads.
+const nginxUnit = `# Debian's nginx.service, in the foreground for the doc test's systemctl.
+[Unit]
+Description=nginx (real, from Debian's package)
+[Service]
+ExecStartPre=/usr/sbin/nginx -t -q
+ExecStart=/usr/sbin/nginx -g "daemon off; master_process on; error_log stderr notice;"
+ExecReload=/bin/kill -HUP $MAINPID
+`
 
 // standinUnit is a daemon that notes each start and each reload (SIGHUP)
 // in its output, so a test can count them: what the cluster's real daemon
@@ -198,7 +230,7 @@ func TestGuides(t *testing.T) {
 	// The guides write these on their machines; none may appear on the
 	// machine running the test.
 	var absent []string
-	for _, p := range []string{"/etc/flocker", "/etc/mesos", "/etc/glow", "/etc/clusterio", "/etc/reign",
+	for _, p := range []string{"/etc/flocker", "/etc/mesos", "/etc/glow", "/etc/clusterio", "/etc/reign", "/etc/nginx/tls", "/etc/nginx/conf.d/mtls.conf", "/etc/mosquitto/certs/broker1.key", "/etc/etcd",
 		"/srv/certkeeper", "/etc/ssh/certkeeper", "/etc/ssh/sshd_config.d/certkeeper.conf", "/media/offline", "/root/certkeeper"} {
 		if _, err := os.Lstat(p); err != nil {
 			absent = append(absent, p)
@@ -233,6 +265,14 @@ func TestGuides(t *testing.T) {
 				o.Units[m] = map[string]string{}
 				for _, u := range units {
 					o.Units[m][strings.TrimSuffix(u, "!")] = standinUnit(u)
+				}
+			}
+			for m, units := range sc.realUnits {
+				if o.Units[m] == nil {
+					o.Units[m] = map[string]string{}
+				}
+				for name, content := range units {
+					o.Units[m][name] = content
 				}
 			}
 			c := StartCluster(t, o)
