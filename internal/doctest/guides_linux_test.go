@@ -134,6 +134,22 @@ var scenarios = []scenario{
 		},
 	},
 	{
+		// Debian's own mosquitto.service runs the real broker.
+		name: "mosquitto", docs: []string{"guides/mosquitto.md"},
+		check: func(t *testing.T, c *Cluster) {
+			b := c.Machines["broker1"]
+			wantMode(t, c, b, "/etc/mosquitto/certs", 0o750)
+			wantMode(t, c, b, "/etc/mosquitto/certs/broker1.key", 0o440)
+			// Started by the agent's first install (reload-or-restart of
+			// a stopped unit), restarted by the guide, then one reload:
+			// the renewal; none for the modes changed in the config.
+			data, _ := os.ReadFile(c.Path(b, "/var/log/mosquitto/mosquitto.log"))
+			if got := strings.Count(string(data), "Reloading config"); got != 1 {
+				t.Errorf("broker1: mosquitto reloaded %d times, want 1:\n%s", got, data)
+			}
+		},
+	},
+	{
 		name: "reign", docs: []string{"guides/reign.md"},
 		units: map[string][]string{"node1": {"reign-app.service"}, "node2": {"reign-app.service"}},
 		check: func(t *testing.T, c *Cluster) {

@@ -601,6 +601,9 @@ func start(u *Unit, stderr io.Writer) int {
 			return 1
 		}
 		defer func() { sock.Close(); os.Remove(path) }()
+		// systemd's notify socket is writable by every user: a daemon
+		// that drops privileges (mosquitto) says READY=1 afterwards.
+		os.Chmod(path, 0o666)
 		cmd.Env = append(cmd.Env, "NOTIFY_SOCKET="+path)
 	}
 	if err := cmd.Start(); err != nil {
