@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -172,4 +173,94 @@ func procUID(t *testing.T, pid int) int {
 	}
 	t.Fatalf("no Uid in /proc/%d/status", pid)
 	return -1
+}
+
+// The issue's story: the bundle installed with certkeeper's defaults
+// (root, 0600 in 0700), mosquitto, which reads its key as the user
+// mosquitto, cannot start. The admin adds group, key_mode and dir_mode to
+// the config and sends the agent SIGHUP: the live files follow the config
+// with no new install, and mosquitto starts and serves.
+func TestRealMosquittoAfterTheConfigGivesItTheKey(t *testing.T) {
+	broker := needDaemon(t, "/usr/sbin/mosquitto", "mosquitto")
+	pub := needDaemon(t, "/usr/bin/mosquitto_pub", "mosquitto-clients")
+	sub := needDaemon(t, "/usr/bin/mosquitto_sub", "mosquitto-clients")
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("needs root: mosquitto drops privileges to its own user only when started as root")
+		}
+		t.Skip("needs root: mosquitto drops privileges to its own user only when started as root")
+	}
+	mu, err := user.Lookup("mosquitto")
+	if err != nil {
+		t.Fatalf("no user mosquitto (the mosquitto package makes it): %v", err)
+	}
+	muid, _ := strconv.Atoi(mu.Uid)
+	ca := newClusterCA(t)
+	ca.issue("broker", "client")
+	dir := t.TempDir()
+	run := filepath.Join(dir, "run")
+	os.Mkdir(run, 0o755)
+	os.Chown(run, muid, -1)
+	os.Chmod(dir, 0o711)
+	m := newMember(t, "broker", "")
+	for p := m.root; p != "/" && p != os.TempDir(); p = filepath.Dir(p) {
+		os.Chmod(p, 0o711)
+	}
+	m.drop(ca)
+	m.waitLive(ca.serial("broker"))
+
+	port := freePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	conf := filepath.Join(dir, "mosquitto.conf")
+	os.WriteFile(conf, []byte(fmt.Sprintf("pid_file %s/mosquitto.pid\nuser mosquitto\npersistence false\nlog_dest stderr\nlistener %d 127.0.0.1\n"+
+		"cafile %[3]s/cluster.crt\ncertfile %[3]s/node.crt\nkeyfile %[3]s/node.key\nrequire_certificate true\nuse_identity_as_username true\n", run, port, m.live)), 0o644)
+	// With the defaults: mosquitto, as its user, cannot read the files.
+	d := startDaemon(t, "mosquitto-defaults", dir, broker, "-c", conf)
+	select {
+	case <-d.done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("mosquitto started with a key only root can read:\n%s", d.output())
+	}
+	if !strings.Contains(d.output(), "Unable to load") {
+		t.Fatalf("mosquitto exited, but not for its certificates:\n%s", d.output())
+	}
+
+	old, _ := os.ReadFile(m.config)
+	changed := strings.Replace(string(old), "\nlayout = ", "\ngroup = \"mosquitto\"\nkey_mode = \"0640\"\ndir_mode = \"0750\"\nlayout = ", 1)
+	os.WriteFile(m.config, []byte(changed), 0o600)
+	m.agent.signal(syscall.SIGHUP)
+	took := waitFor(t, "the live files to follow the config", func() bool {
+		fi, err := os.Stat(filepath.Join(m.live, "node.key"))
+		if err != nil {
+			return false
+		}
+		_, g, _ := statOwner(fi)
+		return fi.Mode().Perm() == 0o640 && g == mosquittoGID(t)
+	})
+	t.Logf("the key was 0640 root:mosquitto %s after SIGHUP", took.Round(time.Millisecond))
+	if gen, _ := os.Readlink(filepath.Join(m.live, "..data")); gen != "..gen-000001" {
+		t.Fatalf("the change of modes made a new generation (%s):\n%s", gen, m.agent.log())
+	}
+
+	d2 := startDaemon(t, "mosquitto", dir, broker, "-c", conf)
+	waitPort(t, addr, d2)
+	waitServed(t, ca.tlsConfig("client"), addr, ca.serial("broker"))
+	tlsArgs := []string{"-h", "127.0.0.1", "-p", strconv.Itoa(port), "--cafile", ca.path("client", "cluster.crt"),
+		"--cert", ca.path("client", "node.crt"), "--key", ca.path("client", "node.key")}
+	if out, err := exec.Command(pub, append(tlsArgs, "-r", "-q", "1", "-t", "hello", "-m", "world")...).CombinedOutput(); err != nil {
+		t.Fatalf("mosquitto_pub: %v: %s", err, out)
+	}
+	if out, err := exec.Command(sub, append(tlsArgs, "-C", "1", "-W", "20", "-t", "hello")...).CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "world" {
+		t.Fatalf("mosquitto_sub: %v: %q", err, out)
+	}
+	m.agent.stop(t)
+}
+
+func mosquittoGID(t *testing.T) int {
+	g, err := user.LookupGroup("mosquitto")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gid, _ := strconv.Atoi(g.Gid)
+	return gid
 }
