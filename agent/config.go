@@ -88,6 +88,9 @@ type Bundle struct {
 	KeyMode  *FileMode         `toml:"key_mode"`
 	Owner    string            `toml:"owner"`
 	Group    string            `toml:"group"`
+	// Usage is what the daemon uses the certificate for: "server",
+	// "client" or both (the default: cluster mutual TLS).
+	Usage []string `toml:"usage"`
 
 	Reload       []Reload `toml:"reload"`
 	Check        []string `toml:"check"`
@@ -447,6 +450,16 @@ func (c *Config) resolve() error {
 		}
 		o := rotate.Overrides{CAFile: b.CAFile, CertFile: b.CertFile, KeyFile: b.KeyFile, EnvFile: b.EnvFile, Env: b.Env,
 			Owner: b.Owner, Group: b.Group}
+		if b.Usage != nil {
+			u, err := pki.ParseUsage(b.Usage)
+			if err == nil && len(b.Usage) == 0 {
+				err = fmt.Errorf("an empty list allows nothing; leave usage out for server and client auth")
+			}
+			if err != nil {
+				return bad(key("usage"), toml.Key{"bundle", "usage"}, "%v", err)
+			}
+			o.Usage = u
+		}
 		if b.Dir != "" {
 			// Clean: the watcher matches event paths against it, and
 			// "/x/live/" is the same directory as "/x/live".

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/agent"
+	"github.com/certkeeper/certkeeper/pki"
 )
 
 // The example from DESIGN.md, as an admin would copy it.
@@ -79,6 +80,25 @@ func TestGroupReadableKeyConfig(t *testing.T) {
 	}
 }
 
+// usage says what the daemon uses the certificate for; the leaf's key
+// usages must allow it. Without it, both ends of mutual TLS.
+func TestBundleUsage(t *testing.T) {
+	for cfg, want := range map[string]pki.Usage{
+		"":                                   pki.UsageBoth,
+		"usage = [\"client\"]\n":             pki.UsageClient,
+		"usage = [\"server\"]\n":             pki.UsageServer,
+		"usage = [\"server\", \"client\"]\n": pki.UsageBoth,
+	} {
+		c, err := agent.ParseConfig("c.toml", []byte("node_id = \"n1\"\n[[bundle]]\nname = \"b\"\nlayout = \"glow\"\n"+cfg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.Bundles[0].Resolved.NeedUsage(); got != want {
+			t.Errorf("%q: usage %v, want %v", cfg, got, want)
+		}
+	}
+}
+
 // A trailing slash (or a "." or "//") in dir or inbox is cleaned away:
 // the watcher compares event paths with them, and the checks for bundles
 // sharing a directory compare them too.
@@ -110,6 +130,8 @@ func TestConfigErrors(t *testing.T) {
 		{"integer mode", base + "key_mode = 600\n", `c.toml:5: bundle.key_mode: write a mode as an octal string`},
 		{"bad mode", base + "key_mode = \"rw-------\"\n", `not an octal permission`},
 		{"loose key mode", base + "key_mode = \"0644\"\n", `lets other users read the private key`},
+		{"unknown usage", base + "usage = [\"peer\"]\n", `c.toml:5: bundle "b": usage: usage "peer" is not one of "server", "client"`},
+		{"empty usage", base + "usage = []\n", `bundle "b": usage: an empty list allows nothing`},
 		{"group-readable key without a group", base + "key_mode = \"0640\"\ndir_mode = \"0750\"\n", `lets the group read the private key, but the bundle names no group`},
 		{"group-readable key in a closed directory", base + "key_mode = \"0640\"\ngroup = \"65534\"\n", `keeps the group out of the directory; set dir_mode = "0750"`},
 		{"world-readable key with a group", base + "key_mode = \"0644\"\ndir_mode = \"0750\"\ngroup = \"65534\"\n", `lets other users read the private key`},

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/certkeeper/certkeeper/pki"
 	"github.com/certkeeper/certkeeper/platform"
 )
 
@@ -42,6 +43,17 @@ type Layout struct {
 	// SelfSignedLeaf accepts a self-signed leaf that is its own CA
 	// (Clusterio's documented `openssl req -x509` set-up).
 	SelfSignedLeaf bool
+	// Usage is what the daemon uses the certificate for: the leaf's key
+	// usages must allow it. Zero means pki.UsageBoth.
+	Usage pki.Usage
+}
+
+// NeedUsage is the usage the leaf must allow.
+func (l Layout) NeedUsage() pki.Usage {
+	if l.Usage == 0 {
+		return pki.UsageBoth
+	}
+	return l.Usage
 }
 
 // hiddenTrustFile keeps the cluster CA of a layout that writes none
@@ -87,11 +99,19 @@ var presets = map[string]Layout{
 	"flocker-control": {Dir: "/etc/flocker", CAFile: "cluster.crt", CertFile: "control-service.crt", KeyFile: "control-service.key"},
 	"mesos": {Dir: "/etc/mesos/pki", CAFile: "ca.pem", CertFile: "localhost.pem", KeyFile: "localhost-key.pem",
 		EnvFile: "mesos-ssl.env"},
-	"glow":           {Dir: "/etc/glow/ssl", CAFile: "ca.cer", CertFile: "localhost.cer", KeyFile: "localhost.key"},
-	"clusterio":      {Dir: "/etc/clusterio", CertFile: "cert.pem", KeyFile: "key.pem", SelfSignedLeaf: true},
+	"glow": {Dir: "/etc/glow/ssl", CAFile: "ca.cer", CertFile: "localhost.cer", KeyFile: "localhost.key"},
+	// Clusterio's controller serves HTTPS; hosts log in with tokens.
+	"clusterio":      {Dir: "/etc/clusterio", CertFile: "cert.pem", KeyFile: "key.pem", SelfSignedLeaf: true, Usage: pki.UsageServer},
 	"clusterio-host": {Dir: "/etc/clusterio", CAFile: "cert.pem", SelfSignedLeaf: true},
-	"reign":          {Dir: "/etc/reign", CAFile: "signing.crt", CertFile: "node.{node_id}.crt", KeyFile: "node.{node_id}.key", RequireCN: true},
-	"custom":         {},
+	// reign checks its own certificate's CN at start-up, and a node
+	// dialling another sets tls.Config.ServerName to the other's id, which
+	// Go verifies against SANs only; its listener asks for no client
+	// certificate, so only server auth matters. "reign" keeps the names
+	// of reign's README.certificate.md (create_node_cert), "reign-init"
+	// those its reign_init command writes.
+	"reign":      {Dir: "/etc/reign", CAFile: "signing.crt", CertFile: "node.{node_id}.crt", KeyFile: "node.{node_id}.key", RequireCN: true, Usage: pki.UsageServer},
+	"reign-init": {Dir: "/etc/reign", CAFile: "reign_ca.crt", CertFile: "reign_node.{node_id}.crt", KeyFile: "reign_node.{node_id}.key", RequireCN: true, Usage: pki.UsageServer},
+	"custom":     {},
 }
 
 // Presets lists the preset names, sorted.
@@ -112,6 +132,8 @@ type Overrides struct {
 	Env                                     map[string]string
 	DirMode, CertMode, KeyMode              *fs.FileMode
 	Owner, Group                            string
+	// Usage replaces the preset's usage when not zero.
+	Usage pki.Usage
 }
 
 // ResolveLayout starts from a preset, applies overrides, expands
@@ -147,6 +169,9 @@ func ResolveLayout(preset, nodeID string, o Overrides) (Layout, error) {
 		}
 	}
 	l.Owner, l.Group = o.Owner, o.Group
+	if o.Usage != 0 {
+		l.Usage = o.Usage
+	}
 	if l.EnvFile != "" && preset == "mesos" {
 		l.Env = l.mesosEnv()
 	}

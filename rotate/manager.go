@@ -296,8 +296,12 @@ func (m *Manager) Status() Status {
 			problem(Critical, "certificate %v", err)
 		}
 	}
-	if m.Spec.NodeID != "" && !pki.NamesNode(b.Leaf, m.Spec.NodeID) {
-		problem(Critical, "certificate does not name this node %q", m.Spec.NodeID)
+	refuse, warn := identity(b.Leaf, b.Intermediates, b.CAs, l, m.Spec.NodeID, now, st.Chain == "ok")
+	for _, f := range refuse {
+		problem(Critical, "%s: %s (%s)", l.CertFile, f.reason, f.hint)
+	}
+	for _, f := range warn {
+		problem(Warning, "%s: %s (%s)", l.CertFile, f.reason, f.hint)
 	}
 	st.TimeLeft = Age(b.Leaf.NotAfter.Sub(now))
 	if now.After(b.Leaf.NotAfter) {
