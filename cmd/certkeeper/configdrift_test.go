@@ -16,7 +16,7 @@ import (
 	"github.com/certkeeper/certkeeper/internal/testpki"
 )
 
-// The config is the truth for ownership and modes: after group, cert_mode,
+// The config is the truth for ownership and modes: after owner, group, cert_mode,
 // key_mode and dir_mode are changed in the config and the agent gets
 // SIGHUP, the live files are brought in line (no install, no reload), with
 // a log line; `status` shows the difference until then.
@@ -29,6 +29,11 @@ func TestAgentBringsFilesInLineWithTheConfigOnSIGHUP(t *testing.T) {
 		t.Skip("no group nogroup")
 	}
 	gid, _ := strconv.Atoi(grp.Gid)
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skip("no user nobody")
+	}
+	uid, _ := strconv.Atoi(nobody.Uid)
 	n := newAgentNode(t, "")
 	leaf := n.ca.Issue(t, "node-1", testpki.Options{NotAfter: time.Now().Add(90 * 24 * time.Hour)})
 	if r := n.install(n.files(n.bundleFor(leaf, "x"))...); r.code != 0 {
@@ -38,12 +43,12 @@ func TestAgentBringsFilesInLineWithTheConfigOnSIGHUP(t *testing.T) {
 	before := n.reloadCount()
 
 	old, _ := os.ReadFile(n.config)
-	changed := strings.Replace(string(old), "[[bundle.reload]]", "group = \"nogroup\"\ncert_mode = \"0640\"\nkey_mode = \"0400\"\ndir_mode = \"0750\"\n\n  [[bundle.reload]]", 1)
+	changed := strings.Replace(string(old), "[[bundle.reload]]", "owner = \"nobody\"\ngroup = \"nogroup\"\ncert_mode = \"0640\"\nkey_mode = \"0400\"\ndir_mode = \"0750\"\n\n  [[bundle.reload]]", 1)
 	if err := os.WriteFile(n.config, []byte(changed), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	// Before the agent hears of it, status judges the files by the new config.
-	if r := certkeeper(t, "status", "--config", n.config); !strings.Contains(r.stdout, "want 0750") || !strings.Contains(r.stdout, "want root:nogroup") {
+	if r := certkeeper(t, "status", "--config", n.config); !strings.Contains(r.stdout, "want 0750") || !strings.Contains(r.stdout, "want nobody:nogroup") {
 		t.Fatalf("status does not show the drift from the config:\n%s%s", r.stdout, r.stderr)
 	}
 	a.signal(syscall.SIGHUP)
@@ -54,7 +59,7 @@ func TestAgentBringsFilesInLineWithTheConfigOnSIGHUP(t *testing.T) {
 			if err != nil {
 				return false
 			}
-			if _, g, _ := statOwner(fi); fi.Mode().Perm() != mode || g != gid {
+			if u, g, _ := statOwner(fi); fi.Mode().Perm() != mode || u != uid || g != gid {
 				return false
 			}
 		}
