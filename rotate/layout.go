@@ -70,6 +70,20 @@ func (l Layout) TrustFile() string {
 	return hiddenTrustFile
 }
 
+// Modes is the mode each of the layout's files is installed with, by name.
+func (l Layout) Modes() map[string]fs.FileMode {
+	m := map[string]fs.FileMode{}
+	for _, n := range []string{l.TrustFile(), l.CertFile, l.EnvFile} {
+		if n != "" && l.CertMode != 0 {
+			m[n] = l.CertMode
+		}
+	}
+	if l.KeyFile != "" && l.KeyMode != 0 {
+		m[l.KeyFile] = l.KeyMode
+	}
+	return m
+}
+
 // CAOnly reports whether the bundle installs only a CA certificate.
 func (l Layout) CAOnly() bool { return l.CertFile == "" && l.KeyFile == "" }
 

@@ -95,6 +95,11 @@ type Store struct {
 	Dir     string
 	DirMode fs.FileMode
 	Owner   platform.Owner
+	// Modes is the configured mode of each file, by name: the truth drift
+	// is measured against, so that a mode changed in the config reaches
+	// the live files without an install. A name it lacks is judged
+	// against the mode recorded at install.
+	Modes map[string]fs.FileMode
 	// Keep is how many generations besides the live one are kept for
 	// rollback.
 	Keep int
@@ -103,7 +108,7 @@ type Store struct {
 
 // NewStore returns a store for a layout's directory.
 func NewStore(l Layout, owner platform.Owner, keep int) *Store {
-	return &Store{Dir: l.Dir, DirMode: l.DirMode, Owner: owner, Keep: keep, Now: time.Now}
+	return &Store{Dir: l.Dir, DirMode: l.DirMode, Owner: owner, Modes: l.Modes(), Keep: keep, Now: time.Now}
 }
 
 // ErrNoGeneration means nothing has been installed in the directory yet.
@@ -910,7 +915,7 @@ func (s *Store) Rollback() (from, to Generation, err error) {
 	o.DataTarget = to.Name
 	var fileDrift []Drift
 	for _, d := range FindDrift(o) {
-		if d.Kind == DriftContent || d.Kind == DriftMode || d.Kind == DriftOwner {
+		if d.Kind == DriftContent || d.Kind == DriftMode || d.Kind == DriftOwner || (d.Kind == DriftDirMode || d.Kind == DriftDirOwner) && d.Name != "." {
 			fileDrift = append(fileDrift, d)
 		}
 	}
