@@ -47,20 +47,20 @@ func ReadFile(what, path string, lim Limits) ([]byte, error) {
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
+		return nil, fmt.Errorf("%s %s: %w", what, path, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s %s: not a regular file (%s); give the path of the file itself", what, path, kind(fi.Mode()))
+		return nil, fmt.Errorf("%s: not a regular file (%s); the %s must be a regular file", path, kind(fi.Mode()), what)
 	}
 	if fi.Size() > max {
-		return nil, fmt.Errorf("%s %s: %d bytes, larger than the %s limit: %w", what, path, fi.Size(), Size(max), ErrLimit)
+		return nil, fmt.Errorf("%s: %d bytes, larger than the %s limit for %s files: %w", path, fi.Size(), Size(max), what, ErrLimit)
 	}
 	data, err := io.ReadAll(io.LimitReader(f, max+1))
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", what, path, err)
 	}
 	if int64(len(data)) > max {
-		return nil, fmt.Errorf("%s %s: larger than the %s limit (it grew while read): %w", what, path, Size(max), ErrLimit)
+		return nil, fmt.Errorf("%s: larger than the %s limit for %s files (it grew while read): %w", path, Size(max), what, ErrLimit)
 	}
 	if err := Check(what, path, data, lim); err != nil {
 		return nil, err
@@ -98,10 +98,10 @@ func Size(n int64) string {
 // elsewhere is bounded too.
 func Check(what, path string, data []byte, lim Limits) error {
 	if int64(len(data)) > lim.Bytes {
-		return fmt.Errorf("%s %s: %d bytes, larger than the %s limit: %w", what, path, len(data), Size(lim.Bytes), ErrLimit)
+		return fmt.Errorf("%s: %d bytes, larger than the %s limit for %s files: %w", path, len(data), Size(lim.Bytes), what, ErrLimit)
 	}
 	if d, line := Depth(data, lim.Depth); d > lim.Depth {
-		return fmt.Errorf("%s %s:%d: keys or tables nested deeper than the limit of %d levels: %w", what, path, line, lim.Depth, ErrLimit)
+		return fmt.Errorf("%s:%d: keys or tables nested deeper than the limit of %d levels for %s files: %w", path, line, lim.Depth, what, ErrLimit)
 	}
 	return nil
 }
