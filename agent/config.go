@@ -69,6 +69,9 @@ type Bundle struct {
 	Layout string `toml:"layout"`
 	Dir    string `toml:"dir"`
 	Inbox  string `toml:"inbox"`
+	// InboxGroup is a group allowed to write the inbox (a dedicated push
+	// account's); without it, an inbox writable by its group is refused.
+	InboxGroup string `toml:"inbox_group"`
 	// RemoteDir is the bundle's directory on the source, relative to the
 	// SFTP root of the node's account.
 	RemoteDir     string   `toml:"remote_dir"`
