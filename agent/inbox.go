@@ -175,4 +175,3 @@ func alreadyLive(inputs []rotate.Input, live map[string][]byte) bool {
 	}
 	return true
 }
-
