@@ -41,4 +41,3 @@ func TestReadFileRefuses(t *testing.T) {
 		}
 	}
 }
-
