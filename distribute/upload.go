@@ -192,7 +192,7 @@ func (c *Conn) writeTemp(ctx context.Context, p string, f UploadFile, fsync bool
 		steps = append(steps, struct {
 			what string
 			fn   func() error
-		}{fmt.Sprintf("setting mode %04o on %s%s", f.Mode, p, as), func() error { return h.Chmod(f.Mode) }})
+		}{fmt.Sprintf("setting mode %04o on %s", f.Mode, p+as), func() error { return h.Chmod(f.Mode) }})
 	}
 	for _, s := range steps {
 		if err := c.do(ctx, s.what, s.fn); err != nil {

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 )
 
 // Limits are what one kind of file may hold. Bytes and Depth are chosen
@@ -31,8 +32,15 @@ type Limits struct {
 // MaxAlloc is what parsing any file within its Limits may allocate.
 const MaxAlloc = 50 << 20
 
-// ErrLimit is wrapped by every error for a file beyond a limit.
+// ErrLimit matches (errors.Is) every error for a file beyond a limit.
 var ErrLimit = errors.New("beyond certkeeper's limit")
+
+type limitError struct{ msg string }
+
+func (e *limitError) Error() string        { return e.msg }
+func (e *limitError) Is(target error) bool { return target == ErrLimit }
+
+func beyond(format string, a ...any) error { return &limitError{fmt.Sprintf(format, a...)} }
 
 // ReadFile reads a file of the kind what ("config", "inventory") when it
 // is a regular file of at most max bytes. It opens without blocking, so a
@@ -53,14 +61,14 @@ func ReadFile(what, path string, lim Limits) ([]byte, error) {
 		return nil, fmt.Errorf("%s: not a regular file (%s); the %s must be a regular file", path, kind(fi.Mode()), what)
 	}
 	if fi.Size() > max {
-		return nil, fmt.Errorf("%s: %d bytes, larger than the %s limit for %s files: %w", path, fi.Size(), Size(max), what, ErrLimit)
+		return nil, beyond("%s: %d bytes, larger than the %s limit for %s files", path, fi.Size(), Size(max), what)
 	}
 	data, err := io.ReadAll(io.LimitReader(f, max+1))
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", what, path, err)
 	}
 	if int64(len(data)) > max {
-		return nil, fmt.Errorf("%s: larger than the %s limit for %s files (it grew while read): %w", path, Size(max), what, ErrLimit)
+		return nil, beyond("%s: larger than the %s limit for %s files (it grew while read)", path, Size(max), what)
 	}
 	if err := Check(what, path, data, lim); err != nil {
 		return nil, err
@@ -86,11 +94,11 @@ func kind(m os.FileMode) string {
 func Size(n int64) string {
 	switch {
 	case n >= 1<<20 && n%(1<<20) == 0:
-		return fmt.Sprintf("%d MiB", n>>20)
+		return strconv.FormatInt(n>>20, 10) + " MiB"
 	case n >= 1<<10 && n%(1<<10) == 0:
-		return fmt.Sprintf("%d KiB", n>>10)
+		return strconv.FormatInt(n>>10, 10) + " KiB"
 	}
-	return fmt.Sprintf("%d bytes", n)
+	return strconv.FormatInt(n, 10) + " bytes"
 }
 
 // Check refuses data beyond the limits, naming the file, the line and
@@ -98,10 +106,10 @@ func Size(n int64) string {
 // elsewhere is bounded too.
 func Check(what, path string, data []byte, lim Limits) error {
 	if int64(len(data)) > lim.Bytes {
-		return fmt.Errorf("%s: %d bytes, larger than the %s limit for %s files: %w", path, len(data), Size(lim.Bytes), what, ErrLimit)
+		return beyond("%s: %d bytes, larger than the %s limit for %s files", path, len(data), Size(lim.Bytes), what)
 	}
 	if d, line := Depth(data, lim.Depth); d > lim.Depth {
-		return fmt.Errorf("%s:%d: keys or tables nested deeper than the limit of %d levels for %s files: %w", path, line, lim.Depth, what, ErrLimit)
+		return beyond("%s:%d: keys or tables nested deeper than the limit of %d levels for %s files", path, line, lim.Depth, what)
 	}
 	return nil
 }
