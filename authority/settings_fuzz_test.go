@@ -13,9 +13,7 @@ import (
 // error naming the file; never a panic, and never more than 50 MiB of
 // allocations (the worst inputs within the limits are seeds).
 func FuzzParseSettings(f *testing.F) {
-	for _, data := range tomlcap.Worst(SettingsLimits) {
-		f.Add(data)
-	}
+	tomlcap.AddWorst(f, SettingsLimits)
 	f.Add([]byte("node_days = 90\nrenew_key = \"rotate\"\ncrl_days = 7\n"))
 	f.Add([]byte("node_days = 90\nnode_lifetime = \"36h\"\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -154,9 +154,7 @@ func TestParseInventoryRefusals(t *testing.T) {
 // naming the file; never a panic, and never more than 50 MiB of
 // allocations (the worst inputs within the limits are seeds).
 func FuzzParseInventory(f *testing.F) {
-	for _, data := range tomlcap.Worst(distribute.InventoryLimits) {
-		f.Add(data)
-	}
+	tomlcap.AddWorst(f, distribute.InventoryLimits)
 	f.Add([]byte(designInventory))
 	f.Add([]byte("[[node]]\nid=\"a\"\naddress=\"[::1]:22\"\nuser=\"u\"\ntarget=\"t\"\npublic_key=\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\"\n"))
 	f.Add([]byte("[defaults]\ntimeout=\"1s\"\n[[node]]\nid=\"a\"\n"))

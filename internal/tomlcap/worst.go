@@ -1,9 +1,11 @@
 package tomlcap
 
 import (
+	"flag"
 	"fmt"
 	"runtime"
 	"strings"
+	"testing"
 )
 
 // Worst builds, for tests and fuzz seeds, the inputs within lim that cost
@@ -48,4 +50,17 @@ func Alloc(f func()) uint64 {
 	f()
 	runtime.ReadMemStats(&m1)
 	return m1.TotalAlloc - m0.TotalAlloc
+}
+
+// AddWorst adds Worst(lim) to a fuzz target's seed corpus when the target
+// runs as a test (go test), where each checks the allocation bound at the
+// limits. Under -fuzz they are left out: at half a second an input under
+// coverage instrumentation, they would starve the fuzzer of executions.
+func AddWorst(f *testing.F, lim Limits) {
+	if fl := flag.Lookup("test.fuzz"); fl != nil && fl.Value.String() != "" {
+		return
+	}
+	for _, data := range Worst(lim) {
+		f.Add(data)
+	}
 }
