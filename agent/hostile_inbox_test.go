@@ -34,6 +34,10 @@ func TestTheAgentLeavesASymlinkedInboxAlone(t *testing.T) {
 	})
 	time.Sleep(300 * time.Millisecond) // a settle time: what it would have done, it would have done
 	stop()
+	st, err := agent.ReadState(&agent.Config{StateDir: filepath.Join(f.root, "state")})
+	if err != nil || st == nil || st.Bundles[0].LastError == nil || !strings.Contains(st.Bundles[0].LastError.Detail, "inbox refused: inbox "+inbox+" is a symlink") {
+		t.Fatalf("status does not show the refusal: %+v %v", st, err)
+	}
 	es, _ := os.ReadDir(decoy)
 	if len(es) != 2 {
 		t.Fatalf("the decoy changed: %v\n%s", es, log)

@@ -345,9 +345,16 @@ func (l *bundleLoop) repair(now time.Time) {
 func (l *bundleLoop) takeInbox(ctx context.Context, now time.Time) {
 	inbox := l.b.Inbox
 	files, err := inboxOf(l.b).list()
-	if err != nil && !errors.Is(err, os.ErrNotExist) && err.Error() != l.lastInboxErr {
-		l.lastInboxErr = err.Error()
-		l.log.Error("inbox refused; nothing in it is touched", "inbox", inbox, "err", err)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err.Error() != l.lastInboxErr {
+			l.lastInboxErr = err.Error()
+			l.log.Error("inbox refused; nothing in it is touched", "inbox", inbox, "err", err)
+		}
+		l.st.update(func(s *BundleState) {
+			if detail := "inbox refused: " + err.Error(); s.LastError == nil || s.LastError.Detail != detail {
+				s.LastError = &Event{Time: now, Result: ResultFailed, Detail: detail}
+			}
+		})
 	}
 	if err != nil || len(files) == 0 {
 		l.setWaiting("")
