@@ -28,8 +28,9 @@ import (
 //     (every part present, every file whole) and wrong, or when nothing in
 //     it is a certificate or a key: moved to rejected/<sequence>-<time>/
 //     with a reason file (the oldest pruned, by the sequence). A set of
-//     more than MaxSetFiles files or MaxSetBytes is rejected unread. A set that cannot be moved is rejected once, and left
-//     until the listing changes. The name rejected is never part of a set.
+//     more than MaxSetFiles files or MaxSetBytes is rejected unread. A
+//     set that cannot be moved is rejected once, and left until the
+//     listing changes. The name rejected is never part of a set.
 //  6. A set that may still be incomplete (a key without its certificate, a
 //     certificate that does not match the live key and brings none, no CA
 //     and none installed, an empty file, a PEM block without its END line)
