@@ -5,6 +5,7 @@ package agent_test
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -81,4 +82,48 @@ func TestTheAgentRejectsAnOversizedSetUnread(t *testing.T) {
 		t.Fatalf("the agent allocated %d MiB for a set it did not read", a>>20)
 	}
 	t.Logf("allocated %d MiB while rejecting 600 files of 1 MiB", (m1.TotalAlloc-m0.TotalAlloc)>>20)
+}
+
+// A 0777 inbox, in which nobody plants rejected -> a directory of 15
+// root-owned directories and drops a file to be rejected: before, the
+// agent moved the file there and pruned 5 of the 15. Now it refuses the
+// inbox as writable by others, and the 15 are whole.
+func TestTheAgentRefusesAnInboxOthersCanWrite(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, with nobody as the attacker")
+	}
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Skip("needs setpriv")
+	}
+	f := newFixture(t)
+	f.install(t, f.ca.Issue(t, "node-1", testpki.Options{NotAfter: time.Now().Add(90 * 24 * time.Hour)}))
+	for p := f.root; p != os.TempDir() && p != "/"; p = filepath.Dir(p) {
+		os.Chmod(p, 0o755)
+	}
+	homes := filepath.Join(f.root, "home")
+	for i := range 15 {
+		os.MkdirAll(filepath.Join(homes, fmt.Sprintf("user%02d", i)), 0o755)
+	}
+	os.MkdirAll(filepath.Join(f.root, "state"), 0o711)
+	inbox := filepath.Join(f.root, "state", "inbox", "b")
+	os.MkdirAll(inbox, 0o700)
+	os.Chmod(filepath.Join(f.root, "state", "inbox"), 0o711)
+	os.Chmod(inbox, 0o777)
+	for _, args := range [][]string{{"ln", "-s", homes, filepath.Join(inbox, "rejected")}, {"sh", "-c", "echo not a bundle > " + filepath.Join(inbox, "README")}} {
+		if out, err := exec.Command("setpriv", append([]string{"--reuid=nobody", "--regid=nogroup", "--clear-groups"}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("as nobody: %v %s", err, out)
+		}
+	}
+	stop, log := run(t, f, agent.Options{})
+	eventually(t, "the inbox to be refused", func() bool {
+		return strings.Contains(log.String(), "inbox "+inbox+" is writable by others (mode 0777)")
+	})
+	time.Sleep(300 * time.Millisecond)
+	stop()
+	if es, _ := os.ReadDir(homes); len(es) != 15 {
+		t.Fatalf("%d of 15 directories left\n%s", len(es), log)
+	}
+	if _, err := os.Stat(filepath.Join(inbox, "README")); err != nil {
+		t.Fatalf("the planted file was touched: %v", err)
+	}
 }

@@ -77,3 +77,21 @@ func FuzzDepth(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkWorst times the decoder on the worst inputs at each file
+// kind's limits (config, inventory, ca.toml): each must stay under a
+// second. go test -bench Worst -benchtime 3x ./internal/tomlcap/
+func BenchmarkWorst(b *testing.B) {
+	for _, lim := range []tomlcap.Limits{{Bytes: 128 << 10, Depth: 6}, {Bytes: 192 << 10, Depth: 3}, {Bytes: 64 << 10, Depth: 3}} {
+		for name, data := range tomlcap.Worst(lim) {
+			b.Run(tomlcap.Size(lim.Bytes)+"-"+name, func(b *testing.B) {
+				for b.Loop() {
+					var v map[string]any
+					if _, err := toml.Decode(string(data), &v); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
