@@ -247,3 +247,28 @@ func TestAnOversizedSetIsRefusedBeforeReading(t *testing.T) {
 		t.Fatalf("5 MiB: %v", err)
 	}
 }
+
+// A rejected set that holds a symlink (a link dropped into the inbox, moved
+// there as it was): pruning the set removes the link, not what it points at.
+func TestPruningRemovesLinksNotTheirTargets(t *testing.T) {
+	root := t.TempDir()
+	d, names := decoy(t, root)
+	inbox := filepath.Join(root, "inbox")
+	os.Mkdir(inbox, 0o700)
+	ib := inboxDir{dir: inbox}
+	os.Symlink(d, filepath.Join(inbox, "home"))
+	if _, err := ib.reject([]InboxFile{{Name: "home"}}, "a symlink", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	for range keepRejected + 1 {
+		if _, err := ib.reject(badSet(t, inbox), "test", time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if sets, _ := filepath.Glob(filepath.Join(inbox, rejectedDir, "1-*")); len(sets) != 0 {
+		t.Fatalf("the first set was not pruned: %v", sets)
+	}
+	if n := len(names()); n != 16 {
+		t.Fatalf("the decoy holds %d entries, want 16", n)
+	}
+}
