@@ -14,10 +14,9 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
-
-	"github.com/certkeeper/certkeeper/internal/tomlcap"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/certkeeper/certkeeper/internal/tomlcap"
 	"github.com/certkeeper/certkeeper/pki"
 	"github.com/certkeeper/certkeeper/rotate"
 )
