@@ -343,7 +343,7 @@ func (l *bundleLoop) takeInboxDone() {
 	if len(files) == 0 {
 		return
 	}
-	if err := takeInboxFiles(l.b.Inbox, files); err != nil {
+	if err := inboxOf(l.b).take(files); err != nil {
 		l.log.Error("installed, but could not remove the files from the inbox", "inbox", l.b.Inbox, "err", err)
 	}
 }
@@ -385,7 +385,7 @@ func (l *bundleLoop) watch() {
 	if l.w == nil {
 		return
 	}
-	if err := ensureInbox(l.b.Inbox); err != nil && l.said.changed("inbox", err.Error()) {
+	if err := inboxOf(l.b).ensure(); err != nil && l.said.changed("inbox", err.Error()) {
 		l.log.Error("inbox unusable", "inbox", l.b.Inbox, "err", err)
 	}
 	dir := l.b.Resolved.Dir
@@ -457,7 +457,17 @@ func (l *bundleLoop) repair(now time.Time) {
 // rule is at the top of inbox.go).
 func (l *bundleLoop) takeInbox(ctx context.Context, now time.Time) {
 	inbox := l.b.Inbox
-	files, err := listInbox(inbox)
+	files, err := inboxOf(l.b).list()
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		if l.said.changed("inbox", err.Error()) {
+			l.log.Error("inbox refused; nothing in it is touched", "inbox", inbox, "err", err)
+		}
+		l.st.update(func(s *BundleState) {
+			if detail := "inbox refused: " + err.Error(); s.LastError == nil || s.LastError.Detail != detail {
+				s.LastError = &Event{Time: now, Result: ResultFailed, Detail: detail}
+			}
+		})
+	}
 	if err != nil || len(files) == 0 {
 		l.setWaiting("")
 		l.unmovable = nil
@@ -473,13 +483,12 @@ func (l *bundleLoop) takeInbox(ctx context.Context, now time.Time) {
 		l.inboxAt = settled
 		return
 	}
-	paths := make([]string, len(files))
 	names := make([]string, len(files))
 	for i, f := range files {
-		paths[i], names[i] = filepath.Join(inbox, f.Name), f.Name
+		names[i] = f.Name
 	}
-	inputs, readErr := ReadInputs(paths)
-	if after, _ := listInbox(inbox); !sameListing(files, after) {
+	inputs, readErr := inboxOf(l.b).read(files)
+	if after, _ := inboxOf(l.b).list(); !sameListing(files, after) {
 		l.inboxAt = now.Add(l.b.Debounce.Duration) // still changing
 		return
 	}
@@ -510,7 +519,7 @@ func (l *bundleLoop) takeInbox(ctx context.Context, now time.Time) {
 		if alreadyLive(inputs, liveFiles) {
 			l.setWaiting("")
 			l.log.Info("inbox files are already installed; removing them", "files", strings.Join(names, " "))
-			_ = takeInboxFiles(inbox, files)
+			_ = inboxOf(l.b).take(files)
 			return
 		}
 		live, _, _ := l.m.Live()
@@ -543,11 +552,11 @@ func (l *bundleLoop) setWaiting(why string) {
 
 func (l *bundleLoop) reject(files []InboxFile, reason string, now time.Time) {
 	l.setWaiting("")
-	dst, err := rejectInbox(l.b.Inbox, files, reason, now)
+	dst, err := inboxOf(l.b).reject(files, reason, now)
 	l.log.Error("inbox set rejected; the live bundle is unchanged", "moved_to", dst, "reason", reason)
 	if err != nil {
 		l.log.Error("could not move every rejected file; they stay, and are not looked at again until the inbox changes", "err", err)
-		if after, lerr := listInbox(l.b.Inbox); lerr == nil && len(after) > 0 {
+		if after, lerr := inboxOf(l.b).list(); lerr == nil && len(after) > 0 {
 			l.unmovable = after
 		}
 	}
