@@ -60,20 +60,20 @@ type BundleState struct {
 	// ReloadOwed says what the live generation is still owed (its
 	// reload, its check, a rollback's reload) while it is pending: see
 	// Owed.
-	ReloadOwed   string         `json:"reload_owed,omitempty"`
-	LastInstall  *Event         `json:"last_install,omitempty"`
-	LastReload   *Event         `json:"last_reload,omitempty"`
-	LastRepair   *Event         `json:"last_repair,omitempty"`
-	LastCheck    *Event         `json:"last_check,omitempty"`
-	LastRollback *Event         `json:"last_rollback,omitempty"`
-	LastError    *Event         `json:"last_error,omitempty"`
-	Source       *FetchState    `json:"source,omitempty"`
+	ReloadOwed   string      `json:"reload_owed,omitempty"`
+	LastInstall  *Event      `json:"last_install,omitempty"`
+	LastReload   *Event      `json:"last_reload,omitempty"`
+	LastRepair   *Event      `json:"last_repair,omitempty"`
+	LastCheck    *Event      `json:"last_check,omitempty"`
+	LastRollback *Event      `json:"last_rollback,omitempty"`
+	LastError    *Event      `json:"last_error,omitempty"`
+	Source       *FetchState `json:"source,omitempty"`
 	// Served is the served check of the bundle's daemon (bundle key
 	// served): what its TLS endpoint serves, compared with the live
 	// leaf. Nil when the bundle names no endpoint.
-	Served   *ServedState `json:"served,omitempty"`
-	Counters Counters     `json:"counters"`
-	Drift        []rotate.Drift `json:"unrepaired_drift,omitempty"`
+	Served   *ServedState   `json:"served,omitempty"`
+	Counters Counters       `json:"counters"`
+	Drift    []rotate.Drift `json:"unrepaired_drift,omitempty"`
 }
 
 // ServedState is what the agent last saw its daemon serve.
