@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -98,6 +99,19 @@ type Bundle struct {
 	Reload       []Reload `toml:"reload"`
 	Check        []string `toml:"check"`
 	CheckTimeout Duration `toml:"check_timeout"`
+	// Served is the daemon's TLS endpoint (host:port): after each reload,
+	// and every rescan, the agent checks that it serves the live leaf.
+	Served string `toml:"served"`
+	// ServedName is the server name sent (SNI) and verified; empty: the
+	// chain is verified against the live CA, not the name.
+	ServedName string `toml:"served_name"`
+	// ServedMismatch is what to do when the daemon still serves another
+	// certificate after the wait and the extra reloads: "report" (the
+	// default: check goes CRITICAL) or "rollback".
+	ServedMismatch string `toml:"served_mismatch"`
+	// ServedWait is how long after a reload the daemon may take to serve
+	// the new leaf before a reload is tried again.
+	ServedWait Duration `toml:"served_wait"`
 	// Debounce is the inbox's settle time: how long no file may change
 	// before the agent takes the set.
 	Debounce Duration `toml:"debounce"`
@@ -561,6 +575,26 @@ func (c *Config) resolve() error {
 				return bad(key(d.field), toml.Key{"bundle", d.field}, "%s is too long; at most %s (a check that takes longer is hung)", d.v.Duration, d.max)
 			}
 		}
+		if b.Served != "" {
+			if _, _, err := net.SplitHostPort(b.Served); err != nil {
+				return bad(key("served"), toml.Key{"bundle", "served"}, "%q is not host:port (the daemon's TLS endpoint): %v", b.Served, err)
+			}
+		} else if b.ServedName != "" || b.ServedMismatch != "" {
+			return bad(key("served"), toml.Key{"bundle", "served"}, "missing: served_name and served_mismatch go with served, the daemon's TLS endpoint")
+		}
+		switch b.ServedMismatch {
+		case "":
+			b.ServedMismatch = ServedReport
+		case ServedReport, ServedRollback:
+		default:
+			return bad(key("served_mismatch"), toml.Key{"bundle", "served_mismatch"}, "%q is not one of report, rollback", b.ServedMismatch)
+		}
+		if b.ServedWait.Duration == 0 {
+			b.ServedWait.Duration = DefaultServedWait
+		}
+		if b.ServedWait.Duration < 100*time.Millisecond || b.ServedWait.Duration > MaxServedWait {
+			return bad(key("served_wait"), toml.Key{"bundle", "served_wait"}, "%s is out of range; between 100ms and %s", b.ServedWait, MaxServedWait)
+		}
 		if b.InboxTimeout.Duration < b.Debounce.Duration {
 			return bad(key("inbox_timeout"), toml.Key{"bundle", "inbox_timeout"}, "%s is shorter than debounce %s", b.InboxTimeout, b.Debounce)
 		}
@@ -615,6 +649,10 @@ func (b *Bundle) longestStep() time.Duration {
 	step := reloads + time.Minute
 	if len(b.Check) > 0 {
 		step += b.CheckTimeout.Duration + reloads
+	}
+	if b.Served != "" {
+		// The served check's waits and extra reloads, and a rollback's.
+		step += ServedMaxReloads*(reloads+2*b.ServedWait.Duration) + reloads + 2*b.ServedWait.Duration
 	}
 	return step
 }

@@ -95,6 +95,11 @@ type Change struct {
 	RollbackErr error
 	// OwedErr is an owed record that could not be written or cleared.
 	OwedErr error
+	// Served is the served check after the reload (bundle key served);
+	// nil when none ran. ServedAfterRollback is the look after a
+	// rollback's reloads.
+	Served              *ServedOutcome
+	ServedAfterRollback *ServedResult
 }
 
 // Ran reports whether anything ran.
@@ -118,6 +123,16 @@ func (c Change) Err(b *Bundle, installed rotate.Generation) error {
 	name := installed.Name
 	if name == "" {
 		name = c.Generation
+	}
+	if err == nil && c.Served != nil && c.Served.Step != ServedDone {
+		err = c.Served.Last.Err
+		if c.RolledBack {
+			return fmt.Errorf("bundle %q: served check failed after installing %s and %d more reloads, rolled back to %s: %w", b.Name, name, c.Served.ExtraReloads, c.To.Name, err)
+		}
+		if c.RollbackErr == nil {
+			return fmt.Errorf("bundle %q: served check after installing %s, after %d more reloads: %w (served_mismatch = %q: the new bundle stays live)",
+				b.Name, name, c.Served.ExtraReloads, err, b.ServedMismatch)
+		}
 	}
 	switch {
 	case err == nil:
@@ -348,6 +363,7 @@ func (p *Pipeline) settle(ctx context.Context) Change {
 		if o.Check {
 			_ = paidOwed(b, o.Generation, false, true)
 		}
+		p.settleServed(ctx, &c, o.Reload)
 		return c
 	}
 	cr := platform.RunReload(ctx, platform.ReloadAction{Command: b.Check, Timeout: b.CheckTimeout.Duration})
@@ -361,6 +377,7 @@ func (p *Pipeline) settle(ctx context.Context) Change {
 		if err := paidOwed(b, o.Generation, false, true); err != nil {
 			c.OwedErr = err
 		}
+		p.settleServed(ctx, &c, o.Reload)
 		return c
 	}
 	log.Error("check failed after the install; rolling back", append(attrs, "err", cr.Err)...)
@@ -394,5 +411,32 @@ func (p *Pipeline) rollback(ctx context.Context, c *Change) {
 	c.RollbackReloads = RunReloads(ctx, b, log)
 	if err := paidOwed(b, to.Name, true, true); err != nil {
 		c.OwedErr = err
+	}
+}
+
+// settleServed runs the served check after a change's reload (see
+// Pipeline.served) and, when the daemon still serves another leaf and the
+// bundle says served_mismatch = "rollback", refuses the new leaf and rolls
+// back, then looks once more at what the daemon serves.
+func (p *Pipeline) settleServed(ctx context.Context, c *Change, reloaded bool) {
+	b, log := p.B, p.Log
+	if b.Served == "" || !reloaded {
+		return
+	}
+	c.Served = p.served(ctx, c, true)
+	if c.Served.Step != ServedRollBack {
+		return
+	}
+	if live, g, err := p.M.Live(); err == nil && g.Name == c.Generation {
+		if leaf := live.Leafish(); leaf != nil {
+			if err := RefuseLeaf(b, leaf, "its daemon did not serve it after its reloads and it was rolled back", p.now()); err != nil {
+				log.Error("cannot record the certificate as refused; a source may offer it again", "bundle", b.Name, "err", err)
+			}
+		}
+	}
+	p.rollback(ctx, c)
+	if c.RolledBack {
+		r := p.waitServed(ctx, b.ServedWait.Duration)
+		c.ServedAfterRollback = &r
 	}
 }

@@ -44,6 +44,8 @@ type bundleLoop struct {
 	src Source
 	log *slog.Logger
 	st  *bundleState
+	// servedAt is when the next periodic served check is due.
+	servedAt time.Time
 
 	w      *fsnotify.Watcher
 	genDir string
@@ -276,6 +278,10 @@ func (l *bundleLoop) step(ctx context.Context) {
 			l.takeInbox(work, now)
 		}
 		l.settleOwed(ctx)
+		if l.settling == nil && l.b.Served != "" && !now.Before(l.servedAt) {
+			l.servedAt = now.Add(l.d.cfg().RescanInterval.Duration)
+			l.checkServedPeriodic(work)
+		}
 		l.schedule(ctx, now)
 	})
 	l.d.saveState()
@@ -627,6 +633,12 @@ func (l *bundleLoop) recordChange(c Change) {
 			s.LastRollback = &Event{Time: now, Result: ResultOK, Detail: c.From.Name + " -> " + c.To.Name}
 		})
 		l.recordReloads(c.RollbackReloads, now)
+	}
+	if c.Served != nil {
+		l.recordServed(c.Served.Last, c.Served)
+		if c.ServedAfterRollback != nil {
+			l.recordServed(*c.ServedAfterRollback, nil)
+		}
 	}
 	o, _, _ := l.pipe.Owed()
 	owed := ""
@@ -1002,4 +1014,57 @@ func (l *bundleLoop) installFetched(work context.Context, now time.Time, r fetch
 	if err == nil && (res.Changed || out.Owed != nil) {
 		l.installed(work, out, now)
 	}
+}
+
+// recordServed records a look at the daemon's endpoint; o is the served
+// check of a change (nil: a periodic look, or the one after a rollback).
+func (l *bundleLoop) recordServed(r ServedResult, o *ServedOutcome) {
+	now := l.d.now()
+	l.st.update(func(s *BundleState) {
+		sv := s.Served
+		if sv == nil || sv.LiveSerial != r.LiveSerial {
+			sv = &ServedState{}
+		}
+		sv.Endpoint, sv.Serial, sv.LiveSerial, sv.Checked, sv.Match = r.Endpoint, r.Serial, r.LiveSerial, now, r.Match
+		sv.Error = ""
+		if r.Match {
+			sv.Mismatches = 0
+		} else {
+			sv.Mismatches++
+			if r.Err != nil {
+				sv.Error = r.Err.Error()
+			}
+		}
+		if o != nil {
+			switch o.Step {
+			case ServedDone:
+				sv.Action = ""
+				if o.ExtraReloads > 0 {
+					sv.Action = fmt.Sprintf("served after %d more reloads", o.ExtraReloads)
+				}
+			case ServedRollBack:
+				sv.Action = fmt.Sprintf("rolled back after %d more reloads: %s", o.ExtraReloads, o.Last.Err)
+				s.Counters.CheckFailures++
+				s.LastCheck = &Event{Time: now, Result: ResultFailed, Detail: "served check: " + o.Last.Err.Error()}
+				s.LastError = s.LastCheck
+			default:
+				sv.Action = fmt.Sprintf("reported after %d more reloads (served_mismatch = %s)", o.ExtraReloads, l.b.ServedMismatch)
+				s.LastError = &Event{Time: now, Result: ResultFailed, Detail: "served check: " + o.Last.Err.Error()}
+			}
+		}
+		s.Served = sv
+	})
+}
+
+// checkServedPeriodic looks at the daemon's endpoint every rescan (but
+// not while the worker settles a change, whose own check records it).
+func (l *bundleLoop) checkServedPeriodic(ctx context.Context) {
+	if l.b.Served == "" {
+		return
+	}
+	r := l.pipe.CheckServedNow(ctx)
+	if !r.Match {
+		l.log.Warn("daemon does not serve the live certificate", "served", l.b.Served, "served_serial", r.Serial, "live_serial", r.LiveSerial, "err", r.Err)
+	}
+	l.recordServed(r, nil)
 }

@@ -38,6 +38,8 @@ const (
 	mSourceLastOK    = "certkeeper_source_last_success_timestamp_seconds"
 	mSourceNothing   = "certkeeper_source_nothing_newer"
 	mSourceFetches   = "certkeeper_source_fetches_total"
+	mServedMatches   = "certkeeper_served_matches_live"
+	mServedChecked   = "certkeeper_served_check_timestamp_seconds"
 	mAgentStart      = "certkeeper_agent_start_timestamp_seconds"
 	mAgentCPU        = "certkeeper_agent_cpu_seconds_total"
 	metricsHTTPRoute = "/metrics"
@@ -95,6 +97,10 @@ func WriteMetrics(w io.Writer, started time.Time, bundles []BundleState, now tim
 		counter(mRejected, n, c.Rejected)
 		counter(mRollbacks, n, c.Rollbacks)
 		counter(mCheckFailures, n, c.CheckFailures)
+		if sv := b.Served; sv != nil {
+			gauge(mServedMatches, n, boolf(sv.Match))
+			gauge(mServedChecked, n, unix(sv.Checked))
+		}
 		if src := b.Source; src != nil {
 			counter(mSourceErrors, n, c.SourceErrors)
 			gauge(mSourceFailures, n, float64(src.Failures))

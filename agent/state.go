@@ -168,6 +168,14 @@ func (s BundleState) Health() (rotate.Health, string) {
 		worse(rotate.Warning, fmt.Sprintf("renewal due; source has nothing newer (%d fetches since the window opened at %s), next try %s",
 			s.Source.NothingNewer, rotate.Stamp(s.RenewAt), rotate.Stamp(s.Source.NextTry)))
 	}
+	if sv := s.Served; sv != nil && !sv.Match {
+		switch {
+		case sv.Serial != "" && sv.Serial != sv.LiveSerial:
+			worse(rotate.Critical, fmt.Sprintf("daemon at %s serves serial %s, not the live serial %s (checked %s; %s)", sv.Endpoint, sv.Serial, sv.LiveSerial, rotate.Stamp(sv.Checked), orNone(sv.Action)))
+		default:
+			worse(rotate.Warning, fmt.Sprintf("served check of %s failed at %s: %s", sv.Endpoint, rotate.Stamp(sv.Checked), sv.Error))
+		}
+	}
 	if s.ExpiryCritical {
 		why := "no source renews it: drop a renewed bundle into the inbox"
 		switch src := s.Source; {
@@ -406,4 +414,11 @@ func Reports(c *Config) []Report {
 		out = append(out, r)
 	}
 	return out
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "no action yet"
+	}
+	return s
 }
