@@ -516,6 +516,24 @@ func printAgent(w io.Writer, a *agent.AgentView) {
 	ev("last rollback", a.LastRollback)
 	ev("last repair", a.LastRepair)
 	ev("last error", a.LastError)
+	if sv := a.Served; sv != nil {
+		state := "matches the live certificate"
+		switch {
+		case !sv.Match && sv.Serial != "":
+			state = "MISMATCH: live is serial " + sv.LiveSerial
+		case !sv.Match:
+			state = "check failed: " + sv.Error
+		}
+		served := sv.Serial
+		if served == "" {
+			served = "-"
+		}
+		fmt.Fprintf(t, "  served\t%s serves serial %s, %s (checked %s)", sv.Endpoint, served, state, sv.Checked.Format(time.DateTime+" MST"))
+		if sv.Action != "" {
+			fmt.Fprintf(t, "; %s", sv.Action)
+		}
+		fmt.Fprintln(t)
+	}
 	if a.RenewalDue {
 		fmt.Fprintf(t, "  renewal\tDUE since %s", a.RenewAt.Format(time.DateTime+" MST"))
 		if s := a.Source; s != nil && s.NothingNewer > 0 {
@@ -632,3 +650,4 @@ func checkLine(sts []agent.Report) (string, rotate.Health) {
 }
 
 func oneLine(err error) string { return strings.Join(strings.Fields(err.Error()), " ") }
+
