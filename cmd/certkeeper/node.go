@@ -650,4 +650,3 @@ func checkLine(sts []agent.Report) (string, rotate.Health) {
 }
 
 func oneLine(err error) string { return strings.Join(strings.Fields(err.Error()), " ") }
-

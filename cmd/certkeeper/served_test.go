@@ -67,7 +67,9 @@ served_wait = "300ms"
 	return s
 }
 
-func (s *servedNode) hups() int { return strings.Count(s.d.Log(), "SIGHUP ignored") + strings.Count(s.d.Log(), "reloaded: serving") }
+func (s *servedNode) hups() int {
+	return strings.Count(s.d.Log(), "SIGHUP ignored") + strings.Count(s.d.Log(), "reloaded: serving")
+}
 
 // A daemon that takes its reload: the served check passes after exactly
 // one reload, and status shows the served serial.
