@@ -140,7 +140,7 @@ type caFlags struct {
 func (f *caFlags) add(fs interface {
 	StringVar(*string, string, string, string)
 }, passphrase bool) {
-	fs.StringVar(&f.dir, "dir", "", "the CA directory (required)")
+	fs.StringVar(&f.dir, "dir", "", "the CA directory")
 	if passphrase {
 		fs.StringVar(&f.passphraseFile, "passphrase-file", "", "file holding the passphrase of an encrypted cluster.key")
 	}

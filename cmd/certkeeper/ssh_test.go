@@ -197,8 +197,13 @@ target = %q
 	if r := certkeeper(t, "push", "--inventory", inv, "--ca-dir", caDir, "--only", "n-z"); r.code != 2 {
 		t.Fatalf("--only unknown: %+v", r)
 	}
-	if r := certkeeper(t, "push", "--inventory", inv); r.code != 2 {
+	if r := certkeeper(t, "push", "--ca-dir", caDir); r.code != 2 {
 		t.Fatalf("usage: %+v", r)
+	}
+	// Without --ca-dir, push reads $CERTKEEPER_CA_DIR (else
+	// /var/lib/certkeeper/ca) and says where it looked.
+	if r := certkeeperEnv(t, []string{"CERTKEEPER_CA_DIR=/nonexistent-ca"}, "push", "--inventory", inv); r.code != 1 || !strings.Contains(r.stdout+r.stderr, "/nonexistent-ca/nodes/n-a") {
+		t.Fatalf("push with the default CA dir: %+v", r)
 	}
 }
 
@@ -233,8 +238,8 @@ public_key = %q
 	if want := "# /etc/ssh/certkeeper/authorized_keys/node-8eab (root:root 0644)\nrestrict " + key.AuthorizedLine() + " certkeeper-node:8eab4b8d-c0a2-4ce2-80aa-0709277a9a7a\n"; r.code != 0 || r.stdout != want {
 		t.Errorf("authorized keys:\n%s\nwant\n%s", r.stdout, want)
 	}
-	if r := certkeeper(t, "sshd-config", "--inventory", inv, "--sync"); r.code != 2 {
-		t.Errorf("--sync without --ca-dir: %+v", r)
+	if r := certkeeperEnv(t, []string{"CERTKEEPER_CA_DIR=/nonexistent-ca"}, "sshd-config", "--inventory", inv, "--sync"); r.code == 0 {
+		t.Errorf("--sync with a CA dir that does not exist: %+v", r)
 	}
 }
 
