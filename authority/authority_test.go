@@ -585,6 +585,17 @@ func TestInitDirectoryModes(t *testing.T) {
 	if _, err := Init(empty, InitParams{Settings: DefaultSettings("x")}, Options{}); err != nil || mode(t, empty) != 0o700 {
 		t.Fatalf("an empty directory is tightened: %v %v", err, mode(t, empty))
 	}
+	// Missing parents are made traversable (0755), as mkdir -p makes
+	// them: the signing account must reach a CA outside /var/lib/certkeeper.
+	deep := filepath.Join(t.TempDir(), "srv", "pki", "ca")
+	if _, err := Init(deep, InitParams{Settings: DefaultSettings("x")}, Options{}); err != nil || mode(t, deep) != 0o700 {
+		t.Fatalf("a deep CA directory: %v %v", err, mode(t, deep))
+	}
+	for _, p := range []string{filepath.Dir(deep), filepath.Dir(filepath.Dir(deep))} {
+		if mode(t, p) != 0o755 {
+			t.Errorf("parent %s made with mode %04o, want 0755", p, mode(t, p))
+		}
+	}
 	busy := t.TempDir()
 	os.Chmod(busy, 0o755)
 	os.WriteFile(filepath.Join(busy, "notes.txt"), nil, 0o644)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"runtime"
 	"time"
 
@@ -44,7 +45,13 @@ func Init(dir string, p InitParams, o Options) (*Authority, error) {
 	if p.PathLen < -1 {
 		return nil, fmt.Errorf("--path-len %d: use 0 or more, or -1 for no limit", p.PathLen)
 	}
-	if err := os.MkdirAll(dir, dirMode); err != nil {
+	// Missing parents are made 0755, as mkdir -p would: made 0700 they
+	// would lock out the account that signs (certkeeper-ca) from a CA
+	// outside /var/lib/certkeeper. Only the CA directory itself is 0700.
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.Mkdir(dir, dirMode); err != nil && !errors.Is(err, fs.ErrExist) {
 		return nil, err
 	}
 	fi, err := os.Stat(dir)

@@ -455,6 +455,11 @@ func CheckRootChain(dir string) error {
 			return fmt.Errorf("%s is owned by uid %d; sshd requires every directory of a chroot path to be owned by root", p, uid)
 		}
 		if fi.Mode().Perm()&0o022 != 0 {
+			if fi.Mode()&os.ModeSticky != 0 {
+				// /tmp and its kind are 1777 on purpose: chmod go-w there
+				// would break the host. The chroot belongs elsewhere.
+				return fmt.Errorf("%s is a shared sticky directory (mode %04o); sshd requires every directory of a chroot path to be writable by root only, so choose a --chroot-dir outside it, such as /var/lib/certkeeper/sftp", p, 0o1000|fi.Mode().Perm())
+			}
 			return fmt.Errorf("%s has mode %04o; sshd requires every directory of a chroot path to be writable by root only (chmod go-w %s, or choose another --chroot-dir)", p, fi.Mode().Perm(), p)
 		}
 		if p == filepath.Dir(p) {

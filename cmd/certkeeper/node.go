@@ -46,8 +46,8 @@ func runVersion(_ context.Context, e *env, args []string) int {
 		return code
 	}
 	v := "certkeeper " + version
-	if commit != "" {
-		v += " (" + commit + ")"
+	if c := buildCommit(); c != "" {
+		v += " (" + c + ")"
 	}
 	fmt.Fprintf(e.stdout, "%s %s %s/%s\n", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	return exitOK
@@ -332,7 +332,7 @@ func runRollback(ctx context.Context, e *env, args []string) int {
 	c := rollbackCmd
 	fs := flags(e, c)
 	cfgPath := fs.String("config", "", "agent config file")
-	bundle := fs.String("bundle", "", "bundle to roll back")
+	bundle := fs.String("bundle", "", "bundle to roll back (default: the config's only bundle)")
 	force := fs.Bool("force", false, "roll back even if the previous generation no longer validates")
 	rest, code, ok := parse(e, fs, args)
 	if !ok {
@@ -341,13 +341,11 @@ func runRollback(ctx context.Context, e *env, args []string) int {
 	if len(rest) > 0 {
 		return usageError(e, c, "unexpected arguments: %s", strings.Join(rest, " "))
 	}
-	if *bundle == "" {
-		return usageError(e, c, "--bundle NAME is required")
-	}
 	cfg, code, ok := loadConfig(e, c, *cfgPath)
 	if !ok {
 		return code
 	}
+	// Without --bundle, the config's only bundle.
 	b, err := cfg.BundleNamed(*bundle)
 	if err != nil {
 		return usageError(e, c, "%v", err)
