@@ -70,6 +70,8 @@ type Event struct {
 	Time   time.Time `json:"time"`
 	Result string    `json:"result"`
 	Detail string    `json:"detail,omitempty"`
+	// Dir is where a rejected inbox set was moved.
+	Dir string `json:"dir,omitempty"`
 }
 
 // Results of events.
@@ -320,6 +322,7 @@ func Reports(c *Config) []Report {
 					// wrong with it, the files say.
 					bs.NotInstalled = ""
 				}
+				bs = settled(c, b, bs)
 				if h, text := bs.Health(); h != rotate.OK {
 					worse(h, text)
 				}
@@ -327,6 +330,10 @@ func Reports(c *Config) []Report {
 					worse(rotate.Warning, fmt.Sprintf("the agent (pid %d) is not running and did not stop cleanly; nothing repairs or renews this bundle", st.PID))
 				}
 			}
+		}
+		if c.NodeID == StarterNodeID && r.Generation == "" {
+			// The package's starter config: nothing to install yet.
+			r.Health, r.HealthText, r.Problems = rotate.OK, NotConfiguredText(c), nil
 		}
 		out = append(out, r)
 	}

@@ -300,14 +300,14 @@ func TestStatusAndCheck(t *testing.T) {
 	n := newNode(t, "flocker-node", "node-1", "")
 
 	check := func() result { return certkeeper(t, "check", "--config", n.config) }
-	if r := check(); r.code != 2 || !strings.HasPrefix(r.stdout, "CRITICAL: b nothing installed") {
+	if r := check(); r.code != 2 || !strings.HasPrefix(r.stdout, "CERTKEEPER CRITICAL - bundle b: nothing installed") {
 		t.Fatalf("check before install: %+v", r)
 	}
 	fresh := ca.Issue(t, "node-1", testpki.Options{NotBefore: now.Add(-time.Minute), NotAfter: now.Add(90 * 24 * time.Hour), DNS: []string{"node-1.example"}})
 	if r := n.install(n.files(map[string][]byte{"a": fresh.CertPEM(), "b": fresh.KeyPEM(t), "c": ca.CertPEM()})...); r.code != 0 {
 		t.Fatal(r)
 	}
-	if r := check(); r.code != 0 || !strings.HasPrefix(r.stdout, "OK: b expires in 89d") {
+	if r := check(); r.code != 0 || !strings.HasPrefix(r.stdout, "CERTKEEPER OK - bundle b: expires in 89d") || !strings.Contains(r.stdout, " | b_expiry_seconds=") {
 		t.Fatalf("check fresh: %+v", r)
 	}
 	r := certkeeper(t, "status", "--config", n.config)
@@ -327,7 +327,7 @@ func TestStatusAndCheck(t *testing.T) {
 	if r := n.install(n.files(map[string][]byte{"a": aging.CertPEM(), "b": aging.KeyPEM(t)})...); r.code != 0 {
 		t.Fatal(r)
 	}
-	if r := check(); r.code != 1 || !strings.HasPrefix(r.stdout, "WARNING: b in its renewal window") {
+	if r := check(); r.code != 1 || !strings.HasPrefix(r.stdout, "CERTKEEPER WARNING - bundle b: in its renewal window") {
 		t.Fatalf("check aging: %+v", r)
 	}
 	// Drift is CRITICAL.
@@ -337,7 +337,7 @@ func TestStatusAndCheck(t *testing.T) {
 	}
 	// A broken config is UNKNOWN.
 	testpki.WriteFile(t, n.root, "certkeeper.toml", []byte("node_id = 1\n"), 0o600)
-	if r := check(); r.code != 3 || !strings.HasPrefix(r.stdout, "UNKNOWN:") {
+	if r := check(); r.code != 3 || !strings.HasPrefix(r.stdout, "CERTKEEPER UNKNOWN - ") {
 		t.Fatalf("check bad config: %+v", r)
 	}
 }

@@ -551,7 +551,7 @@ func orQ(s string) string {
 }
 
 var checkCmd = &command{name: "check", summary: "one line for monitoring; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN",
-	usage: `Usage: certkeeper check --config FILE
+	usage: `Usage: certkeeper check [--config FILE] [--ack [--bundle NAME]] [--json]
 
 Prints one line, for Nagios, Icinga or a cron job, and exits with its state
 (the worst bundle's):
@@ -566,8 +566,17 @@ Prints one line, for Nagios, Icinga or a cron job, and exits with its state
   3 UNKNOWN   the config can not be read, or the agent's state file can not
               be read
 
-Example:
-  certkeeper check --config /etc/certkeeper/certkeeper.toml || alert
+The line is a Nagios plugin's: "CERTKEEPER WARNING - bundle flocker: …
+| flocker_expiry_seconds=2592000s". A rejected inbox set warns until the
+bundle's live files change (an install, renewal or rollback), its
+directory is removed, or the admin acknowledges it with --ack. The
+package's starter config (node_id still the placeholder) is OK: nothing
+configured yet.
+
+Examples:
+  certkeeper check || alert
+  certkeeper check --ack
+  certkeeper check --json
 `}
 
 func init() { checkCmd.run = runCheck }
@@ -576,6 +585,9 @@ func runCheck(_ context.Context, e *env, args []string) int {
 	c := checkCmd
 	fs := flags(e, c)
 	cfgPath := fs.String("config", "", "agent config file")
+	ack := fs.Bool("ack", false, "acknowledge the rejected inbox sets and failed installs seen so far, then check")
+	bundle := fs.String("bundle", "", "with --ack: only this bundle")
+	asJSON := fs.Bool("json", false, "print JSON (docs/json.md)")
 	rest, code, ok := parse(e, fs, args)
 	if !ok {
 		if code == exitUsage {
@@ -583,37 +595,113 @@ func runCheck(_ context.Context, e *env, args []string) int {
 		}
 		return code
 	}
-	if len(rest) > 0 || *cfgPath == "" {
-		fmt.Fprintln(e.stdout, "UNKNOWN: usage: certkeeper check --config FILE")
+	unknown := func(msg string) int {
+		if *asJSON {
+			writeJSON(e, checkJSON{Health: rotate.Unknown.String(), Exit: int(rotate.Unknown), Text: msg})
+		} else {
+			fmt.Fprintf(e.stdout, "CERTKEEPER UNKNOWN - %s\n", msg)
+		}
 		return int(rotate.Unknown)
+	}
+	if len(rest) > 0 {
+		return unknown("usage: certkeeper check [--config FILE] [--ack [--bundle NAME]] [--json]")
 	}
 	cfg, err := agent.LoadConfig(*cfgPath)
 	if err != nil {
-		fmt.Fprintf(e.stdout, "UNKNOWN: %s\n", oneLine(err))
-		return int(rotate.Unknown)
+		return unknown(oneLine(err))
 	}
-	line, h := checkLine(statuses(cfg))
+	if *ack {
+		if err := agent.Acknowledge(cfg, *bundle, time.Now()); err != nil {
+			return unknown(oneLine(err))
+		}
+	}
+	sts := statuses(cfg)
+	now := time.Now()
+	if *asJSON {
+		writeJSON(e, checkReport(sts, now))
+		_, h := checkLine(sts, now)
+		return int(h)
+	}
+	line, h := checkLine(sts, now)
 	fmt.Fprintln(e.stdout, line)
 	return int(h)
 }
 
-// checkLine summarises bundles in one line, the worst first.
-func checkLine(sts []agent.Report) (string, rotate.Health) {
+// checkJSON is check --json: the same judgement as the line.
+type checkJSON struct {
+	Health  string            `json:"health"`
+	Exit    int               `json:"exit"`
+	Text    string            `json:"text,omitempty"`
+	Bundles []checkBundleJSON `json:"bundles,omitempty"`
+}
+
+type checkBundleJSON struct {
+	Name          string `json:"name"`
+	Health        string `json:"health"`
+	Text          string `json:"text"`
+	ExpirySeconds *int64 `json:"expiry_seconds,omitempty"`
+	NotAfter      string `json:"not_after,omitempty"`
+}
+
+func checkReport(sts []agent.Report, now time.Time) checkJSON {
+	line, h := checkLine(sts, now)
+	out := checkJSON{Health: h.String(), Exit: int(h), Text: line}
+	for _, st := range sts {
+		b := checkBundleJSON{Name: st.Name, Health: st.Health.String(), Text: oneLine(errors.New(st.HealthText))}
+		if st.Leaf != nil {
+			secs := int64(st.Leaf.NotAfter.Sub(now).Seconds())
+			b.ExpirySeconds, b.NotAfter = &secs, st.Leaf.NotAfter.UTC().Format(time.RFC3339)
+		}
+		out.Bundles = append(out.Bundles, b)
+	}
+	return out
+}
+
+func writeJSON(e *env, v any) {
+	enc := json.NewEncoder(e.stdout)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+// checkLine is the Nagios plugin line: "CERTKEEPER STATE - bundle NAME:
+// text; …", worst bundle first, then performance data, each bundle's
+// seconds to expiry.
+func checkLine(sts []agent.Report, now time.Time) (string, rotate.Health) {
 	worst := rotate.OK
 	for _, st := range sts {
 		if st.Health > worst {
 			worst = st.Health
 		}
 	}
-	var parts []string
+	var parts, perf []string
 	for h := rotate.Unknown; h >= rotate.OK; h-- {
 		for _, st := range sts {
 			if st.Health == h {
-				parts = append(parts, fmt.Sprintf("%s %s", st.Name, oneLine(errors.New(st.HealthText))))
+				parts = append(parts, fmt.Sprintf("bundle %s: %s", st.Name, oneLine(errors.New(st.HealthText))))
 			}
 		}
 	}
-	return fmt.Sprintf("%s: %s", worst, strings.Join(parts, "; ")), worst
+	for _, st := range sts {
+		if st.Leaf != nil {
+			perf = append(perf, fmt.Sprintf("%s_expiry_seconds=%ds", perfLabel(st.Name), int64(st.Leaf.NotAfter.Sub(now).Seconds())))
+		}
+	}
+	line := fmt.Sprintf("CERTKEEPER %s - %s", worst, strings.Join(parts, "; "))
+	if len(perf) > 0 {
+		line += " | " + strings.Join(perf, " ")
+	}
+	return line, worst
+}
+
+// perfLabel makes a bundle name a performance data label: no spaces,
+// quotes or equals signs.
+func perfLabel(name string) string {
+	return strings.Map(func(r rune) rune {
+		if r == ' ' || r == '\'' || r == '=' || r == '|' {
+			return '_'
+		}
+		return r
+	}, name)
 }
 
 func oneLine(err error) string { return strings.Join(strings.Fields(err.Error()), " ") }
