@@ -40,7 +40,9 @@ func TestCheckRejectedSetWarnsUntilSettled(t *testing.T) {
 		}
 	}
 	install()
-	check := func(args ...string) result { return certkeeper(t, append([]string{"check", "--config", n.config}, args...)...) }
+	check := func(args ...string) result {
+		return certkeeper(t, append([]string{"check", "--config", n.config}, args...)...)
+	}
 	rejected := filepath.Join(n.root, "rejected-set")
 	os.Mkdir(rejected, 0o700)
 
