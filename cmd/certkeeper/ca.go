@@ -387,6 +387,7 @@ func runCAIssue(ctx context.Context, e *env, args []string) int {
 	fromFile := fs.String("from-file", "", "file listing node ids and their names; - for stdin")
 	force := fs.Bool("force", false, "issue again for ids that exist")
 	skip := fs.Bool("skip-existing", false, "leave ids that exist alone")
+	asJSON := fs.Bool("json", false, "print what was issued, skipped and failed as JSON (docs/json.md)")
 	rest, code, ok := parse(e, fs, args)
 	if !ok {
 		return code
@@ -467,6 +468,14 @@ func runCAIssue(ctx context.Context, e *env, args []string) int {
 	res, err := a.Issue(ctx, reqs, authority.IssueOptions{Days: *days, Force: *force, SkipExisting: *skip})
 	if err != nil {
 		return failure(e, c, err)
+	}
+	if *asJSON {
+		writeJSON(e, issueReport(res))
+		if err := res.Err(); err != nil {
+			fmt.Fprintf(e.stderr, "certkeeper %s: %v\n", c.name, err)
+			return exitFailure
+		}
+		return exitOK
 	}
 	printIssued(e, res.Issued, "issued")
 	for _, s := range res.Skipped {

@@ -24,7 +24,7 @@ var (
 )
 
 func init() {
-	register(&command{name: "version", summary: "print the version", usage: `Usage: certkeeper version
+	register(&command{name: "version", summary: "print the version", usage: `Usage: certkeeper version [--json]
 
 Prints certkeeper's version, the commit it was built from, the Go version
 and the platform: what a bug report needs. certkeeper --version and -v
@@ -42,8 +42,14 @@ Example:
 
 func runVersion(_ context.Context, e *env, args []string) int {
 	c := commands["version"]
-	if _, code, ok := parse(e, flags(e, c), args); !ok {
+	fs := flags(e, c)
+	asJSON := fs.Bool("json", false, "print JSON (docs/json.md)")
+	if _, code, ok := parse(e, fs, args); !ok {
 		return code
+	}
+	if *asJSON {
+		writeJSON(e, versionJSON{Version: version, Commit: buildCommit(), Go: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH})
+		return exitOK
 	}
 	v := "certkeeper " + version
 	if c := buildCommit(); c != "" {
@@ -64,7 +70,7 @@ func cliLogger(e *env, verbose bool) *slog.Logger {
 }
 
 var verifyCmd = &command{name: "verify", summary: "check files as one bundle under a layout's rules; installs nothing",
-	usage: `Usage: certkeeper verify [--ca FILE] [--node-id ID] [--layout NAME] FILE...
+	usage: `Usage: certkeeper verify [--ca FILE] [--node-id ID] [--layout NAME] [--json] FILE...
 
 Classifies FILEs by content (whatever their names), then checks them as one
 bundle: they parse, the key matches the leaf, the leaf chains to the cluster
@@ -91,6 +97,7 @@ func runVerify(_ context.Context, e *env, args []string) int {
 	caFile := fs.String("ca", "", "cluster CA certificate to trust")
 	nodeID := fs.String("node-id", "", "node id the leaf must name")
 	layout := fs.String("layout", "custom", "layout preset whose rules apply")
+	asJSON := fs.Bool("json", false, "print JSON (docs/json.md)")
 	files, code, ok := parse(e, fs, args)
 	if !ok {
 		return code
@@ -123,6 +130,13 @@ func runVerify(_ context.Context, e *env, args []string) int {
 	}
 	cand := rotate.Classify(inputs)
 	b, err := rotate.Validate(cand, rotate.Policy{Layout: l, NodeID: *nodeID, Now: time.Now()}, live)
+	if *asJSON {
+		writeJSON(e, verifyReport(files, l, *nodeID, b, err))
+		if err != nil {
+			return exitFailure
+		}
+		return exitOK
+	}
 	if err != nil {
 		fmt.Fprintf(e.stdout, "INVALID: %v\n", err)
 		return exitFailure

@@ -63,6 +63,7 @@ func runPush(ctx context.Context, e *env, args []string) int {
 	only := fs.String("only", "", "comma-separated node ids to push")
 	install := fs.Bool("install", false, "write canonical names and modes into target (no agent on the node)")
 	dryRun := fs.Bool("dry-run", false, "connect and check; write nothing")
+	asJSON := fs.Bool("json", false, "print one JSON report at the end, no progress (docs/json.md)")
 	rest, code, ok := parse(e, fs, args)
 	if !ok {
 		return code
@@ -84,18 +85,36 @@ func runPush(ctx context.Context, e *env, args []string) int {
 	if err != nil {
 		return usageError(e, c, "%v", err)
 	}
-	p := newProgress(e.stdout, len(nodes))
+	p := newProgress(e.stdout, e.stderr, len(nodes))
+	done := p.done
+	if *asJSON {
+		done = nil
+	}
 	start := time.Now()
 	results := distribute.Push(ctx, nodes, distribute.PushOptions{
-		CADir: dir, Install: *install, DryRun: *dryRun, Concurrency: *concurrency, Done: p.done,
+		CADir: dir, Install: *install, DryRun: *dryRun, Concurrency: *concurrency, Done: done,
 	})
+	if *asJSON {
+		rep := pushReport(results, *dryRun, time.Since(start))
+		writeJSON(e, rep)
+		if rep.Failed > 0 {
+			return exitFailure
+		}
+		return exitOK
+	}
 	p.finish()
-	failed := printPushTable(e.stdout, results, *dryRun)
+	// What worked on stdout; what failed, and the summary of a run that
+	// failed, on stderr.
+	failed := printPushTable(e.stdout, e.stderr, results, *dryRun)
 	verb := "pushed"
 	if *dryRun {
 		verb = "checked (dry run, nothing written)"
 	}
-	fmt.Fprintf(e.stdout, "%d node(s) %s in %s: %d ok, %d failed\n", len(results), verb, time.Since(start).Round(time.Millisecond), len(results)-failed, failed)
+	summary := e.stdout
+	if failed > 0 {
+		summary = e.stderr
+	}
+	fmt.Fprintf(summary, "%d node(s) %s in %s: %d ok, %d failed\n", len(results), verb, time.Since(start).Round(time.Millisecond), len(results)-failed, failed)
 	if failed > 0 {
 		return exitFailure
 	}
@@ -104,13 +123,13 @@ func runPush(ctx context.Context, e *env, args []string) int {
 
 // progress shows a bar on a terminal and one line per node otherwise.
 type progress struct {
-	w              io.Writer
+	w, errw        io.Writer
 	tty            bool
 	total, n, fail int
 }
 
-func newProgress(w io.Writer, total int) *progress {
-	p := &progress{w: w, total: total}
+func newProgress(w, errw io.Writer, total int) *progress {
+	p := &progress{w: w, errw: errw, total: total}
 	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		p.tty = true
 		p.draw()
@@ -128,7 +147,7 @@ func (p *progress) done(r distribute.NodeResult) {
 		return
 	}
 	if r.Err != nil {
-		fmt.Fprintf(p.w, "[%d/%d] %s: FAILED: %s\n", p.n, p.total, r.Node.ID, oneLine(r.Err))
+		fmt.Fprintf(p.errw, "[%d/%d] %s: FAILED: %s\n", p.n, p.total, r.Node.ID, oneLine(r.Err))
 		return
 	}
 	fmt.Fprintf(p.w, "[%d/%d] %s: ok (%s)\n", p.n, p.total, r.Node.ID, r.Took.Round(time.Millisecond))
@@ -149,18 +168,27 @@ func (p *progress) finish() {
 	}
 }
 
-// printPushTable prints one row per node and returns how many failed.
-func printPushTable(w io.Writer, results []distribute.NodeResult, dryRun bool) int {
+// printPushTable prints one row per node, those that failed in a table
+// of their own on errw, and returns how many failed.
+func printPushTable(w, errw io.Writer, results []distribute.NodeResult, dryRun bool) int {
 	t := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(t, "NODE\tADDRESS\tRESULT\tTIME\tDETAIL")
+	ft := tabwriter.NewWriter(errw, 0, 0, 2, ' ', 0)
+	okRows := 0
 	failed := 0
 	for _, r := range results {
 		hp, _ := r.Node.SSH.HostPort()
 		if r.Err != nil {
+			if failed == 0 {
+				fmt.Fprintln(ft, "NODE\tADDRESS\tRESULT\tTIME\tDETAIL")
+			}
 			failed++
-			fmt.Fprintf(t, "%s\t%s\tFAILED\t%s\t%s\n", r.Node.ID, hp, r.Took.Round(time.Millisecond), oneLine(r.Err))
+			fmt.Fprintf(ft, "%s\t%s\tFAILED\t%s\t%s\n", r.Node.ID, hp, r.Took.Round(time.Millisecond), oneLine(r.Err))
 			continue
 		}
+		if okRows == 0 {
+			fmt.Fprintln(t, "NODE\tADDRESS\tRESULT\tTIME\tDETAIL")
+		}
+		okRows++
 		what := "wrote"
 		if dryRun {
 			what = "would write"
@@ -168,7 +196,42 @@ func printPushTable(w io.Writer, results []distribute.NodeResult, dryRun bool) i
 		fmt.Fprintf(t, "%s\t%s\tok\t%s\t%s %s into %s\n", r.Node.ID, hp, r.Took.Round(time.Millisecond), what, strings.Join(r.Files, ", "), r.Node.Dir)
 	}
 	t.Flush()
+	ft.Flush()
 	return failed
+}
+
+type pushJSON struct {
+	DryRun bool           `json:"dry_run"`
+	OK     int            `json:"ok"`
+	Failed int            `json:"failed"`
+	TookMS int64          `json:"took_ms"`
+	Nodes  []pushNodeJSON `json:"nodes"`
+}
+
+type pushNodeJSON struct {
+	ID      string   `json:"id"`
+	Address string   `json:"address"`
+	Result  string   `json:"result"` // "ok" or "failed"
+	Error   string   `json:"error,omitempty"`
+	Files   []string `json:"files,omitempty"`
+	Dir     string   `json:"dir"`
+	TookMS  int64    `json:"took_ms"`
+}
+
+func pushReport(results []distribute.NodeResult, dryRun bool, took time.Duration) pushJSON {
+	out := pushJSON{DryRun: dryRun, TookMS: took.Milliseconds(), Nodes: []pushNodeJSON{}}
+	for _, r := range results {
+		hp, _ := r.Node.SSH.HostPort()
+		n := pushNodeJSON{ID: r.Node.ID, Address: hp, Result: "ok", Files: r.Files, Dir: r.Node.Dir, TookMS: r.Took.Milliseconds()}
+		if r.Err != nil {
+			n.Result, n.Error, n.Files = "failed", oneLine(r.Err), nil
+			out.Failed++
+		} else {
+			out.OK++
+		}
+		out.Nodes = append(out.Nodes, n)
+	}
+	return out
 }
 
 // loadInventory reads the inventory and picks the nodes named in only, a

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -182,10 +183,25 @@ target = %q
 	if r.code != 1 {
 		t.Fatalf("one node failed: want exit 1, got %+v", r)
 	}
-	for _, want := range []string{"] n-a: ok (", "] n-b: FAILED: ", "NODE", "RESULT", "n-a  ", "wrote cluster.crt, node.crt, node.key into", "does not exist on the node", "2 node(s) pushed in", "1 ok, 1 failed"} {
+	// What worked on stdout; what failed, and the summary, on stderr.
+	for _, want := range []string{"] n-a: ok (", "NODE", "RESULT", "n-a  ", "wrote cluster.crt, node.crt, node.key into"} {
 		if !strings.Contains(r.stdout, want) {
-			t.Errorf("output lacks %q:\n%s", want, r.stdout)
+			t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
 		}
+	}
+	for _, want := range []string{"] n-b: FAILED: ", "NODE", "n-b  ", "does not exist on the node", "2 node(s) pushed in", "1 ok, 1 failed"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	if strings.Contains(r.stdout, "FAILED") {
+		t.Errorf("a failure on stdout:\n%s", r.stdout)
+	}
+	// --json: one report, the same judgement.
+	r = certkeeper(t, "push", "--inventory", inv, "--ca-dir", caDir, "--json")
+	var rep pushJSON
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || r.code != 1 || rep.OK != 1 || rep.Failed != 1 || len(rep.Nodes) != 2 {
+		t.Errorf("push --json: %v %+v", err, r)
 	}
 	if _, err := os.Stat(filepath.Join(a.Dir, "inbox", "node.key")); err != nil {
 		t.Error(err)
