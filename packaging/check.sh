@@ -182,6 +182,12 @@ for p in $(grep -o '/usr/share/[^ )`,]*' /etc/certkeeper/certkeeper.toml | sed '
 done
 echo "   the units' Documentation= and the starter config's paths exist"
 
+# Right after the install, check tells the truth: nothing configured yet,
+# OK, not CRITICAL over the example bundle.
+out=$(certkeeper check 2>&1) || fail "check of the starter config: exit $?: $out"
+case "$out" in "CERTKEEPER OK - "*"nothing configured yet"*) ;; *) fail "check of the starter config says: $out" ;; esac
+echo "   check of the starter config: $out"
+
 # The man pages render, and bash completion loads and completes.
 if command -v man >/dev/null 2>&1; then
 	for page in certkeeper certkeeper-install certkeeper.toml; do
