@@ -666,3 +666,22 @@ func nodeRecord(t *testing.T, a *Authority, id string) *NodeRecord {
 	}
 	return n
 }
+
+// The policy the ca commands used to hold: one id per batch, and a
+// passphrase of MinPassphrase characters at least.
+func TestDuplicateIDAndShortPassphrase(t *testing.T) {
+	if err := DuplicateID([]string{"a", "b", "a"}); err == nil || !strings.Contains(err.Error(), `id "a" is given twice`) {
+		t.Errorf("DuplicateID: %v", err)
+	}
+	if err := DuplicateID([]string{"a", "b"}); err != nil {
+		t.Errorf("DuplicateID of distinct ids: %v", err)
+	}
+	dir := filepath.Join(t.TempDir(), "ca")
+	_, err := Init(dir, InitParams{Settings: DefaultSettings("x"), Passphrase: []byte("short")}, Options{})
+	if err == nil || !strings.Contains(err.Error(), "shorter than 8 characters") {
+		t.Fatalf("a short passphrase: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "cluster.key")); !os.IsNotExist(err) {
+		t.Errorf("a refused passphrase left a key: %v", err)
+	}
+}

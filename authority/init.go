@@ -20,7 +20,8 @@ type InitParams struct {
 	KeyType  pki.KeyType // the CA's own key
 	Days     int         // the CA's validity; 0 means DefaultCADays
 	PathLen  int         // intermediates allowed below the CA; -1 for no limit
-	// Passphrase, when set, encrypts cluster.key with it.
+	// Passphrase, when set, encrypts cluster.key with it; it must have
+	// MinPassphrase characters at least.
 	Passphrase []byte
 }
 
@@ -41,6 +42,9 @@ func Init(dir string, p InitParams, o Options) (*Authority, error) {
 	}
 	if p.Days < 1 || p.Days > 36500 {
 		return nil, fmt.Errorf("--days %d: a CA's validity is 1 to 36500 days", p.Days)
+	}
+	if p.Passphrase != nil && len(p.Passphrase) < MinPassphrase {
+		return nil, fmt.Errorf("the passphrase is shorter than %d characters; the CA key deserves a long one", MinPassphrase)
 	}
 	if p.PathLen < -1 {
 		return nil, fmt.Errorf("--path-len %d: use 0 or more, or -1 for no limit", p.PathLen)

@@ -523,3 +523,36 @@ func SortedAccounts(nodes []Node) []string {
 	sort.Strings(a)
 	return a
 }
+
+// AuthorizedKeysFiles is what `sshd-config --authorized-keys` prints: for
+// each pulling node, its account's authorized_keys file (a comment naming
+// the file, then the line), and the CA account's file with one forced
+// `ca sign` line per node in CSR mode.
+func AuthorizedKeysFiles(nodes []Node, o SSHDOptions) (string, error) {
+	var b strings.Builder
+	var csr []Node
+	for _, n := range nodes {
+		if n.SendsCSR() {
+			csr = append(csr, n)
+		}
+		if !n.Pulls() {
+			continue
+		}
+		line, err := AuthorizedKeysLine(n)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(&b, "# %s (root:root 0644)\n%s\n", filepath.Join(o.KeysDir, n.Account), line)
+	}
+	if len(csr) > 0 {
+		fmt.Fprintf(&b, "# %s (root:root 0644): the CA account; one line per node in CSR mode\n", filepath.Join(o.KeysDir, o.CAAccount))
+		for _, n := range csr {
+			line, err := SignKeysLine(n, o)
+			if err != nil {
+				return "", err
+			}
+			fmt.Fprintln(&b, line)
+		}
+	}
+	return b.String(), nil
+}

@@ -204,7 +204,7 @@ func noArgs(e *env, c *command, rest []string) (int, bool) {
 	return 0, true
 }
 
-func day(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 MST") }
+func day(t time.Time) string { return rotate.Stamp(t) }
 
 // ---------------------------------------------------------------- ca init
 
@@ -294,9 +294,6 @@ func runCAInit(_ context.Context, e *env, args []string) int {
 		}
 		if err != nil {
 			return failure(e, c, err)
-		}
-		if len(pass) < 8 {
-			return failure(e, c, errors.New("the passphrase is shorter than 8 characters; the CA key deserves a long one"))
 		}
 	}
 	a, err := authority.Init(f.dir, authority.InitParams{Settings: s, KeyType: kt, Days: *days, PathLen: *pathLen, Passphrase: pass}, f.options(e, false))
@@ -447,12 +444,10 @@ func runCAIssue(ctx context.Context, e *env, args []string) int {
 			}
 			ids = []string{id}
 		}
-		seen := map[string]bool{}
+		if err := authority.DuplicateID(ids); err != nil {
+			return usageError(e, c, "%v", err)
+		}
 		for _, id := range ids {
-			if seen[id] {
-				return usageError(e, c, "id %q is given twice", id)
-			}
-			seen[id] = true
 			r, err := authority.NodeRequest(id, names, kt)
 			if err != nil {
 				return usageError(e, c, "%v", err)

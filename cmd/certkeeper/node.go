@@ -149,7 +149,7 @@ func runVerify(_ context.Context, e *env, args []string) int {
 	w := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 	if cand.Leaf != nil {
 		i := pki.Describe(b.Leaf)
-		fmt.Fprintf(w, "  leaf\t%s\t%s; %s; expires %s (in %s)\n", cand.Leaf.File, i.Subject, orDash(i.SANs()), i.NotAfter.Format(time.DateTime+" MST"), rotate.Age(time.Until(i.NotAfter)))
+		fmt.Fprintf(w, "  leaf\t%s\t%s; %s; expires %s (in %s)\n", cand.Leaf.File, i.Subject, orDash(i.SANs()), rotate.Stamp(i.NotAfter), rotate.Age(time.Until(i.NotAfter)))
 		for _, x := range cand.Intermediates {
 			fmt.Fprintf(w, "  intermediate\t%s\t%s\n", x.File, pki.Name(x.Cert.Subject.String()))
 		}
@@ -368,7 +368,7 @@ func runRollback(ctx context.Context, e *env, args []string) int {
 	if err != nil {
 		return failure(e, c, err)
 	}
-	fmt.Fprintf(e.stdout, "%s: rolled back from %s to %s (installed %s)\n", b.Name, r.From.Name, r.To.Name, r.To.Installed.Format(time.DateTime+" MST"))
+	fmt.Fprintf(e.stdout, "%s: rolled back from %s to %s (installed %s)\n", b.Name, r.From.Name, r.To.Name, rotate.Stamp(r.To.Installed))
 	if r.Refused {
 		fmt.Fprintf(e.stdout, "%s: the certificate rolled away from is refused from the admin host from now on; a newer one is taken as usual\n", b.Name)
 	}
@@ -438,7 +438,7 @@ func printStatus(w io.Writer, r agent.Report) {
 	fmt.Fprintf(w, "bundle %s (%s) in %s: %s: %s\n", st.Name, st.Layout, st.Dir, st.Health, st.HealthText)
 	t := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	if st.Generation != "" {
-		fmt.Fprintf(t, "  generation\t%s, installed %s", st.Generation, st.Installed.Format(time.DateTime+" MST"))
+		fmt.Fprintf(t, "  generation\t%s, installed %s", st.Generation, rotate.Stamp(st.Installed))
 		if st.Source != "" {
 			fmt.Fprintf(t, " (%s)", st.Source)
 		}
@@ -452,7 +452,7 @@ func printStatus(w io.Writer, r agent.Report) {
 		fmt.Fprintf(t, "  SANs\t%s\n", orDash(l.SANs()))
 		fmt.Fprintf(t, "  issuer\t%s\n", l.Issuer)
 		fmt.Fprintf(t, "  serial\t%s\n", l.Serial)
-		fmt.Fprintf(t, "  validity\t%s to %s (%s)\n", l.NotBefore.Format(time.DateTime), l.NotAfter.Format(time.DateTime+" MST"), leftText(st.TimeLeft))
+		fmt.Fprintf(t, "  validity\t%s to %s (%s)\n", rotate.Stamp(l.NotBefore), rotate.Stamp(l.NotAfter), leftText(st.TimeLeft))
 		match := "matches the certificate"
 		if !st.KeyMatch {
 			match = "DOES NOT MATCH the certificate"
@@ -460,7 +460,7 @@ func printStatus(w io.Writer, r agent.Report) {
 		fmt.Fprintf(t, "  key\t%s, %s\n", l.Key, match)
 		fmt.Fprintf(t, "  chain\t%s\n", st.Chain)
 		if !st.RenewAt.IsZero() {
-			fmt.Fprintf(t, "  next renewal\t%s\n", st.RenewAt.UTC().Format(time.DateTime+" MST"))
+			fmt.Fprintf(t, "  next renewal\t%s\n", rotate.Stamp(st.RenewAt))
 		}
 	}
 	for _, ca := range st.CA {
@@ -493,9 +493,9 @@ func printAgent(w io.Writer, a *agent.AgentView) {
 	t := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	switch {
 	case a.Running:
-		fmt.Fprintf(t, "  agent	running (pid %d) since %s\n", a.PID, a.Started.Format(time.DateTime+" MST"))
+		fmt.Fprintf(t, "  agent	running (pid %d) since %s\n", a.PID, rotate.Stamp(a.Started))
 	case !a.Stopped.IsZero():
-		fmt.Fprintf(t, "  agent	stopped at %s (state as it left it)\n", a.Stopped.Format(time.DateTime+" MST"))
+		fmt.Fprintf(t, "  agent	stopped at %s (state as it left it)\n", rotate.Stamp(a.Stopped))
 	default:
 		fmt.Fprintf(t, "  agent	NOT RUNNING: pid %d is gone without a clean stop\n", a.PID)
 	}
@@ -503,7 +503,7 @@ func printAgent(w io.Writer, a *agent.AgentView) {
 		if e == nil {
 			return
 		}
-		fmt.Fprintf(t, "  %s\t%s at %s", label, e.Result, e.Time.Format(time.DateTime+" MST"))
+		fmt.Fprintf(t, "  %s\t%s at %s", label, e.Result, rotate.Stamp(e.Time))
 		if e.Detail != "" {
 			fmt.Fprintf(t, ": %s", e.Detail)
 		}
@@ -516,14 +516,14 @@ func printAgent(w io.Writer, a *agent.AgentView) {
 	ev("last repair", a.LastRepair)
 	ev("last error", a.LastError)
 	if a.RenewalDue {
-		fmt.Fprintf(t, "  renewal\tDUE since %s", a.RenewAt.Format(time.DateTime+" MST"))
+		fmt.Fprintf(t, "  renewal\tDUE since %s", rotate.Stamp(a.RenewAt))
 		if s := a.Source; s != nil && s.NothingNewer > 0 {
 			fmt.Fprintf(t, "; source has nothing newer (%d fetches)", s.NothingNewer)
 		}
 		fmt.Fprintln(t)
 	}
 	if a.ExpiryCritical {
-		fmt.Fprintf(t, "  expiry\tCRITICAL: expires %s and has not been renewed\n", a.NotAfter.Format(time.DateTime+" MST"))
+		fmt.Fprintf(t, "  expiry\tCRITICAL: expires %s and has not been renewed\n", rotate.Stamp(a.NotAfter))
 	}
 	if a.RenewalError != "" {
 		fmt.Fprintf(t, "  renewal\t%s\n", a.RenewalError)
@@ -534,7 +534,7 @@ func printAgent(w io.Writer, a *agent.AgentView) {
 	if s := a.Source; s != nil {
 		next := "none planned (outside the renewal window)"
 		if !s.NextTry.IsZero() {
-			next = s.NextTry.Format(time.DateTime + " MST")
+			next = rotate.Stamp(s.NextTry)
 		}
 		fmt.Fprintf(t, "  source\tnext try %s", next)
 		if s.Failures > 0 {

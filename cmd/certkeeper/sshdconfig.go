@@ -123,30 +123,11 @@ func runSSHDConfig(_ context.Context, e *env, args []string) int {
 	o := distribute.SSHDOptions{ChrootDir: *chroot, KeysDir: *keys, CAAccount: *caAccount, CADir: dir, Certkeeper: *bin}
 	switch {
 	case *authKeys:
-		var csr []distribute.Node
-		for _, n := range nodes {
-			if n.SendsCSR() {
-				csr = append(csr, n)
-			}
-			if !n.Pulls() {
-				continue
-			}
-			line, err := distribute.AuthorizedKeysLine(n)
-			if err != nil {
-				return failure(e, c, err)
-			}
-			fmt.Fprintf(e.stdout, "# %s (root:root 0644)\n%s\n", filepath.Join(*keys, n.Account), line)
+		text, err := distribute.AuthorizedKeysFiles(nodes, o)
+		if err != nil {
+			return failure(e, c, err)
 		}
-		if len(csr) > 0 {
-			fmt.Fprintf(e.stdout, "# %s (root:root 0644): the CA account; one line per node in CSR mode\n", filepath.Join(*keys, *caAccount))
-			for _, n := range csr {
-				line, err := distribute.SignKeysLine(n, o)
-				if err != nil {
-					return failure(e, c, err)
-				}
-				fmt.Fprintln(e.stdout, line)
-			}
-		}
+		fmt.Fprint(e.stdout, text)
 	case *sync:
 		res, err := distribute.SyncChroots(nodes, dir, o)
 		for _, r := range res {
