@@ -10,7 +10,7 @@ import (
 )
 
 var agentCmd = &command{name: "agent", summary: "the node daemon: watch, repair, take the inbox, schedule renewal, reload",
-	usage: `Usage: certkeeper agent --config FILE
+	usage: `Usage: certkeeper agent [--config FILE]
 
 Runs in the foreground (what the service runs) and looks after every bundle
 of the config:
@@ -41,7 +41,7 @@ every bundle, RELOADING=1 and READY=1 around a SIGHUP, STOPPING=1 when it
 stops, and WATCHDOG=1 at half of WatchdogSec while every bundle loop is alive.
 
 Examples:
-  certkeeper agent --config /etc/certkeeper/certkeeper.toml
+  certkeeper agent
   certkeeper agent --config ./certkeeper.toml --log-level debug
 `}
 

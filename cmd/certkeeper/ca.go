@@ -28,7 +28,7 @@ import (
 // Everything here is flags and output; package authority does the work.
 
 var caCmd = &command{name: "ca", summary: "the cluster CA on the admin host: init, issue, list, revoke, crl, renew, sign",
-	usage: `Usage: certkeeper ca SUBCOMMAND --dir DIR [flags] [arguments]
+	usage: `Usage: certkeeper ca SUBCOMMAND [--dir DIR] [flags] [arguments]
 
 The cluster CA, kept in one directory on the admin host: the CA key and
 certificate, a database of every certificate issued (bbolt, safe against
@@ -45,12 +45,12 @@ Subcommands:
   sign     sign a node's CSR from stdin (an SSH forced command)
 
 Examples:
-  certkeeper ca init  --dir /var/lib/certkeeper/ca --name mycluster
-  certkeeper ca issue --dir /var/lib/certkeeper/ca node 8eab4b8d-c0a2-4ce2-80aa-0709277a9a7a --ip 10.0.0.5
-  certkeeper ca issue --dir /var/lib/certkeeper/ca node --from-file nodes.txt
-  certkeeper ca issue --dir /var/lib/certkeeper/ca control control.example.com
-  certkeeper ca list  --dir /var/lib/certkeeper/ca
-  certkeeper ca renew --dir /var/lib/certkeeper/ca --within 40%
+  certkeeper ca init  --name mycluster
+  certkeeper ca issue node 8eab4b8d-c0a2-4ce2-80aa-0709277a9a7a --ip 10.0.0.5
+  certkeeper ca issue node --from-file nodes.txt
+  certkeeper ca issue control control.example.com
+  certkeeper ca list
+  certkeeper ca renew --within 40%
 
 Run ` + "`certkeeper ca SUBCOMMAND --help`" + ` for each one's flags and examples;
 docs/ca.md has the whole story.
@@ -209,7 +209,7 @@ func day(t time.Time) string { return rotate.Stamp(t) }
 // ---------------------------------------------------------------- ca init
 
 var caInitCmd = &command{name: "ca init", summary: "create a cluster CA",
-	usage: `Usage: certkeeper ca init --dir DIR --name CLUSTER [--key-type T] [--days N] [--encrypt]
+	usage: `Usage: certkeeper ca init [--dir DIR] --name CLUSTER [--key-type T] [--days N] [--encrypt]
 
 Creates DIR (mode 0700) with a new cluster CA: cluster.key (mode 0600) and a
 self-signed cluster.crt (CA:TRUE, path length 0, key usage certSign and
@@ -235,8 +235,8 @@ passphrase, PKCS#8 with PBKDF2 and AES-256, which openssl reads too).
   --passphrase-file FILE  a file (mode 0600) whose first line is the passphrase
 
 Examples:
-  certkeeper ca init --dir /var/lib/certkeeper/ca --name mycluster
-  certkeeper ca init --dir /var/lib/certkeeper/ca --name reign --key-type rsa-4096 --encrypt
+  certkeeper ca init --name mycluster
+  certkeeper ca init --name reign --key-type rsa-4096 --encrypt
 `}
 
 func init() { caInitCmd.run = runCAInit }
@@ -319,7 +319,7 @@ func runCAInit(_ context.Context, e *env, args []string) int {
 // ---------------------------------------------------------------- ca issue
 
 var caIssueCmd = &command{name: "ca issue", summary: "issue node or control-service certificates",
-	usage: `Usage: certkeeper ca issue --dir DIR node [ID...] [--dns NAME]... [--ip ADDR]... [--days N] [--key-type T]
+	usage: `Usage: certkeeper ca issue [--dir DIR] node [ID...] [--dns NAME]... [--ip ADDR]... [--days N] [--key-type T] [--json]
        certkeeper ca issue --dir DIR node --from-file FILE
        certkeeper ca issue --dir DIR control HOSTNAME [--dns NAME]... [--ip ADDR]...
 
@@ -354,11 +354,11 @@ of the previous certificate are kept.
   --passphrase-file FILE   for an encrypted cluster.key
 
 Examples:
-  certkeeper ca issue --dir /var/lib/certkeeper/ca node
-  certkeeper ca issue --dir /var/lib/certkeeper/ca node 8eab4b8d-c0a2-4ce2-80aa-0709277a9a7a --ip 10.0.0.5 --dns node1.example.com
-  certkeeper ca issue --dir /var/lib/certkeeper/ca node 1 2 3 --key-type rsa-4096 --days 365
-  certkeeper ca issue --dir /var/lib/certkeeper/ca node --from-file nodes.txt --skip-existing
-  certkeeper ca issue --dir /var/lib/certkeeper/ca control control.example.com --ip 10.0.0.1
+  certkeeper ca issue node
+  certkeeper ca issue node 8eab4b8d-c0a2-4ce2-80aa-0709277a9a7a --ip 10.0.0.5 --dns node1.example.com
+  certkeeper ca issue node 1 2 3 --key-type rsa-4096 --days 365
+  certkeeper ca issue node --from-file nodes.txt --skip-existing
+  certkeeper ca issue control control.example.com --ip 10.0.0.1
 
 A --from-file list:
   # id                                  names
@@ -536,7 +536,7 @@ func readNodeList(e *env, path string) ([]authority.ListEntry, error) {
 // ---------------------------------------------------------------- ca list
 
 var caListCmd = &command{name: "ca list", summary: "list certificates, soonest expiry first",
-	usage: `Usage: certkeeper ca list --dir DIR [--all] [--json]
+	usage: `Usage: certkeeper ca list [--dir DIR] [--all] [--json]
 
 Shows every node's current certificate, soonest expiry first: id, kind,
 status (valid, expired, revoked), expiry and time left, key type, how it
@@ -545,8 +545,8 @@ every older certificate too (status superseded once a newer one exists).
 Needs no CA key and only a shared lock.
 
 Examples:
-  certkeeper ca list --dir /var/lib/certkeeper/ca
-  certkeeper ca list --dir /var/lib/certkeeper/ca --json | jq -r '.[] | select(.seconds_left < 30*86400) | .id'
+  certkeeper ca list
+  certkeeper ca list --json | jq -r '.[] | select(.seconds_left < 30*86400) | .id'
 `}
 
 func init() { caListCmd.run = runCAList }
@@ -609,7 +609,7 @@ func runCAList(_ context.Context, e *env, args []string) int {
 // ---------------------------------------------------------------- ca revoke
 
 var caRevokeCmd = &command{name: "ca revoke", summary: "revoke a node or a certificate, then write the CRL",
-	usage: `Usage: certkeeper ca revoke --dir DIR ID|SERIAL [--reason R] [--no-crl]
+	usage: `Usage: certkeeper ca revoke [--dir DIR] ID|SERIAL [--reason R] [--no-crl]
 
 By id, revokes every unexpired certificate of that node and retires the
 node: ca renew and ca sign leave it alone until ` + "`ca issue --force`" + ` takes it
@@ -625,8 +625,8 @@ Revoking what is already revoked changes nothing.
   --passphrase-file FILE   for an encrypted cluster.key (to sign the CRL)
 
 Examples:
-  certkeeper ca revoke --dir /var/lib/certkeeper/ca 8eab4b8d-c0a2-4ce2-80aa-0709277a9a7a --reason keyCompromise
-  certkeeper ca revoke --dir /var/lib/certkeeper/ca 5F:0B:3C:…:9A
+  certkeeper ca revoke 8eab4b8d-c0a2-4ce2-80aa-0709277a9a7a --reason keyCompromise
+  certkeeper ca revoke 5F:0B:3C:…:9A
 `}
 
 func init() { caRevokeCmd.run = runCARevoke }
@@ -693,7 +693,7 @@ func runCARevoke(_ context.Context, e *env, args []string) int {
 // ---------------------------------------------------------------- ca crl
 
 var caCRLCmd = &command{name: "ca crl", summary: "write the signed certificate revocation list",
-	usage: `Usage: certkeeper ca crl --dir DIR [--days N]
+	usage: `Usage: certkeeper ca crl [--dir DIR] [--days N]
 
 Signs a CRL of every revoked certificate that has not expired, numbered one
 more than the last, and writes it to DIR/cluster.crl (PEM), as reign keeps
@@ -704,7 +704,7 @@ passed its next update: ca renew refreshes it, and ca revoke writes it.
   --passphrase-file FILE   for an encrypted cluster.key
 
 Examples:
-  certkeeper ca crl --dir /var/lib/certkeeper/ca
+  certkeeper ca crl
   openssl verify -crl_check -CRLfile /var/lib/certkeeper/ca/cluster.crl -CAfile /var/lib/certkeeper/ca/cluster.crt node.crt
 `}
 
@@ -745,7 +745,7 @@ func printCRL(e *env, info *authority.CRLInfo) {
 // ---------------------------------------------------------------- ca renew
 
 var caRenewCmd = &command{name: "ca renew", summary: "re-issue every certificate that expires within a window",
-	usage: `Usage: certkeeper ca renew --dir DIR --within DURATION|PERCENT [--key keep|rotate] [--days N] [--dry-run]
+	usage: `Usage: certkeeper ca renew [--dir DIR] --within DURATION|PERCENT [--key keep|rotate] [--days N] [--dry-run]
 
 Re-issues every node's current certificate that expires within DURATION,
 or that has at most PERCENT of its lifetime left (or has expired), into its
@@ -769,9 +769,9 @@ first for any lifetime of 3 days or more. docs/renewal.md has the rule.
   --passphrase-file FILE   for an encrypted cluster.key
 
 Examples:
-  certkeeper ca renew --dir /var/lib/certkeeper/ca --within 40%
-  certkeeper ca renew --dir /var/lib/certkeeper/ca --within 30d
-  certkeeper ca renew --dir /var/lib/certkeeper/ca --within 720h --key keep --dry-run
+  certkeeper ca renew --within 40%
+  certkeeper ca renew --within 30d
+  certkeeper ca renew --within 720h --key keep --dry-run
 `}
 
 func init() { caRenewCmd.run = runCARenew }
@@ -849,7 +849,7 @@ func runCARenew(ctx context.Context, e *env, args []string) int {
 // ---------------------------------------------------------------- ca sign
 
 var caSignCmd = &command{name: "ca sign", summary: "sign a node's CSR from stdin; the chain goes to stdout",
-	usage: `Usage: certkeeper ca sign --dir DIR --node ID [--dns NAME]... [--ip ADDR]... [--days N] [--passphrase-file FILE]
+	usage: `Usage: certkeeper ca sign [--dir DIR] --node ID [--dns NAME]... [--ip ADDR]... [--days N] [--passphrase-file FILE]
 
 Reads one certificate signing request (PEM or DER, at most 64 KiB) on
 standard input and writes the signed certificate, followed by any

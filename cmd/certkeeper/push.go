@@ -15,7 +15,7 @@ import (
 )
 
 var pushCmd = &command{name: "push", summary: "send each node its bundle over SSH/SFTP, many nodes at once",
-	usage: `Usage: certkeeper push --inventory FILE --ca-dir DIR [--concurrency N] [--only ID,...] [--install] [--dry-run]
+	usage: `Usage: certkeeper push --inventory FILE [--ca-dir DIR] [--concurrency N] [--only ID,...] [--install] [--dry-run] [--json]
 
 For every node of the inventory, opens one SSH connection (host key checked
 against known_hosts; no option turns that off) and uploads the node's
@@ -44,9 +44,9 @@ A target managed by an agent (it has ..data) is refused with --install.
 Exit 0 when every node succeeded, 1 when any failed, 2 on usage errors.
 
 Examples:
-  certkeeper push --inventory nodes.toml --ca-dir /var/lib/certkeeper/ca
-  certkeeper push --inventory nodes.toml --ca-dir /var/lib/certkeeper/ca --only 8eab4b8d-c0a2-4ce2-80aa-0709277a9a7a
-  certkeeper push --inventory nodes.toml --ca-dir /var/lib/certkeeper/ca --install --dry-run
+  certkeeper push --inventory nodes.toml
+  certkeeper push --inventory nodes.toml --only 8eab4b8d-c0a2-4ce2-80aa-0709277a9a7a
+  certkeeper push --inventory nodes.toml --install --dry-run
 `}
 
 func init() {

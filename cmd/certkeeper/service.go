@@ -39,8 +39,8 @@ status exits 0 when the agent runs, 3 when it is stopped or not installed.
   --dry-run       with install: print, change nothing
 
 Examples:
-  certkeeper service install --config /etc/certkeeper/certkeeper.toml
-  certkeeper service install --dry-run --config /etc/certkeeper/certkeeper.toml
+  certkeeper service install
+  certkeeper service install --dry-run
   certkeeper service start
   certkeeper service status
   certkeeper service install --config C:\ProgramData\certkeeper\certkeeper.toml

@@ -60,8 +60,8 @@ Create the accounts first, once (the fragment shows the command for each):
 Examples:
   certkeeper sshd-config --inventory nodes.toml > /etc/ssh/sshd_config.d/certkeeper.conf
   certkeeper sshd-config --inventory nodes.toml --authorized-keys
-  certkeeper sshd-config --inventory nodes.toml --sync --ca-dir /var/lib/certkeeper/ca
-  certkeeper sshd-config --inventory nodes.toml --authorized-keys --ca-dir /var/lib/certkeeper/ca
+  certkeeper sshd-config --inventory nodes.toml --sync
+  certkeeper sshd-config --inventory nodes.toml --authorized-keys
 `}
 
 func init() {
