@@ -135,7 +135,8 @@ func run(ctx context.Context, e *env, args []string) int {
 // newRoot builds the cobra command tree from the command table. The
 // commands parse their own flags (parse, below); cobra dispatches, suggests
 // mistyped commands, answers help, and generates completion and man pages.
-// complete makes cobra parse the flags itself, as completion needs.
+// complete makes cobra know and parse the flags itself, as completion and
+// the man pages need.
 func newRoot(ctx context.Context, e *env, complete bool) *cobra.Command {
 	root := &cobra.Command{
 		Use:                        "certkeeper",
@@ -175,8 +176,12 @@ func newRoot(ctx context.Context, e *env, complete bool) *cobra.Command {
 				return nil
 			},
 		}
-		if pf := describeFlags(ctx, c); pf != nil {
-			cc.Flags().AddFlagSet(pf)
+		// Only completion and gendocs need cobra to know the flags; the
+		// commands parse their own.
+		if complete {
+			if pf := describeFlags(ctx, c); pf != nil {
+				cc.Flags().AddFlagSet(pf)
+			}
 		}
 		leaves[cc] = c
 		return cc
