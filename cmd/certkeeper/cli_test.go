@@ -343,7 +343,7 @@ func TestStatusAndCheck(t *testing.T) {
 }
 
 func TestUsageErrorsExit2(t *testing.T) {
-	for _, args := range [][]string{{}, {"frobnicate"}, {"install"}, {"install", "--config"}, {"verify"}, {"rollback", "--config", "x"}, {"status", "--nope"}} {
+	for _, args := range [][]string{{}, {"frobnicate"}, {"install"}, {"install", "--config"}, {"verify"}, {"rollback", "--config", "x", "extra"}, {"status", "--nope"}} {
 		if r := certkeeper(t, args...); r.code != 2 {
 			t.Errorf("certkeeper %v: exit %d, want 2\n%s", args, r.code, r.stderr)
 		}
