@@ -496,6 +496,43 @@ func levenshtein(a, b string) int {
 	return d[len(a)][len(b)]
 }
 
+// usagef is a usage mistake: the command prints it with a pointer to its
+// --help and exits 2.
+func usagef(format string, args ...any) error {
+	return &errUsage{msg: fmt.Sprintf(format, args...)}
+}
+
+// parseE is parse for commands that return errors.
+func parseE(e *env, fs *flag.FlagSet, args []string) ([]string, error) {
+	rest, code, ok := parse(e, fs, args)
+	if !ok {
+		return nil, exitError(code)
+	}
+	return rest, nil
+}
+
+// withErrors adapts a command that returns an error to the command table:
+// nil is exit 0; a usage error (usagef) is printed with the command's name
+// and a pointer to --help, exit 2; an exitError is its code, said already;
+// any other error is printed as "certkeeper NAME: error", exit 1.
+func withErrors(c *command, f func(context.Context, *env, []string) error) func(context.Context, *env, []string) int {
+	return func(ctx context.Context, e *env, args []string) int {
+		err := f(ctx, e, args)
+		var code exitError
+		var u *errUsage
+		switch {
+		case err == nil:
+			return exitOK
+		case errors.As(err, &code):
+			return int(code)
+		case errors.As(err, &u):
+			printUsageError(e, c.name, u.msg)
+			return exitUsage
+		}
+		return failure(e, c, err)
+	}
+}
+
 // usageError reports a usage mistake and returns exit code 2.
 func usageError(e *env, c *command, format string, args ...any) int {
 	printUsageError(e, c.name, fmt.Sprintf(format, args...))
