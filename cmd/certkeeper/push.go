@@ -50,11 +50,11 @@ Examples:
 `}
 
 func init() {
-	pushCmd.run = runPush
+	pushCmd.run = withErrors(pushCmd, runPush)
 	register(pushCmd)
 }
 
-func runPush(ctx context.Context, e *env, args []string) int {
+func runPush(ctx context.Context, e *env, args []string) error {
 	c := pushCmd
 	fs := flags(e, c)
 	invPath := fs.String("inventory", "", "inventory TOML file")
@@ -64,26 +64,26 @@ func runPush(ctx context.Context, e *env, args []string) int {
 	install := fs.Bool("install", false, "write canonical names and modes into target (no agent on the node)")
 	dryRun := fs.Bool("dry-run", false, "connect and check; write nothing")
 	asJSON := fs.Bool("json", false, "print one JSON report at the end, no progress (docs/json.md)")
-	rest, code, ok := parse(e, fs, args)
-	if !ok {
-		return code
+	rest, err := parseE(e, fs, args)
+	if err != nil {
+		return err
 	}
 	if len(rest) > 0 {
-		return usageError(e, c, "unexpected arguments: %s", strings.Join(rest, " "))
+		return usagef("unexpected arguments: %s", strings.Join(rest, " "))
 	}
 	if *invPath == "" || *caDir == "" {
-		return usageError(e, c, "--inventory FILE and --ca-dir DIR are required")
+		return usagef("--inventory FILE and --ca-dir DIR are required")
 	}
 	if *concurrency < 1 || *concurrency > 1024 {
-		return usageError(e, c, "--concurrency must be between 1 and 1024")
+		return usagef("--concurrency must be between 1 and 1024")
 	}
-	_, nodes, code, ok := loadInventory(e, c, *invPath, *only)
-	if !ok {
-		return code
+	_, nodes, err := loadInventory(*invPath, *only)
+	if err != nil {
+		return err
 	}
 	dir, err := distribute.ExpandHome(*caDir)
 	if err != nil {
-		return usageError(e, c, "%v", err)
+		return usagef("%v", err)
 	}
 	p := newProgress(e.stdout, e.stderr, len(nodes))
 	done := p.done
@@ -98,9 +98,9 @@ func runPush(ctx context.Context, e *env, args []string) int {
 		rep := pushReport(results, *dryRun, time.Since(start))
 		writeJSON(e, rep)
 		if rep.Failed > 0 {
-			return exitFailure
+			return exitError(exitFailure)
 		}
-		return exitOK
+		return nil
 	}
 	p.finish()
 	// What worked on stdout; what failed, and the summary of a run that
@@ -116,9 +116,9 @@ func runPush(ctx context.Context, e *env, args []string) int {
 	}
 	fmt.Fprintf(summary, "%d node(s) %s in %s: %d ok, %d failed\n", len(results), verb, time.Since(start).Round(time.Millisecond), len(results)-failed, failed)
 	if failed > 0 {
-		return exitFailure
+		return exitError(exitFailure)
 	}
-	return exitOK
+	return nil
 }
 
 // progress shows a bar on a terminal and one line per node otherwise.
@@ -236,10 +236,10 @@ func pushReport(results []distribute.NodeResult, dryRun bool, took time.Duration
 
 // loadInventory reads the inventory and picks the nodes named in only, a
 // comma-separated list of ids (all of them when empty).
-func loadInventory(e *env, c *command, path, only string) (*distribute.Inventory, []distribute.Node, int, bool) {
+func loadInventory(path, only string) (*distribute.Inventory, []distribute.Node, error) {
 	inv, err := distribute.LoadInventory(path)
 	if err != nil {
-		return nil, nil, failure(e, c, err), false
+		return nil, nil, err
 	}
 	var ids []string
 	for _, id := range strings.Split(only, ",") {
@@ -249,7 +249,7 @@ func loadInventory(e *env, c *command, path, only string) (*distribute.Inventory
 	}
 	nodes, err := inv.Select(ids)
 	if err != nil {
-		return nil, nil, usageError(e, c, "%v", err), false
+		return nil, nil, usagef("%v", err)
 	}
-	return inv, nodes, 0, true
+	return inv, nodes, nil
 }

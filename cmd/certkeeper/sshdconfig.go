@@ -65,11 +65,11 @@ Examples:
 `}
 
 func init() {
-	sshdConfigCmd.run = runSSHDConfig
+	sshdConfigCmd.run = withErrors(sshdConfigCmd, runSSHDConfig)
 	register(sshdConfigCmd)
 }
 
-func runSSHDConfig(_ context.Context, e *env, args []string) int {
+func runSSHDConfig(_ context.Context, e *env, args []string) error {
 	c := sshdConfigCmd
 	fs := flags(e, c)
 	invPath := fs.String("inventory", "", "inventory TOML file")
@@ -81,33 +81,33 @@ func runSSHDConfig(_ context.Context, e *env, args []string) int {
 	caAccount := fs.String("ca-account", distribute.DefaultCAAccount, "the CA's account, which CSR nodes log in to")
 	bin := fs.String("certkeeper", distribute.DefaultCertkeeper, "the certkeeper binary the forced command runs")
 	only := fs.String("only", "", "comma-separated node ids")
-	rest, code, ok := parse(e, fs, args)
-	if !ok {
-		return code
+	rest, err := parseE(e, fs, args)
+	if err != nil {
+		return err
 	}
 	if len(rest) > 0 {
-		return usageError(e, c, "unexpected arguments: %s", strings.Join(rest, " "))
+		return usagef("unexpected arguments: %s", strings.Join(rest, " "))
 	}
 	if *invPath == "" {
-		return usageError(e, c, "--inventory FILE is required")
+		return usagef("--inventory FILE is required")
 	}
 	if *authKeys && *sync {
-		return usageError(e, c, "--authorized-keys and --sync do different things; give one")
+		return usagef("--authorized-keys and --sync do different things; give one")
 	}
 	if *sync && *caDir == "" {
-		return usageError(e, c, "--sync needs --ca-dir DIR, the CA directory to copy bundles from")
+		return usagef("--sync needs --ca-dir DIR, the CA directory to copy bundles from")
 	}
 	for _, d := range []string{*chroot, *keys} {
 		if !filepath.IsAbs(d) {
-			return usageError(e, c, "%q must be an absolute path", d)
+			return usagef("%q must be an absolute path", d)
 		}
 	}
-	inv, nodes, code, ok := loadInventory(e, c, *invPath, *only)
-	if !ok {
-		return code
+	inv, nodes, err := loadInventory(*invPath, *only)
+	if err != nil {
+		return err
 	}
 	if !filepath.IsAbs(*bin) {
-		return usageError(e, c, "--certkeeper %q must be an absolute path (sshd runs the forced command without a PATH you control)", *bin)
+		return usagef("--certkeeper %q must be an absolute path (sshd runs the forced command without a PATH you control)", *bin)
 	}
 	dir := ""
 	if *caDir != "" {
@@ -116,7 +116,7 @@ func runSSHDConfig(_ context.Context, e *env, args []string) int {
 			d, err = filepath.Abs(d)
 		}
 		if err != nil {
-			return usageError(e, c, "%v", err)
+			return usagef("%v", err)
 		}
 		dir = d
 	}
@@ -125,7 +125,7 @@ func runSSHDConfig(_ context.Context, e *env, args []string) int {
 	case *authKeys:
 		text, err := distribute.AuthorizedKeysFiles(nodes, o)
 		if err != nil {
-			return failure(e, c, err)
+			return err
 		}
 		fmt.Fprint(e.stdout, text)
 	case *sync:
@@ -138,11 +138,11 @@ func runSSHDConfig(_ context.Context, e *env, args []string) int {
 			fmt.Fprintf(e.stdout, "%s: %s: %s (%s); authorized_keys %s\n", r.Node.ID, o.ChrootOf(r.Node), strings.Join(r.Files, ", "), state, filepath.Join(*keys, r.Node.Account))
 		}
 		if err != nil {
-			return failure(e, c, err)
+			return err
 		}
 		path, n, changed, err := distribute.SyncSignKeys(inv.Nodes, o)
 		if err != nil {
-			return failure(e, c, err)
+			return err
 		}
 		if path != "" {
 			state := "unchanged"
@@ -156,10 +156,10 @@ func runSSHDConfig(_ context.Context, e *env, args []string) int {
 			fmt.Fprintf(e.stderr, "certkeeper %s: warning: %s: no node of the inventory pulls through it (a node removed, or switched to csr mode); its key may still log in and read its old bundle. Remove it: %s\n", c.name, s.Path, s.Remove)
 		}
 		if err != nil {
-			return failure(e, c, err)
+			return err
 		}
 	default:
 		fmt.Fprint(e.stdout, distribute.SSHDConfig(nodes, o))
 	}
-	return exitOK
+	return nil
 }

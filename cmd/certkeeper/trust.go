@@ -45,11 +45,11 @@ Examples:
 `}
 
 func init() {
-	trustCmd.run = runTrust
+	trustCmd.run = withErrors(trustCmd, runTrust)
 	register(trustCmd)
 }
 
-func runTrust(ctx context.Context, e *env, args []string) int {
+func runTrust(ctx context.Context, e *env, args []string) error {
 	c := trustCmd
 	fs := flags(e, c)
 	knownHosts := fs.String("known-hosts", "", "known_hosts file to pin the key in")
@@ -58,45 +58,45 @@ func runTrust(ctx context.Context, e *env, args []string) int {
 	inventory := fs.String("inventory", "", "pin every node of this push inventory (in each node's known_hosts)")
 	only := fs.String("only", "", "with --inventory: comma-separated node ids")
 	concurrency := fs.Int("concurrency", distribute.DefaultConcurrency, "with --inventory: hosts asked at once")
-	rest, code, ok := parse(e, fs, args)
-	if !ok {
-		return code
+	rest, err := parseE(e, fs, args)
+	if err != nil {
+		return err
 	}
 	if *inventory != "" {
 		if len(rest) > 0 || *knownHosts != "" {
-			return usageError(e, c, "--inventory takes no HOST and no --known-hosts (each node's known_hosts is the inventory's)")
+			return usagef("--inventory takes no HOST and no --known-hosts (each node's known_hosts is the inventory's)")
 		}
 		if *concurrency < 1 || *concurrency > 1024 {
-			return usageError(e, c, "--concurrency must be between 1 and 1024")
+			return usagef("--concurrency must be between 1 and 1024")
 		}
-		return trustInventory(ctx, e, c, *inventory, *only, *concurrency, *timeout, *yes)
+		return trustInventory(ctx, e, *inventory, *only, *concurrency, *timeout, *yes)
 	}
 	if len(rest) != 1 {
-		return usageError(e, c, "give exactly one HOST[:PORT]")
+		return usagef("give exactly one HOST[:PORT]")
 	}
 	if *knownHosts == "" {
-		return usageError(e, c, "--known-hosts FILE is required")
+		return usagef("--known-hosts FILE is required")
 	}
 	path, err := distribute.ExpandHome(*knownHosts)
 	if err != nil {
-		return failure(e, c, err)
+		return err
 	}
 	hp, key, err := distribute.FetchHostKey(ctx, rest[0], 22, path, *timeout)
 	if err != nil {
-		return failure(e, c, err)
+		return err
 	}
 	fp := ssh.FingerprintSHA256(key)
 	fmt.Fprintf(e.stdout, "%s presents a %s host key\n  fingerprint %s\n", hp, key.Type(), fp)
 	state, pinned, err := distribute.CheckPin(path, hp, key)
 	if err != nil {
-		return failure(e, c, err)
+		return err
 	}
 	switch state {
 	case distribute.Pinned:
 		fmt.Fprintf(e.stdout, "already pinned in %s; nothing to do\n", path)
-		return exitOK
+		return nil
 	case distribute.Changed:
-		return failure(e, c, &distribute.HostKeyChangedError{Host: hp, Offered: key, Pinned: pinned})
+		return &distribute.HostKeyChangedError{Host: hp, Offered: key, Pinned: pinned}
 	}
 	if !*yes {
 		fmt.Fprintf(e.stdout, "Compare it with the host's own (ssh-keygen -lf /etc/ssh/ssh_host_%s_key.pub on %s).\n", keyFileType(key), hostOnly(hp))
@@ -104,14 +104,14 @@ func runTrust(ctx context.Context, e *env, args []string) int {
 		if !confirmed(e.stdin) {
 			fmt.Fprintln(e.stdout)
 			fmt.Fprintf(e.stderr, "certkeeper trust: not pinned (only \"yes\" pins)\n")
-			return exitFailure
+			return exitError(exitFailure)
 		}
 	}
 	if err := distribute.Pin(path, hp, key); err != nil {
-		return failure(e, c, err)
+		return err
 	}
 	fmt.Fprintf(e.stdout, "pinned %s %s %s in %s\n", hp, key.Type(), fp, path)
-	return exitOK
+	return nil
 }
 
 // confirmed reads one line and accepts only "yes".
@@ -145,10 +145,10 @@ func hostOnly(hp string) string {
 
 // trustInventory is trust --inventory: one table of every node's host
 // key, then one confirmation for the new ones.
-func trustInventory(ctx context.Context, e *env, c *command, invPath, only string, concurrency int, timeout time.Duration, yes bool) int {
-	_, nodes, code, ok := loadInventory(e, c, invPath, only)
-	if !ok {
-		return code
+func trustInventory(ctx context.Context, e *env, invPath, only string, concurrency int, timeout time.Duration, yes bool) error {
+	_, nodes, err := loadInventory(invPath, only)
+	if err != nil {
+		return err
 	}
 	keys := distribute.FetchHostKeys(ctx, nodes, concurrency, timeout)
 	t := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
@@ -189,7 +189,7 @@ func trustInventory(ctx context.Context, e *env, c *command, invPath, only strin
 			if !confirmed(e.stdin) {
 				fmt.Fprintln(e.stdout)
 				fmt.Fprintf(e.stderr, "certkeeper trust: nothing pinned (only \"yes\" pins)\n")
-				return exitFailure
+				return exitError(exitFailure)
 			}
 		}
 		errs := distribute.PinNew(keys)
@@ -206,7 +206,7 @@ func trustInventory(ctx context.Context, e *env, c *command, invPath, only strin
 	fmt.Fprintf(summary, "%d host(s): %d pinned now, %d already pinned, %d changed, %d failed\n",
 		len(keys), pinnedNow, already, changed, failed)
 	if changed+failed > 0 {
-		return exitFailure
+		return exitError(exitFailure)
 	}
-	return exitOK
+	return nil
 }
