@@ -100,6 +100,9 @@ func TestCompletionAndGendocs(t *testing.T) {
 			t.Errorf("completion %s: exit %d, %d bytes", sh, r.code, len(r.stdout))
 		}
 	}
+	if r := certkeeper(t, "completion"); r.code != exitUsage || !strings.Contains(r.stderr, "give a shell") {
+		t.Errorf("completion without a shell: %+v", r)
+	}
 	dir := t.TempDir()
 	if r := certkeeper(t, "gendocs", dir); r.code != 0 {
 		t.Fatalf("gendocs: %+v", r)

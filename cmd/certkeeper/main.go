@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"regexp"
 	"sort"
 	"strings"
 	"syscall"
@@ -116,14 +117,15 @@ func run(ctx context.Context, e *env, args []string) int {
 			return exitOK
 		}
 	}
-	root := newRoot(ctx, e, strings.HasPrefix(args[0], "__complete"))
+	root := newRoot(ctx, e, strings.HasPrefix(args[0], "__complete"), args...)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	var code exitError
-	if err != nil && !errors.As(err, &code) && !ranCommand(root) {
+	var u *errUsage
+	if err != nil && !errors.As(err, &code) && !errors.As(err, &u) && !ranCommand(root) {
 		// cobra's own errors (an unknown command, a bad argument count)
 		// come before any command ran: usage mistakes.
-		msg := strings.ReplaceAll(err.Error(), " for \"certkeeper\"", "")
+		msg := cobraFor.ReplaceAllString(err.Error(), "")
 		if m, s, ok := strings.Cut(msg, "\n\nDid you mean this?\n"); ok {
 			msg = m + "\nDid you mean " + strings.Join(strings.Fields(s), " or ") + "?"
 		}
@@ -132,12 +134,15 @@ func run(ctx context.Context, e *env, args []string) int {
 	return exitCode(e, err)
 }
 
+// cobraFor is the ` for "certkeeper …"` cobra adds to its errors.
+var cobraFor = regexp.MustCompile(` for "certkeeper[^"]*"`)
+
 // newRoot builds the cobra command tree from the command table. The
 // commands parse their own flags (parse, below); cobra dispatches, suggests
 // mistyped commands, answers help, and generates completion and man pages.
 // complete makes cobra know and parse the flags itself, as completion and
 // the man pages need.
-func newRoot(ctx context.Context, e *env, complete bool) *cobra.Command {
+func newRoot(ctx context.Context, e *env, complete bool, args ...string) *cobra.Command {
 	root := &cobra.Command{
 		Use:                        "certkeeper",
 		Short:                      "keep the TLS certificates of cluster nodes in order",
@@ -199,6 +204,18 @@ func newRoot(ctx context.Context, e *env, complete bool) *cobra.Command {
 		root.AddCommand(leaf(commands[n], n))
 	}
 	root.AddCommand(gendocsCommand(e))
+	// `certkeeper completion` without a shell is a usage error, not help.
+	root.InitDefaultCompletionCmd(args...)
+	for _, cc := range root.Commands() {
+		if cc.Name() == "completion" {
+			cc.RunE = func(cmd *cobra.Command, args []string) error {
+				if len(args) > 0 {
+					return &errUsage{cmd: "completion", msg: fmt.Sprintf("unknown shell %q: give bash, zsh, fish or powershell", args[0])}
+				}
+				return &errUsage{cmd: "completion", msg: "give a shell: bash, zsh, fish or powershell"}
+			}
+		}
+	}
 	defaultHelp := root.HelpFunc()
 	root.SetHelpFunc(func(cmd *cobra.Command, args []string) {
 		switch c, ok := leaves[cmd]; {
