@@ -297,6 +297,38 @@ func TestNothingInstalledIsCritical(t *testing.T) {
 	}
 }
 
+// The package's starter config (node_id still the placeholder): nothing
+// installed is not CRITICAL in the agent's health or its metric, as check
+// says OK: nothing is configured yet.
+func TestStarterConfigIsNotCritical(t *testing.T) {
+	f := newFixture(t)
+	cfg, _ := os.ReadFile(f.config)
+	cfg = bytes.Replace(cfg, []byte(`node_id = "node-1"`), []byte(`node_id = "`+agent.StarterNodeID+`"`), 1)
+	testpki.WriteFile(t, f.root, "c.toml", bytes.Replace(cfg, []byte("state_dir"), []byte("rescan_interval = \"1s\"\nstate_dir"), 1), 0o600)
+	stop, _ := run(t, f, agent.Options{})
+	defer stop()
+	state := func() (agent.BundleState, bool) {
+		st, _ := agent.ReadState(&agent.Config{StateDir: filepath.Join(f.root, "state")})
+		if st == nil || len(st.Bundles) == 0 {
+			return agent.BundleState{}, false
+		}
+		return st.Bundles[0], true
+	}
+	eventually(t, "the agent's state", func() bool { _, ok := state(); return ok })
+	// Over a few rescans, the health stays OK.
+	for deadline := time.Now().Add(2500 * time.Millisecond); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		b, _ := state()
+		if h, text := b.Health(); h != rotate.OK {
+			t.Fatalf("the starter config's health: %s %q", h, text)
+		}
+		var buf bytes.Buffer
+		agent.WriteMetrics(&buf, time.Now(), []agent.BundleState{b}, time.Now())
+		if want := `certkeeper_bundle_health{bundle="b"} 0`; !strings.Contains(buf.String(), want) {
+			t.Fatalf("metrics lack %q:\n%s", want, buf.String())
+		}
+	}
+}
+
 // The agent's health of a bundle with nothing live.
 func TestHealthOfNothingInstalled(t *testing.T) {
 	if h, text := (agent.BundleState{NotInstalled: "nothing installed in /etc/flocker"}).Health(); h != rotate.Critical || text != "nothing installed in /etc/flocker" {

@@ -620,6 +620,11 @@ func (l *bundleLoop) plan(now time.Time) livePlan {
 		s.Generation, s.Serial, s.NotAfter, s.RenewAt, s.RenewalDue, s.RenewalError = gen.Name, "", time.Time{}, p.renew.RenewAt, p.renew.Due, ""
 		s.ExpiryCritical = p.renew.Critical
 		s.NotInstalled = notInstalled
+		if l.b.NodeID == StarterNodeID {
+			// The package's starter config: nothing configured yet,
+			// which is no emergency (check and the health metric say OK).
+			s.NotInstalled = ""
+		}
 		if live != nil {
 			if c := live.Leafish(); c != nil {
 				s.Serial, s.NotAfter = pki.Serial(c), c.NotAfter
