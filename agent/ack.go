@@ -97,3 +97,16 @@ func settled(c *Config, b *Bundle, s BundleState) BundleState {
 	}
 	return s
 }
+
+// settledAll is settled for each bundle of a snapshot: the metrics judge
+// a rejected set as check does.
+func settledAll(c *Config, states []BundleState) []BundleState {
+	out := make([]BundleState, len(states))
+	for i, s := range states {
+		out[i] = s
+		if b, err := c.BundleNamed(s.Name); err == nil && s.Name != "" {
+			out[i] = settled(c, b, s)
+		}
+	}
+	return out
+}
