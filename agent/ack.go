@@ -99,13 +99,18 @@ func settled(c *Config, b *Bundle, s BundleState) BundleState {
 }
 
 // settledAll is settled for each bundle of a snapshot: the metrics judge
-// a rejected set as check does.
+// a rejected set, and the starter config, as check does.
 func settledAll(c *Config, states []BundleState) []BundleState {
 	out := make([]BundleState, len(states))
 	for i, s := range states {
 		out[i] = s
 		if b, err := c.BundleNamed(s.Name); err == nil && s.Name != "" {
 			out[i] = settled(c, b, s)
+		}
+		if c.NodeID == StarterNodeID && s.Generation == "" {
+			// The package's starter config: nothing configured yet,
+			// no emergency.
+			out[i].NotInstalled = ""
 		}
 	}
 	return out

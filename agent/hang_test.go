@@ -304,27 +304,24 @@ func TestStarterConfigIsNotCritical(t *testing.T) {
 	f := newFixture(t)
 	cfg, _ := os.ReadFile(f.config)
 	cfg = bytes.Replace(cfg, []byte(`node_id = "node-1"`), []byte(`node_id = "`+agent.StarterNodeID+`"`), 1)
-	testpki.WriteFile(t, f.root, "c.toml", bytes.Replace(cfg, []byte("state_dir"), []byte("rescan_interval = \"1s\"\nstate_dir"), 1), 0o600)
+	prom := filepath.Join(f.root, "metrics.prom")
+	cfg = bytes.Replace(cfg, []byte("state_dir"), []byte(fmt.Sprintf("rescan_interval = \"1s\"\nmetrics_textfile = %q\nstate_dir", prom)), 1)
+	testpki.WriteFile(t, f.root, "c.toml", cfg, 0o600)
 	stop, _ := run(t, f, agent.Options{})
 	defer stop()
-	state := func() (agent.BundleState, bool) {
-		st, _ := agent.ReadState(&agent.Config{StateDir: filepath.Join(f.root, "state")})
-		if st == nil || len(st.Bundles) == 0 {
-			return agent.BundleState{}, false
-		}
-		return st.Bundles[0], true
+	eventually(t, "the metrics textfile", func() bool { _, err := os.Stat(prom); return err == nil })
+	c, err := agent.LoadConfig(f.config)
+	if err != nil {
+		t.Fatal(err)
 	}
-	eventually(t, "the agent's state", func() bool { _, ok := state(); return ok })
 	// Over a few rescans, the health stays OK.
 	for deadline := time.Now().Add(2500 * time.Millisecond); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		b, _ := state()
-		if h, text := b.Health(); h != rotate.OK {
-			t.Fatalf("the starter config's health: %s %q", h, text)
+		m, _ := os.ReadFile(prom)
+		if want := `certkeeper_bundle_health{bundle="b"} 0`; !strings.Contains(string(m), want) {
+			t.Fatalf("metrics lack %q:\n%s", want, m)
 		}
-		var buf bytes.Buffer
-		agent.WriteMetrics(&buf, time.Now(), []agent.BundleState{b}, time.Now())
-		if want := `certkeeper_bundle_health{bundle="b"} 0`; !strings.Contains(buf.String(), want) {
-			t.Fatalf("metrics lack %q:\n%s", want, buf.String())
+		if r := agent.Reports(c)[0]; r.Health != rotate.OK {
+			t.Fatalf("the starter config's report: %s %q", r.Health, r.HealthText)
 		}
 	}
 }

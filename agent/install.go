@@ -2,14 +2,12 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/certkeeper/certkeeper/pki"
@@ -61,126 +59,12 @@ func readInput(p string) ([]byte, error) {
 	return data, nil
 }
 
-// Outcome is what installing into a bundle did.
-type Outcome struct {
-	Bundle string
-	Result rotate.Result
-	Change
-}
-
-// Change is what followed an install that changed the live bundle: the
-// reload actions, the bundle's check and, when the check failed, the
-// rollback and its reloads.
-type Change struct {
-	Reloads []platform.ReloadResult
-	// Check is the check command's run; nil when the bundle has none.
-	Check *platform.ReloadResult
-	// RolledBack: the check failed and From (the new generation) was
-	// rolled back to To; RollbackReloads are the reloads after it.
-	RolledBack      bool
-	From, To        rotate.Generation
-	RollbackReloads []platform.ReloadResult
-	// RollbackErr is a rollback that was refused after a failed check:
-	// the new bundle stayed live.
-	RollbackErr error
-}
-
-// CheckFailed returns the check's error, nil when it passed or there is
-// none.
-func (c Change) CheckFailed() error {
-	if c.Check == nil {
-		return nil
-	}
-	return c.Check.Err
-}
-
-// Err is the failed check as the error of an install, naming what was done
-// about it; nil when the check passed or there is none.
-func (c Change) Err(b *Bundle, installed rotate.Generation) error {
-	err := c.CheckFailed()
-	switch {
-	case err == nil:
-		return nil
-	case c.RolledBack:
-		return fmt.Errorf("bundle %q: check failed after installing %s, rolled back to %s: %w", b.Name, installed.Name, c.To.Name, err)
-	default:
-		return fmt.Errorf("bundle %q: check failed after installing %s, and the rollback was refused (%v), so the new bundle stays live: %w", b.Name, installed.Name, c.RollbackErr, err)
-	}
-}
-
-// applyChange is what follows every install that changed the live bundle,
-// the same for the agent's loop and for install, pull and renew: the
-// reload actions, then the bundle's check; when the check fails, the new
-// certificate goes on the refused list (a source must not bring it back),
-// the previous generation is made live again, and the reload actions run
-// again.
-func applyChange(ctx context.Context, b *Bundle, m *rotate.Manager, res rotate.Result, now func() time.Time, log *slog.Logger) Change {
-	var c Change
-	c.Reloads = RunReloads(ctx, b, log)
-	if len(b.Check) == 0 {
-		return c
-	}
-	cr := platform.RunReload(ctx, platform.ReloadAction{Command: b.Check, Timeout: b.CheckTimeout.Duration})
-	c.Check = &cr
-	attrs := []any{"bundle", b.Name, "command", strings.Join(b.Check, " "), "exit", cr.ExitCode, "duration", cr.Duration.Round(time.Millisecond)}
-	if cr.Output != "" {
-		attrs = append(attrs, "output", cr.Output)
-	}
-	if cr.Err == nil {
-		log.Info("check passed", attrs...)
-		return c
-	}
-	log.Error("check failed after the install; rolling back", append(attrs, "err", cr.Err)...)
-	if leaf := res.Bundle.Leafish(); leaf != nil {
-		if err := RefuseLeaf(b, leaf, "its check failed after the install and it was rolled back", now()); err != nil {
-			log.Error("cannot record the certificate as refused; a source may offer it again", "bundle", b.Name, "err", err)
-		}
-	}
-	from, to, err := m.Rollback(false)
-	if err != nil {
-		log.Error("rollback refused; the new bundle stays live", "bundle", b.Name, "err", err)
-		c.RollbackErr = err
-		return c
-	}
-	log.Warn("rolled back", "bundle", b.Name, "from", from.Name, "to", to.Name)
-	c.RolledBack, c.From, c.To = true, from, to
-	c.RollbackReloads = RunReloads(ctx, b, log)
-	return c
-}
-
-// ReloadFailed reports whether any reload action failed.
-func (o Outcome) ReloadFailed() error {
-	var errs []error
-	for _, r := range o.Reloads {
-		if r.Err != nil {
-			errs = append(errs, r.Err)
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// Install runs inputs through the pipeline into a bundle and, only when the
-// live content changed, runs the bundle's reload actions in order and its
-// check, rolling back when the check fails (applyChange); the error then
-// says so.
+// Install is `certkeeper install`: the delivery pipeline (Deliver) for
+// files the admin gives by hand. Only when the live content changed, or
+// when the live generation is still owed its reload or check (an agent
+// killed before it ran), do the bundle's reload actions and check run.
 func Install(ctx context.Context, b *Bundle, inputs []rotate.Input, source string, log *slog.Logger) (Outcome, error) {
-	m := rotate.NewManager(b.Spec())
-	res, err := m.Install(inputs, source)
-	out := Outcome{Bundle: b.Name, Result: res}
-	if err != nil {
-		// The caller reports it: a command prints it, the agent logs it
-		// with the inbox it came from.
-		return out, fmt.Errorf("bundle %q: %w", b.Name, err)
-	}
-	if !res.Changed {
-		log.Info("bundle unchanged; no reload", "bundle", b.Name, "generation", res.Generation.Name)
-		logRepaired(log, b, res.Repaired)
-		return out, nil
-	}
-	log.Info("installed", "bundle", b.Name, "generation", res.Generation.Name, "dir", b.Resolved.Dir,
-		"serial", pki.Serial(res.Bundle.Leafish()), "source", source)
-	out.Change = applyChange(ctx, b, m, res, time.Now, log)
-	return out, out.Err(b, res.Generation)
+	return Deliver(ctx, b, Delivery{Kind: ByHand, Inputs: inputs, From: source}, log)
 }
 
 // RollbackResult is what a rollback did.
@@ -197,9 +81,15 @@ type RollbackResult struct {
 // Rollback makes the bundle's previous generation live and reloads.
 func Rollback(ctx context.Context, b *Bundle, force bool, log *slog.Logger) (RollbackResult, error) {
 	var r RollbackResult
-	m := rotate.NewManager(b.Spec())
+	p := NewPipeline(b, log)
+	if unlock, err := p.lockSettle(); err == nil {
+		defer unlock()
+	}
+	m := p.M
 	live, _, _ := m.Live()
-	from, to, err := m.Rollback(force)
+	from, to, err := m.RollbackHook(force, func(from, to rotate.Generation) error {
+		return oweRollbackByHand(b, from, to, time.Now())
+	})
 	if err != nil {
 		return r, fmt.Errorf("bundle %q: %w", b.Name, err)
 	}
@@ -213,6 +103,9 @@ func Rollback(ctx context.Context, b *Bundle, force bool, log *slog.Logger) (Rol
 		}
 	}
 	r.Reloads = RunReloads(ctx, b, log)
+	if err := paidOwed(b, to.Name, true, true); err != nil {
+		log.Error("cannot record the rollback's reload as done; it may run again", "bundle", b.Name, "err", err)
+	}
 	return r, nil
 }
 

@@ -103,3 +103,42 @@ func (h *humanHandler) WithAttrs(as []slog.Attr) slog.Handler {
 
 // WithGroup is not used by certkeeper; groups are flattened.
 func (h *humanHandler) WithGroup(string) slog.Handler { return h }
+
+// sayOnce remembers, per lasting condition, what was last logged of it
+// and when, so the loop logs a condition that persists once (or once per
+// interval) rather than on every wake.
+type sayOnce struct {
+	what map[string]string
+	when map[string]time.Time
+}
+
+// changed reports whether value differs from what was last said of key,
+// and remembers it; "" is the condition's end (never said, but
+// remembered, so its return is said again).
+func (s *sayOnce) changed(key, value string) bool {
+	if s.what == nil {
+		s.what, s.when = map[string]string{}, map[string]time.Time{}
+	}
+	if s.what[key] == value {
+		return false
+	}
+	s.what[key] = value
+	return true
+}
+
+// sticky reports whether value differs from what was last said of key; a
+// condition that ends is not forgotten (a policy error is said once per
+// certificate).
+func (s *sayOnce) sticky(key, value string) bool {
+	return value != "" && s.changed(key, value)
+}
+
+// every is changed, and also true when d has passed since key was last
+// said with this value.
+func (s *sayOnce) every(key, value string, now time.Time, d time.Duration) bool {
+	if s.changed(key, value) || now.Sub(s.when[key]) >= d {
+		s.when[key] = now
+		return true
+	}
+	return false
+}

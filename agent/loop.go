@@ -58,18 +58,33 @@ type bundleLoop struct {
 	// holds up repairs and the inbox; its result comes back on fetched.
 	fetching *fetchCall
 	// readyAfterFetch is the loop's ready report, held until the first
-	// fetch ends when nothing was installed at start, but not past
-	// readyBy.
+	// fetch ends when nothing was installed at start (holdForFetch), and
+	// until the worker has run what the live generation is owed, but not
+	// past readyBy.
 	readyAfterFetch func()
 	readyBy         time.Time
+	holdForFetch    bool
 	fetched         chan fetchResult
 	// renewAt is the live certificate's renewal time, zero when unknown;
 	// criticalAt is where its safety net starts.
 	renewAt, criticalAt time.Time
-	// What was last logged, so a condition that persists is logged once.
-	lastRepairErr, lastInboxErr, lastWaiting, planErrFor, criticalFor string
-	dueWarned, criticalLogged                                         time.Time
-	dueWarnedFor                                                      string
+	// said remembers what was last logged of each lasting condition, so
+	// it is logged once (or once per interval), not on every wake.
+	said sayOnce
+	// pipe is the bundle's delivery pipeline, the same one the commands
+	// use.
+	pipe *Pipeline
+	// settling is the bundle's worker in flight, running what the live
+	// generation is owed (reload, check, rollback), nil when idle: at most
+	// one per bundle, so reloads and checks never overlap, and beside the
+	// loop, so repairs never wait for them. Deliveries wait for it:
+	// pendingFetch is a fetch's result that came meanwhile.
+	settling     chan Change
+	pendingFetch *fetchResult
+	// inboxDone is the inbox set whose install the worker is finishing:
+	// its files leave the inbox when the reload and check are done, so an
+	// empty inbox means the change is complete.
+	inboxDone []InboxFile
 	// seenGen is the live generation last seen, so that a live directory
 	// that disappears is reported once.
 	seenGen string
@@ -87,6 +102,7 @@ func newBundleLoop(d *daemon, b *Bundle, st *bundleState, src Source) *bundleLoo
 	m.Now = d.now
 	m.Store.Now = d.now
 	l := &bundleLoop{d: d, b: b, m: m, src: src, st: st, log: d.log.With("bundle", b.Name), fetched: make(chan fetchResult, 1)}
+	l.pipe = &Pipeline{B: b, M: m, Log: d.log, Now: d.now}
 	if src != nil {
 		// A config reload restarts the loop; what it knew of the source
 		// (failures, backoff, last fetch) carries over.
@@ -118,16 +134,18 @@ func (l *bundleLoop) run(ctx context.Context, ready func()) {
 		l.log.Error("recovery of the live directory failed", "dir", l.b.Resolved.Dir, "err", err)
 	}
 	defer l.stopFetch()
+	defer l.waitSettle()
 	l.step(ctx)
 	// With nothing installed, the first fetch has started; ready waits for
 	// it to end (installed or failed, bounded by the source's timeouts),
 	// so `systemctl start` returns with the first bundle in place. The
 	// loop serves the inbox meanwhile; there is nothing live to repair.
-	if l.fetching != nil && l.st.snapshot().NotInstalled != "" {
-		l.readyAfterFetch, l.readyBy = ready, l.d.now().Add(l.d.readyWait())
-	} else {
-		ready()
-	}
+	// Ready waits as well for the worker running what a change is owed
+	// (its reload and check): `systemctl start` returns with the daemon
+	// reloaded.
+	l.holdForFetch = l.fetching != nil && l.st.snapshot().NotInstalled != ""
+	l.readyAfterFetch, l.readyBy = ready, l.d.now().Add(l.d.readyWait())
+	l.maybeReady()
 	var events chan fsnotify.Event
 	var errs chan error
 	if l.w != nil {
@@ -138,7 +156,11 @@ func (l *bundleLoop) run(ctx context.Context, ready func()) {
 	for {
 		now := l.d.now()
 		if l.readyAfterFetch != nil && !now.Before(l.readyBy) {
-			l.log.Warn("the first fetch is still running; reporting ready without it", "waited", l.d.readyWait())
+			if l.holdForFetch && (l.fetching != nil || l.pendingFetch != nil) {
+				l.log.Warn("the first fetch is still running; reporting ready without it", "waited", l.d.readyWait())
+			} else {
+				l.log.Warn("the reload or check is still running; reporting ready without it", "waited", l.d.readyWait())
+			}
 			l.readyAfterFetch()
 			l.readyAfterFetch = nil
 		}
@@ -166,12 +188,13 @@ func (l *bundleLoop) run(ctx context.Context, ready func()) {
 			l.log.Warn("file watch reported an error; rescanning", "err", err)
 			now := l.d.now()
 			l.repairAt, l.inboxEvent, l.inboxAt = now, now, now.Add(l.b.Debounce.Duration)
+		case c := <-l.settling:
+			l.settleDone(ctx, c)
+			l.maybeReady()
 		case r := <-l.fetched:
 			l.fetchDone(ctx, r)
-			if l.readyAfterFetch != nil {
-				l.readyAfterFetch()
-				l.readyAfterFetch = nil
-			}
+			l.holdForFetch = false
+			l.maybeReady()
 		case <-timer.C:
 			if !l.due(l.d.now()) {
 				continue
@@ -181,8 +204,18 @@ func (l *bundleLoop) run(ctx context.Context, ready func()) {
 	}
 }
 
+// maybeReady reports ready once nothing holds it: the first fetch (with
+// nothing installed at start) and the worker.
+func (l *bundleLoop) maybeReady() {
+	if l.readyAfterFetch == nil || l.settling != nil || l.pendingFetch != nil || (l.holdForFetch && l.fetching != nil) {
+		return
+	}
+	l.readyAfterFetch()
+	l.readyAfterFetch = nil
+}
+
 func (l *bundleLoop) fetchDeadline() time.Time {
-	if l.src == nil || l.fetching != nil {
+	if l.src == nil || l.fetching != nil || l.pendingFetch != nil {
 		return time.Time{}
 	}
 	return l.fetch.NextTry
@@ -239,9 +272,91 @@ func (l *bundleLoop) step(ctx context.Context) {
 		l.rescanAt = now.Add(l.d.cfg().RescanInterval.Duration)
 		l.watch()
 		l.repair(now)
-		l.takeInbox(work, now)
+		if l.settling == nil {
+			l.takeInbox(work, now)
+		}
+		l.settleOwed(ctx)
 		l.schedule(ctx, now)
 	})
+	l.d.saveState()
+}
+
+// settleOwed starts the worker when the live generation is owed its
+// reload or check (a change whose agent died before they ran, or one just
+// installed), and shows what is owed in the state.
+func (l *bundleLoop) settleOwed(ctx context.Context) {
+	o, _, err := l.pipe.Owed()
+	if err != nil && l.said.changed("owed", err.Error()) {
+		l.log.Error("cannot read the owed actions", "err", err)
+	}
+	owed := ""
+	if o != nil {
+		owed = o.String()
+	}
+	l.st.update(func(s *BundleState) { s.ReloadOwed = owed })
+	if o != nil && l.settling == nil {
+		l.startSettle(ctx)
+	}
+}
+
+// startSettle runs Pipeline.Settle in the bundle's worker. It runs under
+// a context that shutdown does not cancel (a reload is finished, bounded
+// by its timeout); its result comes back to the loop: settleDone.
+func (l *bundleLoop) startSettle(ctx context.Context) {
+	if l.settling != nil {
+		return
+	}
+	done := make(chan Change, 1)
+	l.settling = done
+	work := context.WithoutCancel(ctx)
+	go func() {
+		var c Change
+		defer func() {
+			if r := recover(); r != nil {
+				l.log.Error("panic in the reload worker; the loop goes on", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			}
+			done <- c
+		}()
+		c = l.pipe.Settle(work)
+	}()
+}
+
+// settleDone records what the worker did, then takes up what waited for
+// it: a fetched bundle, the inbox, another owed action.
+func (l *bundleLoop) settleDone(ctx context.Context, c Change) {
+	l.settling = nil
+	l.guard(func() { l.recordChange(c) })
+	l.takeInboxDone()
+	if r := l.pendingFetch; r != nil {
+		l.pendingFetch = nil
+		l.fetchDone(ctx, *r)
+		return
+	}
+	l.step(ctx)
+}
+
+// takeInboxDone removes the files of the set just installed from the
+// inbox.
+func (l *bundleLoop) takeInboxDone() {
+	files := l.inboxDone
+	l.inboxDone = nil
+	if len(files) == 0 {
+		return
+	}
+	if err := inboxOf(l.b).take(files); err != nil {
+		l.log.Error("installed, but could not remove the files from the inbox", "inbox", l.b.Inbox, "err", err)
+	}
+}
+
+// waitSettle waits, at shutdown, for the worker to finish what it runs.
+func (l *bundleLoop) waitSettle() {
+	if l.settling == nil {
+		return
+	}
+	c := <-l.settling
+	l.settling = nil
+	l.recordChange(c)
+	l.takeInboxDone()
 	l.d.saveState()
 }
 
@@ -270,8 +385,7 @@ func (l *bundleLoop) watch() {
 	if l.w == nil {
 		return
 	}
-	if err := ensureInbox(l.b.Inbox); err != nil && l.lastInboxErr != err.Error() {
-		l.lastInboxErr = err.Error()
+	if err := inboxOf(l.b).ensure(); err != nil && l.said.changed("inbox", err.Error()) {
 		l.log.Error("inbox unusable", "inbox", l.b.Inbox, "err", err)
 	}
 	dir := l.b.Resolved.Dir
@@ -319,11 +433,10 @@ func (l *bundleLoop) repair(now time.Time) {
 	msg := ""
 	if err != nil {
 		msg = err.Error()
-		if msg != l.lastRepairErr {
-			l.log.Error("cannot repair the live directory", "dir", l.b.Resolved.Dir, "err", err)
-		}
 	}
-	l.lastRepairErr = msg
+	if l.said.changed("repair", msg) && err != nil {
+		l.log.Error("cannot repair the live directory", "dir", l.b.Resolved.Dir, "err", err)
+	}
 	l.st.update(func(s *BundleState) {
 		s.Drift = left
 		if err != nil && len(left) == 0 {
@@ -344,7 +457,17 @@ func (l *bundleLoop) repair(now time.Time) {
 // rule is at the top of inbox.go).
 func (l *bundleLoop) takeInbox(ctx context.Context, now time.Time) {
 	inbox := l.b.Inbox
-	files, err := listInbox(inbox)
+	files, err := inboxOf(l.b).list()
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		if l.said.changed("inbox", err.Error()) {
+			l.log.Error("inbox refused; nothing in it is touched", "inbox", inbox, "err", err)
+		}
+		l.st.update(func(s *BundleState) {
+			if detail := "inbox refused: " + err.Error(); s.LastError == nil || s.LastError.Detail != detail {
+				s.LastError = &Event{Time: now, Result: ResultFailed, Detail: detail}
+			}
+		})
+	}
 	if err != nil || len(files) == 0 {
 		l.setWaiting("")
 		l.unmovable = nil
@@ -360,13 +483,12 @@ func (l *bundleLoop) takeInbox(ctx context.Context, now time.Time) {
 		l.inboxAt = settled
 		return
 	}
-	paths := make([]string, len(files))
 	names := make([]string, len(files))
 	for i, f := range files {
-		paths[i], names[i] = filepath.Join(inbox, f.Name), f.Name
+		names[i] = f.Name
 	}
-	inputs, readErr := ReadInputs(paths)
-	if after, _ := listInbox(inbox); !sameListing(files, after) {
+	inputs, readErr := inboxOf(l.b).read(files)
+	if after, _ := inboxOf(l.b).list(); !sameListing(files, after) {
 		l.inboxAt = now.Add(l.b.Debounce.Duration) // still changing
 		return
 	}
@@ -379,21 +501,25 @@ func (l *bundleLoop) takeInbox(ctx context.Context, now time.Time) {
 	// so, like a pull, it never takes the bundle back in time: a push of
 	// the publish directory's stale bundle must not undo a CSR renewal.
 	// Going back on purpose is certkeeper rollback or install.
-	res, err := l.m.InstallNewer(inputs, source)
+	out, err := l.pipe.Install(Delivery{Kind: FromInbox, Inputs: inputs, From: source})
 	var verr *rotate.ValidationError
+	var rerr *RefusedError
 	switch {
 	case err == nil:
 		l.setWaiting("")
-		if terr := takeInboxFiles(inbox, files); terr != nil {
-			l.log.Error("installed, but could not remove the files from the inbox", "inbox", inbox, "err", terr)
+		l.inboxDone = files
+		l.installed(ctx, out, now)
+		if l.settling == nil {
+			l.takeInboxDone()
 		}
-		l.installed(ctx, res, source, now)
+	case errors.As(err, &rerr):
+		l.reject(files, err.Error(), now)
 	case errors.As(err, &verr):
 		_, liveFiles, _ := l.m.Store.Live()
 		if alreadyLive(inputs, liveFiles) {
 			l.setWaiting("")
 			l.log.Info("inbox files are already installed; removing them", "files", strings.Join(names, " "))
-			_ = takeInboxFiles(inbox, files)
+			_ = inboxOf(l.b).take(files)
 			return
 		}
 		live, _, _ := l.m.Live()
@@ -407,10 +533,9 @@ func (l *bundleLoop) takeInbox(ctx context.Context, now time.Time) {
 	default:
 		// The live directory refused (a planted symlink, bad modes): the
 		// files may be fine; keep them, say why, try again later.
-		if err.Error() != l.lastInboxErr {
+		if l.said.changed("inbox", err.Error()) {
 			l.log.Error("cannot install the inbox set", "files", strings.Join(names, " "), "err", err)
 		}
-		l.lastInboxErr = err.Error()
 		l.st.update(func(s *BundleState) {
 			s.LastInstall = &Event{Time: now, Result: ResultFailed, Detail: err.Error()}
 			s.LastError = s.LastInstall
@@ -419,20 +544,19 @@ func (l *bundleLoop) takeInbox(ctx context.Context, now time.Time) {
 }
 
 func (l *bundleLoop) setWaiting(why string) {
-	if why != "" && why != l.lastWaiting {
+	if l.said.changed("waiting", why) && why != "" {
 		l.log.Info("inbox set incomplete; waiting for more files", "why", why, "timeout", l.b.InboxTimeout.Duration.String())
 	}
-	l.lastWaiting = why
 	l.st.update(func(s *BundleState) { s.Waiting = why })
 }
 
 func (l *bundleLoop) reject(files []InboxFile, reason string, now time.Time) {
 	l.setWaiting("")
-	dst, err := rejectInbox(l.b.Inbox, files, reason, now)
+	dst, err := inboxOf(l.b).reject(files, reason, now)
 	l.log.Error("inbox set rejected; the live bundle is unchanged", "moved_to", dst, "reason", reason)
 	if err != nil {
 		l.log.Error("could not move every rejected file; they stay, and are not looked at again until the inbox changes", "err", err)
-		if after, lerr := listInbox(l.b.Inbox); lerr == nil && len(after) > 0 {
+		if after, lerr := inboxOf(l.b).list(); lerr == nil && len(after) > 0 {
 			l.unmovable = after
 		}
 	}
@@ -447,60 +571,69 @@ func (l *bundleLoop) reject(files []InboxFile, reason string, now time.Time) {
 	})
 }
 
-// installed records an install and, when the content changed, reloads
-// and checks (applyChange, as the commands do), and records what that did.
-func (l *bundleLoop) installed(ctx context.Context, res rotate.Result, source string, now time.Time) {
-	if !res.Changed {
-		l.log.Info("bundle unchanged; no reload", "generation", res.Generation.Name, "source", source)
-		for _, d := range res.Repaired {
-			l.log.Warn("repaired drift", "file", filepath.Join(l.b.Resolved.Dir, d.Name), "drift", string(d.Kind), "was", d.Detail)
+// installed records what Pipeline.Install did and, when the live
+// generation is owed its reload or check, hands them to the worker.
+func (l *bundleLoop) installed(ctx context.Context, out Outcome, now time.Time) {
+	res := out.Result
+	l.st.update(func(s *BundleState) {
+		if !res.Changed {
+			s.LastInstall = &Event{Time: now, Result: ResultUnchanged, Detail: out.From}
+		} else {
+			s.Counters.Installs++
+			s.LastInstall = &Event{Time: now, Result: ResultInstalled, Detail: res.Generation.Name + " from " + out.From}
 		}
-		l.st.update(func(s *BundleState) {
-			s.LastInstall = &Event{Time: now, Result: ResultUnchanged, Detail: source}
-			if len(res.Repaired) > 0 {
-				s.Counters.Repairs += uint64(len(res.Repaired))
-				var what []string
-				for _, d := range res.Repaired {
-					what = append(what, d.String())
-				}
-				s.LastRepair = &Event{Time: now, Result: ResultOK, Detail: strings.Join(what, "; ")}
+		if len(res.Repaired) > 0 {
+			s.Counters.Repairs += uint64(len(res.Repaired))
+			var what []string
+			for _, d := range res.Repaired {
+				what = append(what, d.String())
 			}
-		})
-		return
-	}
-	leaf := res.Bundle.Leafish()
-	l.log.Info("installed", "generation", res.Generation.Name, "dir", l.b.Resolved.Dir, "serial", pki.Serial(leaf), "source", source)
-	l.st.update(func(s *BundleState) {
-		s.Counters.Installs++
-		s.LastInstall = &Event{Time: now, Result: ResultInstalled, Detail: res.Generation.Name + " from " + source}
-	})
-	c := applyChange(ctx, l.b, l.m, res, l.d.now, l.d.log)
-	l.recordReloads(c.Reloads, now)
-	if c.Check == nil {
-		return
-	}
-	if c.Check.Err == nil {
-		l.st.update(func(s *BundleState) { s.LastCheck = &Event{Time: l.d.now(), Result: ResultOK} })
-		return
-	}
-	detail := fmt.Sprintf("after installing %s: %v", res.Generation.Name, c.Check.Err)
-	if c.RolledBack {
-		detail += fmt.Sprintf("; rolled back to %s", c.To.Name)
-	} else {
-		detail += "; rollback refused: " + c.RollbackErr.Error()
-	}
-	l.st.update(func(s *BundleState) {
-		s.Counters.CheckFailures++
-		s.LastCheck = &Event{Time: l.d.now(), Result: ResultFailed, Detail: detail}
-		s.LastError = s.LastCheck
-		if c.RolledBack {
-			s.Counters.Rollbacks++
-			s.LastRollback = &Event{Time: l.d.now(), Result: ResultOK, Detail: c.From.Name + " -> " + c.To.Name}
+			s.LastRepair = &Event{Time: now, Result: ResultOK, Detail: strings.Join(what, "; ")}
+		}
+		if out.Owed != nil {
+			s.ReloadOwed = out.Owed.String()
 		}
 	})
-	if c.RolledBack {
-		l.recordReloads(c.RollbackReloads, l.d.now())
+	if out.Owed != nil {
+		l.startSettle(ctx)
 	}
+}
+
+// recordChange records what the worker's Settle ran: reloads, the check,
+// a rollback and its reloads.
+func (l *bundleLoop) recordChange(c Change) {
+	now := l.d.now()
+	l.recordReloads(c.Reloads, now)
+	if c.Check != nil {
+		if c.Check.Err == nil {
+			l.st.update(func(s *BundleState) { s.LastCheck = &Event{Time: now, Result: ResultOK} })
+		} else {
+			detail := fmt.Sprintf("after installing %s: %v", c.Generation, c.Check.Err)
+			if c.RolledBack {
+				detail += fmt.Sprintf("; rolled back to %s", c.To.Name)
+			} else if c.RollbackErr != nil {
+				detail += "; rollback refused: " + c.RollbackErr.Error()
+			}
+			l.st.update(func(s *BundleState) {
+				s.Counters.CheckFailures++
+				s.LastCheck = &Event{Time: now, Result: ResultFailed, Detail: detail}
+				s.LastError = s.LastCheck
+			})
+		}
+	}
+	if c.RolledBack {
+		l.st.update(func(s *BundleState) {
+			s.Counters.Rollbacks++
+			s.LastRollback = &Event{Time: now, Result: ResultOK, Detail: c.From.Name + " -> " + c.To.Name}
+		})
+		l.recordReloads(c.RollbackReloads, now)
+	}
+	o, _, _ := l.pipe.Owed()
+	owed := ""
+	if o != nil {
+		owed = o.String()
+	}
+	l.st.update(func(s *BundleState) { s.ReloadOwed = owed })
 }
 
 // recordReloads counts a run of the bundle's reload actions (RunReloads
@@ -546,7 +679,7 @@ type livePlan struct {
 func (l *bundleLoop) schedule(ctx context.Context, now time.Time) {
 	p := l.plan(now)
 	if l.src != nil {
-		if l.fetching == nil {
+		if l.fetching == nil && l.pendingFetch == nil {
 			l.fetch.NextTry = NextFetch(l.fetch, p.fetch)
 			if !l.fetch.NextTry.IsZero() && !now.Before(l.fetch.NextTry) {
 				l.startFetch(ctx)
@@ -563,90 +696,141 @@ func (l *bundleLoop) schedule(ctx context.Context, now time.Time) {
 // Source is in flight it waits for its result, which may be the renewal or
 // say why not.
 func (l *bundleLoop) alarm(now time.Time, p livePlan) {
-	if l.fetching != nil || p.leaf == nil || !p.renew.Critical || (l.criticalFor == p.fp && now.Sub(l.criticalLogged) < criticalLogEvery) {
+	if l.fetching != nil || p.leaf == nil || !p.renew.Critical || !l.said.every("critical", p.fp, now, criticalLogEvery) {
 		return
 	}
 	l.log.Error("certificate about to expire without a renewal", "expires_in", p.leaf.NotAfter.Sub(now).Round(time.Second).String(),
 		"not_after", p.leaf.NotAfter, "serial", pki.Serial(p.leaf), "why", l.notRenewedWhy())
-	l.criticalLogged, l.criticalFor = now, p.fp
 }
 
-// plan reads the live certificate, records its schedule in the state and
-// logs what needs saying: a policy that does not fit, a due renewal with
-// nothing to renew it.
+// plan reads the live generation, decides with PlanNext, records the
+// schedule in the state and logs what needs saying: a live bundle that
+// is gone, a policy that does not fit, a due renewal with nothing to
+// renew it.
 func (l *bundleLoop) plan(now time.Time) livePlan {
 	live, gen, err := l.m.Live()
-	var p livePlan
-	if err == nil && live != nil {
-		p.leaf = live.Leaf
-	}
-	notInstalled := ""
-	switch {
-	case errors.Is(err, rotate.ErrNoGeneration):
-		notInstalled = "nothing installed in " + l.b.Resolved.Dir
-		if l.seenGen != "" {
-			l.log.Error("the live bundle is gone; nothing is installed until a bundle arrives (inbox, source, certkeeper install)",
-				"dir", l.b.Resolved.Dir, "was", l.seenGen)
+	v := LiveView{Generation: gen.Name, Err: err, Dir: l.b.Resolved.Dir, CAOnly: l.b.Resolved.CAOnly()}
+	if live != nil {
+		v.Parsed = true
+		if live.Leaf != nil || len(live.CAs) > 0 {
+			v.Leafish = live.Leafish()
 		}
-		l.seenGen = ""
-	case err != nil:
-		notInstalled = "live bundle is damaged: " + err.Error()
-	case live == nil || (live.Leaf == nil && !l.b.Resolved.CAOnly()):
-		notInstalled = "nothing installed in " + l.b.Resolved.Dir
-	}
-	if gen.Name != "" {
-		l.seenGen = gen.Name
-	}
-	l.renewAt, l.criticalAt = time.Time{}, time.Time{}
-	if p.leaf != nil {
-		leaf := p.leaf
-		p.fp = pki.Fingerprint(leaf)
-		p.renew = PlanRenewal(now, leaf, l.b.Renewal(), rotate.JitterFor(leaf))
-		l.renewAt, l.criticalAt = p.renew.RenewAt, p.renew.CriticalAt
-		if p.renew.Err != nil && l.planErrFor != p.fp {
-			l.log.Error("the renewal policy does not fit the installed certificate; fix renew_before or renew_at in the config", "err", p.renew.Err,
-				"lifetime", leaf.NotAfter.Sub(leaf.NotBefore).String())
-		}
-		if p.renew.Err != nil {
-			l.planErrFor = p.fp
-		}
-		if p.renew.Due && l.src == nil && (l.dueWarnedFor != p.fp || now.Sub(l.dueWarned) >= dueWarnEvery) {
-			l.log.Warn("renewal due, and this bundle has no source to renew from; drop a renewed bundle into the inbox",
-				"inbox", l.b.Inbox, "renew_at", p.renew.RenewAt, "not_after", leaf.NotAfter)
-			l.dueWarned, l.dueWarnedFor = now, p.fp
+		if err == nil {
+			v.Leaf = live.Leaf
 		}
 	}
-	l.st.update(func(s *BundleState) {
-		s.Generation, s.Serial, s.NotAfter, s.RenewAt, s.RenewalDue, s.RenewalError = gen.Name, "", time.Time{}, p.renew.RenewAt, p.renew.Due, ""
-		s.ExpiryCritical = p.renew.Critical
-		s.NotInstalled = notInstalled
-		if l.b.NodeID == StarterNodeID {
-			// The package's starter config: nothing configured yet,
-			// which is no emergency (check and the health metric say OK).
-			s.NotInstalled = ""
-		}
-		if live != nil {
-			if c := live.Leafish(); c != nil {
-				s.Serial, s.NotAfter = pki.Serial(c), c.NotAfter
-			}
-		}
-		if p.renew.Err != nil {
-			s.RenewalError = p.renew.Err.Error()
-		}
-	})
 	interval := DefaultPullInterval
 	if sc := l.d.cfg().Source; sc != nil {
 		interval = sc.PullInterval.Duration
 	}
-	p.fetch = FetchPlan{RenewAt: p.renew.RenewAt, Due: p.renew.Due, Interval: interval, Periodic: l.b.Mode != ModeCSR}
+	next := PlanNext(now, v, LoopPolicy{Renewal: l.b.Renewal(), HasSource: l.src != nil, Periodic: l.b.Mode != ModeCSR,
+		PullInterval: interval, FetchStarted: l.fetch.Started})
+	p := livePlan{leaf: v.Leaf, fp: next.Fingerprint, renew: next.Renew, fetch: next.Fetch}
+	if errors.Is(err, rotate.ErrNoGeneration) && l.seenGen != "" {
+		l.log.Error("the live bundle is gone; nothing is installed until a bundle arrives (inbox, source, certkeeper install)",
+			"dir", l.b.Resolved.Dir, "was", l.seenGen)
+	}
+	if errors.Is(err, rotate.ErrNoGeneration) {
+		l.seenGen = ""
+	}
+	if gen.Name != "" {
+		l.seenGen = gen.Name
+	}
+	l.renewAt, l.criticalAt = next.Renew.RenewAt, next.Renew.CriticalAt
 	if p.leaf != nil {
-		p.fetch.Left, p.fetch.Life = p.leaf.NotAfter.Sub(now), p.leaf.NotAfter.Sub(p.leaf.NotBefore)
+		leaf := p.leaf
+		if next.PolicyError && l.said.sticky("policy", p.fp) {
+			l.log.Error("the renewal policy does not fit the installed certificate; fix renew_before or renew_at in the config", "err", p.renew.Err,
+				"lifetime", leaf.NotAfter.Sub(leaf.NotBefore).String())
+		}
+		if next.DueWithoutSource && l.said.every("due", p.fp, now, dueWarnEvery) {
+			l.log.Warn("renewal due, and this bundle has no source to renew from; drop a renewed bundle into the inbox",
+				"inbox", l.b.Inbox, "renew_at", p.renew.RenewAt, "not_after", leaf.NotAfter)
+		}
 	}
-	if p.leaf == nil || p.renew.Err != nil && p.renew.Due {
-		// Nothing (valid) installed: fetch at once, then by the schedule.
-		p.fetch.RenewAt, p.fetch.Due = l.fetch.Started, true
-	}
+	l.st.update(func(s *BundleState) {
+		s.Generation, s.Serial, s.NotAfter, s.RenewAt, s.RenewalDue, s.RenewalError = gen.Name, next.Serial, next.NotAfter, p.renew.RenewAt, p.renew.Due, ""
+		s.ExpiryCritical = p.renew.Critical
+		s.NotInstalled = next.NotInstalled
+		if p.renew.Err != nil {
+			s.RenewalError = p.renew.Err.Error()
+		}
+	})
 	return p
+}
+
+// LiveView is what a bundle's loop read of its live generation.
+type LiveView struct {
+	Generation string
+	// Err is the error reading it: rotate.ErrNoGeneration before the
+	// first install, another for a damaged live bundle.
+	Err error
+	// Parsed: the live bundle was read (perhaps in part, with Err).
+	Parsed bool
+	// Leaf is the live leaf, nil when none or damaged; Leafish is the leaf
+	// or, for a CA-only bundle, its CA.
+	Leaf, Leafish *x509.Certificate
+	Dir           string
+	CAOnly        bool
+}
+
+// LoopPolicy is what of a bundle's config and state the plan depends on.
+type LoopPolicy struct {
+	Renewal   rotate.RenewalPolicy
+	HasSource bool
+	// Periodic: pull mode (ask the source every PullInterval).
+	Periodic     bool
+	PullInterval time.Duration
+	// FetchStarted is when the loop's fetch schedule began: with nothing
+	// (valid) installed, the source is asked from then on.
+	FetchStarted time.Time
+}
+
+// Next is what a bundle's loop is to do next, and what to tell.
+type Next struct {
+	// NotInstalled says why no certificate is live, "" when one is.
+	NotInstalled string
+	Renew        RenewalPlan
+	Fetch        FetchPlan
+	// Serial, NotAfter and Fingerprint describe the live leaf (or CA).
+	Serial, Fingerprint string
+	NotAfter            time.Time
+	// PolicyError: the renewal policy does not fit the live certificate.
+	// DueWithoutSource: the renewal is due and nothing can renew it.
+	PolicyError, DueWithoutSource bool
+}
+
+// PlanNext decides, from the live generation at now under the bundle's
+// policy, its renewal schedule and what to ask of its source. It is
+// pure: the loop reads the disk before and logs and records after.
+func PlanNext(now time.Time, v LiveView, pol LoopPolicy) Next {
+	var n Next
+	switch {
+	case errors.Is(v.Err, rotate.ErrNoGeneration):
+		n.NotInstalled = "nothing installed in " + v.Dir
+	case v.Err != nil:
+		n.NotInstalled = "live bundle is damaged: " + v.Err.Error()
+	case !v.Parsed || (v.Leaf == nil && !v.CAOnly):
+		n.NotInstalled = "nothing installed in " + v.Dir
+	}
+	if c := v.Leafish; c != nil {
+		n.Serial, n.NotAfter = pki.Serial(c), c.NotAfter
+	}
+	if leaf := v.Leaf; leaf != nil {
+		n.Fingerprint = pki.Fingerprint(leaf)
+		n.Renew = PlanRenewal(now, leaf, pol.Renewal, rotate.JitterFor(leaf))
+		n.PolicyError = n.Renew.Err != nil
+		n.DueWithoutSource = n.Renew.Due && !pol.HasSource
+	}
+	n.Fetch = FetchPlan{RenewAt: n.Renew.RenewAt, Due: n.Renew.Due, Interval: pol.PullInterval, Periodic: pol.Periodic}
+	if leaf := v.Leaf; leaf != nil {
+		n.Fetch.Left, n.Fetch.Life = leaf.NotAfter.Sub(now), leaf.NotAfter.Sub(leaf.NotBefore)
+	}
+	if v.Leaf == nil || n.Renew.Err != nil && n.Renew.Due {
+		// Nothing (valid) installed: fetch at once, then by the schedule.
+		n.Fetch.RenewAt, n.Fetch.Due = pol.FetchStarted, true
+	}
+	return n
 }
 
 // notRenewedWhy says, for the safety net's alarm, why the renewal has not
@@ -740,6 +924,11 @@ func (l *bundleLoop) stopFetch() {
 // not eaten by a slow failure.
 func (l *bundleLoop) fetchDone(ctx context.Context, r fetchResult) {
 	l.fetching = nil
+	if l.settling != nil {
+		// Delivered once the worker is done: one change at a time.
+		l.pendingFetch = &r
+		return
+	}
 	l.guard(func() {
 		work := context.WithoutCancel(ctx)
 		now := l.d.now()
@@ -754,15 +943,19 @@ func (l *bundleLoop) installFetched(work context.Context, now time.Time, r fetch
 	// judge what it brought against what is live now.
 	p := l.plan(now)
 	inputs, err := r.inputs, r.err
-	if err == nil && len(inputs) > 0 {
-		err = checkRefused(l.b, inputs)
-	}
 	var res rotate.Result
+	var out Outcome
 	outcome, detail := FetchNothingNewer, ""
 	from := fetchedFrom(l.src, l.b, p.leaf == nil)
 	if err == nil && len(inputs) > 0 {
-		res, err = l.m.InstallNewer(inputs, from)
-		if err != nil && OlderThanLive(inputs, p.leaf) {
+		kind := FromPull
+		if strings.HasPrefix(from, "csr: ") {
+			kind = FromCSR
+		}
+		out, err = l.pipe.Install(Delivery{Kind: kind, Inputs: inputs, From: from})
+		res = out.Result
+		var rerr *RefusedError
+		if err != nil && !errors.As(err, &rerr) && OlderThanLive(inputs, p.leaf) {
 			detail, err = "nothing newer: the source offers a certificate older than the live one", nil
 		}
 	}
@@ -806,7 +999,7 @@ func (l *bundleLoop) installFetched(work context.Context, now time.Time, r fetch
 			n.Installed(l.b)
 		}
 	}
-	if res.Changed {
-		l.installed(work, res, from, now)
+	if err == nil && (res.Changed || out.Owed != nil) {
+		l.installed(work, out, now)
 	}
 }

@@ -22,6 +22,7 @@ const (
 	mRenewalDue      = "certkeeper_bundle_renewal_due"
 	mExpiryCritical  = "certkeeper_bundle_expiry_critical"
 	mHealth          = "certkeeper_bundle_health"
+	mReloadOwed      = "certkeeper_bundle_reload_owed"
 	mLastInstall     = "certkeeper_bundle_last_install_timestamp_seconds"
 	mLastInstallOK   = "certkeeper_bundle_last_install_success"
 	mInstalls        = "certkeeper_installs_total"
@@ -79,6 +80,7 @@ func WriteMetrics(w io.Writer, started time.Time, bundles []BundleState, now tim
 		}
 		gauge(mRenewalDue, n, boolf(b.RenewalDue))
 		gauge(mExpiryCritical, n, boolf(b.ExpiryCritical))
+		gauge(mReloadOwed, n, boolf(b.ReloadOwed != ""))
 		h, _ := b.Health()
 		gauge(mHealth, n, float64(h))
 		if e := b.LastInstall; e != nil {

@@ -6,10 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"path"
-	"time"
+	"strings"
 
 	"github.com/certkeeper/certkeeper/distribute"
-	"github.com/certkeeper/certkeeper/pki"
 	"github.com/certkeeper/certkeeper/rotate"
 )
 
@@ -95,30 +94,19 @@ func (s *SFTPSource) Pull(ctx context.Context, b *Bundle, log *slog.Logger) (Out
 	return InstallPulled(ctx, b, in, "pull: "+s.Describe(b), log)
 }
 
-// InstallPulled is Install for files fetched from a source: content
-// identical to the live bundle changes nothing and reloads nothing, and a
-// leaf older than the live one (rotate.Older) is refused, so a stale admin host never
-// takes a node back in time. After a change it reloads and checks as the
-// agent does (applyChange): a failed check rolls back and is the error.
+// InstallPulled is the delivery pipeline (Deliver) for files fetched from
+// a source: content identical to the live bundle changes nothing and
+// reloads nothing (unless its reload is still owed), a leaf older than the
+// live one (rotate.Older) or on the refused list is refused, so a stale
+// admin host never takes a node back in time. After a change it reloads
+// and checks as the agent does: a failed check rolls back and is the
+// error.
 func InstallPulled(ctx context.Context, b *Bundle, inputs []rotate.Input, source string, log *slog.Logger) (Outcome, error) {
-	if err := checkRefused(b, inputs); err != nil {
-		return Outcome{Bundle: b.Name}, fmt.Errorf("bundle %q: %w", b.Name, err)
+	kind := FromPull
+	if strings.HasPrefix(source, "csr: ") {
+		kind = FromCSR
 	}
-	m := rotate.NewManager(b.Spec())
-	res, err := m.InstallNewer(inputs, source)
-	out := Outcome{Bundle: b.Name, Result: res}
-	if err != nil {
-		return out, fmt.Errorf("bundle %q: %w", b.Name, err)
-	}
-	if !res.Changed {
-		log.Info("pulled bundle unchanged; no reload", "bundle", b.Name, "generation", res.Generation.Name, "source", source)
-		logRepaired(log, b, res.Repaired)
-		return out, nil
-	}
-	log.Info("installed", "bundle", b.Name, "generation", res.Generation.Name, "dir", b.Resolved.Dir,
-		"serial", pki.Serial(res.Bundle.Leafish()), "source", source)
-	out.Change = applyChange(ctx, b, m, res, time.Now, log)
-	return out, out.Err(b, res.Generation)
+	return Deliver(ctx, b, Delivery{Kind: kind, Inputs: inputs, From: source}, log)
 }
 
 // ConfiguredSource is the Source a bundle gets from the config: with

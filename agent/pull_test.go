@@ -68,6 +68,7 @@ remote_dir = %q
   [[bundle.reload]]
   command = ["/bin/sh", "-c", "echo reloaded >> %s"]
 `, filepath.Join(root, "state"), s.sshd.Addr, s.sshd.User, s.sshd.Client.Path, s.sshd.KnownHosts, s.live, s.remote, bundleKeys, s.reload)
+	testpki.WriteFile(t, root, "certkeeper.toml", []byte(conf), 0o600) // for agent.Run
 	cfg, err := agent.ParseConfig(filepath.Join(root, "certkeeper.toml"), []byte(conf))
 	if err != nil {
 		t.Fatal(err)

@@ -1,16 +1,19 @@
 package agent
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
 	"sync"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/tomlcap"
 	"github.com/certkeeper/certkeeper/platform"
 	"github.com/certkeeper/certkeeper/rotate"
 )
@@ -53,7 +56,11 @@ type BundleState struct {
 	// no leaf, and needs only its CA.
 	NotInstalled string `json:"not_installed,omitempty"`
 	// Waiting says why an inbox set is waiting for more files.
-	Waiting      string         `json:"inbox_waiting,omitempty"`
+	Waiting string `json:"inbox_waiting,omitempty"`
+	// ReloadOwed says what the live generation is still owed (its
+	// reload, its check, a rollback's reload) while it is pending: see
+	// Owed.
+	ReloadOwed   string         `json:"reload_owed,omitempty"`
 	LastInstall  *Event         `json:"last_install,omitempty"`
 	LastReload   *Event         `json:"last_reload,omitempty"`
 	LastRepair   *Event         `json:"last_repair,omitempty"`
@@ -123,6 +130,9 @@ func (s BundleState) Health() (rotate.Health, string) {
 	if e := s.LastReload; e != nil && e.Result == ResultFailed {
 		worse(rotate.Warning, fmt.Sprintf("reload failed at %s: %s", rotate.Stamp(e.Time), e.Detail))
 	}
+	if s.ReloadOwed != "" {
+		worse(rotate.Warning, "reload owed: "+s.ReloadOwed)
+	}
 	if e := s.LastInstall; e != nil && (e.Result == ResultRejected || e.Result == ResultFailed) {
 		worse(rotate.Warning, fmt.Sprintf("inbox set %s at %s: %s", e.Result, rotate.Stamp(e.Time), e.Detail))
 	}
@@ -175,7 +185,7 @@ func (b *bundleState) snapshot() BundleState {
 // ReadState reads a config's agent state file; a missing file is not an
 // error (no agent ran), and gives nil.
 func ReadState(c *Config) (*RuntimeState, error) {
-	b, err := os.ReadFile(StatePath(c))
+	b, err := tomlcap.ReadFile("agent state", StatePath(c), tomlcap.Limits{Bytes: MaxStateSize, Depth: 1 << 30})
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -189,8 +199,23 @@ func ReadState(c *Config) (*RuntimeState, error) {
 	return st, nil
 }
 
+// MaxStateSize and maxStateObjects bound the state file read: a bundle's
+// state is under 2 KiB in about ten objects, and within both any input
+// parses in under 50 MiB (FuzzStateFile); each object decoded into a
+// BundleState costs about 1.6 KiB, so their count is bounded too.
+const (
+	MaxStateSize    = 256 << 10
+	maxStateObjects = 4096
+)
+
 // ParseState decodes a state file's content.
 func ParseState(data []byte) (*RuntimeState, error) {
+	if len(data) > MaxStateSize {
+		return nil, fmt.Errorf("%d bytes, larger than the %s limit for state files", len(data), tomlcap.Size(MaxStateSize))
+	}
+	if n := bytes.Count(data, []byte("{")); n > maxStateObjects {
+		return nil, fmt.Errorf("%d objects, more than the limit of %d for state files", n, maxStateObjects)
+	}
 	var st RuntimeState
 	if err := json.Unmarshal(data, &st); err != nil {
 		return nil, fmt.Errorf("damaged (the agent rewrites it on its next change): %w", err)
@@ -283,7 +308,10 @@ type AgentView struct {
 // (rotate.Status) and what the agent knows (nil when no agent state).
 type Report struct {
 	rotate.Status
-	Agent *AgentView `json:"agent,omitempty"`
+	// ReloadOwed says what the live generation is still owed (see Owed),
+	// empty when nothing: a change whose reload or check has not run yet.
+	ReloadOwed string     `json:"reload_owed,omitempty"`
+	Agent      *AgentView `json:"agent,omitempty"`
 }
 
 // Reports inspects every bundle of a config and merges the agent's state.
@@ -304,6 +332,17 @@ func Reports(c *Config) []Report {
 		if err != nil {
 			worse(rotate.Unknown, "agent state: "+err.Error())
 		}
+		// What is owed is on disk, whether an agent runs or not.
+		owed := ""
+		if o, step, oerr := NewPipeline(b, slog.New(slog.DiscardHandler)).OwedNow(); oerr != nil {
+			worse(rotate.Warning, "reload owed, perhaps: "+oerr.Error())
+		} else if step != OwedNothing {
+			owed = o.String()
+			if step == OwedRollback {
+				owed = "the rollback after a failed check, from " + o.RollbackFrom + " to " + o.Generation
+			}
+			r.ReloadOwed = owed
+		}
 		if st != nil {
 			for _, bs := range st.Bundles {
 				if bs.Name != b.Name {
@@ -322,6 +361,8 @@ func Reports(c *Config) []Report {
 					// wrong with it, the files say.
 					bs.NotInstalled = ""
 				}
+				bs.ReloadOwed = owed
+				v.ReloadOwed = owed
 				bs = settled(c, b, bs)
 				if h, text := bs.Health(); h != rotate.OK {
 					worse(h, text)
@@ -330,6 +371,9 @@ func Reports(c *Config) []Report {
 					worse(rotate.Warning, fmt.Sprintf("the agent (pid %d) is not running and did not stop cleanly; nothing repairs or renews this bundle", st.PID))
 				}
 			}
+		}
+		if owed != "" && r.Agent == nil {
+			worse(rotate.Warning, "reload owed: "+owed)
 		}
 		if c.NodeID == StarterNodeID && r.Generation == "" {
 			// The package's starter config: nothing to install yet.

@@ -128,15 +128,31 @@ func (m *Manager) InstallNewer(inputs []Input, source string) (Result, error) {
 	return m.install(inputs, source, p)
 }
 
+// Deliver is Install (or InstallNewer, when newer) with beforeSwap run
+// under the store's lock just before the new generation becomes live (see
+// Store.InstallDecided): the agent records there that its reload is owed.
+func (m *Manager) Deliver(inputs []Input, source string, newer bool, beforeSwap func(Generation) error) (Result, error) {
+	p := m.policy()
+	p.RefuseOlder = newer
+	return m.installHook(inputs, source, p, beforeSwap)
+}
+
 func (m *Manager) install(inputs []Input, source string, p Policy) (Result, error) {
-	if err := m.Store.Recover(); err != nil {
-		return Result{}, err
-	}
-	b, err := m.Validate(inputs, p)
-	if err != nil {
-		return Result{}, err
-	}
-	in, err := m.Store.Install(Plan(b, m.Spec.Layout), source)
+	return m.installHook(inputs, source, p, nil)
+}
+
+// installHook validates against the live generation and swaps under one
+// hold of the store's lock, so no other installer can change the live
+// generation between the decision and the swap.
+func (m *Manager) installHook(inputs []Input, source string, p Policy, beforeSwap func(Generation) error) (Result, error) {
+	var b *Bundle
+	in, err := m.Store.InstallDecided(source, func() ([]File, error) {
+		var err error
+		if b, err = m.Validate(inputs, p); err != nil {
+			return nil, err
+		}
+		return Plan(b, m.Spec.Layout), nil
+	}, beforeSwap)
 	if err != nil {
 		return Result{}, err
 	}
@@ -147,28 +163,31 @@ func (m *Manager) install(inputs []Input, source string, p Policy) (Result, erro
 // previous generation must still pass validation (an expired or damaged one
 // is refused).
 func (m *Manager) Rollback(force bool) (from, to Generation, err error) {
-	prev, err := m.Store.Previous()
-	if err != nil {
-		return from, to, err
-	}
+	return m.RollbackHook(force, nil)
+}
+
+// RollbackHook is Rollback with beforeSwap run under the store's lock
+// just before the previous generation becomes live again. The previous
+// generation is judged under the same lock.
+func (m *Manager) RollbackHook(force bool, beforeSwap func(from, to Generation) error) (from, to Generation, err error) {
+	var check func(Generation, map[string][]byte) error
 	if !force {
-		files, err := m.Store.ReadGeneration(prev)
-		if err != nil {
-			return from, to, err
-		}
-		var inputs []Input
-		for name, data := range files {
-			if name != m.Spec.Layout.EnvFile {
-				inputs = append(inputs, Input{Name: prev.Name + "/" + name, Data: data})
+		check = func(prev Generation, files map[string][]byte) error {
+			var inputs []Input
+			for name, data := range files {
+				if name != m.Spec.Layout.EnvFile {
+					inputs = append(inputs, Input{Name: prev.Name + "/" + name, Data: data})
+				}
 			}
-		}
-		p := m.policy()
-		p.AllowCAChange = true // going back to the CA it had is the point
-		if _, err := Validate(Classify(inputs), p, nil); err != nil {
-			return from, to, fmt.Errorf("previous generation %s does not validate (use --force to roll back anyway): %w", prev.Name, err)
+			p := m.policy()
+			p.AllowCAChange = true // going back to the CA it had is the point
+			if _, err := Validate(Classify(inputs), p, nil); err != nil {
+				return fmt.Errorf("previous generation %s does not validate (use --force to roll back anyway): %w", prev.Name, err)
+			}
+			return nil
 		}
 	}
-	return m.Store.Rollback()
+	return m.Store.RollbackDecided(check, beforeSwap)
 }
 
 // JitterFor derives a certificate's renewal jitter from its fingerprint:
@@ -299,8 +318,12 @@ func (m *Manager) Status() Status {
 			problem(Critical, "certificate %v", err)
 		}
 	}
-	if m.Spec.NodeID != "" && !pki.NamesNode(b.Leaf, m.Spec.NodeID) {
-		problem(Critical, "certificate does not name this node %q", m.Spec.NodeID)
+	refuse, warn := identity(b.Leaf, b.Intermediates, b.CAs, l, m.Spec.NodeID, now, st.Chain == "ok")
+	for _, f := range refuse {
+		problem(Critical, "%s: %s (%s)", l.CertFile, f.reason, f.hint)
+	}
+	for _, f := range warn {
+		problem(Warning, "%s: %s (%s)", l.CertFile, f.reason, f.hint)
 	}
 	st.TimeLeft = Age(b.Leaf.NotAfter.Sub(now))
 	secs := int64(b.Leaf.NotAfter.Sub(now) / time.Second)
@@ -339,9 +362,25 @@ func (m *Manager) fileStatus(gen Generation) []FileStatus {
 	// The same judgement the agent repairs by: mode, owner (the configured
 	// one, else the one each file was created with), content, links.
 	problems := map[string]string{}
+	var dirs []FileStatus
 	if o, err := m.Store.Inspect(); err == nil {
 		for _, d := range FindDrift(o) {
-			if _, seen := problems[d.Name]; !seen {
+			if d.Kind == DriftDirMode || d.Kind == DriftDirOwner {
+				if len(dirs) > 0 && dirs[len(dirs)-1].Name == d.Name {
+					dirs[len(dirs)-1].Problem += "; " + d.Detail
+					continue
+				}
+				od := o.LiveDir
+				if d.Name != "." {
+					od = o.GenDir
+				}
+				dirs = append(dirs, FileStatus{Name: d.Name, Role: "directory", Path: filepath.Join(l.Dir, d.Name), Problem: d.Detail,
+					Mode: fmt.Sprintf("%04o", od.Mode), Owner: platform.UserName(od.UID) + ":" + platform.GroupName(od.GID)})
+				continue
+			}
+			if p, seen := problems[d.Name]; seen {
+				problems[d.Name] = p + "; " + d.Detail
+			} else {
 				problems[d.Name] = d.Detail
 			}
 		}
@@ -369,5 +408,5 @@ func (m *Manager) fileStatus(gen Generation) []FileStatus {
 	if d, ok := problems[dataLink]; ok {
 		out = append(out, FileStatus{Name: dataLink, Role: "link", Path: filepath.Join(l.Dir, dataLink), Problem: d})
 	}
-	return out
+	return append(out, dirs...)
 }

@@ -95,6 +95,11 @@ type Store struct {
 	Dir     string
 	DirMode fs.FileMode
 	Owner   platform.Owner
+	// Modes is the configured mode of each file, by name: the truth drift
+	// is measured against, so that a mode changed in the config reaches
+	// the live files without an install. A name it lacks is judged
+	// against the mode recorded at install.
+	Modes map[string]fs.FileMode
 	// Keep is how many generations besides the live one are kept for
 	// rollback.
 	Keep int
@@ -103,7 +108,7 @@ type Store struct {
 
 // NewStore returns a store for a layout's directory.
 func NewStore(l Layout, owner platform.Owner, keep int) *Store {
-	return &Store{Dir: l.Dir, DirMode: l.DirMode, Owner: owner, Keep: keep, Now: time.Now}
+	return &Store{Dir: l.Dir, DirMode: l.DirMode, Owner: owner, Modes: l.Modes(), Keep: keep, Now: time.Now}
 }
 
 // ErrNoGeneration means nothing has been installed in the directory yet.
@@ -227,14 +232,18 @@ type Installed struct {
 // Changed is false; the live directory is then restored to them (see
 // Installed.Repaired), so installing a bundle again repairs it.
 func (s *Store) Install(files []File, source string) (Installed, error) {
-	if len(files) == 0 {
-		return Installed{}, errors.New("nothing to install")
-	}
-	for _, f := range files {
-		if err := CheckName(f.Name); err != nil {
-			return Installed{}, err
-		}
-	}
+	return s.InstallDecided(source, func() ([]File, error) { return files, nil }, nil)
+}
+
+// InstallDecided is Install with the decision taken under the store's lock:
+// decide runs after the lock is taken and an interrupted install is
+// recovered, so what it reads of the live generation (Live, HandCopied)
+// is still live when its files are swapped in; no other installer can
+// change it in between. beforeSwap, when set, runs under the same lock
+// after the new generation is staged and before the swap makes it live
+// (the agent records there, durably, that its reload is owed); its error
+// stops the install with nothing swapped.
+func (s *Store) InstallDecided(source string, decide func() ([]File, error), beforeSwap func(Generation) error) (Installed, error) {
 	root, unlock, err := s.openLocked(true)
 	if err != nil {
 		return Installed{}, err
@@ -242,6 +251,18 @@ func (s *Store) Install(files []File, source string) (Installed, error) {
 	defer unlock()
 	if err := s.recover(root); err != nil {
 		return Installed{}, err
+	}
+	files, err := decide()
+	if err != nil {
+		return Installed{}, err
+	}
+	if len(files) == 0 {
+		return Installed{}, errors.New("nothing to install")
+	}
+	for _, f := range files {
+		if err := CheckName(f.Name); err != nil {
+			return Installed{}, err
+		}
 	}
 	live, liveErr := s.live(root)
 	if liveErr != nil && !errors.Is(liveErr, ErrNoGeneration) {
@@ -272,6 +293,11 @@ func (s *Store) Install(files []File, source string) (Installed, error) {
 	// missing) until the swap makes all of them appear together.
 	if err := s.linkAll(root, names(files), true); err != nil {
 		return Installed{Generation: gen}, err
+	}
+	if beforeSwap != nil {
+		if err := beforeSwap(gen); err != nil {
+			return Installed{Generation: gen}, err
+		}
 	}
 	if err := s.swap(root, gen.Name); err != nil {
 		return Installed{Generation: gen}, err
@@ -717,12 +743,72 @@ func (s *Store) displace(root *os.Root, name string) error {
 	if err := root.Mkdir(displaced, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("%s: %w", s.Dir, err)
 	}
-	dst := displaced + "/" + name + "." + s.now().UTC().Format("20060102T150405.000000000")
+	kept, err := displacedCopies(root)
+	if err != nil {
+		return fmt.Errorf("%s: %w", s.Dir, err)
+	}
+	seq := 1
+	if len(kept) > 0 {
+		seq = kept[len(kept)-1].seq + 1
+	}
+	dst := displaced + "/" + name + "." + s.now().UTC().Format("20060102T150405.000000000") + "." + strconv.Itoa(seq)
 	if err := root.Link(name, dst); err != nil {
 		return fmt.Errorf("%s: keep a copy before replacing it: %w", filepath.Join(s.Dir, name), err)
 	}
 	// Whatever it was, it may be a key: only the owner reads it from here.
-	return root.Chmod(dst, 0o600)
+	if err := root.Chmod(dst, 0o600); err != nil {
+		return err
+	}
+	// Each copy may be a key: keep only the newest few, by the sequence
+	// at the end of their names (not by the clock, which can go back).
+	for len(kept) >= keepDisplaced {
+		_ = root.Remove(displaced + "/" + kept[0].name)
+		kept = kept[1:]
+	}
+	return nil
+}
+
+// keepDisplaced is how many displaced copies are kept: a link replaced by
+// a regular file 200 times left 200 key copies.
+const keepDisplaced = 8
+
+type displacedCopy struct {
+	name string
+	seq  int
+}
+
+// displacedCopies lists ..displaced/, oldest first: by the sequence that
+// ends each name, a copy of an older version (none) first.
+func displacedCopies(root *os.Root) ([]displacedCopy, error) {
+	d, err := root.Open(displaced)
+	if err != nil {
+		return nil, err
+	}
+	entries, err := d.ReadDir(-1)
+	d.Close()
+	if err != nil {
+		return nil, err
+	}
+	var out []displacedCopy
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		c := displacedCopy{name: e.Name()}
+		if i := strings.LastIndexByte(e.Name(), '.'); i >= 0 {
+			if n, err := strconv.Atoi(e.Name()[i+1:]); err == nil && n > 0 && n < 1<<40 {
+				c.seq = n
+			}
+		}
+		out = append(out, c)
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].seq != out[j].seq {
+			return out[i].seq < out[j].seq
+		}
+		return out[i].name < out[j].name
+	})
+	return out, nil
 }
 
 // Generations lists the generation directories, oldest first.
@@ -885,6 +971,14 @@ func (s *Store) recover(root *os.Root) error {
 // Rollback makes the generation the live one replaced live again (see
 // Previous).
 func (s *Store) Rollback() (from, to Generation, err error) {
+	return s.RollbackDecided(nil, nil)
+}
+
+// RollbackDecided is Rollback with its checks under the store's lock:
+// check, when set, judges the generation to roll back to (its files as
+// installed) and may refuse it; beforeSwap runs after it and before the
+// swap, as in InstallDecided.
+func (s *Store) RollbackDecided(check func(to Generation, files map[string][]byte) error, beforeSwap func(from, to Generation) error) (from, to Generation, err error) {
 	root, unlock, err := s.openLocked(false)
 	if err != nil {
 		return from, to, err
@@ -901,6 +995,15 @@ func (s *Store) Rollback() (from, to Generation, err error) {
 	if err != nil {
 		return from, to, err
 	}
+	if check != nil {
+		files, err := s.readGeneration(root, to)
+		if err != nil {
+			return from, to, err
+		}
+		if err := check(to, files); err != nil {
+			return from, to, err
+		}
+	}
 	// A kept generation may have been edited while it was live: make its
 	// files what was installed before they become visible again.
 	o, err := s.observe(root, to)
@@ -910,7 +1013,7 @@ func (s *Store) Rollback() (from, to Generation, err error) {
 	o.DataTarget = to.Name
 	var fileDrift []Drift
 	for _, d := range FindDrift(o) {
-		if d.Kind == DriftContent || d.Kind == DriftMode || d.Kind == DriftOwner {
+		if d.Kind == DriftContent || d.Kind == DriftMode || d.Kind == DriftOwner || (d.Kind == DriftDirMode || d.Kind == DriftDirOwner) && d.Name != "." {
 			fileDrift = append(fileDrift, d)
 		}
 	}
@@ -919,6 +1022,11 @@ func (s *Store) Rollback() (from, to Generation, err error) {
 	}
 	if err := s.linkAll(root, sortedNames(to.Files), true); err != nil {
 		return from, to, err
+	}
+	if beforeSwap != nil {
+		if err := beforeSwap(from, to); err != nil {
+			return from, to, err
+		}
 	}
 	return from, to, s.swap(root, to.Name)
 }

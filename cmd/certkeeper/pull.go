@@ -83,6 +83,13 @@ func runPull(ctx context.Context, e *env, args []string) int {
 		}
 		res := out.Result
 		from := src.Describe(b)
+		if !res.Changed && out.Replayed {
+			fmt.Fprintf(e.stdout, "%s: unchanged: %s holds what %s has (generation %s), but its reload was owed; ran it\n", b.Name, b.Resolved.Dir, from, res.Generation.Name)
+			if printReloads(e, c, b.Name, out.Reloads) != exitOK {
+				code = exitFailure
+			}
+			continue
+		}
 		if !res.Changed {
 			fmt.Fprintf(e.stdout, "%s: unchanged: %s holds what %s has (generation %s); no reload\n", b.Name, b.Resolved.Dir, from, res.Generation.Name)
 			printRepaired(e, b.Name, res.Repaired)

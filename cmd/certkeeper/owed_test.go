@@ -1,0 +1,59 @@
+//go:build unix
+
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/certkeeper/certkeeper/internal/testpki"
+)
+
+// certkeeper install killed in the middle of its reload (the reload
+// command kills it, as an OOM killer or a lost SSH session would): status,
+// status --json and check say the reload is owed, and installing the same
+// files again runs it, once, instead of answering "unchanged".
+func TestAnInstallKilledDuringItsReloadIsReloadedByTheNextInstall(t *testing.T) {
+	root := t.TempDir()
+	flag, log := filepath.Join(root, "kill-once"), filepath.Join(root, "reloads")
+	reload := fmt.Sprintf(`if [ -e %s ]; then rm %s; kill -9 $PPID; exit 0; fi; echo reload >> %s`, flag, flag, log)
+	n := newNode(t, "flocker-node", "node-1", fmt.Sprintf("  [[bundle.reload]]\n  command = [\"/bin/sh\", \"-c\", %q]\n", reload))
+	ca := testpki.NewCA(t, "cluster", testpki.Options{})
+	p := ca.Issue(t, "node-1", testpki.Options{})
+	files := n.files(map[string][]byte{"n.crt": p.CertPEM(), "n.key": p.KeyPEM(t), "ca.crt": ca.CertPEM()})
+	reloads := func() int { b, _ := os.ReadFile(log); return strings.Count(string(b), "reload") }
+
+	testpki.WriteFile(t, root, "kill-once", nil, 0o600)
+	if r := n.install(files...); r.code == 0 || reloads() != 0 {
+		t.Fatalf("the install should have been killed during its reload: %+v, reloads %d", r, reloads())
+	}
+	if r := certkeeper(t, "status", "--config", n.config); !strings.Contains(r.stdout, "reload owed: reload of generation ..gen-000001") {
+		t.Fatalf("status: %+v", r)
+	}
+	r := certkeeper(t, "check", "--config", n.config)
+	if r.code != 1 || !strings.Contains(r.stdout, "WARNING") || !strings.Contains(r.stdout, "reload owed") {
+		t.Fatalf("check: %+v", r)
+	}
+	var sts []struct {
+		ReloadOwed string `json:"reload_owed"`
+	}
+	r = certkeeper(t, "status", "--config", n.config, "--json")
+	if err := json.Unmarshal([]byte(r.stdout), &sts); err != nil || len(sts) != 1 || sts[0].ReloadOwed == "" {
+		t.Fatalf("status --json: %v %+v", err, r)
+	}
+
+	r = n.install(files...)
+	if r.code != 0 || !strings.Contains(r.stdout, "but its reload was owed; ran it") || reloads() != 1 {
+		t.Fatalf("install again: %+v, reloads %d", r, reloads())
+	}
+	if r := certkeeper(t, "check", "--config", n.config); r.code != 0 {
+		t.Fatalf("check after the owed reload ran: %+v", r)
+	}
+	if r := n.install(files...); r.code != 0 || !strings.Contains(r.stdout, "no reload") || reloads() != 1 {
+		t.Fatalf("a third install: %+v, reloads %d", r, reloads())
+	}
+}
