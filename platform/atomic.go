@@ -36,8 +36,8 @@ import (
 type AtomicWrite struct {
 	// Mode is the target's permission bits (0600 for a key).
 	Mode fs.FileMode
-	// Owner is given to the file before its first byte; NoOwner keeps the
-	// process's own.
+	// Owner is given to the file before its first byte; NoOwner, or the
+	// zero Owner, keeps the process's own.
 	Owner Owner
 	// Temp names the temporary file, relative to the root (WriteFileIn)
 	// or to the target's directory (WriteFile), on the same file system.
@@ -137,7 +137,7 @@ func (w AtomicWrite) create(root *os.Root, name string, data []byte, sync bool) 
 	if err := SecureFile(filepath.Join(root.Name(), filepath.FromSlash(name)), w.Mode); err != nil {
 		return err
 	}
-	if w.Owner.UID >= 0 || w.Owner.GID >= 0 {
+	if w.Owner != (Owner{}) && (w.Owner.UID >= 0 || w.Owner.GID >= 0) {
 		if err := f.Chown(w.Owner.UID, w.Owner.GID); err != nil {
 			return fmt.Errorf("%w %s:%s: %w", ErrSetOwner, w.Owner.User, w.Owner.Group, err)
 		}
