@@ -240,6 +240,9 @@ func (s *Store) Install(files []File, source string) (Installed, error) {
 		return Installed{}, err
 	}
 	defer unlock()
+	if err := platform.CheckSymlinks(root); err != nil {
+		return Installed{}, fmt.Errorf("%s: %w", s.Dir, err)
+	}
 	if err := s.recover(root); err != nil {
 		return Installed{}, err
 	}
