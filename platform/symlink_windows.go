@@ -20,7 +20,8 @@ var ErrNoSymlinks = errors.New("cannot make symbolic links here")
 // SYSTEM (what the service runs as) and elevated administrators, or anyone
 // in Developer Mode. Wine 8 makes none at all.
 func CheckSymlinks(root *os.Root) error {
-	name := "..link-probe" + TempName("")[len(".."):] // "..link-": what the store's recovery removes
+	// "..link-" is what the store's recovery removes, should a crash leave it.
+	name := "..link-probe-" + TempName("")[len("..tmp-"):]
 	err := root.Symlink("..data", name)
 	if err == nil {
 		_ = root.Remove(name)
