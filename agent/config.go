@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/certkeeper/certkeeper/internal/tomlcap"
 	"github.com/certkeeper/certkeeper/pki"
 	"github.com/certkeeper/certkeeper/platform"
 	"github.com/certkeeper/certkeeper/rotate"
@@ -68,6 +68,9 @@ type Bundle struct {
 	Layout string `toml:"layout"`
 	Dir    string `toml:"dir"`
 	Inbox  string `toml:"inbox"`
+	// InboxGroup is a group allowed to write the inbox (a dedicated push
+	// account's); without it, an inbox writable by its group is refused.
+	InboxGroup string `toml:"inbox_group"`
 	// RemoteDir is the bundle's directory on the source, relative to the
 	// SFTP root of the node's account.
 	RemoteDir     string   `toml:"remote_dir"`
@@ -88,6 +91,9 @@ type Bundle struct {
 	KeyMode  *FileMode         `toml:"key_mode"`
 	Owner    string            `toml:"owner"`
 	Group    string            `toml:"group"`
+	// Usage is what the daemon uses the certificate for: "server",
+	// "client" or both (the default: cluster mutual TLS).
+	Usage []string `toml:"usage"`
 
 	Reload       []Reload `toml:"reload"`
 	Check        []string `toml:"check"`
@@ -222,18 +228,18 @@ func (e *ConfigError) Error() string {
 	return b.String()
 }
 
-// LoadConfig reads and checks a config file.
+// ConfigLimits bound a config file before it is parsed: real configs are
+// a few KiB, and within these any input parses in under 50 MiB (see
+// FuzzParseConfig).
+var ConfigLimits = tomlcap.Limits{Bytes: 128 << 10, Depth: 6}
+
+// LoadConfig reads and checks a config file. Only a regular file is read,
+// opened without blocking: a FIFO or a device at the path is refused at
+// once, so a SIGHUP never hangs the agent.
 func LoadConfig(path string) (*Config, error) {
-	fi, err := os.Stat(path)
+	data, err := tomlcap.ReadFile("config", path, ConfigLimits)
 	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
-	}
-	if fi.Size() > 1<<20 {
-		return nil, fmt.Errorf("config %s: larger than 1 MiB", path)
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+		return nil, err
 	}
 	return ParseConfig(path, data)
 }
@@ -242,6 +248,9 @@ func LoadConfig(path string) (*Config, error) {
 // differ from a known one only in case), bad durations and modes, missing
 // fields and unknown layouts are errors naming the key and its line.
 func ParseConfig(path string, data []byte) (*Config, error) {
+	if err := tomlcap.Check("config", path, data, ConfigLimits); err != nil {
+		return nil, err
+	}
 	c := &Config{Path: path}
 	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(c)
 	if err != nil {
@@ -447,6 +456,16 @@ func (c *Config) resolve() error {
 		}
 		o := rotate.Overrides{CAFile: b.CAFile, CertFile: b.CertFile, KeyFile: b.KeyFile, EnvFile: b.EnvFile, Env: b.Env,
 			Owner: b.Owner, Group: b.Group}
+		if b.Usage != nil {
+			u, err := pki.ParseUsage(b.Usage)
+			if err == nil && len(b.Usage) == 0 {
+				err = fmt.Errorf("an empty list allows nothing; leave usage out for server and client auth")
+			}
+			if err != nil {
+				return bad(key("usage"), toml.Key{"bundle", "usage"}, "%v", err)
+			}
+			o.Usage = u
+		}
 		if b.Dir != "" {
 			// Clean: the watcher matches event paths against it, and
 			// "/x/live/" is the same directory as "/x/live".

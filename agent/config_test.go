@@ -10,6 +10,7 @@ import (
 
 	"github.com/certkeeper/certkeeper/agent"
 	"github.com/certkeeper/certkeeper/internal/testenv"
+	"github.com/certkeeper/certkeeper/pki"
 )
 
 // The example from DESIGN.md, as an admin would copy it.
@@ -70,6 +71,37 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
+// A bundle that names its daemon's group may give it the key: 0640 in a
+// 0750 directory (mosquitto, PostgreSQL's ssl-cert convention).
+func TestGroupReadableKeyConfig(t *testing.T) {
+	c, err := agent.ParseConfig("c.toml", []byte("node_id = \"n1\"\n[[bundle]]\nname = \"b\"\nlayout = \"glow\"\ngroup = \"65534\"\nkey_mode = \"0640\"\ndir_mode = \"0750\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := c.Bundles[0].Resolved; l.KeyMode != 0o640 || l.DirMode != 0o750 || l.Group != "65534" {
+		t.Fatalf("resolved %04o %04o %q", l.KeyMode, l.DirMode, l.Group)
+	}
+}
+
+// usage says what the daemon uses the certificate for; the leaf's key
+// usages must allow it. Without it, both ends of mutual TLS.
+func TestBundleUsage(t *testing.T) {
+	for cfg, want := range map[string]pki.Usage{
+		"":                                   pki.UsageBoth,
+		"usage = [\"client\"]\n":             pki.UsageClient,
+		"usage = [\"server\"]\n":             pki.UsageServer,
+		"usage = [\"server\", \"client\"]\n": pki.UsageBoth,
+	} {
+		c, err := agent.ParseConfig("c.toml", []byte("node_id = \"n1\"\n[[bundle]]\nname = \"b\"\nlayout = \"glow\"\n"+cfg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.Bundles[0].Resolved.NeedUsage(); got != want {
+			t.Errorf("%q: usage %v, want %v", cfg, got, want)
+		}
+	}
+}
+
 // A trailing slash (or a "." or "//") in dir or inbox is cleaned away:
 // the watcher compares event paths with them, and the checks for bundles
 // sharing a directory compare them too.
@@ -103,6 +135,12 @@ func TestConfigErrors(t *testing.T) {
 		{"integer mode", base + "key_mode = 600\n", `c.toml:5: bundle.key_mode: write a mode as an octal string`},
 		{"bad mode", base + "key_mode = \"rw-------\"\n", `not an octal permission`},
 		{"loose key mode", base + "key_mode = \"0644\"\n", `lets other users read the private key`},
+		{"unknown usage", base + "usage = [\"peer\"]\n", `c.toml:5: bundle "b": usage: usage "peer" is not one of "server", "client"`},
+		{"empty usage", base + "usage = []\n", `bundle "b": usage: an empty list allows nothing`},
+		{"group-readable key without a group", base + "key_mode = \"0640\"\ndir_mode = \"0750\"\n", `lets the group read the private key, but the bundle names no group`},
+		{"group-readable key in a closed directory", base + "key_mode = \"0640\"\ngroup = \"65534\"\n", `keeps the group out of the directory; set dir_mode = "0750"`},
+		{"world-readable key with a group", base + "key_mode = \"0644\"\ndir_mode = \"0750\"\ngroup = \"65534\"\n", `lets other users read the private key`},
+		{"others-only readable key with a group", base + "key_mode = \"0604\"\ndir_mode = \"0750\"\ngroup = \"65534\"\n", `lets other users read the private key`},
 		{"missing layout", "node_id = \"n1\"\n[[bundle]]\nname = \"b\"\n", `bundle "b": layout: missing: one of clusterio, clusterio-host, custom, flocker-control, flocker-node, glow, mesos, reign`},
 		{"unknown layout", "node_id = \"n1\"\n[[bundle]]\nname = \"b\"\nlayout = \"flocker\"\n", `c.toml:4: bundle "b": layout: unknown layout "flocker"`},
 		{"missing name", "node_id = \"n1\"\n[[bundle]]\nlayout = \"glow\"\n", `bundle[0].name: missing`},

@@ -2,24 +2,33 @@ package agent_test
 
 import (
 	"crypto/rand"
+	"flag"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/certkeeper/certkeeper/agent"
+	"github.com/certkeeper/certkeeper/internal/tomlcap"
 	"github.com/certkeeper/certkeeper/pki"
 	"github.com/certkeeper/certkeeper/rotate"
 )
 
 // FuzzParseConfig: a config, however broken, yields a config or an error
-// that names the file; never a panic.
+// that names the file; never a panic, and never more than 50 MiB of
+// allocations (tomlcap.MaxAlloc): the worst inputs within the limits are
+// seeds, and one level deeper is refused before parsing.
 func FuzzParseConfig(f *testing.F) {
+	tomlcap.AddWorst(f, agent.ConfigLimits)
 	f.Add([]byte(designExample))
 	f.Add([]byte("node_id = \"n1\"\n[[bundle]]\nname = \"b\"\nlayout = \"mesos\"\nkey_mode = \"0400\"\nenv = { A = \"b c\" }\n"))
 	f.Add([]byte("[[bundle]]\nname = 1\n[[bundle.reload]]\nsignal = \"HUP\"\n"))
 	f.Add([]byte("renew_before = \"1d2h\"\n[source]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		c, err := agent.ParseConfig("fuzz.toml", data)
+		var c *agent.Config
+		var err error
+		if alloc := tomlcap.Alloc(func() { c, err = agent.ParseConfig("fuzz.toml", data) }); alloc > tomlcap.MaxAlloc {
+			t.Fatalf("parsing %d bytes allocated %d MiB", len(data), alloc>>20)
+		}
 		if err != nil {
 			if err.Error() == "" {
 				t.Fatal("empty error")
@@ -54,12 +63,24 @@ func FuzzInboxSet(f *testing.F) {
 	})
 }
 
-// FuzzStateFile: a damaged agent-state.json gives an error, never a panic.
+// FuzzStateFile: a damaged agent-state.json gives an error, never a panic,
+// and never more than 50 MiB of allocations.
 func FuzzStateFile(f *testing.F) {
+	if fl := flag.Lookup("test.fuzz"); fl == nil || fl.Value.String() == "" {
+		// The worst within the limits, as tests only (see tomlcap.AddWorst).
+		f.Add([]byte(`{"bundles":[` + strings.Repeat(`{},`, 4094) + `{}]}`))
+		f.Add([]byte(`{"bundles":[` + strings.Repeat(`{},`, agent.MaxStateSize/3-10) + `{}]}`))
+		f.Add([]byte(`{"bundles":[{"name":"` + strings.Repeat(`\u00e9`, agent.MaxStateSize/6-10) + `"}]}`))
+		f.Add([]byte(strings.Repeat(`[`, agent.MaxStateSize/2) + strings.Repeat(`]`, agent.MaxStateSize/2)))
+	}
 	f.Add([]byte(`{"pid":1,"bundles":[{"name":"b","counters":{"installs":1}}]}`))
 	f.Add([]byte(`{"bundles":[{"source":{"failures":-1}}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		st, err := agent.ParseState(data)
+		var st *agent.RuntimeState
+		var err error
+		if alloc := tomlcap.Alloc(func() { st, err = agent.ParseState(data) }); alloc > tomlcap.MaxAlloc {
+			t.Fatalf("parsing %d bytes allocated %d MiB", len(data), alloc>>20)
+		}
 		if err == nil {
 			for _, b := range st.Bundles {
 				b.Health()

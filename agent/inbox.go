@@ -2,13 +2,8 @@ package agent
 
 import (
 	"bytes"
-	"errors"
-	"fmt"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -31,9 +26,11 @@ import (
 //  4. A set that validates is installed, and its files are removed.
 //  5. A set that fails validation is rejected at once when it is complete
 //     (every part present, every file whole) and wrong, or when nothing in
-//     it is a certificate or a key: moved to rejected/<time>/ with a
-//     reason file. A set that cannot be moved is rejected once, and left
-//     until the listing changes. The name rejected is never part of a set.
+//     it is a certificate or a key: moved to rejected/<sequence>-<time>/
+//     with a reason file (the oldest pruned, by the sequence). A set of
+//     more than MaxSetFiles files or MaxSetBytes is rejected unread. A
+//     set that cannot be moved is rejected once, and left until the
+//     listing changes. The name rejected is never part of a set.
 //  6. A set that may still be incomplete (a key without its certificate, a
 //     certificate that does not match the live key and brings none, no CA
 //     and none installed, an empty file, a PEM block without its END line)
@@ -67,29 +64,6 @@ func Uploading(name string) bool {
 		}
 	}
 	return false
-}
-
-// listInbox lists the files of a set: every entry but directories, names
-// still uploading and the reserved name rejected (even when it is not the
-// directory it should be). Symlinks and FIFOs are listed (and rejected when
-// read), so they do not sit there unexplained.
-func listInbox(dir string) ([]InboxFile, error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	var out []InboxFile
-	for _, e := range entries {
-		if e.IsDir() || Uploading(e.Name()) || e.Name() == rejectedDir {
-			continue
-		}
-		fi, err := e.Info()
-		if err != nil {
-			continue // gone meanwhile
-		}
-		out = append(out, InboxFile{Name: e.Name(), Size: fi.Size(), ModTime: fi.ModTime(), Mode: fi.Mode()})
-	}
-	return out, nil
 }
 
 // Settled is when a listing read at now has been quiet for the settle
@@ -202,99 +176,4 @@ func alreadyLive(inputs []rotate.Input, live map[string][]byte) bool {
 		}
 	}
 	return true
-}
-
-// takeInboxFiles removes the files of an installed set from the inbox, those
-// that are still what was read: one that changed meanwhile stays for the
-// next round.
-func takeInboxFiles(dir string, read []InboxFile) error {
-	var errs []error
-	for _, f := range read {
-		p := filepath.Join(dir, f.Name)
-		fi, err := os.Lstat(p)
-		if err != nil || fi.Size() != f.Size || !fi.ModTime().Equal(f.ModTime) {
-			continue
-		}
-		if err := os.Remove(p); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// rejectInbox moves a set to rejected/<time>/ with a reason file, and
-// prunes older rejected sets beyond keepRejected. It returns the directory.
-func rejectInbox(dir string, read []InboxFile, reason string, now time.Time) (string, error) {
-	parent := filepath.Join(dir, rejectedDir)
-	if err := os.MkdirAll(parent, 0o700); err != nil {
-		return "", err
-	}
-	base := now.UTC().Format("20060102T150405.000Z")
-	dst := filepath.Join(parent, base)
-	for i := 1; ; i++ {
-		err := os.Mkdir(dst, 0o700)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, fs.ErrExist) || i > 100 {
-			return "", err
-		}
-		dst = filepath.Join(parent, fmt.Sprintf("%s-%d", base, i))
-	}
-	var names []string
-	var errs []error
-	for _, f := range read {
-		if err := os.Rename(filepath.Join(dir, f.Name), filepath.Join(dst, f.Name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			errs = append(errs, err)
-		}
-		names = append(names, f.Name)
-	}
-	text := fmt.Sprintf("rejected %s\nfiles: %s\n\n%s\n", now.UTC().Format(time.RFC3339), strings.Join(names, " "), reason)
-	if err := os.WriteFile(filepath.Join(dst, reasonFile), []byte(text), 0o600); err != nil {
-		errs = append(errs, err)
-	}
-	pruneRejected(parent)
-	return dst, errors.Join(errs...)
-}
-
-func pruneRejected(parent string) {
-	entries, err := os.ReadDir(parent)
-	if err != nil {
-		return
-	}
-	var dirs []string
-	for _, e := range entries {
-		if e.IsDir() {
-			dirs = append(dirs, e.Name())
-		}
-	}
-	sort.Strings(dirs) // the names are UTC times
-	for len(dirs) > keepRejected {
-		_ = os.RemoveAll(filepath.Join(parent, dirs[0]))
-		dirs = dirs[1:]
-	}
-}
-
-// ensureInbox creates the inbox (0700: what lands there may be a key) if
-// it is missing: removed by an admin, say.
-func ensureInbox(dir string) error {
-	fi, err := os.Lstat(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		// 0711 as the state directory: passable, not listable, whatever
-		// the umask of whoever starts the agent (not always systemd's 0077).
-		if err := os.MkdirAll(filepath.Dir(dir), 0o711); err != nil {
-			return err
-		}
-		if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-			return err
-		}
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if !fi.IsDir() {
-		return fmt.Errorf("inbox %s is not a directory", dir)
-	}
-	return nil
 }

@@ -270,7 +270,7 @@ func (l *bundleLoop) watch() {
 	if l.w == nil {
 		return
 	}
-	if err := ensureInbox(l.b.Inbox); err != nil && l.lastInboxErr != err.Error() {
+	if err := inboxOf(l.b).ensure(); err != nil && l.lastInboxErr != err.Error() {
 		l.lastInboxErr = err.Error()
 		l.log.Error("inbox unusable", "inbox", l.b.Inbox, "err", err)
 	}
@@ -344,7 +344,18 @@ func (l *bundleLoop) repair(now time.Time) {
 // rule is at the top of inbox.go).
 func (l *bundleLoop) takeInbox(ctx context.Context, now time.Time) {
 	inbox := l.b.Inbox
-	files, err := listInbox(inbox)
+	files, err := inboxOf(l.b).list()
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err.Error() != l.lastInboxErr {
+			l.lastInboxErr = err.Error()
+			l.log.Error("inbox refused; nothing in it is touched", "inbox", inbox, "err", err)
+		}
+		l.st.update(func(s *BundleState) {
+			if detail := "inbox refused: " + err.Error(); s.LastError == nil || s.LastError.Detail != detail {
+				s.LastError = &Event{Time: now, Result: ResultFailed, Detail: detail}
+			}
+		})
+	}
 	if err != nil || len(files) == 0 {
 		l.setWaiting("")
 		l.unmovable = nil
@@ -360,13 +371,12 @@ func (l *bundleLoop) takeInbox(ctx context.Context, now time.Time) {
 		l.inboxAt = settled
 		return
 	}
-	paths := make([]string, len(files))
 	names := make([]string, len(files))
 	for i, f := range files {
-		paths[i], names[i] = filepath.Join(inbox, f.Name), f.Name
+		names[i] = f.Name
 	}
-	inputs, readErr := ReadInputs(paths)
-	if after, _ := listInbox(inbox); !sameListing(files, after) {
+	inputs, readErr := inboxOf(l.b).read(files)
+	if after, _ := inboxOf(l.b).list(); !sameListing(files, after) {
 		l.inboxAt = now.Add(l.b.Debounce.Duration) // still changing
 		return
 	}
@@ -384,7 +394,7 @@ func (l *bundleLoop) takeInbox(ctx context.Context, now time.Time) {
 	switch {
 	case err == nil:
 		l.setWaiting("")
-		if terr := takeInboxFiles(inbox, files); terr != nil {
+		if terr := inboxOf(l.b).take(files); terr != nil {
 			l.log.Error("installed, but could not remove the files from the inbox", "inbox", inbox, "err", terr)
 		}
 		l.installed(ctx, res, source, now)
@@ -393,7 +403,7 @@ func (l *bundleLoop) takeInbox(ctx context.Context, now time.Time) {
 		if alreadyLive(inputs, liveFiles) {
 			l.setWaiting("")
 			l.log.Info("inbox files are already installed; removing them", "files", strings.Join(names, " "))
-			_ = takeInboxFiles(inbox, files)
+			_ = inboxOf(l.b).take(files)
 			return
 		}
 		live, _, _ := l.m.Live()
@@ -428,11 +438,11 @@ func (l *bundleLoop) setWaiting(why string) {
 
 func (l *bundleLoop) reject(files []InboxFile, reason string, now time.Time) {
 	l.setWaiting("")
-	dst, err := rejectInbox(l.b.Inbox, files, reason, now)
+	dst, err := inboxOf(l.b).reject(files, reason, now)
 	l.log.Error("inbox set rejected; the live bundle is unchanged", "moved_to", dst, "reason", reason)
 	if err != nil {
 		l.log.Error("could not move every rejected file; they stay, and are not looked at again until the inbox changes", "err", err)
-		if after, lerr := listInbox(l.b.Inbox); lerr == nil && len(after) > 0 {
+		if after, lerr := inboxOf(l.b).list(); lerr == nil && len(after) > 0 {
 			l.unmovable = after
 		}
 	}

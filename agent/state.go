@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/tomlcap"
 	"github.com/certkeeper/certkeeper/platform"
 	"github.com/certkeeper/certkeeper/rotate"
 )
@@ -172,7 +174,7 @@ func (b *bundleState) snapshot() BundleState {
 // ReadState reads a config's agent state file; a missing file is not an
 // error (no agent ran), and gives nil.
 func ReadState(c *Config) (*RuntimeState, error) {
-	b, err := os.ReadFile(StatePath(c))
+	b, err := tomlcap.ReadFile("agent state", StatePath(c), tomlcap.Limits{Bytes: MaxStateSize, Depth: 1 << 30})
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -186,8 +188,23 @@ func ReadState(c *Config) (*RuntimeState, error) {
 	return st, nil
 }
 
+// MaxStateSize and maxStateObjects bound the state file read: a bundle's
+// state is under 2 KiB in about ten objects, and within both any input
+// parses in under 50 MiB (FuzzStateFile); each object decoded into a
+// BundleState costs about 1.6 KiB, so their count is bounded too.
+const (
+	MaxStateSize    = 256 << 10
+	maxStateObjects = 4096
+)
+
 // ParseState decodes a state file's content.
 func ParseState(data []byte) (*RuntimeState, error) {
+	if len(data) > MaxStateSize {
+		return nil, fmt.Errorf("%d bytes, larger than the %s limit for state files", len(data), tomlcap.Size(MaxStateSize))
+	}
+	if n := bytes.Count(data, []byte("{")); n > maxStateObjects {
+		return nil, fmt.Errorf("%d objects, more than the limit of %d for state files", n, maxStateObjects)
+	}
 	var st RuntimeState
 	if err := json.Unmarshal(data, &st); err != nil {
 		return nil, fmt.Errorf("damaged (the agent rewrites it on its next change): %w", err)

@@ -141,11 +141,10 @@ func Load(dir string, o Options) (*Authority, error) {
 	}
 	a.Cert = c.Certificates[0]
 	a.fingerprint = pki.Fingerprint(a.Cert)
-	data, err := os.ReadFile(a.path(SettingsFile))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w (ca init writes it; restore it or write one, see docs/ca.md)", a.path(SettingsFile), err)
-	}
-	if a.Settings, err = ParseSettings(a.path(SettingsFile), data); err != nil {
+	if a.Settings, err = ReadSettings(a.path(SettingsFile)); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%w (ca init writes it; restore it or write one, see docs/ca.md)", err)
+		}
 		return nil, err
 	}
 	return a, nil

@@ -33,6 +33,9 @@ func NodeRequest(id string, names Names, kt pki.KeyType) (Request, error) {
 	if err := ValidateID(id, KindNode); err != nil {
 		return Request{}, err
 	}
+	if err := names.ForNode(id); err != nil {
+		return Request{}, err
+	}
 	return Request{ID: id, Kind: KindNode, Names: names, KeyType: kt}, nil
 }
 
@@ -47,6 +50,9 @@ func ControlRequest(host string, names Names, kt pki.KeyType) (Request, error) {
 	id := ControlPrefix + host
 	if err := ValidateID(id, KindControl); err != nil {
 		return Request{}, fmt.Errorf("control hostname %q can not name a directory (give its DNS name; add addresses with --ip): %w", host, err)
+	}
+	if err := names.ForNode(host); err != nil {
+		return Request{}, err
 	}
 	hn.Add(names)
 	return Request{ID: id, Kind: KindControl, Names: hn, KeyType: kt}, nil
@@ -230,11 +236,12 @@ func (a *Authority) sign(ctx context.Context, issuer *pki.Issuer, jobs []*job, n
 				return
 			}
 		}
+		names := WithID(j.req.ID, j.req.Kind, j.req.Names)
 		j.cert, j.err = issuer.Issue(pki.LeafProfile{
 			CommonName:   j.req.ID,
 			Organization: a.Settings.Name,
-			DNSNames:     j.req.Names.DNS,
-			IPAddresses:  j.req.Names.IPs,
+			DNSNames:     names.DNS,
+			IPAddresses:  names.IPs,
 			PublicKey:    key.Public(),
 			NotBefore:    nb,
 			NotAfter:     na,

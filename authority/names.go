@@ -55,6 +55,40 @@ func ValidateID(id string, kind Kind) error {
 type Names struct {
 	DNS []string
 	IPs []net.IP
+	// numeric are the DNS names among them whose last label is a number:
+	// ParseNames takes them only provisionally, for a node whose own id
+	// they are (reign's "1"); NodeRequest and Sign refuse any other.
+	numeric []string
+}
+
+// ForNode checks the names given for node id: a name of digits is
+// accepted only as the id itself.
+func (n Names) ForNode(id string) error {
+	for _, d := range n.numeric {
+		if _, err := pki.NormalizeDNSNameFor(d, id); err != nil {
+			return fmt.Errorf("--dns: %w; only a node's own id may be all digits (ca issue node %s --dns %s), and certkeeper adds the id as a SAN anyway", err, d, d)
+		}
+	}
+	return nil
+}
+
+// WithID returns the names a node's certificate carries: the node id
+// first, as a DNS name (or an IP address when it is one), so TLS peers
+// that check SANs only (Go, and so reign, which dials ServerName = id)
+// find it, then the other names. A control service's id is
+// certkeeper's own label (control-HOST): its host name is already a name.
+func WithID(id string, kind Kind, n Names) Names {
+	if kind != KindNode {
+		return n
+	}
+	var out Names
+	if dns, ip := pki.IDName(id); ip != nil {
+		out.IPs = []net.IP{ip}
+	} else {
+		out.DNS = []string{dns}
+	}
+	out.Add(n)
+	return out
 }
 
 // Add appends names not already present.
@@ -62,6 +96,11 @@ func (n *Names) Add(o Names) {
 	for _, d := range o.DNS {
 		if !containsString(n.DNS, d) {
 			n.DNS = append(n.DNS, d)
+		}
+	}
+	for _, d := range o.numeric {
+		if !containsString(n.numeric, d) {
+			n.numeric = append(n.numeric, d)
 		}
 	}
 	for _, ip := range o.IPs {
@@ -111,7 +150,13 @@ func ParseNames(dns, ips []string) (Names, error) {
 	for _, d := range dns {
 		name, err := pki.NormalizeDNSName(d)
 		if err != nil {
-			return Names{}, fmt.Errorf("--dns: %w", err)
+			// A number may be the node's own id: the request checks.
+			num, nerr := pki.NormalizeDNSNameFor(d, d)
+			if nerr != nil || !pki.IsNumericName(num) {
+				return Names{}, fmt.Errorf("--dns: %w", err)
+			}
+			n.Add(Names{DNS: []string{num}, numeric: []string{num}})
+			continue
 		}
 		n.Add(Names{DNS: []string{name}})
 	}
@@ -127,11 +172,15 @@ func ParseNames(dns, ips []string) (Names, error) {
 
 // ParseName reads one name that may be either: an IP address if it parses
 // as one, a DNS name otherwise.
-func ParseName(s string) (Names, error) {
+func ParseName(s string) (Names, error) { return ParseNameFor(s, "") }
+
+// ParseNameFor is ParseName for a name of node id, which may be the id
+// itself even when it is a number.
+func ParseNameFor(s, id string) (Names, error) {
 	if ip, err := pki.ParseIPAddress(s); err == nil {
 		return Names{IPs: []net.IP{ip}}, nil
 	}
-	d, err := pki.NormalizeDNSName(s)
+	d, err := pki.NormalizeDNSNameFor(s, id)
 	if err != nil {
 		return Names{}, err
 	}
@@ -205,7 +254,7 @@ func ParseNodeList(data []byte) ([]ListEntry, error) {
 		seen[e.ID] = n
 		ok := true
 		for _, w := range words[1:] {
-			nm, err := ParseName(w)
+			nm, err := ParseNameFor(w, e.ID)
 			if err != nil {
 				errs = append(errs, fmt.Sprintf("line %d: %v", n, err))
 				ok = false

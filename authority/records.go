@@ -237,8 +237,10 @@ func SignPolicy(id string, n *NodeRecord, extra Names) pki.NamePolicy {
 		allowed.Add(n.Names())
 	}
 	allowed.Add(extra)
-	if nm, err := ParseName(id); err == nil {
-		allowed.Add(nm)
+	if dns, ip := pki.IDName(id); ip != nil {
+		allowed.Add(Names{IPs: []net.IP{ip}})
+	} else {
+		allowed.Add(Names{DNS: []string{dns}})
 	}
 	return pki.NamePolicy{CommonName: id, DNSNames: allowed.DNS, IPs: allowed.IPs}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/certkeeper/certkeeper/internal/tomlcap"
 	"github.com/certkeeper/certkeeper/pki"
 	"github.com/certkeeper/certkeeper/rotate"
 )
@@ -102,9 +103,27 @@ func (s Settings) Check() error {
 	return nil
 }
 
+// SettingsLimits bound ca.toml before it is parsed: it holds a handful of
+// flat keys, and within these any input parses in under 50 MiB (see
+// FuzzParseSettings).
+var SettingsLimits = tomlcap.Limits{Bytes: 64 << 10, Depth: 3}
+
+// ReadSettings reads and parses ca.toml: only a regular file, opened
+// without blocking.
+func ReadSettings(path string) (Settings, error) {
+	data, err := tomlcap.ReadFile("ca.toml", path, SettingsLimits)
+	if err != nil {
+		return Settings{}, err
+	}
+	return ParseSettings(path, data)
+}
+
 // ParseSettings decodes ca.toml strictly: an unknown key is an error, so a
 // typo (renew_keys) is not silently ignored on a CA.
 func ParseSettings(path string, data []byte) (Settings, error) {
+	if err := tomlcap.Check("ca.toml", path, data, SettingsLimits); err != nil {
+		return Settings{}, err
+	}
 	var s Settings
 	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&s)
 	if err != nil {

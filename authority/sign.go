@@ -40,6 +40,9 @@ func (a *Authority) Sign(id string, csrData []byte, o SignOptions) (*Signed, err
 	if err := ValidateID(id, kind); err != nil {
 		return nil, fmt.Errorf("--node: %w", err)
 	}
+	if err := o.Extra.ForNode(id); err != nil {
+		return nil, err
+	}
 	csr, err := pki.ParseCSR(csrData)
 	if err != nil {
 		return nil, err
@@ -78,11 +81,12 @@ func (a *Authority) Sign(id string, csrData []byte, o SignOptions) (*Signed, err
 			return err
 		}
 		names := SignNames(asked, n, o.Extra)
+		carried := WithID(id, kind, names)
 		cert, err = issuer.Issue(pki.LeafProfile{
 			CommonName:   id,
 			Organization: a.Settings.Name,
-			DNSNames:     names.DNS,
-			IPAddresses:  names.IPs,
+			DNSNames:     carried.DNS,
+			IPAddresses:  carried.IPs,
 			PublicKey:    csr.PublicKey,
 			NotBefore:    nb,
 			NotAfter:     na,

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/distribute"
+	"github.com/certkeeper/certkeeper/internal/tomlcap"
 	"github.com/certkeeper/certkeeper/pki"
 )
 
@@ -150,14 +151,20 @@ func TestParseInventoryRefusals(t *testing.T) {
 }
 
 // FuzzParseInventory: any input yields nodes that are usable, or an error
-// naming the file; never a panic.
+// naming the file; never a panic, and never more than 50 MiB of
+// allocations (the worst inputs within the limits are seeds).
 func FuzzParseInventory(f *testing.F) {
+	tomlcap.AddWorst(f, distribute.InventoryLimits)
 	f.Add([]byte(designInventory))
 	f.Add([]byte("[[node]]\nid=\"a\"\naddress=\"[::1]:22\"\nuser=\"u\"\ntarget=\"t\"\npublic_key=\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\"\n"))
 	f.Add([]byte("[defaults]\ntimeout=\"1s\"\n[[node]]\nid=\"a\"\n"))
 	f.Add([]byte("[defaults]\nmode=\"csr\"\n[[node]]\nid=\"a\"\naddress=\"h\"\nuser=\"u\"\ntarget=\"t\"\nmode=\"pull+csr\"\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		inv, err := distribute.ParseInventory("fuzz.toml", data)
+		var inv *distribute.Inventory
+		var err error
+		if alloc := tomlcap.Alloc(func() { inv, err = distribute.ParseInventory("fuzz.toml", data) }); alloc > tomlcap.MaxAlloc {
+			t.Fatalf("parsing %d bytes allocated %d MiB", len(data), alloc>>20)
+		}
 		if err != nil {
 			if !strings.HasPrefix(err.Error(), "fuzz.toml") {
 				t.Fatalf("error does not name the file: %v", err)

@@ -114,7 +114,7 @@ func CheckCSR(csr *x509.CertificateRequest, p NamePolicy) (CSRNames, error) {
 	}
 	var names CSRNames
 	for _, d := range csr.DNSNames {
-		n, err := NormalizeDNSName(d)
+		n, err := NormalizeDNSNameFor(d, p.CommonName)
 		if err != nil {
 			bad("%v", err)
 			continue

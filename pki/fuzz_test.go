@@ -32,10 +32,43 @@ func FuzzParse(f *testing.F) {
 		for _, cert := range c.Certificates {
 			_ = pki.Describe(cert).SANs()
 			_ = pki.WeakSignature(cert)
+			// The identity rules read every field a hostile leaf may fill.
+			for _, id := range []string{"node-1", "1", "10.0.0.5", cert.Subject.CommonName} {
+				m := pki.MatchNode(cert, id)
+				if m == pki.NameInSAN && !pki.SANNamesNode(cert, id) {
+					t.Fatalf("MatchNode(%q) = in SAN, but no SAN names it", id)
+				}
+				_, _ = pki.CNConstraintViolation(id, c.Certificates)
+			}
+			_ = pki.UsageProblems(cert, pki.UsageBoth)
+			_ = pki.LooksIssuedByCertkeeper(cert)
 		}
 		for _, k := range c.Keys {
 			_, _ = pki.KeyStrength(k.Signer.Public())
 			_ = k.PEM()
+		}
+	})
+}
+
+// FuzzNormalizeDNSNameFor: a name accepted for a node id is either a
+// valid DNS name or exactly the id's own all-digit name.
+func FuzzNormalizeDNSNameFor(f *testing.F) {
+	for _, s := range [][2]string{{"1", "1"}, {"1", "2"}, {"10.0.0", "10.0.0"}, {"node-1", "1"}, {"a b.7", "a b.7"}, {"1.", "1"}} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, name, id string) {
+		got, err := pki.NormalizeDNSNameFor(name, id)
+		if err != nil {
+			return
+		}
+		if _, nerr := pki.NormalizeDNSName(name); nerr == nil {
+			return
+		}
+		if d, ip := pki.IDName(id); ip != nil || got != d || !pki.IsNumericName(got) {
+			t.Fatalf("NormalizeDNSNameFor(%q, %q) = %q: neither a DNS name nor the id", name, id, got)
+		}
+		if _, nerr := pki.NormalizeDNSName(got + ".x"); nerr != nil {
+			t.Fatalf("NormalizeDNSNameFor(%q, %q) = %q has a bad label: %v", name, id, got, nerr)
 		}
 	})
 }

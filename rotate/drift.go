@@ -34,6 +34,12 @@ const (
 	DriftMode DriftKind = "mode"
 	// DriftOwner: the generation's file has another owner or group.
 	DriftOwner DriftKind = "owner"
+	// DriftDirMode: the live directory or the live generation's directory
+	// has another mode than the configured dir_mode.
+	DriftDirMode DriftKind = "dir-mode"
+	// DriftDirOwner: the live directory or the live generation's directory
+	// has another owner or group than the configured one.
+	DriftDirOwner DriftKind = "dir-owner"
 	// DriftForeign: a visible name is something certkeeper must not
 	// replace on its own (a symlink elsewhere, a directory, a device).
 	DriftForeign DriftKind = "foreign"
@@ -68,6 +74,14 @@ type Observed struct {
 	DirUID, DirGID int
 	// Owner is the configured owner (-1 fields: not configured).
 	Owner platform.Owner
+	// Modes is the configured mode of each file (Store.Modes); a name it
+	// lacks is judged against the mode recorded at install.
+	Modes map[string]fs.FileMode
+	// DirMode is the configured dir_mode (0: not judged); LiveDir and
+	// GenDir are what the live directory and the live generation's
+	// directory are now.
+	DirMode         fs.FileMode
+	LiveDir, GenDir ObservedDir
 	// CheckModes is false where files have no Unix mode and owner.
 	CheckModes bool
 }
@@ -76,6 +90,13 @@ type Observed struct {
 type ObservedName struct {
 	Kind   string // "link", "missing", "regular", "other"
 	Target string // for a link
+}
+
+// ObservedDir is the mode and owner of a directory (Exists false: not seen).
+type ObservedDir struct {
+	Exists   bool
+	Mode     fs.FileMode
+	UID, GID int
 }
 
 // ObservedFile is one file of the generation directory.
@@ -98,6 +119,10 @@ func FindDrift(o Observed) []Drift {
 		}
 		out = append(out, Drift{Name: dataLink, Kind: DriftData, Detail: detail})
 	}
+	if o.CheckModes {
+		out = append(out, dirDrift(o, ".", o.LiveDir)...)
+		out = append(out, dirDrift(o, o.Gen.Name, o.GenDir)...)
+	}
 	names := sortedNames(o.Gen.Files)
 	for _, name := range names {
 		want, f := o.Gen.Files[name], o.Files[name]
@@ -110,13 +135,15 @@ func FindDrift(o Observed) []Drift {
 		if !f.Exists || !o.CheckModes {
 			continue
 		}
-		if f.Mode != want.Mode {
-			out = append(out, Drift{name, DriftMode, fmt.Sprintf("mode is %04o, want %04o", f.Mode, want.Mode)})
+		var mode, owner *Drift
+		if wm := wantMode(o, name, want); f.Mode != wm {
+			mode = &Drift{name, DriftMode, fmt.Sprintf("mode is %04o, want %04o", f.Mode, wm)}
 		}
 		if uid, gid := wantOwner(o, want); (uid >= 0 && f.UID != uid) || (gid >= 0 && f.GID != gid) {
-			out = append(out, Drift{name, DriftOwner, fmt.Sprintf("owner is %s:%s, want %s:%s",
-				platform.UserName(f.UID), platform.GroupName(f.GID), ownerName(uid, platform.UserName), ownerName(gid, platform.GroupName))})
+			owner = &Drift{name, DriftOwner, fmt.Sprintf("owner is %s:%s, want %s:%s",
+				platform.UserName(f.UID), platform.GroupName(f.GID), ownerName(uid, platform.UserName), ownerName(gid, platform.GroupName))}
 		}
+		out = appendModeOwner(out, mode, owner, f.Mode, wantMode(o, name, want))
 	}
 	for _, name := range names {
 		n := o.Names[name]
@@ -138,6 +165,56 @@ func FindDrift(o Observed) []Drift {
 		}
 	}
 	return out
+}
+
+// appendModeOwner orders a file's mode and owner repairs so that no one
+// gains access on the way: a mode that opens the file to its group is set
+// after the new group, one that closes it before the group changes.
+func appendModeOwner(out []Drift, mode, owner *Drift, have, want fs.FileMode) []Drift {
+	widens := want&^have != 0
+	if mode != nil && !widens {
+		out = append(out, *mode)
+	}
+	if owner != nil {
+		out = append(out, *owner)
+	}
+	if mode != nil && widens {
+		out = append(out, *mode)
+	}
+	return out
+}
+
+// dirDrift judges a directory (the live one, ".", or the generation's)
+// against the configured dir_mode and owner.
+func dirDrift(o Observed, name string, d ObservedDir) []Drift {
+	if !d.Exists {
+		return nil
+	}
+	var mode, owner *Drift
+	if o.DirMode != 0 && d.Mode != o.DirMode {
+		mode = &Drift{name, DriftDirMode, fmt.Sprintf("directory mode is %04o, want %04o (dir_mode)", d.Mode, o.DirMode)}
+	}
+	if uid, gid := o.Owner.UID, o.Owner.GID; (uid >= 0 && d.UID != uid) || (gid >= 0 && d.GID != gid) {
+		// What is not configured stays as it is.
+		if uid < 0 {
+			uid = d.UID
+		}
+		if gid < 0 {
+			gid = d.GID
+		}
+		owner = &Drift{name, DriftDirOwner, fmt.Sprintf("directory owner is %s:%s, want %s:%s",
+			platform.UserName(d.UID), platform.GroupName(d.GID), ownerName(uid, platform.UserName), ownerName(gid, platform.GroupName))}
+	}
+	return appendModeOwner(nil, mode, owner, d.Mode, o.DirMode)
+}
+
+// wantMode is the mode a generation file should have: the configured one,
+// else the one it was installed with.
+func wantMode(o Observed, name string, m Meta) fs.FileMode {
+	if mode, ok := o.Modes[name]; ok {
+		return mode
+	}
+	return m.Mode
 }
 
 // wantOwner is the owner a generation file should have: the configured
@@ -187,14 +264,18 @@ func (s *Store) Inspect() (Observed, error) {
 // observe reads what FindDrift needs about generation g.
 func (s *Store) observe(root *os.Root, g Generation) (Observed, error) {
 	o := Observed{Gen: g, Names: map[string]ObservedName{}, Files: map[string]ObservedFile{},
-		DirUID: -1, DirGID: -1, Owner: s.Owner, CheckModes: platform.SupportsOwnership}
+		DirUID: -1, DirGID: -1, Owner: s.Owner, Modes: s.Modes, DirMode: s.DirMode, CheckModes: platform.SupportsOwnership}
 	if t, err := root.Readlink(dataLink); err == nil {
 		o.DataTarget = t
 	}
 	if fi, err := root.Lstat(g.Name); err == nil {
+		o.GenDir = observeDir(fi)
 		if uid, gid, ok := platform.FileOwner(fi); ok {
 			o.DirUID, o.DirGID = uid, gid
 		}
+	}
+	if fi, err := root.Lstat("."); err == nil {
+		o.LiveDir = observeDir(fi)
 	}
 	for name := range g.Files {
 		if fi, err := root.Lstat(g.Name + "/" + name); err == nil && fi.Mode().IsRegular() {
@@ -228,6 +309,14 @@ func (s *Store) observe(root *os.Root, g Generation) (Observed, error) {
 		}
 	}
 	return o, nil
+}
+
+func observeDir(fi fs.FileInfo) ObservedDir {
+	d := ObservedDir{Exists: fi.IsDir(), Mode: fi.Mode().Perm(), UID: -1, GID: -1}
+	if uid, gid, ok := platform.FileOwner(fi); ok {
+		d.UID, d.GID = uid, gid
+	}
+	return d
 }
 
 // Repair restores the live directory to its live generation: the ..data
@@ -304,12 +393,17 @@ func (s *Store) repair(root *os.Root, o Observed, drift []Drift, from map[string
 		case DriftData:
 			err = s.swap(root, o.Gen.Name)
 		case DriftContent:
+			want.Mode = wantMode(o, d.Name, want)
 			err = s.restoreFile(root, o.Gen.Name, d.Name, want, from[d.Name])
 		case DriftMode:
-			err = root.Chmod(path, want.Mode)
+			err = root.Chmod(path, wantMode(o, d.Name, want))
 		case DriftOwner:
 			uid, gid := wantOwner(o, want)
 			err = root.Lchown(path, uid, gid)
+		case DriftDirMode:
+			err = root.Chmod(d.Name, o.DirMode)
+		case DriftDirOwner:
+			err = root.Lchown(d.Name, o.Owner.UID, o.Owner.GID)
 		case DriftMissing, DriftRelinked, DriftReplaced:
 			names[d.Name] = true
 		case DriftForeign:

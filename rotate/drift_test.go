@@ -56,6 +56,33 @@ func TestFindDrift(t *testing.T) {
 			o.Names["node.crt"] = rotate.ObservedName{Kind: "link", Target: "/tmp/evil"}
 		}, []string{"node.crt foreign"}},
 		{"..data removed", func(o *rotate.Observed) { o.DataTarget = "" }, []string{"..data data-link"}},
+		{"mode changed in the config: against the config, not the record", func(o *rotate.Observed) {
+			o.Modes = map[string]fs.FileMode{"node.key": 0o640, "node.crt": 0o644}
+		}, []string{"node.key mode"}},
+		{"a file the config names no mode for: against the record", func(o *rotate.Observed) {
+			o.Modes = map[string]fs.FileMode{"node.crt": 0o644}
+		}, nil},
+		{"a group given read: the group first, then the mode", func(o *rotate.Observed) {
+			o.Modes = map[string]fs.FileMode{"node.key": 0o640}
+			o.Owner = platform.Owner{UID: -1, GID: 106}
+			for n, f := range o.Files {
+				if n != "node.key" {
+					f.GID = 106
+				}
+				o.Files[n] = f
+			}
+		}, []string{"node.key owner", "node.key mode"}},
+		{"a group's read taken away: the mode first, then the group", func(o *rotate.Observed) {
+			f := o.Files["node.key"]
+			f.Mode, f.GID = 0o640, 106
+			o.Files["node.key"] = f
+		}, []string{"node.key mode", "node.key owner"}},
+		{"dir_mode and group changed in the config", func(o *rotate.Observed) {
+			o.DirMode = 0o750
+			o.Owner = platform.Owner{UID: -1, GID: 0}
+			o.LiveDir = rotate.ObservedDir{Exists: true, Mode: 0o700, UID: 0, GID: 106}
+			o.GenDir = rotate.ObservedDir{Exists: true, Mode: 0o750, UID: 0, GID: 0}
+		}, []string{". dir-owner", ". dir-mode"}},
 		{"no modes on this system", func(o *rotate.Observed) {
 			o.CheckModes = false
 			f := o.Files["node.key"]
@@ -315,4 +342,60 @@ func TestRepairOfARemovedDataLinkKeepsARollback(t *testing.T) {
 			t.Fatalf("without a record, repair made %q live, not the newest", readVisible(t, dir, "node.crt"))
 		}
 	})
+}
+
+// The config is the truth: a key_mode, dir_mode and group changed in the
+// config reach the live files on the next repair, with no install, and
+// status shows the difference until then.
+func TestRepairBringsFilesInLineWithTheConfig(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to chown")
+	}
+	grp, err := user.LookupGroup("nogroup")
+	if err != nil {
+		t.Skip("no group nogroup")
+	}
+	gid, _ := strconv.Atoi(grp.Gid)
+	_, dir := installed(t)
+	l := rotate.Layout{Dir: dir, CertFile: "node.crt", KeyFile: "node.key", DirMode: 0o750, CertMode: 0o644, KeyMode: 0o640}
+	owner := platform.Owner{UID: -1, GID: gid, Group: "nogroup"}
+	s := rotate.NewStore(l, owner, 2)
+	m := &rotate.Manager{Spec: rotate.Spec{Name: "b", Layout: l, Owner: owner}, Store: s}
+	st := m.Status()
+	var problems []string
+	for _, f := range st.Files {
+		if f.Problem != "" {
+			problems = append(problems, f.Name+": "+f.Problem)
+		}
+	}
+	if got := strings.Join(problems, "; "); !strings.Contains(got, "node.key: owner is root:root, want root:nogroup") || !strings.Contains(got, "directory mode is 0700, want 0750") {
+		t.Fatalf("status does not show the config's modes: %s", got)
+	}
+	drift, err := s.Repair()
+	if err != nil {
+		t.Fatalf("Repair: %v (%v)", err, drift)
+	}
+	check := func(p string, mode fs.FileMode) {
+		t.Helper()
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, g, _ := platform.FileOwner(fi)
+		if fi.Mode().Perm() != mode || g != gid {
+			t.Fatalf("%s: mode %04o group %d, want %04o group %d", p, fi.Mode().Perm(), g, mode, gid)
+		}
+	}
+	check(dir, 0o750)
+	check(filepath.Join(dir, "..data")+"/", 0o750)
+	check(filepath.Join(dir, "node.key"), 0o640)
+	check(filepath.Join(dir, "node.crt"), 0o644)
+	if again, err := s.Repair(); err != nil || len(again) != 0 {
+		t.Fatalf("after repair, still %v, %v", again, err)
+	}
+	for _, f := range m.Status().Files {
+		if f.Problem != "" && f.Role != "ca (kept, not read by the daemon)" {
+			t.Fatalf("status after repair: %s: %s", f.Name, f.Problem)
+		}
+	}
 }

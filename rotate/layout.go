@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/certkeeper/certkeeper/pki"
 	"github.com/certkeeper/certkeeper/platform"
 )
 
@@ -42,6 +43,17 @@ type Layout struct {
 	// SelfSignedLeaf accepts a self-signed leaf that is its own CA
 	// (Clusterio's documented `openssl req -x509` set-up).
 	SelfSignedLeaf bool
+	// Usage is what the daemon uses the certificate for: the leaf's key
+	// usages must allow it. Zero means pki.UsageBoth.
+	Usage pki.Usage
+}
+
+// NeedUsage is the usage the leaf must allow.
+func (l Layout) NeedUsage() pki.Usage {
+	if l.Usage == 0 {
+		return pki.UsageBoth
+	}
+	return l.Usage
 }
 
 // hiddenTrustFile keeps the cluster CA of a layout that writes none
@@ -56,6 +68,20 @@ func (l Layout) TrustFile() string {
 		return l.CAFile
 	}
 	return hiddenTrustFile
+}
+
+// Modes is the mode each of the layout's files is installed with, by name.
+func (l Layout) Modes() map[string]fs.FileMode {
+	m := map[string]fs.FileMode{}
+	for _, n := range []string{l.TrustFile(), l.CertFile, l.EnvFile} {
+		if n != "" && l.CertMode != 0 {
+			m[n] = l.CertMode
+		}
+	}
+	if l.KeyFile != "" && l.KeyMode != 0 {
+		m[l.KeyFile] = l.KeyMode
+	}
+	return m
 }
 
 // CAOnly reports whether the bundle installs only a CA certificate.
@@ -73,11 +99,19 @@ var presets = map[string]Layout{
 	"flocker-control": {Dir: "/etc/flocker", CAFile: "cluster.crt", CertFile: "control-service.crt", KeyFile: "control-service.key"},
 	"mesos": {Dir: "/etc/mesos/pki", CAFile: "ca.pem", CertFile: "localhost.pem", KeyFile: "localhost-key.pem",
 		EnvFile: "mesos-ssl.env"},
-	"glow":           {Dir: "/etc/glow/ssl", CAFile: "ca.cer", CertFile: "localhost.cer", KeyFile: "localhost.key"},
-	"clusterio":      {Dir: "/etc/clusterio", CertFile: "cert.pem", KeyFile: "key.pem", SelfSignedLeaf: true},
+	"glow": {Dir: "/etc/glow/ssl", CAFile: "ca.cer", CertFile: "localhost.cer", KeyFile: "localhost.key"},
+	// Clusterio's controller serves HTTPS; hosts log in with tokens.
+	"clusterio":      {Dir: "/etc/clusterio", CertFile: "cert.pem", KeyFile: "key.pem", SelfSignedLeaf: true, Usage: pki.UsageServer},
 	"clusterio-host": {Dir: "/etc/clusterio", CAFile: "cert.pem", SelfSignedLeaf: true},
-	"reign":          {Dir: "/etc/reign", CAFile: "signing.crt", CertFile: "node.{node_id}.crt", KeyFile: "node.{node_id}.key", RequireCN: true},
-	"custom":         {},
+	// reign checks its own certificate's CN at start-up, and a node
+	// dialling another sets tls.Config.ServerName to the other's id, which
+	// Go verifies against SANs only; its listener asks for no client
+	// certificate, so only server auth matters. "reign" keeps the names
+	// of reign's README.certificate.md (create_node_cert), "reign-init"
+	// those its reign_init command writes.
+	"reign":      {Dir: "/etc/reign", CAFile: "signing.crt", CertFile: "node.{node_id}.crt", KeyFile: "node.{node_id}.key", RequireCN: true, Usage: pki.UsageServer},
+	"reign-init": {Dir: "/etc/reign", CAFile: "reign_ca.crt", CertFile: "reign_node.{node_id}.crt", KeyFile: "reign_node.{node_id}.key", RequireCN: true, Usage: pki.UsageServer},
+	"custom":     {},
 }
 
 // Presets lists the preset names, sorted.
@@ -98,6 +132,8 @@ type Overrides struct {
 	Env                                     map[string]string
 	DirMode, CertMode, KeyMode              *fs.FileMode
 	Owner, Group                            string
+	// Usage replaces the preset's usage when not zero.
+	Usage pki.Usage
 }
 
 // ResolveLayout starts from a preset, applies overrides, expands
@@ -133,6 +169,9 @@ func ResolveLayout(preset, nodeID string, o Overrides) (Layout, error) {
 		}
 	}
 	l.Owner, l.Group = o.Owner, o.Group
+	if o.Usage != 0 {
+		l.Usage = o.Usage
+	}
 	if l.EnvFile != "" && preset == "mesos" {
 		l.Env = l.mesosEnv()
 	}
@@ -194,8 +233,23 @@ func (l Layout) check() error {
 		}
 		names = append(names, n)
 	}
-	if l.KeyMode&0o077 != 0 {
-		return fmt.Errorf("layout %q: key_mode %04o lets other users read the private key; use 0600 or 0400", l.Preset, l.KeyMode)
+	if l.KeyMode&0o007 != 0 {
+		return fmt.Errorf("layout %q: key_mode %04o lets other users read the private key; use 0600 or 0400 (or 0640 with a group)", l.Preset, l.KeyMode)
+	}
+	if l.KeyMode&0o030 != 0 {
+		return fmt.Errorf("layout %q: key_mode %04o lets the group change the private key; use 0640 or 0440 at most", l.Preset, l.KeyMode)
+	}
+	if l.KeyMode&0o040 != 0 {
+		// Group-readable on purpose: a daemon that drops privileges
+		// (mosquitto, PostgreSQL's ssl-cert) reads its key through the
+		// bundle's group. Without a named group the group is whatever this
+		// process runs as, which nobody chose.
+		if l.Group == "" {
+			return fmt.Errorf("layout %q: key_mode %04o lets the group read the private key, but the bundle names no group; set group = \"<the daemon's group>\" or use 0600", l.Preset, l.KeyMode)
+		}
+		if l.DirMode&0o010 == 0 {
+			return fmt.Errorf("layout %q: key_mode %04o is for group %q, but dir_mode %04o keeps the group out of the directory; set dir_mode = \"0750\"", l.Preset, l.KeyMode, l.Group, l.DirMode)
+		}
 	}
 	if l.KeyMode&0o400 == 0 {
 		return fmt.Errorf("layout %q: key_mode %04o does not let the owner read the key", l.Preset, l.KeyMode)

@@ -52,6 +52,8 @@ func TestPresetsInstallUnderCanonicalNames(t *testing.T) {
 			map[string]fs.FileMode{"ca.cer": 0o644, "localhost.cer": 0o644, "localhost.key": 0o600}, "/etc/glow/ssl"},
 		{"reign", "32", nil,
 			map[string]fs.FileMode{"signing.crt": 0o644, "node.32.crt": 0o644, "node.32.key": 0o600}, "/etc/reign"},
+		{"reign-init", "7", nil,
+			map[string]fs.FileMode{"reign_ca.crt": 0o644, "reign_node.7.crt": 0o644, "reign_node.7.key": 0o600}, "/etc/reign"},
 		{"clusterio", "203.0.113.4", testpki.SelfSigned(t, "localhost", testpki.Options{IPs: []string{"203.0.113.4"}}),
 			map[string]fs.FileMode{"cert.pem": 0o644, "key.pem": 0o600, ".certkeeper-ca.pem": 0o644}, "/etc/clusterio"},
 	}
@@ -64,7 +66,8 @@ func TestPresetsInstallUnderCanonicalNames(t *testing.T) {
 			leaf := c.leaf
 			inputs := []rotate.Input{}
 			if leaf == nil {
-				leaf = ca.Issue(t, c.nodeID, testpki.Options{IPs: ipIf(c.nodeID)})
+				// As certkeeper's CA issues it now: the id as a SAN too.
+				leaf = ca.Issue(t, c.nodeID, testpki.Options{IPs: ipIf(c.nodeID), DNS: dnsIf(c.nodeID)})
 				inputs = append(inputs, in("whatever-ca-name.pem", ca.CertPEM()))
 			}
 			inputs = append(inputs, in("x.crt", leaf.CertPEM()), in("x.key", leaf.KeyPEM(t)))
@@ -104,6 +107,13 @@ func TestPresetsInstallUnderCanonicalNames(t *testing.T) {
 
 func ipIf(id string) []string {
 	if strings.Count(id, ".") == 3 && strings.Trim(id, "0123456789.") == "" {
+		return []string{id}
+	}
+	return nil
+}
+
+func dnsIf(id string) []string {
+	if ipIf(id) == nil {
 		return []string{id}
 	}
 	return nil

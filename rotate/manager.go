@@ -296,8 +296,12 @@ func (m *Manager) Status() Status {
 			problem(Critical, "certificate %v", err)
 		}
 	}
-	if m.Spec.NodeID != "" && !pki.NamesNode(b.Leaf, m.Spec.NodeID) {
-		problem(Critical, "certificate does not name this node %q", m.Spec.NodeID)
+	refuse, warn := identity(b.Leaf, b.Intermediates, b.CAs, l, m.Spec.NodeID, now, st.Chain == "ok")
+	for _, f := range refuse {
+		problem(Critical, "%s: %s (%s)", l.CertFile, f.reason, f.hint)
+	}
+	for _, f := range warn {
+		problem(Warning, "%s: %s (%s)", l.CertFile, f.reason, f.hint)
 	}
 	st.TimeLeft = Age(b.Leaf.NotAfter.Sub(now))
 	if now.After(b.Leaf.NotAfter) {
@@ -334,9 +338,25 @@ func (m *Manager) fileStatus(gen Generation) []FileStatus {
 	// The same judgement the agent repairs by: mode, owner (the configured
 	// one, else the one each file was created with), content, links.
 	problems := map[string]string{}
+	var dirs []FileStatus
 	if o, err := m.Store.Inspect(); err == nil {
 		for _, d := range FindDrift(o) {
-			if _, seen := problems[d.Name]; !seen {
+			if d.Kind == DriftDirMode || d.Kind == DriftDirOwner {
+				if len(dirs) > 0 && dirs[len(dirs)-1].Name == d.Name {
+					dirs[len(dirs)-1].Problem += "; " + d.Detail
+					continue
+				}
+				od := o.LiveDir
+				if d.Name != "." {
+					od = o.GenDir
+				}
+				dirs = append(dirs, FileStatus{Name: d.Name, Role: "directory", Path: filepath.Join(l.Dir, d.Name), Problem: d.Detail,
+					Mode: fmt.Sprintf("%04o", od.Mode), Owner: platform.UserName(od.UID) + ":" + platform.GroupName(od.GID)})
+				continue
+			}
+			if p, seen := problems[d.Name]; seen {
+				problems[d.Name] = p + "; " + d.Detail
+			} else {
 				problems[d.Name] = d.Detail
 			}
 		}
@@ -364,5 +384,5 @@ func (m *Manager) fileStatus(gen Generation) []FileStatus {
 	if d, ok := problems[dataLink]; ok {
 		out = append(out, FileStatus{Name: dataLink, Role: "link", Path: filepath.Join(l.Dir, dataLink), Problem: d})
 	}
-	return out
+	return append(out, dirs...)
 }

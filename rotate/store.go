@@ -95,6 +95,11 @@ type Store struct {
 	Dir     string
 	DirMode fs.FileMode
 	Owner   platform.Owner
+	// Modes is the configured mode of each file, by name: the truth drift
+	// is measured against, so that a mode changed in the config reaches
+	// the live files without an install. A name it lacks is judged
+	// against the mode recorded at install.
+	Modes map[string]fs.FileMode
 	// Keep is how many generations besides the live one are kept for
 	// rollback.
 	Keep int
@@ -103,7 +108,7 @@ type Store struct {
 
 // NewStore returns a store for a layout's directory.
 func NewStore(l Layout, owner platform.Owner, keep int) *Store {
-	return &Store{Dir: l.Dir, DirMode: l.DirMode, Owner: owner, Keep: keep, Now: time.Now}
+	return &Store{Dir: l.Dir, DirMode: l.DirMode, Owner: owner, Modes: l.Modes(), Keep: keep, Now: time.Now}
 }
 
 // ErrNoGeneration means nothing has been installed in the directory yet.
@@ -685,12 +690,72 @@ func (s *Store) displace(root *os.Root, name string) error {
 	if err := root.Mkdir(displaced, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("%s: %w", s.Dir, err)
 	}
-	dst := displaced + "/" + name + "." + s.now().UTC().Format("20060102T150405.000000000")
+	kept, err := displacedCopies(root)
+	if err != nil {
+		return fmt.Errorf("%s: %w", s.Dir, err)
+	}
+	seq := 1
+	if len(kept) > 0 {
+		seq = kept[len(kept)-1].seq + 1
+	}
+	dst := displaced + "/" + name + "." + s.now().UTC().Format("20060102T150405.000000000") + "." + strconv.Itoa(seq)
 	if err := root.Link(name, dst); err != nil {
 		return fmt.Errorf("%s: keep a copy before replacing it: %w", filepath.Join(s.Dir, name), err)
 	}
 	// Whatever it was, it may be a key: only the owner reads it from here.
-	return root.Chmod(dst, 0o600)
+	if err := root.Chmod(dst, 0o600); err != nil {
+		return err
+	}
+	// Each copy may be a key: keep only the newest few, by the sequence
+	// at the end of their names (not by the clock, which can go back).
+	for len(kept) >= keepDisplaced {
+		_ = root.Remove(displaced + "/" + kept[0].name)
+		kept = kept[1:]
+	}
+	return nil
+}
+
+// keepDisplaced is how many displaced copies are kept: a link replaced by
+// a regular file 200 times left 200 key copies.
+const keepDisplaced = 8
+
+type displacedCopy struct {
+	name string
+	seq  int
+}
+
+// displacedCopies lists ..displaced/, oldest first: by the sequence that
+// ends each name, a copy of an older version (none) first.
+func displacedCopies(root *os.Root) ([]displacedCopy, error) {
+	d, err := root.Open(displaced)
+	if err != nil {
+		return nil, err
+	}
+	entries, err := d.ReadDir(-1)
+	d.Close()
+	if err != nil {
+		return nil, err
+	}
+	var out []displacedCopy
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		c := displacedCopy{name: e.Name()}
+		if i := strings.LastIndexByte(e.Name(), '.'); i >= 0 {
+			if n, err := strconv.Atoi(e.Name()[i+1:]); err == nil && n > 0 && n < 1<<40 {
+				c.seq = n
+			}
+		}
+		out = append(out, c)
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].seq != out[j].seq {
+			return out[i].seq < out[j].seq
+		}
+		return out[i].name < out[j].name
+	})
+	return out, nil
 }
 
 // Generations lists the generation directories, oldest first.
@@ -878,7 +943,7 @@ func (s *Store) Rollback() (from, to Generation, err error) {
 	o.DataTarget = to.Name
 	var fileDrift []Drift
 	for _, d := range FindDrift(o) {
-		if d.Kind == DriftContent || d.Kind == DriftMode || d.Kind == DriftOwner {
+		if d.Kind == DriftContent || d.Kind == DriftMode || d.Kind == DriftOwner || (d.Kind == DriftDirMode || d.Kind == DriftDirOwner) && d.Name != "." {
 			fileDrift = append(fileDrift, d)
 		}
 	}

@@ -18,6 +18,9 @@ type Bundle struct {
 	Leaf          *x509.Certificate
 	Intermediates []*x509.Certificate
 	Key           *pki.Key
+	// Warnings are what installs but that some peer will refuse (a
+	// certificate certkeeper's CA issued before node ids became SANs).
+	Warnings []Problem
 }
 
 // Policy is what a candidate is judged against.
@@ -71,6 +74,9 @@ func Validate(c *Candidate, p Policy, live *Bundle) (*Bundle, error) {
 	if len(v.problems) > 0 {
 		return nil, &ValidationError{Problems: v.problems}
 	}
+	if b != nil {
+		b.Warnings = v.warnings
+	}
 	return b, nil
 }
 
@@ -79,6 +85,7 @@ type validator struct {
 	p        Policy
 	live     *Bundle
 	problems []Problem
+	warnings []Problem
 }
 
 func (v *validator) fail(file, reason, hint string) {
@@ -234,34 +241,21 @@ func (v *validator) checkLeaf(leaf *Cert, b *Bundle) {
 		v.fail(leaf.File, fmt.Sprintf("certificate %q is a CA certificate; a node's certificate must not be able to sign others", pki.Name(cert.Subject.String())),
 			"issue a leaf certificate with basicConstraints CA:FALSE")
 	}
+	chainOK := false
 	if len(b.CAs) > 0 {
 		var ci x509.CertificateInvalidError
-		if err := pki.Verify(cert, b.Intermediates, b.CAs, at); err != nil && (timeOK || !errors.As(err, &ci) || ci.Reason != x509.Expired) {
+		err := pki.Verify(cert, b.Intermediates, b.CAs, at)
+		if err != nil && (timeOK || !errors.As(err, &ci) || ci.Reason != x509.Expired) {
 			v.fail(leaf.File, err.Error(), "")
 		}
+		chainOK = err == nil
 	}
-	if id := v.p.NodeID; id != "" {
-		ok := pki.NamesNode(cert, id)
-		if v.p.Layout.RequireCN {
-			ok = cert.Subject.CommonName == id
-		}
-		if !ok {
-			names := pki.NodeNames(cert)
-			quoted := make([]string, len(names))
-			for i, n := range names {
-				quoted[i] = fmt.Sprintf("%q", n)
-			}
-			what := strings.Join(quoted, ", ")
-			if len(names) == 0 {
-				what = "no name (empty CN and no SANs)"
-			}
-			rule := "CN or a subject alternative name"
-			if v.p.Layout.RequireCN {
-				rule = "the CN (the " + v.p.Layout.Preset + " layout requires it)"
-			}
-			v.fail(leaf.File, fmt.Sprintf("certificate is for %s, this node is %q", what, id),
-				"a node installs only its own certificate: "+rule+" must be the node_id")
-		}
+	refuse, warn := identity(cert, b.Intermediates, b.CAs, v.p.Layout, v.p.NodeID, at, chainOK)
+	for _, f := range refuse {
+		v.fail(leaf.File, f.reason, f.hint)
+	}
+	for _, f := range warn {
+		v.warnings = append(v.warnings, Problem{File: leaf.File, Reason: f.reason, Hint: f.hint})
 	}
 	v.checkStrength(leaf.File, cert)
 	if err := pki.WeakSignature(cert); err != nil && !selfLeaf {

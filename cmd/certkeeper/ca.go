@@ -334,6 +334,7 @@ DIR/nodes/control-HOSTNAME/ as control-service.crt and control-service.key,
 with HOSTNAME as a subject alternative name.
 
 Each certificate: CN = the id (reign's rule), O = the cluster's name, the
+id itself as a SAN (a DNS name, digits included, or an IP address), the
 --dns and --ip names, extended key usage serverAuth and clientAuth (mutual
 TLS), a random 128-bit serial, valid 90 days (ca.toml's node_days) and
 never past the CA's own expiry. Many ids in one call are made on every CPU
@@ -344,7 +345,8 @@ certificate; the old one stays valid until it expires or is revoked) or
 --skip-existing (left alone). With --force and no --dns/--ip, the names
 of the previous certificate are kept.
 
-  --dns NAME          a DNS subject alternative name; repeat, or a,b
+  --dns NAME          a DNS subject alternative name; repeat, or a,b (a
+                      name of digits only as the node's own id)
   --ip ADDR           an IP subject alternative name; repeat, or a,b
   --days N            validity in days, at least 1 (default, with the flag
                       left out: node_days in ca.toml)

@@ -311,7 +311,7 @@ func TestStatusAndCheck(t *testing.T) {
 	if r := check(); r.code != 2 || !strings.HasPrefix(r.stdout, "CRITICAL: b nothing installed") {
 		t.Fatalf("check before install: %+v", r)
 	}
-	fresh := ca.Issue(t, "node-1", testpki.Options{NotBefore: now.Add(-time.Minute), NotAfter: now.Add(90 * 24 * time.Hour), DNS: []string{"node-1.example"}})
+	fresh := ca.Issue(t, "node-1", testpki.Options{NotBefore: now.Add(-time.Minute), NotAfter: now.Add(90 * 24 * time.Hour), DNS: []string{"node-1", "node-1.example"}})
 	if r := n.install(n.files(map[string][]byte{"a": fresh.CertPEM(), "b": fresh.KeyPEM(t), "c": ca.CertPEM()})...); r.code != 0 {
 		t.Fatal(r)
 	}

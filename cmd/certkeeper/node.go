@@ -68,13 +68,18 @@ var verifyCmd = &command{name: "verify", summary: "check files as one bundle und
 
 Classifies FILEs by content (whatever their names), then checks them as one
 bundle: they parse, the key matches the leaf, the leaf chains to the cluster
-CA, is valid now, is not a CA, names the node, keys are strong enough and no
-signature uses SHA-1 or MD5. Exit 0 when the bundle is valid, 1 when not.
+CA, is valid now, is not a CA, names the node, allows the layout's usage
+(server and client auth unless the layout says less) by its extended key
+usage and key usage, keys are strong enough and no signature uses SHA-1 or
+MD5. Exit 0 when the bundle is valid, 1 when not; a valid bundle some peer
+will still refuse (an old certificate without the node id as a SAN) gets a
+WARNING line.
 
   --ca FILE       the cluster CA to trust; a bundle bringing another CA fails
-  --node-id ID    the node the leaf must name (CN or a SAN); unchecked if unset
+  --node-id ID    the node the leaf must name: a SAN (the CN only when the
+                  leaf has no SANs); unchecked if unset
   --layout NAME   a preset's rules: flocker-node, flocker-control, mesos, glow,
-                  clusterio, clusterio-host, reign, custom (default)
+                  clusterio, clusterio-host, reign, reign-init, custom (default)
 
 Examples:
   certkeeper verify --node-id 8eab4b8d-c0a2-4ce2-80aa-0709277a9a7a \
@@ -164,6 +169,9 @@ func runVerify(_ context.Context, e *env, args []string) int {
 		fmt.Fprintf(w, "  installs as\t\t%s\n", strings.Join(names, ", "))
 	}
 	w.Flush()
+	for _, p := range b.Warnings {
+		fmt.Fprintf(e.stdout, "WARNING: %v\n", p)
+	}
 	return exitOK
 }
 

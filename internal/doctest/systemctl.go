@@ -231,7 +231,7 @@ func LoadUnit(name string) (*Unit, error) {
 func SystemctlMain(args []string, stdout, stderr io.Writer) int {
 	os.MkdirAll(StateDir, 0o755)
 	var verbs, units []string
-	now, quiet, value := false, false, false
+	now, quiet, value, noBlock := false, false, false, false
 	var props []string
 	for i := 0; i < len(args); i++ {
 		a := args[i]
@@ -249,8 +249,10 @@ func SystemctlMain(args []string, stdout, stderr io.Writer) int {
 			}
 		case strings.HasPrefix(a, "--property="):
 			props = append(props, strings.TrimPrefix(a, "--property="))
+		case a == "--no-block":
+			noBlock = true
 		case strings.HasPrefix(a, "-"):
-			// --system, --no-pager, --no-block: nothing to do here.
+			// --system, --no-pager: nothing to do here.
 		case len(verbs) == 0:
 			verbs = append(verbs, a)
 		default:
@@ -269,6 +271,29 @@ func SystemctlMain(args []string, stdout, stderr io.Writer) int {
 	case "is-system-running":
 		fmt.Fprintln(stdout, "offline")
 		return 1
+	}
+	if noBlock && (verb == "start" || verb == "restart") {
+		// --no-block: the job runs on without the caller, as systemd's
+		// does (a cluster member's Type=notify start waits for quorum,
+		// which the other members' starts bring).
+		var rest []string
+		for _, a := range args {
+			if a != "--no-block" {
+				rest = append(rest, a)
+			}
+		}
+		self, err := os.Executable()
+		if err == nil {
+			cmd := exec.Command(self, rest...)
+			cmd.Args[0] = "systemctl"
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+			err = cmd.Start()
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "systemctl --no-block: %v\n", err)
+			return 1
+		}
+		return 0
 	}
 	code := 0
 	for _, n := range units {
@@ -601,6 +626,9 @@ func start(u *Unit, stderr io.Writer) int {
 			return 1
 		}
 		defer func() { sock.Close(); os.Remove(path) }()
+		// systemd's notify socket is writable by every user: a daemon
+		// that drops privileges (mosquitto) says READY=1 afterwards.
+		os.Chmod(path, 0o666)
 		cmd.Env = append(cmd.Env, "NOTIFY_SOCKET="+path)
 	}
 	if err := cmd.Start(); err != nil {

@@ -70,6 +70,20 @@ type Options struct {
 	CA        bool
 	// Reuse signs a certificate for an existing key (renewal with the live key).
 	Reuse crypto.Signer
+
+	// KeyUsage and ExtKeyUsage replace the defaults (digitalSignature,
+	// serverAuth and clientAuth for a leaf; keyCertSign and cRLSign for a
+	// CA) when set; NoKeyUsage and NoExtKeyUsage leave the extensions out.
+	KeyUsage      x509.KeyUsage
+	ExtKeyUsage   []x509.ExtKeyUsage
+	NoKeyUsage    bool
+	NoExtKeyUsage bool
+	// Name constraints for a CA.
+	PermittedDNS, ExcludedDNS []string
+
+	// selfLeaf is a self-signed certificate made like `openssl req -x509`
+	// makes it: no key usage unless asked.
+	selfLeaf bool
 }
 
 // Pair is a certificate with its private key.
@@ -95,6 +109,7 @@ func (p *Pair) Issue(t testing.TB, cn string, o Options) *Pair {
 // `openssl req -x509` recipe does.
 func SelfSigned(t testing.TB, cn string, o Options) *Pair {
 	t.Helper()
+	o.selfLeaf = true
 	return sign(t, cn, o, nil)
 }
 
@@ -127,12 +142,27 @@ func sign(t testing.TB, cn string, o Options, parent *Pair) *Pair {
 	for _, s := range o.IPs {
 		tmpl.IPAddresses = append(tmpl.IPAddresses, net.ParseIP(s))
 	}
-	if o.CA {
+	switch {
+	case o.CA && o.selfLeaf:
+	case o.CA:
 		tmpl.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageCRLSign
-	} else {
+	default:
 		tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
 	}
+	if o.KeyUsage != 0 {
+		tmpl.KeyUsage = o.KeyUsage
+	}
+	if o.ExtKeyUsage != nil {
+		tmpl.ExtKeyUsage = o.ExtKeyUsage
+	}
+	if o.NoKeyUsage {
+		tmpl.KeyUsage = 0
+	}
+	if o.NoExtKeyUsage {
+		tmpl.ExtKeyUsage = nil
+	}
+	tmpl.PermittedDNSDomains, tmpl.ExcludedDNSDomains = o.PermittedDNS, o.ExcludedDNS
 	issuerCert, issuerKey := tmpl, key
 	if parent != nil {
 		issuerCert, issuerKey = parent.Cert, parent.Key
