@@ -480,37 +480,10 @@ func writeIfChanged(dir, name string, data []byte, mode fs.FileMode, uid, gid in
 			}
 		}
 	}
-	tmp := filepath.Join(dir, "."+name+"."+randomHex()+".tmp")
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
+	owner := platform.Owner{UID: uid, GID: gid, User: strconv.Itoa(uid), Group: strconv.Itoa(gid)}
+	if err := platform.WriteFileAtomic(p, data, mode, owner); err != nil {
 		return false, err
 	}
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err := f.Chown(uid, gid); err != nil {
-		return false, err
-	}
-	if err := f.Chmod(mode); err != nil {
-		return false, err
-	}
-	if _, err := f.Write(data); err != nil {
-		return false, err
-	}
-	if err := f.Sync(); err != nil {
-		return false, err
-	}
-	if err := f.Close(); err != nil {
-		return false, err
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		return false, err
-	}
-	ok = true
 	return true, nil
 }
 

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/authority"
+	"github.com/certkeeper/certkeeper/internal/testenv"
 	"github.com/certkeeper/certkeeper/internal/testpki"
 	"github.com/certkeeper/certkeeper/pki"
 )
@@ -174,6 +175,7 @@ func freePort(t *testing.T) int {
 }
 
 func TestCAMutualTLS(t *testing.T) {
+	testenv.NeedUnix(t, "openssl")
 	dir := newCADir(t)
 	mustCA(t, "issue", "--dir", dir, "node", "a", "b", "c", "--dns", "localhost", "--ip", "127.0.0.1")
 	other := newCADir(t)

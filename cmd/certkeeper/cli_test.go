@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/testenv"
 	"github.com/certkeeper/certkeeper/internal/testfs"
 	"github.com/certkeeper/certkeeper/internal/testpki"
 	"github.com/certkeeper/certkeeper/rotate"
@@ -25,7 +26,9 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	binary = filepath.Join(dir, "certkeeper")
-	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+	if b := os.Getenv("CERTKEEPER_TEST_BINARY"); b != "" {
+		binary = b // built beforehand (scripts/wine/gotest: no Go under Wine)
+	} else if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
 		os.Exit(1)
 	}
@@ -99,6 +102,7 @@ func (n *node) install(paths ...string) result {
 // Each bad bundle: install exits 1, says why, and the live directory is
 // byte for byte what it was.
 func TestInstallOfABadBundleChangesNothing(t *testing.T) {
+	testenv.NeedSymlinks(t)
 	now := time.Now()
 	ca := testpki.NewCA(t, "cluster", testpki.Options{})
 	other := testpki.NewCA(t, "other", testpki.Options{})
@@ -166,6 +170,7 @@ func TestInstallOfABadBundleChangesNothing(t *testing.T) {
 
 // Reloads run once per change and never without one.
 func TestInstallReloadsOnlyOnChange(t *testing.T) {
+	testenv.NeedSymlinks(t)
 	ca := testpki.NewCA(t, "cluster", testpki.Options{})
 	log := filepath.Join(t.TempDir(), "reloads")
 	n := newNode(t, "glow", "localhost", fmt.Sprintf("  [[bundle.reload]]\n  command = [\"/bin/sh\", \"-c\", \"echo reload >> %s\"]\n", log))
@@ -202,6 +207,7 @@ func TestInstallReloadsOnlyOnChange(t *testing.T) {
 }
 
 func TestInstallReportsAFailedReload(t *testing.T) {
+	testenv.NeedSymlinks(t)
 	ca := testpki.NewCA(t, "cluster", testpki.Options{})
 	p := ca.Issue(t, "localhost", testpki.Options{})
 	n := newNode(t, "glow", "localhost", "  [[bundle.reload]]\n  command = [\"/bin/sh\", \"-c\", \"echo daemon not found >&2; exit 3\"]\n")
@@ -243,6 +249,7 @@ func TestOpenSSLRecipesInstall(t *testing.T) {
 // to the CA. (certkeeper is deliberately stricter elsewhere: names, key
 // sizes, SHA-1 and MD5; those cases are tested on their own.)
 func TestVerifyAgreesWithOpenSSL(t *testing.T) {
+	testenv.NeedUnix(t, "openssl")
 	now := time.Now()
 	ca := testpki.NewCA(t, "cluster", testpki.Options{})
 	other := testpki.NewCA(t, "other", testpki.Options{})
@@ -295,6 +302,7 @@ func TestVerifySelfSignedClusterio(t *testing.T) {
 }
 
 func TestStatusAndCheck(t *testing.T) {
+	testenv.NeedSymlinks(t)
 	ca := testpki.NewCA(t, "cluster", testpki.Options{})
 	now := time.Now()
 	n := newNode(t, "flocker-node", "node-1", "")
@@ -363,6 +371,7 @@ func TestUsageErrorsExit2(t *testing.T) {
 // loosened live files, says what it repaired, and reloads nothing: the
 // daemon is given exactly what it had.
 func TestInstallAgainRepairsTheLiveFiles(t *testing.T) {
+	testenv.NeedSymlinks(t)
 	ca := testpki.NewCA(t, "cluster", testpki.Options{})
 	log := filepath.Join(t.TempDir(), "reloads")
 	n := newNode(t, "glow", "localhost", fmt.Sprintf("  [[bundle.reload]]\n  command = [\"/bin/sh\", \"-c\", \"echo reload >> %s\"]\n", log))
@@ -393,6 +402,7 @@ func TestInstallAgainRepairsTheLiveFiles(t *testing.T) {
 // state directory is broken) says so and exits 1, rather than claiming the
 // agent will not pull it again.
 func TestRollbackSaysWhenTheRefusedListFails(t *testing.T) {
+	testenv.NeedSymlinks(t)
 	ca := testpki.NewCA(t, "cluster", testpki.Options{})
 	n := newNode(t, "glow", "localhost", "")
 	for _, p := range []*testpki.Pair{ca.Issue(t, "localhost", testpki.Options{}), ca.Issue(t, "localhost", testpki.Options{})} {

@@ -120,6 +120,9 @@ func runService(_ context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	for _, w := range svc.Warnings {
+		fmt.Fprintf(e.stderr, "certkeeper %s: warning: %s\n", c.name, w)
+	}
 	switch action {
 	case "install":
 		fmt.Fprintf(e.stdout, "installed %s into %s: it runs %s %s at boot; start it now with `certkeeper service start`\n",

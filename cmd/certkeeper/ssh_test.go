@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/certkeeper/certkeeper/internal/testenv"
 	"github.com/certkeeper/certkeeper/internal/testpki"
 	"github.com/certkeeper/certkeeper/internal/testsshd"
 )
@@ -224,6 +225,7 @@ target = %q
 }
 
 func TestSSHDConfigCommandPrintsMatchBlocksAndKeys(t *testing.T) {
+	testenv.NeedUnix(t, "sshd")
 	key := testsshd.NewKey(t, t.TempDir(), "id", "ed25519")
 	inv := testpki.WriteFile(t, t.TempDir(), "nodes.toml", []byte(fmt.Sprintf(`[defaults]
 user = "root"
@@ -262,6 +264,7 @@ public_key = %q
 // An inventory id `ca sign` would refuse is refused when the inventory
 // loads, so sshd-config never prints a forced command that can not work.
 func TestSSHDConfigRefusesAnIDTheCARefuses(t *testing.T) {
+	testenv.NeedUnix(t, "sshd")
 	key := testsshd.NewKey(t, t.TempDir(), "id", "ed25519")
 	inv := testpki.WriteFile(t, t.TempDir(), "nodes.toml", []byte(fmt.Sprintf(`[defaults]
 user = "root"
