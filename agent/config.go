@@ -33,13 +33,16 @@ type Config struct {
 	StateDir string `toml:"state_dir"`
 	// LogFormat is "text", "json", or "" to choose by whether stderr is a
 	// terminal.
-	LogFormat       string        `toml:"log_format"`
-	LogLevel        string        `toml:"log_level"`
-	MetricsListen   string        `toml:"metrics_listen"`
-	MetricsTextfile string        `toml:"metrics_textfile"`
-	RescanInterval  Duration      `toml:"rescan_interval"`
-	Source          *SourceConfig `toml:"source"`
-	Bundles         []Bundle      `toml:"bundle"`
+	LogFormat       string   `toml:"log_format"`
+	LogLevel        string   `toml:"log_level"`
+	MetricsListen   string   `toml:"metrics_listen"`
+	MetricsTextfile string   `toml:"metrics_textfile"`
+	RescanInterval  Duration `toml:"rescan_interval"`
+	// Sources are the admin hosts, from [source] (one) or [[source]]
+	// (several, tried in order); Source is the first, nil when none.
+	Sources sourceList    `toml:"source"`
+	Source  *SourceConfig `toml:"-"`
+	Bundles []Bundle      `toml:"bundle"`
 
 	// Path is the file the config was read from.
 	Path string `toml:"-"`
@@ -60,6 +63,46 @@ type SourceConfig struct {
 	// User is the node's pull account, which CSR bundles use to pull their
 	// first bundle.
 	CSRUser string `toml:"csr_user"`
+}
+
+// sourceList is the source key: a [source] table or an array of
+// [[source]] tables, each decoded into a SourceConfig (unknown keys are
+// caught by ParseConfig's check of every key, which knows SourceConfig's).
+type sourceList []SourceConfig
+
+// UnmarshalTOML implements toml.Unmarshaler.
+func (l *sourceList) UnmarshalTOML(v any) error {
+	var tables []map[string]any
+	switch x := v.(type) {
+	case map[string]any:
+		tables = []map[string]any{x}
+	case []map[string]any:
+		tables = x
+	case []any:
+		for _, e := range x {
+			m, ok := e.(map[string]any)
+			if !ok {
+				return fmt.Errorf("source: expected a [source] table or [[source]] tables, got %T", e)
+			}
+			tables = append(tables, m)
+		}
+	default:
+		return fmt.Errorf("source: expected a [source] table or [[source]] tables, got %T", v)
+	}
+	for _, m := range tables {
+		// Through the TOML encoder and decoder again: the one decoder
+		// handles SourceConfig's types (durations).
+		var buf bytes.Buffer
+		if err := toml.NewEncoder(&buf).Encode(m); err != nil {
+			return fmt.Errorf("source: %w", err)
+		}
+		var sc SourceConfig
+		if _, err := toml.NewDecoder(&buf).Decode(&sc); err != nil {
+			return fmt.Errorf("source: %w", err)
+		}
+		*l = append(*l, sc)
+	}
+	return nil
 }
 
 // Bundle is one managed directory.
@@ -176,6 +219,8 @@ const (
 	MaxReloadTimeout = 10 * time.Minute
 	MaxCheckTimeout  = 10 * time.Minute
 	MaxSourceTimeout = 3 * time.Minute
+	// MaxSources bounds [[source]]: every fetch may try each in turn.
+	MaxSources = 8
 )
 
 // Duration is a TOML string such as "720h" or "30d". A bare number is an
@@ -275,6 +320,9 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 		return nil, &ConfigError{Path: path, Msg: err.Error()}
 	}
 	known := knownKeys(reflect.TypeOf(Config{}), "")
+	for k := range knownKeys(reflect.TypeOf(SourceConfig{}), "source") {
+		known[k] = true
+	}
 	for _, k := range md.Keys() {
 		if !keyKnown(known, k) {
 			parent := strings.Join(k[:len(k)-1], ".")
@@ -421,25 +469,38 @@ func (c *Config) resolve() error {
 	default:
 		return bad("log_level", toml.Key{"log_level"}, "%q is not one of debug, info, warn, error", c.LogLevel)
 	}
-	if c.Source != nil {
-		if c.Source.Address == "" {
+	if len(c.Sources) > MaxSources {
+		return bad("source", toml.Key{"source"}, "%d sources; at most %d admin hosts", len(c.Sources), MaxSources)
+	}
+	for i := range c.Sources {
+		src := &c.Sources[i]
+		if src.Address == "" {
 			return bad("source.address", toml.Key{"source"}, "missing: the admin host, as host or host:port")
 		}
-		if c.Source.User == "" {
+		if src.User == "" {
 			return bad("source.user", toml.Key{"source"}, "missing: the account this node logs in as on the admin host")
 		}
-		if c.Source.KnownHosts == "" {
+		if src.KnownHosts == "" {
 			return bad("source.known_hosts", toml.Key{"source"}, "missing: host keys are always verified; pin the admin host's key with `certkeeper trust HOST --known-hosts FILE`")
 		}
-		if t := c.Source.Timeout.Duration; t < 0 || t > MaxSourceTimeout {
-			return bad("source.timeout", toml.Key{"source", "timeout"}, "%s is out of range; at most %s (each SSH phase; a whole fetch gets four)", c.Source.Timeout, MaxSourceTimeout)
+		if t := src.Timeout.Duration; t < 0 || t > MaxSourceTimeout {
+			return bad("source.timeout", toml.Key{"source", "timeout"}, "%s is out of range; at most %s (each SSH phase; a whole fetch gets four)", src.Timeout, MaxSourceTimeout)
 		}
-		if c.Source.PullInterval.Duration == 0 {
-			c.Source.PullInterval.Duration = DefaultPullInterval
+		if src.PullInterval.Duration == 0 {
+			src.PullInterval.Duration = DefaultPullInterval
 		}
-		if c.Source.PullInterval.Duration < time.Minute {
-			return bad("source.pull_interval", toml.Key{"source", "pull_interval"}, "%s is too short; at least 1m (the admin host serves every node)", c.Source.PullInterval)
+		if src.PullInterval.Duration < time.Minute {
+			return bad("source.pull_interval", toml.Key{"source", "pull_interval"}, "%s is too short; at least 1m (the admin host serves every node)", src.PullInterval)
 		}
+		for j := range i {
+			if c.Sources[j].Address == src.Address && c.Sources[j].User == src.User {
+				return bad("source.address", toml.Key{"source", "address"}, "%s@%s is listed twice; each [[source]] is another admin host", src.User, src.Address)
+			}
+		}
+	}
+	c.Source = nil
+	if len(c.Sources) > 0 {
+		c.Source = &c.Sources[0]
 	}
 	if len(c.Bundles) == 0 {
 		return &ConfigError{Path: c.Path, Key: "bundle", Msg: "no [[bundle]] defined; a config manages at least one bundle"}

@@ -60,18 +60,17 @@ func NewCSRSource(cfg *Config) (*CSRSource, error) {
 	if cfg.Source == nil {
 		return nil, fmt.Errorf("config %s has no [source] section: CSR mode sends requests to the admin host; add its address, user, identity_file and known_hosts", cfg.Path)
 	}
-	s := cfg.Source
+	return newCSRSource(cfg, cfg.Source), nil
+}
+
+func newCSRSource(cfg *Config, s *SourceConfig) *CSRSource {
 	t := distribute.Target{Address: s.Address, User: s.User, IdentityFile: s.IdentityFile, KnownHosts: s.KnownHosts, Timeout: s.Timeout.Duration}
 	src := &CSRSource{Target: t, StateDir: cfg.StateDir}
 	if s.CSRUser != "" && s.CSRUser != s.User {
 		src.Target.User = s.CSRUser
-		pull, err := NewSFTPSource(cfg)
-		if err != nil {
-			return nil, err
-		}
-		src.Pull = pull
+		src.Pull = newSFTPSource(s)
 	}
-	return src, nil
+	return src
 }
 
 // Describe names where requests go, for logs and the generation's record.

@@ -114,6 +114,9 @@ func newBundleLoop(d *daemon, b *Bundle, st *bundleState, src Source) *bundleLoo
 			l.fetch = FetchState{Started: d.now(), Jitter: d.rand()}
 		}
 		l.publishFetch()
+		if f, ok := src.(*Failover); ok && f.Log == nil {
+			f.Log = l.log.Warn
+		}
 	} else {
 		st.update(func(s *BundleState) { s.Source = nil })
 	}
@@ -881,10 +884,19 @@ type fetchResult struct {
 // [source] timeout to each phase (dial, handshake, listing, each file),
 // so a whole fetch gets four of them.
 func (l *bundleLoop) fetchTimeout() time.Duration {
-	if sc := l.d.cfg().Source; sc != nil && sc.Timeout.Duration > 0 {
-		return 4 * sc.Timeout.Duration
+	// With several [[source]], each may be tried in turn.
+	var t time.Duration
+	for _, sc := range l.d.cfg().Sources {
+		if sc.Timeout.Duration > 0 {
+			t += 4 * sc.Timeout.Duration
+		} else {
+			t += 5 * time.Minute
+		}
 	}
-	return 5 * time.Minute
+	if t == 0 {
+		return 5 * time.Minute
+	}
+	return t
 }
 
 // startFetch calls the Source in a goroutine of its own, under the loop's
@@ -988,6 +1000,12 @@ func (l *bundleLoop) installFetched(work context.Context, now time.Time, r fetch
 		detail = ResultUnchanged
 	}
 	l.fetch.Record(now, outcome, due, detail, l.d.rand())
+	if r.err == nil {
+		l.fetch.Answered = from
+		if f, ok := l.src.(*Failover); ok {
+			l.fetch.Answered = f.Answered(l.b)
+		}
+	}
 	l.st.update(func(s *BundleState) { s.Counters.Fetches++ })
 	switch {
 	case outcome == FetchFailed:

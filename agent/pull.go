@@ -29,7 +29,10 @@ func NewSFTPSource(cfg *Config) (*SFTPSource, error) {
 	if cfg.Source == nil {
 		return nil, fmt.Errorf("config %s has no [source] section: add the admin host's address, user, identity_file and known_hosts to pull from it", cfg.Path)
 	}
-	s := cfg.Source
+	return newSFTPSource(cfg.Source), nil
+}
+
+func newSFTPSource(s *SourceConfig) *SFTPSource {
 	return &SFTPSource{
 		Target: distribute.Target{
 			Address:      s.Address,
@@ -39,7 +42,7 @@ func NewSFTPSource(cfg *Config) (*SFTPSource, error) {
 			Timeout:      s.Timeout.Duration,
 		},
 		Limits: distribute.DefaultLimits,
-	}, nil
+	}
 }
 
 // RemoteDir is where a bundle's files are on the admin host: the bundle's
@@ -114,21 +117,23 @@ func InstallPulled(ctx context.Context, b *Bundle, inputs []rotate.Input, source
 // host's SFTP for one in mode "pull"; else none (the bundle is fed through
 // its inbox only, and a due renewal only warns).
 func ConfiguredSource(c *Config, b *Bundle) Source {
-	if c.Source == nil {
+	if len(c.Sources) == 0 {
 		return nil
 	}
-	if b.Mode == ModeCSR {
-		s, err := NewCSRSource(c)
-		if err != nil {
-			return nil
+	one := func(sc *SourceConfig) Source {
+		if b.Mode == ModeCSR {
+			return newCSRSource(c, sc)
 		}
-		return s
+		return newSFTPSource(sc)
 	}
-	s, err := NewSFTPSource(c)
-	if err != nil {
-		return nil
+	if len(c.Sources) == 1 {
+		return one(&c.Sources[0])
 	}
-	return s
+	f := &Failover{}
+	for i := range c.Sources {
+		f.Sources = append(f.Sources, one(&c.Sources[i]))
+	}
+	return f
 }
 
 // OlderThanLive reports whether inputs bring a leaf issued before live:

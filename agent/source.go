@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/certkeeper/certkeeper/rotate"
@@ -41,6 +42,12 @@ func sourceName(src Source, b *Bundle) string {
 // hands the fetch to Pull), and the record says so rather than naming the
 // CA account that signed nothing.
 func fetchedFrom(src Source, b *Bundle, nothingInstalled bool) string {
+	if f, ok := src.(*Failover); ok {
+		f.mu.Lock()
+		i := f.answered
+		f.mu.Unlock()
+		return fmt.Sprintf("%s (source %d of %d)", fetchedFrom(f.Sources[i], b, nothingInstalled), i+1, len(f.Sources))
+	}
 	if s, ok := src.(*CSRSource); ok && nothingInstalled && s.Pull != nil {
 		return sourceName(s.Pull, b)
 	}
