@@ -60,6 +60,10 @@ func RenewNow(ctx context.Context, cfg *Config, b *Bundle, src Source, force boo
 	if err != nil {
 		return r, err
 	}
+	if _, ok := src.(*Failover); ok {
+		// The source that answered, of several.
+		r.Source = sourceName(src, b)
+	}
 	if len(inputs) == 0 {
 		return r, fmt.Errorf("bundle %q: %s: %w (it offered nothing)", b.Name, r.Source, ErrNothingNewer)
 	}

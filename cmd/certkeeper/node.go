@@ -573,6 +573,9 @@ func printAgent(w io.Writer, a *agent.AgentView) {
 		} else if s.LastResult != "" {
 			fmt.Fprintf(t, "; last: %s", s.LastResult)
 		}
+		if s.Answered != "" {
+			fmt.Fprintf(t, "; answered: %s", s.Answered)
+		}
 		fmt.Fprintln(t)
 	}
 	c := a.Counters
