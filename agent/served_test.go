@@ -1,6 +1,8 @@
 package agent_test
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -34,6 +36,58 @@ func TestServedWaitDoubles(t *testing.T) {
 	for i, want := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second} {
 		if got := agent.ServedWaitFor(time.Second, i); got != want {
 			t.Errorf("ServedWaitFor(1s, %d) = %s, want %s", i, got, want)
+		}
+	}
+}
+
+func TestFailoverOrder(t *testing.T) {
+	for _, c := range []struct {
+		n, answered int
+		want        string
+	}{
+		{1, 0, "[0]"},
+		{3, 0, "[0 1 2]"},
+		{3, 1, "[1 0 2]"},
+		{3, 2, "[2 0 1]"},
+		{3, 7, "[0 1 2]"},
+	} {
+		if got := fmt.Sprint(agent.FailoverOrder(c.n, c.answered)); got != c.want {
+			t.Errorf("FailoverOrder(%d, %d) = %s, want %s", c.n, c.answered, got, c.want)
+		}
+	}
+}
+
+func TestConfigSources(t *testing.T) {
+	dir := t.TempDir()
+	base := "node_id = \"n1\"\nstate_dir = \"" + dir + "\"\n"
+	bundle := "\n[[bundle]]\nname = \"b\"\nlayout = \"flocker-node\"\ndir = \"" + dir + "/live\"\n"
+	one := base + "[source]\naddress = \"a1\"\nuser = \"u\"\nknown_hosts = \"/k\"\n" + bundle
+	two := base + "[[source]]\naddress = \"a1\"\nuser = \"u\"\nknown_hosts = \"/k\"\n[[source]]\naddress = \"a2:2222\"\nuser = \"u\"\nknown_hosts = \"/k2\"\ntimeout = \"5s\"\n" + bundle
+	c, err := agent.ParseConfig("one.toml", []byte(one))
+	if err != nil || len(c.Sources) != 1 || c.Source == nil || c.Source.Address != "a1" {
+		t.Fatalf("[source]: %v %+v", err, c)
+	}
+	c, err = agent.ParseConfig("two.toml", []byte(two))
+	if err != nil || len(c.Sources) != 2 || c.Source.Address != "a1" || c.Sources[1].Address != "a2:2222" || c.Sources[1].Timeout.Duration != 5*time.Second || c.Sources[1].PullInterval.Duration != agent.DefaultPullInterval {
+		t.Fatalf("[[source]]: %v %+v", err, c)
+	}
+	if _, ok := agent.ConfiguredSource(c, &c.Bundles[0]).(*agent.Failover); !ok {
+		t.Fatal("two sources are not a Failover")
+	}
+	for _, bad := range []struct{ cfg, want string }{
+		{strings.Replace(two, "timeout = \"5s\"", "tmeout = \"5s\"", 1), "unknown key"},
+		{strings.Replace(two, "known_hosts = \"/k2\"\n", "", 1), "source.known_hosts"},
+		{strings.Replace(two, "a2:2222", "a1", 1), "listed twice"},
+		{strings.Replace(bundle, "dir =", "served = \"nope\"\ndir =", 1), "not host:port"},
+		{strings.Replace(bundle, "dir =", "served = \"127.0.0.1:1\"\nserved_mismatch = \"panic\"\ndir =", 1), "not one of report, rollback"},
+		{strings.Replace(bundle, "dir =", "served_name = \"x\"\ndir =", 1), "go with served"},
+	} {
+		cfg := bad.cfg
+		if !strings.HasPrefix(cfg, "node_id") {
+			cfg = base + cfg
+		}
+		if _, err := agent.ParseConfig("bad.toml", []byte(cfg)); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("want %q, got %v for:\n%s", bad.want, err, cfg)
 		}
 	}
 }
