@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 
 	"github.com/certkeeper/certkeeper/rotate"
@@ -19,7 +20,7 @@ type Failover struct {
 	mu       sync.Mutex
 	answered int // index of the source that answered last
 	// Log, when set, hears of each failover.
-	Log func(msg string, args ...any)
+	Log *slog.Logger
 }
 
 // FailoverOrder is the order the next Fetch tries the sources in: the one that
@@ -54,7 +55,7 @@ func (f *Failover) Fetch(ctx context.Context, b *Bundle) ([]rotate.Input, error)
 			f.answered = i
 			f.mu.Unlock()
 			if (k > 0 || prev != i) && f.Log != nil {
-				f.Log("source failover: another admin host answered", "bundle", b.Name, "answered", sourceName(f.Sources[i], b), "failed", errors.Join(errs...))
+				f.Log.Warn("source failover: another admin host answered", "bundle", b.Name, "answered", sourceName(f.Sources[i], b), "failed", errors.Join(errs...))
 			}
 			return in, nil
 		}
