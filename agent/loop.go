@@ -640,7 +640,9 @@ func (l *bundleLoop) recordChange(c Change) {
 	if c.Served != nil {
 		l.recordServed(c.Served.Last, c.Served)
 		if c.ServedAfterRollback != nil {
+			action := l.st.snapshot().Served.Action
 			l.recordServed(*c.ServedAfterRollback, nil)
+			l.st.update(func(s *BundleState) { s.Served.Action = action })
 		}
 	}
 	o, _, _ := l.pipe.Owed()
@@ -1047,6 +1049,9 @@ func (l *bundleLoop) recordServed(r ServedResult, o *ServedOutcome) {
 		sv.Error = ""
 		if r.Match {
 			sv.Mismatches = 0
+			if o == nil && strings.HasPrefix(sv.Action, "reported") {
+				sv.Action = "" // the daemon was restarted by hand since
+			}
 		} else {
 			sv.Mismatches++
 			if r.Err != nil {

@@ -127,7 +127,7 @@ func TestServedCheckRollsBackADaemonThatIgnoresItsReload(t *testing.T) {
 	}
 	waitFor(t, "status to show the rollback", func() bool {
 		out := certkeeper(t, "status", "--config", s.n.config).stdout
-		return strings.Contains(out, "matches the live certificate") && strings.Contains(out, "last rollback")
+		return strings.Contains(out, "matches the live certificate") && strings.Contains(out, "last rollback") && strings.Contains(out, "rolled back after 2 more reloads")
 	})
 	r := certkeeper(t, "check", "--config", s.n.config)
 	if r.code != 1 || !strings.Contains(r.stdout, "served check") {
