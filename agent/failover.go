@@ -88,3 +88,29 @@ func (f *Failover) Installed(b *Bundle) {
 		}
 	}
 }
+
+// NewPullFailover returns the pull sources of every [[source]], in order
+// (`certkeeper pull`).
+func NewPullFailover(cfg *Config) (*Failover, []*SFTPSource, error) {
+	if len(cfg.Sources) == 0 {
+		return nil, nil, fmt.Errorf("config %s has no [source] section: add the admin host's address, user, identity_file and known_hosts to pull from it", cfg.Path)
+	}
+	f := &Failover{}
+	var each []*SFTPSource
+	for i := range cfg.Sources {
+		s := newSFTPSource(&cfg.Sources[i])
+		each = append(each, s)
+		f.Sources = append(f.Sources, s)
+	}
+	return f, each, nil
+}
+
+// Pull fetches a bundle from the first source that answers and installs
+// it with InstallPulled.
+func (f *Failover) Pull(ctx context.Context, b *Bundle, log *slog.Logger) (Outcome, error) {
+	in, err := f.Fetch(ctx, b)
+	if err != nil {
+		return Outcome{Bundle: b.Name}, err
+	}
+	return InstallPulled(ctx, b, in, sourceName(f, b), log)
+}

@@ -46,6 +46,9 @@ func fetchedFrom(src Source, b *Bundle, nothingInstalled bool) string {
 		f.mu.Lock()
 		i := f.answered
 		f.mu.Unlock()
+		if len(f.Sources) == 1 {
+			return fetchedFrom(f.Sources[0], b, nothingInstalled)
+		}
 		return fmt.Sprintf("%s (source %d of %d)", fetchedFrom(f.Sources[i], b, nothingInstalled), i+1, len(f.Sources))
 	}
 	if s, ok := src.(*CSRSource); ok && nothingInstalled && s.Pull != nil {

@@ -66,6 +66,11 @@ func TestFailoverToASecondAdminHost(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "b: renewed by pull from sftp://root@"+second.Addr) {
 		t.Fatalf("pull with the first admin host down: %+v", r)
 	}
+	// `certkeeper pull` fails over too: nothing newer now, from the second.
+	r = certkeeper(t, "pull", "--config", pull.config)
+	if r.code != 0 || !strings.Contains(r.stdout, second.Addr) {
+		t.Fatalf("pull command with the first admin host down: %+v", r)
+	}
 	st = certkeeper(t, "status", "--config", pull.config)
 	if !strings.Contains(st.stdout, "sftp://root@"+second.Addr) || !strings.Contains(st.stdout, "(source 2 of 2)") {
 		t.Fatalf("status does not say which source answered:\n%s", st.stdout)

@@ -63,16 +63,19 @@ func runPull(ctx context.Context, e *env, args []string) int {
 	if len(bundles) == 0 {
 		return usageError(e, c, "config %s has no bundle in mode \"pull\"", cfg.Path)
 	}
-	src, err := agent.NewSFTPSource(cfg)
+	src, each, err := agent.NewPullFailover(cfg)
 	if err != nil {
 		return failure(e, c, err)
 	}
 	if *verbose {
-		src.OnFile = func(b *agent.Bundle, name string) {
-			fmt.Fprintf(e.stdout, "%s: read %s\n", b.Name, name)
+		for _, s := range each {
+			s.OnFile = func(b *agent.Bundle, name string) {
+				fmt.Fprintf(e.stdout, "%s: read %s\n", b.Name, name)
+			}
 		}
 	}
 	log := cliLogger(e, *verbose)
+	src.Log = log
 	code = exitOK
 	for _, b := range bundles {
 		out, err := src.Pull(ctx, b, log)
@@ -82,7 +85,7 @@ func runPull(ctx context.Context, e *env, args []string) int {
 			continue
 		}
 		res := out.Result
-		from := src.Describe(b)
+		from := strings.TrimPrefix(src.Describe(b), "pull: ")
 		if !res.Changed && out.Replayed {
 			fmt.Fprintf(e.stdout, "%s: unchanged: %s holds what %s has (generation %s), but its reload was owed; ran it\n", b.Name, b.Resolved.Dir, from, res.Generation.Name)
 			if printReloads(e, c, b.Name, out.Reloads) != exitOK {
