@@ -23,6 +23,7 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte("node_id = \"n1\"\n[[bundle]]\nname = \"b\"\nlayout = \"mesos\"\nkey_mode = \"0400\"\nenv = { A = \"b c\" }\n"))
 	f.Add([]byte("[[bundle]]\nname = 1\n[[bundle.reload]]\nsignal = \"HUP\"\n"))
 	f.Add([]byte("renew_before = \"1d2h\"\n[source]\n"))
+	f.Add([]byte("[[source]]\naddress = \"a\"\nuser = \"u\"\nknown_hosts = \"/k\"\n[[source]]\naddress = \"b\"\n[[bundle]]\nname = \"b\"\nlayout = \"mesos\"\nserved = \"127.0.0.1:1\"\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var c *agent.Config
 		var err error
