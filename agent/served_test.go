@@ -91,3 +91,4 @@ func TestConfigSources(t *testing.T) {
 		}
 	}
 }
+
