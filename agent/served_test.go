@@ -91,4 +91,3 @@ func TestConfigSources(t *testing.T) {
 		}
 	}
 }
-
