@@ -48,4 +48,8 @@ func BuildReport(c *Config, version string, pid int, bundles []BundleState, now,
 
 // servedInto copies the served-certificate check's result, when the agent
 // has one, into the report.
-func servedInto(*fleet.BundleReport, BundleState) {}
+func servedInto(br *fleet.BundleReport, b BundleState) {
+	if sv := b.Served; sv != nil {
+		br.ServedSerial, br.ServedAt = sv.Serial, sv.Checked
+	}
+}
