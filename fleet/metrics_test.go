@@ -57,7 +57,7 @@ func TestTextfileParses(t *testing.T) {
 		MetricNodes + ",health=unhealthy":        1,
 		MetricStateNodes + ",state=stale":        1,
 		MetricNodeMatches + ",node=n1":           0,
-		MetricExpiryWeek + ",week=12":            1,
+		MetricExpiryWeek + ",week=12":            2,
 	} {
 		if got, ok := m[k]; !ok || got != want {
 			t.Errorf("%s = %v (present %v), want %v\n%s", k, got, ok, want, data)
