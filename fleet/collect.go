@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/certkeeper/certkeeper/authority"
 	"github.com/certkeeper/certkeeper/distribute"
 	"github.com/certkeeper/certkeeper/pki"
 )
@@ -137,4 +138,17 @@ func Probe(ctx context.Context, addr, serverName string, roots *x509.CertPool, t
 		}
 	}
 	return pki.Serial(leaf), nil
+}
+
+// LoadCA reads the CA's records from its directory (a shared lock, no key).
+func LoadCA(dir string) (CA, error) {
+	a, err := authority.Load(dir, authority.Options{})
+	if err != nil {
+		return CA{}, err
+	}
+	nodes, certs, err := a.Records()
+	if err != nil {
+		return CA{}, fmt.Errorf("%s: %w", dir, err)
+	}
+	return CA{Nodes: nodes, Certs: certs}, nil
 }
