@@ -210,3 +210,11 @@ func TestFleetStatusOverRealSSHD(t *testing.T) {
 		t.Errorf("metrics:\n%s", buf.Bytes())
 	}
 }
+
+func parseCertErr(data []byte) (*x509.Certificate, error) {
+	b, _ := pem.Decode(data)
+	if b == nil {
+		return nil, fmt.Errorf("no PEM")
+	}
+	return x509.ParseCertificate(b.Bytes)
+}
