@@ -192,9 +192,14 @@ func classify(f Fetched, ix caIndex, o JoinOptions) NodeStatus {
 		}
 	}
 	if f.Probed {
-		if f.ProbeErr != nil {
+		switch {
+		case f.ProbeErr != nil && f.Served == "":
 			add(StateUnreachable, "probe: %v", f.ProbeErr)
-		} else if f.Served != "" {
+		case f.ProbeErr != nil:
+			// Served, but not by this CA (or not verifiable).
+			s.Served = f.Served
+			add(StateUnhealthy, "probe: %v", f.ProbeErr)
+		case f.Served != "":
 			s.Served = f.Served
 		}
 	}

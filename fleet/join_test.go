@@ -66,6 +66,7 @@ func TestJoinClassifies(t *testing.T) {
 		{"expired", testCA(ids, 48*time.Hour), Fetched{ID: "n0", Data: report("0B:00", "", "OK", func(r *Report) { r.Bundles[0].NotAfter = t0.Add(-time.Second) })}, []string{StateExpired}, false},
 		{"probe only, serving the current", testCA(ids, 48*time.Hour), Fetched{ID: "n0", NotReport: true, Probed: true, Served: "0B:00"}, []string{StateOK}, true},
 		{"probe only, serving the old", testCA(ids, 48*time.Hour), Fetched{ID: "n0", NotReport: true, Probed: true, Served: "0A:00"}, []string{StateStale}, false},
+		{"probe: served, does not verify", testCA(ids, 48*time.Hour), Fetched{ID: "n0", NotReport: true, Probed: true, Served: "0B:00", ProbeErr: errors.New("does not verify")}, []string{StateUnhealthy}, false},
 		{"probe fails", testCA(ids, 48*time.Hour), Fetched{ID: "n0", NotReport: true, Probed: true, ProbeErr: errors.New("refused")}, []string{StateUnreachable}, false},
 	}
 	for _, c := range cases {
