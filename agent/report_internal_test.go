@@ -20,7 +20,7 @@ func TestSaveWritesTheFleetReport(t *testing.T) {
 	st := &bundleState{s: BundleState{Name: "b", Serial: "0A:0B", NotAfter: now.Add(time.Hour),
 		LastCheck: &Event{Time: now, Result: ResultOK},
 		LastError: &Event{Time: now, Result: ResultFailed, Detail: "reload: exit status 1"},
-		Served:    &ServedState{Serial: "0A:0C", Checked: now}}}
+		Served:    &ServedState{Serial: "0A:0B", LiveSerial: "0A:0B", Match: true, Checked: now}}}
 	d := &daemon{config: c, states: map[string]*bundleState{"b": st}, order: []string{"b"}, opts: Options{Version: "9.9"},
 		log: slog.New(slog.NewTextHandler(io.Discard, nil)), now: func() time.Time { return now }}
 	d.saveState()
@@ -37,7 +37,7 @@ func TestSaveWritesTheFleetReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := r.Bundles[0]
-	if r.NodeID != "n1" || r.AgentVersion != "9.9" || b.Serial != "0A:0B" || b.ServedSerial != "0A:0C" || b.LastCheck != "ok" || b.LastError != "reload: exit status 1" || b.Health != "OK" || !r.Written.Equal(now) {
+	if r.NodeID != "n1" || r.AgentVersion != "9.9" || b.Serial != "0A:0B" || b.ServedSerial != "0A:0B" || b.LastCheck != "ok" || b.LastError != "reload: exit status 1" || b.Health != "OK" || !r.Written.Equal(now) {
 		t.Fatalf("%+v", r)
 	}
 	now = now.Add(time.Minute)
