@@ -63,7 +63,7 @@ func registerCA(c *command) { caSubs[strings.TrimPrefix(c.name, "ca ")] = c }
 func init() {
 	caCmd.run = runCA
 	register(caCmd)
-	for _, c := range []*command{caInitCmd, caIssueCmd, caListCmd, caRevokeCmd, caCRLCmd, caRenewCmd, caSignCmd} {
+	for _, c := range []*command{caInitCmd, caIssueCmd, caListCmd, caRevokeCmd, caCRLCmd, caRenewCmd, caSignCmd, caRotateCmd} {
 		registerCA(c)
 	}
 }
