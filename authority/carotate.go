@@ -467,8 +467,18 @@ func (a *Authority) swap(r *Rotation) error {
 	})
 }
 
-// onCA reports whether a node's current certificate was signed by ca.
+// onCA reports whether a node's current certificate was signed by ca and,
+// for a node whose key is made here, is published with its key: a run
+// killed between recording and publishing left neither on the new CA.
 func (a *Authority) onCA(tx *bolt.Tx, n *NodeRecord, ca *x509.Certificate) (bool, error) {
+	on, err := a.recordedOnCA(tx, n, ca)
+	if err != nil || !on || n.Source == SourceCSR {
+		return on, err
+	}
+	return a.published(n), nil
+}
+
+func (a *Authority) recordedOnCA(tx *bolt.Tx, n *NodeRecord, ca *x509.Certificate) (bool, error) {
 	serial, err := ParseSerial(n.Current)
 	if err != nil {
 		return false, nil
