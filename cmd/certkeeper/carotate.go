@@ -174,4 +174,3 @@ func or(s, def string) string {
 	}
 	return s
 }
-
