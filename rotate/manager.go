@@ -220,10 +220,13 @@ type Status struct {
 	Chain      string       `json:"chain"`
 	RenewAt    time.Time    `json:"renew_at,omitzero"`
 	TimeLeft   string       `json:"time_left,omitempty"`
-	Health     Health       `json:"health"`
-	HealthText string       `json:"health_text"`
-	Problems   []string     `json:"problems,omitempty"`
-	Previous   []string     `json:"previous_generations,omitempty"`
+	// SecondsLeft is the leaf's time left in whole seconds, negative once
+	// expired: the one number scripts compare (docs/json.md).
+	SecondsLeft *int64   `json:"seconds_left,omitempty"`
+	Health      Health   `json:"health"`
+	HealthText  string   `json:"health_text"`
+	Problems    []string `json:"problems,omitempty"`
+	Previous    []string `json:"previous_generations,omitempty"`
 }
 
 // FileStatus describes one visible file of a bundle.
@@ -323,6 +326,8 @@ func (m *Manager) Status() Status {
 		problem(Warning, "%s: %s (%s)", l.CertFile, f.reason, f.hint)
 	}
 	st.TimeLeft = Age(b.Leaf.NotAfter.Sub(now))
+	secs := int64(b.Leaf.NotAfter.Sub(now) / time.Second)
+	st.SecondsLeft = &secs
 	if now.After(b.Leaf.NotAfter) {
 		st.TimeLeft = "expired " + st.TimeLeft + " ago"
 	}
