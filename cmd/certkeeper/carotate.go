@@ -40,9 +40,9 @@ Examples:
   certkeeper ca rotate status --dir /var/lib/certkeeper/ca
 `}
 
-func init() { caRotateCmd.run = runCARotate }
+func init() { caRotateCmd.run = withErrors(caRotateCmd, runCARotate) }
 
-func runCARotate(ctx context.Context, e *env, args []string) int {
+func runCARotate(ctx context.Context, e *env, args []string) error {
 	c := caRotateCmd
 	fs := flags(e, c)
 	var f caFlags
@@ -50,43 +50,48 @@ func runCARotate(ctx context.Context, e *env, args []string) int {
 	days := fs.Int("days", 0, "the new CA's validity in days")
 	force := fs.Bool("force", false, "finish although nodes hold old-CA leaves")
 	asJSON := fs.Bool("json", false, "print JSON")
-	rest, code, ok := parse(e, fs, args)
-	if !ok {
-		return code
+	rest, err := parseE(e, fs, args)
+	if err != nil {
+		return err
 	}
 	if len(rest) != 1 {
-		return usageError(e, c, "give one step: start, issue, finish, abort or status")
+		return usagef("give one step: start, issue, finish, abort or status")
 	}
 	step := rest[0]
-	if code, ok := checkDays(e, c, fs, "days"); !ok {
-		return code
+	switch step {
+	case "start", "issue", "finish", "abort", "status":
+	default:
+		return usagef("unknown step %q: start, issue, finish, abort or status", step)
 	}
-	a, code, ok := loadCA(e, c, &f, step != "status")
-	if !ok {
-		return code
+	if err := checkDays(fs, "days"); err != nil {
+		return err
+	}
+	a, err := loadCA(e, &f, step != "status")
+	if err != nil {
+		return err
 	}
 	o := authority.RotateOptions{Days: *days, Force: *force}
 	switch step {
 	case "start":
 		r, err := a.RotateStart(o)
 		if err != nil {
-			return failure(e, c, err)
+			return err
 		}
 		fmt.Fprintf(e.stdout, "rotation started: new CA sha256 %s beside the old %s\nevery node's cluster.crt now holds both; push or pull, then run `certkeeper ca rotate issue`\n", r.To, r.From)
 	case "issue":
 		res, err := a.RotateIssue(ctx)
 		if err != nil {
-			return failure(e, c, err)
+			return err
 		}
 		printRotateIssue(e, res)
 		if len(res.Failed) > 0 {
-			return failure(e, c, fmt.Errorf("%d node(s) not re-issued; run `certkeeper ca rotate issue` again", len(res.Failed)))
+			return fmt.Errorf("%d node(s) not re-issued; run `certkeeper ca rotate issue` again", len(res.Failed))
 		}
 		fmt.Fprintln(e.stdout, "the new CA signs now; push or pull, then run `certkeeper ca rotate finish`")
 	case "finish":
 		r, err := a.RotateFinish(o)
 		if err != nil {
-			return failure(e, c, err)
+			return err
 		}
 		fmt.Fprintf(e.stdout, "rotation finished: every node's cluster.crt holds the new CA (sha256 %s) alone; push or pull to deliver it\n", r.To)
 	case "abort":
@@ -95,31 +100,26 @@ func runCARotate(ctx context.Context, e *env, args []string) int {
 			printRotateIssue(e, res)
 		}
 		if err != nil {
-			return failure(e, c, err)
+			return err
 		}
 		if r.Phase != authority.PhaseNone {
 			fmt.Fprintf(e.stdout, "abort waits at phase %s: %s\n", r.Phase, r.NextStep())
-			return exitOK
+			return nil
 		}
 		fmt.Fprintln(e.stdout, "rotation aborted: the old CA signs and every node's cluster.crt holds it alone; push or pull to deliver it")
 	case "status":
 		st, err := a.RotationState(nil)
 		if err != nil {
-			return failure(e, c, err)
+			return err
 		}
 		if *asJSON {
 			enc := json.NewEncoder(e.stdout)
 			enc.SetIndent("", "  ")
-			if err := enc.Encode(st); err != nil {
-				return failure(e, c, err)
-			}
-			return exitOK
+			return enc.Encode(st)
 		}
 		printRotateStatus(e, st)
-	default:
-		return usageError(e, c, "unknown step %q: start, issue, finish, abort or status", step)
 	}
-	return exitOK
+	return nil
 }
 
 func printRotateIssue(e *env, res *authority.IssueResult) {
