@@ -2,11 +2,14 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/certkeeper/certkeeper/platform"
 )
 
 // certkeeperEnv runs the binary with extra environment variables.
@@ -61,7 +64,7 @@ func TestOneFlagStyle(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "--config string") || strings.Contains(r.stdout, "\n  -config") {
 		t.Fatalf("status --help: %+v", r)
 	}
-	if !strings.Contains(r.stdout, `(default "/etc/certkeeper/certkeeper.toml")`) {
+	if !strings.Contains(r.stdout, fmt.Sprintf("(default %q)", platform.DefaultConfigPath())) {
 		t.Errorf("status --help does not show the default config:\n%s", r.stdout)
 	}
 	if r := certkeeper(t, "check", "-config", "/nonexistent.toml"); r.code != 3 || !strings.Contains(r.stdout+r.stderr, "nonexistent") {
