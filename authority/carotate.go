@@ -630,14 +630,16 @@ type NodeRotation struct {
 
 // RotationStatus is `ca rotate status`.
 type RotationStatus struct {
-	Phase    Phase          `json:"phase"`
-	Aborted  bool           `json:"aborted,omitempty"`
-	Started  time.Time      `json:"started,omitzero"`
-	Signing  pki.Info       `json:"signing_ca"`
-	Old      *pki.Info      `json:"old_ca,omitempty"`
-	New      *pki.Info      `json:"new_ca,omitempty"`
-	Next     string         `json:"next_step,omitempty"`
-	Explain  string         `json:"explain"`
+	Phase   Phase     `json:"phase"`
+	Aborted bool      `json:"aborted,omitempty"`
+	Started time.Time `json:"started,omitzero"`
+	Signing pki.Info  `json:"signing_ca"`
+	Old     *pki.Info `json:"old_ca,omitempty"`
+	New     *pki.Info `json:"new_ca,omitempty"`
+	Next    string    `json:"next_step,omitempty"`
+	Explain string    `json:"explain"`
+	// Problem is what keeps the rotation from going on, if anything.
+	Problem  string         `json:"problem,omitempty"`
 	Nodes    []NodeRotation `json:"nodes"`
 	OldLeafs []string       `json:"nodes_on_old_ca,omitempty"`
 }
@@ -681,14 +683,23 @@ func (a *Authority) RotationState(installed InstalledFunc) (*RotationStatus, err
 		st.Explain = "no CA rotation is under way; every node is to trust " + a.fingerprint
 	} else {
 		st.Phase, st.Aborted, st.Started, st.Next = r.Phase, r.Aborted, r.Started, r.NextStep()
-		from, to, err := a.rotationCAs(r)
-		if err != nil {
-			return nil, err
-		}
-		oldCA, newCA = from, to
-		fi, ti := pki.Describe(from), pki.Describe(to)
-		st.Old, st.New = &fi, &ti
 		st.Explain = explainPhase(r)
+		from, to, err := a.rotationCAs(r)
+		switch {
+		case err == nil:
+			oldCA, newCA = from, to
+			fi, ti := pki.Describe(from), pki.Describe(to)
+			st.Old, st.New = &fi, &ti
+		case r.Phase == PhaseFinishing && a.fingerprint == r.To:
+			// A finish killed while removing rotation/: the old CA's
+			// files may be gone already; the new one signs.
+			newCA = a.Cert
+		default:
+			st.Problem = err.Error()
+			if a.fingerprint == r.To {
+				newCA = a.Cert
+			}
+		}
 	}
 	which := func(c *x509.Certificate) string {
 		switch {

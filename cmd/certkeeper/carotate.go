@@ -146,6 +146,9 @@ func printRotateStatus(e *env, st *authority.RotationStatus) {
 		ph += " (aborting)"
 	}
 	fmt.Fprintf(e.stdout, "phase: %s\n%s\n", ph, st.Explain)
+	if st.Problem != "" {
+		fmt.Fprintf(e.stdout, "problem: %s\n", st.Problem)
+	}
 	fmt.Fprintf(e.stdout, "signing CA: %s, sha256 %s, expires %s\n", st.Signing.Subject, st.Signing.SHA256, day(st.Signing.NotAfter))
 	if st.Old != nil {
 		fmt.Fprintf(e.stdout, "old CA: %s, sha256 %s\nnew CA: %s, sha256 %s\n", st.Old.Subject, st.Old.SHA256, st.New.Subject, st.New.SHA256)

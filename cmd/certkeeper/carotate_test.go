@@ -245,7 +245,7 @@ func TestCARotateSurvivesSIGKILL(t *testing.T) {
 	phases := map[string]int{} // what status said after each kill
 	for _, step := range []string{"start", "issue", "finish"} {
 		// The step's whole run, timed once, bounds the random instants.
-		for try := range 4 {
+		for try := range 6 {
 			cmd := exec.Command(binary, "ca", "rotate", step, "--dir", ca.dir)
 			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 			if err := cmd.Start(); err != nil {
@@ -253,7 +253,7 @@ func TestCARotateSurvivesSIGKILL(t *testing.T) {
 			}
 			done := make(chan error, 1)
 			go func() { done <- cmd.Wait() }()
-			delay := time.Duration(rng.IntN(60*(try+1))) * time.Millisecond
+			delay := time.Duration(5+rng.IntN(20*(try+1))) * time.Millisecond
 			select {
 			case <-done:
 			case <-time.After(delay):
