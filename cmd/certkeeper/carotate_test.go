@@ -232,9 +232,19 @@ func TestCARotationAcrossRealDaemons(t *testing.T) {
 
 // A SIGKILL of `ca rotate` (the real binary) at a random instant of each
 // step leaves a state `ca rotate status` explains, and the same command
-// run again completes the step.
+// run again completes the step: start, issue, then finish or abort.
 func TestCARotateSurvivesSIGKILL(t *testing.T) {
+	for _, last := range []string{"finish", "abort"} {
+		t.Run(last, func(t *testing.T) { rotateUnderKills(t, last) })
+	}
+}
+
+func rotateUnderKills(t *testing.T, last string) {
 	ca := newClusterCA(t)
+	origCA, err := os.ReadFile(filepath.Join(ca.dir, "cluster.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	var ids []string
 	for i := range 30 {
 		ids = append(ids, fmt.Sprintf("node-%02d", i))
@@ -243,7 +253,7 @@ func TestCARotateSurvivesSIGKILL(t *testing.T) {
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 15))
 	kills := 0
 	phases := map[string]int{} // what status said after each kill
-	for _, step := range []string{"start", "issue", "finish"} {
+	for _, step := range []string{"start", "issue", last} {
 		// The step's whole run, timed once, bounds the random instants.
 		for try := range 6 {
 			cmd := exec.Command(binary, "ca", "rotate", step, "--dir", ca.dir)
@@ -267,7 +277,7 @@ func TestCARotateSurvivesSIGKILL(t *testing.T) {
 				phases[strings.SplitN(strings.TrimPrefix(r.stdout, "phase: "), "\n", 2)[0]]++
 			}
 		}
-		want := map[string]string{"start": "phase: started", "issue": "phase: issued", "finish": "phase: none"}[step]
+		want := map[string]string{"start": "phase: started", "issue": "phase: issued", "finish": "phase: none", "abort": "phase: none"}[step]
 		// A run that was not killed has done the step; otherwise the same
 		// command again completes it.
 		if st := certkeeper(t, "ca", "rotate", "status", "--dir", ca.dir); !strings.Contains(st.stdout, want) {
@@ -280,7 +290,11 @@ func TestCARotateSurvivesSIGKILL(t *testing.T) {
 			t.Fatalf("after %s: status\n%s", step, st.stdout)
 		}
 	}
-	t.Logf("%d SIGKILLs of ca rotate across start, issue, finish; status after them: %v", kills, phases)
+	t.Logf("%d SIGKILLs of ca rotate across start, issue, %s; status after them: %v", kills, last, phases)
+	nowCA, _ := os.ReadFile(filepath.Join(ca.dir, "cluster.crt"))
+	if back := string(nowCA) == string(origCA); back != (last == "abort") {
+		t.Fatalf("after %s the CA is the original one: %v", last, back)
+	}
 	// The CA is whole: every node has a new-CA leaf and the CA issues.
 	if r := certkeeper(t, "ca", "issue", "--dir", ca.dir, "node", "node-new"); r.code != 0 {
 		t.Fatalf("issue after the rotation: %+v", r)
