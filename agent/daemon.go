@@ -37,6 +37,8 @@ type Options struct {
 	// and "WATCHDOG=1" every WatchdogInterval while every bundle's loop is
 	// alive. nil: nobody is told.
 	Notify func(state string)
+	// Version is the agent's version, for the fleet report.
+	Version string
 	// WatchdogInterval is how often WATCHDOG=1 is sent; 0 sends none.
 	// systemd's WATCHDOG_USEC/2 is the usual choice.
 	WatchdogInterval time.Duration
@@ -83,8 +85,9 @@ type daemon struct {
 	states   map[string]*bundleState
 	order    []string
 
-	saveMu    sync.Mutex
-	lastState []byte
+	saveMu     sync.Mutex
+	lastState  []byte
+	lastReport []byte
 
 	loopsMu sync.Mutex
 	loops   []*runningLoop
@@ -369,6 +372,18 @@ func (d *daemon) save(stopped time.Time) {
 			d.log.Error("cannot write the state file; status will not show the agent's view", "err", err)
 		} else {
 			d.lastState = data
+		}
+	}
+	// The fleet report, when its content (its time aside) changed. 0644:
+	// the push account reads it over SFTP (fleet status); it holds
+	// serials, dates and health, no key.
+	rep := BuildReport(c, d.opts.Version, os.Getpid(), bundles, time.Time{}, stopped)
+	if data := rep.Marshal(); !bytes.Equal(data, d.lastReport) {
+		rep.Written = d.now()
+		if err := writeFileAtomic(ReportPath(c), rep.Marshal(), 0o644, 0o711, false); err != nil {
+			d.log.Error("cannot write the fleet report; fleet status will not see this node's state", "err", err)
+		} else {
+			d.lastReport = data
 		}
 	}
 	if c.MetricsTextfile != "" {

@@ -148,6 +148,10 @@ type FetchState struct {
 	// LastResult says what the last successful fetch did ("installed
 	// ..gen-000004", "unchanged", "nothing newer: …").
 	LastResult string `json:"last_result,omitempty"`
+	// Answered names the source (of [[source]], by its address) that
+	// answered the last successful fetch; with several sources, a
+	// failover shows here.
+	Answered string `json:"answered,omitempty"`
 	// Jitter is drawn anew after each attempt, in [0,1).
 	Jitter float64 `json:"-"`
 	// NextTry is when the agent calls Fetch next; zero when nothing is

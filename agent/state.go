@@ -59,16 +59,43 @@ type BundleState struct {
 	// ReloadOwed says what the live generation is still owed (its
 	// reload, its check, a rollback's reload) while it is pending: see
 	// Owed.
-	ReloadOwed   string         `json:"reload_owed,omitempty"`
-	LastInstall  *Event         `json:"last_install,omitempty"`
-	LastReload   *Event         `json:"last_reload,omitempty"`
-	LastRepair   *Event         `json:"last_repair,omitempty"`
-	LastCheck    *Event         `json:"last_check,omitempty"`
-	LastRollback *Event         `json:"last_rollback,omitempty"`
-	LastError    *Event         `json:"last_error,omitempty"`
-	Source       *FetchState    `json:"source,omitempty"`
-	Counters     Counters       `json:"counters"`
-	Drift        []rotate.Drift `json:"unrepaired_drift,omitempty"`
+	ReloadOwed   string      `json:"reload_owed,omitempty"`
+	LastInstall  *Event      `json:"last_install,omitempty"`
+	LastReload   *Event      `json:"last_reload,omitempty"`
+	LastRepair   *Event      `json:"last_repair,omitempty"`
+	LastCheck    *Event      `json:"last_check,omitempty"`
+	LastRollback *Event      `json:"last_rollback,omitempty"`
+	LastError    *Event      `json:"last_error,omitempty"`
+	Source       *FetchState `json:"source,omitempty"`
+	// Served is the served check of the bundle's daemon (bundle key
+	// served): what its TLS endpoint serves, compared with the live
+	// leaf. Nil when the bundle names no endpoint.
+	Served   *ServedState   `json:"served,omitempty"`
+	Counters Counters       `json:"counters"`
+	Drift    []rotate.Drift `json:"unrepaired_drift,omitempty"`
+}
+
+// ServedState is what the agent last saw its daemon serve.
+type ServedState struct {
+	// Endpoint is the host:port connected to (bundle key served).
+	Endpoint string `json:"endpoint"`
+	// Serial is the serial of the leaf the endpoint served at Checked;
+	// empty when the connection failed (Error says why).
+	Serial string `json:"serial,omitempty"`
+	// LiveSerial is the live leaf's serial it was compared with.
+	LiveSerial string    `json:"live_serial,omitempty"`
+	Checked    time.Time `json:"checked,omitzero"`
+	// Match: the served leaf is the live one.
+	Match bool `json:"match"`
+	// Mismatches counts served checks in a row that did not match (a
+	// failed connection counts), since the live generation changed.
+	Mismatches int `json:"mismatches,omitempty"`
+	// Error is the last failed check: the connection, the handshake, or
+	// the mismatch, as text.
+	Error string `json:"error,omitempty"`
+	// Action is what the agent last did about a mismatch ("reloaded
+	// again", "rolled back to ..", "reported").
+	Action string `json:"action,omitempty"`
 }
 
 // Event is one thing that happened to a bundle.
@@ -177,6 +204,10 @@ func (b *bundleState) snapshot() BundleState {
 	if s.Source != nil {
 		src := *s.Source
 		s.Source = &src
+	}
+	if s.Served != nil {
+		sv := *s.Served
+		s.Served = &sv
 	}
 	return s
 }

@@ -48,6 +48,13 @@ type Node struct {
 	Account       string
 	PublicKey     string
 	PublicKeyFile string
+	// Report is the remote path of the agent's fleet report (fleet
+	// status, push --canary); empty means the default state_dir's.
+	Report string
+	// Probe is the daemon's TLS endpoint (host:port) for fleet status
+	// --probe, and ProbeName the server name to ask for.
+	Probe     string
+	ProbeName string
 	// Line is where the node's [[node]] table starts in the inventory.
 	Line int
 }
@@ -82,6 +89,7 @@ type settings struct {
 	Layout       string    `toml:"layout"`
 	Timeout      *Duration `toml:"timeout"`
 	Mode         string    `toml:"mode"`
+	Report       string    `toml:"report"`
 }
 
 type nodeTable struct {
@@ -91,6 +99,8 @@ type nodeTable struct {
 	Account       string `toml:"account"`
 	PublicKey     string `toml:"public_key"`
 	PublicKeyFile string `toml:"public_key_file"`
+	Probe         string `toml:"probe"`
+	ProbeName     string `toml:"probe_name"`
 	settings
 }
 
@@ -100,8 +110,8 @@ type inventoryFile struct {
 }
 
 var (
-	settingKeys = []string{"identity_file", "known_hosts", "layout", "mode", "port", "target", "timeout", "user"}
-	nodeKeys    = append([]string{"account", "address", "id", "node_id", "public_key", "public_key_file"}, settingKeys...)
+	settingKeys = []string{"identity_file", "known_hosts", "layout", "mode", "port", "report", "target", "timeout", "user"}
+	nodeKeys    = append([]string{"account", "address", "id", "node_id", "probe", "probe_name", "public_key", "public_key_file"}, settingKeys...)
 )
 
 // Duration is a TOML duration string such as "30s"; a bare number is an
@@ -376,6 +386,7 @@ func resolveNode(path string, d settings, nt nodeTable) (Node, error) {
 		Target:       pick(nt.Target, d.Target),
 		Layout:       pick(nt.Layout, d.Layout),
 		Mode:         pick(nt.Mode, d.Mode),
+		Report:       pick(nt.Report, d.Report),
 		Port:         nt.Port,
 		Timeout:      nt.Timeout,
 	}
@@ -475,6 +486,16 @@ func resolveNode(path string, d settings, nt nodeTable) (Node, error) {
 	if !accountRe.MatchString(n.Account) {
 		return n, bad("account", "%q is not a valid account name (lower case letters, digits, '_' and '-', at most 32)", n.Account)
 	}
+	if s.Report != "" && !strings.HasPrefix(s.Report, "/") {
+		return n, bad("report", "%q must be an absolute path on the node (the agent's state_dir/report.json)", s.Report)
+	}
+	n.Report = s.Report
+	if nt.Probe != "" {
+		if _, _, err := net.SplitHostPort(nt.Probe); err != nil {
+			return n, bad("probe", "%q is not host:port (the daemon's TLS endpoint): %v", nt.Probe, err)
+		}
+	}
+	n.Probe, n.ProbeName = nt.Probe, nt.ProbeName
 	n.SSH = Target{Address: addr, Port: s.Port, User: s.User, IdentityFile: s.IdentityFile, KnownHosts: s.KnownHosts}
 	if s.Timeout != nil {
 		n.SSH.Timeout = s.Timeout.Duration

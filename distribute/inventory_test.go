@@ -115,7 +115,7 @@ func TestParseInventoryRefusals(t *testing.T) {
 	node := "[[node]]\nid = \"a\"\naddress = \"h\"\nuser = \"u\"\ntarget = \"/in\"\n"
 	for _, tc := range []struct{ name, toml, want string }{
 		{"unknown top key", "foo = 1\n" + node, `nodes.toml:1: foo: unknown key`},
-		{"unknown default", "[defaults]\nuser = \"u\"\nidentity = \"x\"\n" + node, `nodes.toml:3: defaults.identity: unknown key; known keys here: identity_file, known_hosts, layout, mode, port, target, timeout, user`},
+		{"unknown default", "[defaults]\nuser = \"u\"\nidentity = \"x\"\n" + node, `nodes.toml:3: defaults.identity: unknown key; known keys here: identity_file, known_hosts, layout, mode, port, report, target, timeout, user`},
 		{"bad mode", node + "mode = \"push\"\n", `nodes.toml:6: node "a".mode: "push" is not one of "pull"`},
 		{"case differs", "[defaults]\nUser = \"u\"\n" + node, `nodes.toml:2: defaults.User: unknown key`},
 		{"unknown in second node", node + "\n[[node]]\nid = \"b\"\naddress = \"h\"\nadress = \"x\"\n", `nodes.toml:10: node.adress: unknown key`},
@@ -232,5 +232,21 @@ func TestExpandHomeWithoutHOME(t *testing.T) {
 	got, err := distribute.ExpandHome("~/.ssh/id_ed25519")
 	if err != nil || got != filepath.Join(u.HomeDir, ".ssh/id_ed25519") {
 		t.Fatalf("ExpandHome without $HOME = %q, %v", got, err)
+	}
+}
+
+func TestInventoryReportAndProbe(t *testing.T) {
+	inv, err := distribute.ParseInventory("nodes.toml", []byte("[defaults]\nuser = \"u\"\ntarget = \"/in\"\nreport = \"/var/lib/ck/report.json\"\n\n[[node]]\nid = \"a\"\naddress = \"10.0.0.1\"\nprobe = \"10.0.0.1:2379\"\nprobe_name = \"etcd-a\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := inv.Nodes[0]
+	if n.Report != "/var/lib/ck/report.json" || n.Probe != "10.0.0.1:2379" || n.ProbeName != "etcd-a" {
+		t.Fatalf("%+v", n)
+	}
+	for _, bad := range []string{"report = \"rel/report.json\"", "probe = \"10.0.0.1\""} {
+		if _, err := distribute.ParseInventory("nodes.toml", []byte("[defaults]\nuser = \"u\"\ntarget = \"/in\"\n\n[[node]]\nid = \"a\"\naddress = \"10.0.0.1\"\n"+bad+"\n")); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
 	}
 }

@@ -149,3 +149,12 @@ func (c *Conn) readFile(ctx context.Context, p string, max int64) ([]byte, error
 	})
 	return data, err
 }
+
+// ReadFile reads one regular file of at most max bytes from the server.
+func (c *Conn) ReadFile(ctx context.Context, p string, max int64) ([]byte, error) {
+	data, err := c.readFile(ctx, p, max)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %s: %w", c.Host, p, err)
+	}
+	return data, nil
+}

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/testenv"
 	"github.com/certkeeper/certkeeper/internal/testpki"
 	"github.com/certkeeper/certkeeper/rotate"
 )
@@ -13,6 +14,7 @@ import (
 // first one's swap, so it is taken against the generation the first one
 // made live, never against the one before it.
 func TestTheDecisionAgainstTheLiveGenerationIsTakenUnderTheLock(t *testing.T) {
+	testenv.NeedSymlinks(t)
 	dir := t.TempDir() + "/live"
 	ca := testpki.NewCA(t, "cluster", testpki.Options{})
 	older := ca.Issue(t, "node-1", testpki.Options{NotBefore: time.Now().Add(-2 * time.Hour)})

@@ -77,7 +77,7 @@ func runAgent(ctx context.Context, e *env, args []string) error {
 	default:
 		return usagef("--log-level %q is not one of debug, info, warn, error", *level)
 	}
-	opts := agent.Options{LogOutput: e.stderr, SourceFor: agent.ConfiguredSource}
+	opts := agent.Options{LogOutput: e.stderr, SourceFor: agent.ConfiguredSource, Version: version}
 	if *format != "" || *level != "" {
 		cfg, err := agent.LoadConfig(*cfgPath)
 		if err != nil {

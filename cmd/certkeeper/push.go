@@ -40,6 +40,14 @@ A target managed by an agent (it has ..data) is refused with --install.
   --only ID,...      push only these nodes
   --install          write canonical names and modes into target (no agent)
   --dry-run          connect, check host keys, logins and targets; write nothing
+  --canary N         push to the first N nodes, wait until their fleet reports
+                     show the bundle installed, checked and served, then go on
+  --wave N,M,...     then push in waves of N, then M (the last size repeats)
+  --wait DURATION    how long a wave may take to confirm (default 5m)
+
+With --canary or --wave the first failure (a push, a failed check, a
+rollback, a wave not confirmed within --wait) stops the rollout: later
+waves are not pushed to, and a table says which nodes have what.
 
 Exit 0 when every node succeeded, 1 when any failed, 2 on usage errors.
 
@@ -47,6 +55,7 @@ Examples:
   certkeeper push --inventory nodes.toml
   certkeeper push --inventory nodes.toml --only 8eab4b8d-c0a2-4ce2-80aa-0709277a9a7a
   certkeeper push --inventory nodes.toml --install --dry-run
+  certkeeper push --inventory nodes.toml --canary 2 --wave 10,50
 `}
 
 func init() {
@@ -64,6 +73,9 @@ func runPush(ctx context.Context, e *env, args []string) error {
 	install := fs.Bool("install", false, "write canonical names and modes into target (no agent on the node)")
 	dryRun := fs.Bool("dry-run", false, "connect and check; write nothing")
 	asJSON := fs.Bool("json", false, "print one JSON report at the end, no progress (docs/json.md)")
+	canary := fs.Int("canary", 0, "push to N nodes first and wait until their reports confirm it")
+	wave := fs.String("wave", "", "comma-separated wave sizes after the canary (the last repeats; default: the rest at once)")
+	wait := fs.Duration("wait", 5*time.Minute, "with --canary/--wave: how long a wave's nodes may take to confirm")
 	rest, err := parseE(e, fs, args)
 	if err != nil {
 		return err
@@ -84,6 +96,16 @@ func runPush(ctx context.Context, e *env, args []string) error {
 	dir, err := distribute.ExpandHome(*caDir)
 	if err != nil {
 		return usagef("%v", err)
+	}
+	if *canary > 0 || *wave != "" {
+		if *install || *dryRun {
+			return usagef("--canary and --wave need agents on the nodes (their reports confirm each wave): not with --install or --dry-run")
+		}
+		sizes, err := waveSizes(*wave)
+		if err != nil {
+			return err
+		}
+		return stagedPush(ctx, e, nodes, dir, *concurrency, *canary, sizes, *wait, *asJSON)
 	}
 	p := newProgress(e.stdout, e.stderr, len(nodes))
 	done := p.done

@@ -40,6 +40,9 @@ type Options struct {
 	// listening address once the daemon listens (written atomically); the
 	// pid file is removed when it stops.
 	Pidfile, Addrfile string
+	// IgnoreHUP makes SIGHUP change nothing (it is logged): a daemon
+	// that ignores its reload, for the agent's served check.
+	IgnoreHUP bool
 }
 
 type bundle struct {
@@ -75,6 +78,7 @@ func Main(ctx context.Context, name string, args []string, stderr io.Writer) int
 	fs.StringVar(&o.Listen, "listen", "127.0.0.1:0", "loopback address to listen on")
 	fs.StringVar(&o.Pidfile, "pidfile", "", "file to write the process id to, once listening")
 	fs.StringVar(&o.Addrfile, "addrfile", "", "file to write the listening address to, once listening")
+	fs.BoolVar(&o.IgnoreHUP, "ignore-hup", false, "log SIGHUP and keep serving the old files: a daemon that ignores its reload")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -146,6 +150,10 @@ func Run(ctx context.Context, o Options, logger *log.Logger) error {
 				ln.Close()
 				return
 			case <-hup:
+				if o.IgnoreHUP {
+					logger.Printf("SIGHUP ignored (-ignore-hup), still serving serial=%x", cur.Load().cert.Leaf.SerialNumber)
+					continue
+				}
 				nb, err := load(o)
 				if err != nil {
 					logger.Printf("reload failed, keeping serial=%x: %v", cur.Load().cert.Leaf.SerialNumber, err)

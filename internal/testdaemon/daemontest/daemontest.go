@@ -64,6 +64,8 @@ type Options struct {
 	Cert, Key, CA string
 	// Dir holds the pidfile, address file and log; a temporary one if empty.
 	Dir string
+	// IgnoreHUP runs it with -ignore-hup: SIGHUP changes nothing.
+	IgnoreHUP bool
 }
 
 // Start runs testdaemon and waits until it listens; t.Cleanup stops it and
@@ -81,7 +83,11 @@ func Start(t testing.TB, o Options) *Daemon {
 		t.Fatal(err)
 	}
 	d.log = logf
-	d.Cmd = exec.Command(bin, "-cert", o.Cert, "-key", o.Key, "-ca", o.CA, "-listen", "127.0.0.1:0", "-pidfile", d.Pidfile, "-addrfile", addrfile)
+	args := []string{"-cert", o.Cert, "-key", o.Key, "-ca", o.CA, "-listen", "127.0.0.1:0", "-pidfile", d.Pidfile, "-addrfile", addrfile}
+	if o.IgnoreHUP {
+		args = append(args, "-ignore-hup")
+	}
+	d.Cmd = exec.Command(bin, args...)
 	d.Cmd.Stdout, d.Cmd.Stderr = logf, logf
 	if err := d.Cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,55 @@
+package agent
+
+import (
+	"path/filepath"
+	"time"
+
+	"github.com/certkeeper/certkeeper/fleet"
+)
+
+// ReportPath is where the agent keeps its fleet report: state_dir's
+// report.json, mode 0644 in the 0711 state directory, so an account that
+// knows the path (the push account over SFTP) reads it without listing
+// anything else (docs/admin-host.md, "Fleet status").
+func ReportPath(c *Config) string { return filepath.Join(c.StateDir, fleet.ReportFileName) }
+
+// BuildReport is the fleet report of an agent's state: per bundle what is
+// live, what it owes, its last error and its health, as `check` judges
+// it. version is the agent's version.
+func BuildReport(c *Config, version string, pid int, bundles []BundleState, now, stopped time.Time) fleet.Report {
+	r := fleet.Report{NodeID: c.NodeID, AgentVersion: version, PID: pid, Written: now, Stopped: stopped}
+	nodeIDs := map[string]string{}
+	for i := range c.Bundles {
+		nodeIDs[c.Bundles[i].Name] = c.Bundles[i].NodeID
+	}
+	for _, b := range bundles {
+		h, text := b.Health()
+		br := fleet.BundleReport{
+			Name: b.Name, NodeID: nodeIDs[b.Name], Serial: b.Serial, NotAfter: b.NotAfter,
+			Owed: b.ReloadOwed, Health: h.String(), HealthText: text,
+		}
+		if e := b.LastInstall; e != nil && e.Result == ResultInstalled {
+			br.LastChange = e.Time
+		}
+		if e := b.LastError; e != nil {
+			br.LastError, br.LastErrorAt = e.Detail, e.Time
+			if br.LastError == "" {
+				br.LastError = e.Result
+			}
+		}
+		if e := b.LastCheck; e != nil {
+			br.LastCheck, br.LastCheckAt = e.Result, e.Time
+		}
+		servedInto(&br, b)
+		r.Bundles = append(r.Bundles, br)
+	}
+	return r
+}
+
+// servedInto copies the served-certificate check's result, when the agent
+// has one, into the report.
+func servedInto(br *fleet.BundleReport, b BundleState) {
+	if sv := b.Served; sv != nil {
+		br.ServedSerial, br.ServedAt = sv.Serial, sv.Checked
+	}
+}

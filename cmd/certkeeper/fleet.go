@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/certkeeper/certkeeper/distribute"
+	"github.com/certkeeper/certkeeper/fleet"
+)
+
+var fleetCmd = &command{name: "fleet", summary: "what every node installed, serves and how it is, joined with what the CA issued",
+	usage: `Usage: certkeeper fleet status --inventory FILE [--ca-dir DIR] [--concurrency N] [--only ID,...]
+                               [--stale-after DURATION] [--bundle NAME] [--probe] [--no-report]
+                               [--textfile FILE] [--json]
+
+Reads every node's fleet report (the agent's <state_dir>/report.json, or the
+inventory's report path) over SSH/SFTP, with the host key checked against
+known_hosts as push does, up to N nodes at once, and joins the reports with
+the CA's records. Per node it shows the serial the CA issued, the one
+installed and the one the daemon serves, the expiry, the agent's health, and
+its states:
+
+  ok                 installed is issued, served is installed, healthy
+  unreachable        the report could not be read (or the probe failed)
+  bad-report         the report is damaged or over its bounds
+  stale              the CA issued a newer certificate longer than
+                     --stale-after ago, and the node still has the old one
+  pending            a newer one was issued within --stale-after (not a problem)
+  revoked-installed  the installed certificate is revoked
+  serving-old        the daemon serves another certificate than the live one
+  unhealthy          the agent's own health (as check says) is not OK
+  agent-stopped      the agent stopped; nothing repairs or renews
+  not-issued / not-installed / expired
+
+then a summary and an expiry histogram by week.
+
+--probe also connects to each node's probe endpoint (inventory key probe =
+"host:port") by TLS from the admin host and takes the served serial from
+there; with --no-report only the probe is used, for nodes without SSH.
+--textfile writes the result as Prometheus metrics for node_exporter's
+textfile collector (atomically, mode 0644).
+
+  --inventory FILE        the nodes (docs/ssh.md)
+  --ca-dir DIR            the CA directory (default /var/lib/certkeeper/ca)
+  --concurrency N         nodes at once (default 32)
+  --stale-after DURATION  default 24h
+
+Exit 0 when every node is healthy, 1 otherwise, 2 on usage errors.
+
+Examples:
+  certkeeper fleet status --inventory nodes.toml
+  certkeeper fleet status --inventory nodes.toml --textfile /var/lib/node_exporter/certkeeper_fleet.prom
+  certkeeper fleet status --inventory nodes.toml --probe --no-report --json
+`}
+
+func init() {
+	fleetCmd.run = withErrors(fleetCmd, runFleet)
+	register(fleetCmd)
+}
+
+// fleetJSON is fleet status --json.
+type fleetJSON struct {
+	Nodes   []fleet.NodeStatus `json:"nodes"`
+	Summary fleet.Summary      `json:"summary"`
+}
+
+func runFleet(ctx context.Context, e *env, args []string) error {
+	c := fleetCmd
+	fs := flags(e, c)
+	invPath := fs.String("inventory", "", "inventory TOML file")
+	caDir := fs.String("ca-dir", defaultCADir(), "CA directory")
+	concurrency := fs.Int("concurrency", fleet.DefaultConcurrency, "nodes read at once")
+	only := fs.String("only", "", "comma-separated node ids")
+	staleAfter := fs.Duration("stale-after", fleet.DefaultStaleAfter, "how long a newer issued certificate may wait to be installed")
+	bundle := fs.String("bundle", "", "the report's bundle to look at (default: the one holding the CA's certificate)")
+	probe := fs.Bool("probe", false, "also connect to each node's probe endpoint by TLS")
+	noReport := fs.Bool("no-report", false, "with --probe: do not read reports over SSH")
+	textfile := fs.String("textfile", "", "write Prometheus metrics to FILE")
+	asJSON := fs.Bool("json", false, "print one JSON document (docs/json.md)")
+	rest, err := parseE(e, fs, args)
+	if err != nil {
+		return err
+	}
+	if len(rest) == 0 || rest[0] != "status" {
+		return usagef("give a subcommand: certkeeper fleet status --inventory FILE")
+	}
+	if len(rest) > 1 {
+		return usagef("unexpected arguments: %s", strings.Join(rest[1:], " "))
+	}
+	if *invPath == "" {
+		return usagef("--inventory FILE is required")
+	}
+	if *concurrency < 1 || *concurrency > 1024 {
+		return usagef("--concurrency must be between 1 and 1024")
+	}
+	if *noReport && !*probe {
+		return usagef("--no-report needs --probe: without either there is nothing to read")
+	}
+	_, nodes, err := loadInventory(*invPath, *only)
+	if err != nil {
+		return err
+	}
+	dir, err := distribute.ExpandHome(*caDir)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	ca, err := fleet.LoadCA(dir)
+	if err != nil {
+		return err
+	}
+	o := fleet.CollectOptions{Concurrency: *concurrency, Reports: !*noReport, Probe: *probe}
+	if *probe {
+		roots := x509.NewCertPool()
+		if pem, err := os.ReadFile(filepath.Join(dir, "cluster.crt")); err == nil {
+			roots.AppendCertsFromPEM(pem)
+			o.Roots = roots
+		}
+	}
+	now := time.Now()
+	st := fleet.Join(fleet.Collect(ctx, nodes, o), ca, fleet.JoinOptions{Now: now, StaleAfter: *staleAfter, Bundle: *bundle})
+	sum := fleet.Summarize(st, now)
+	if *textfile != "" {
+		if err := fleet.WriteTextfile(*textfile, st, sum, now); err != nil {
+			return fmt.Errorf("cannot write the metrics textfile %s: %w", *textfile, err)
+		}
+	}
+	if *asJSON {
+		writeJSON(e, fleetJSON{Nodes: st, Summary: sum})
+	} else {
+		printFleet(e, st, sum)
+	}
+	if sum.Healthy != sum.Nodes {
+		return exitError(exitFailure)
+	}
+	return nil
+}
+
+func printFleet(e *env, st []fleet.NodeStatus, sum fleet.Summary) {
+	t := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(t, "NODE\tISSUED\tINSTALLED\tSERVED\tEXPIRES\tHEALTH\tSTATE")
+	dash := func(s string) string {
+		if s == "" {
+			return "-"
+		}
+		return s
+	}
+	for _, s := range st {
+		exp := "-"
+		if e := s.Expiry(); !e.IsZero() {
+			exp = e.UTC().Format("2006-01-02")
+		}
+		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, dash(s.Issued), dash(s.Installed), dash(s.Served), exp, dash(s.Health), strings.Join(s.States, ","))
+	}
+	t.Flush()
+	for _, s := range st {
+		for _, p := range s.Problems {
+			fmt.Fprintf(e.stdout, "%s: %s\n", s.ID, p)
+		}
+	}
+	fmt.Fprintf(e.stdout, "\n%d node(s): %d healthy, %d not", sum.Nodes, sum.Healthy, sum.Nodes-sum.Healthy)
+	for _, x := range []string{fleet.StateUnreachable, fleet.StateStale, fleet.StatePending, fleet.StateRevoked, fleet.StateServedOld, fleet.StateUnhealthy, fleet.StateBadReport, fleet.StateStopped, fleet.StateNotIssued, fleet.StateNotFound, fleet.StateExpired} {
+		if n := sum.States[x]; n > 0 {
+			fmt.Fprintf(e.stdout, ", %d %s", n, x)
+		}
+	}
+	fmt.Fprintln(e.stdout)
+	if len(sum.Weeks) > 0 || sum.Expired > 0 {
+		fmt.Fprintln(e.stdout, "\nExpiry by week:")
+		if sum.Expired > 0 {
+			fmt.Fprintf(e.stdout, "  expired      %4d %s\n", sum.Expired, strings.Repeat("#", min(sum.Expired, 60)))
+		}
+		for _, w := range sum.Weeks {
+			fmt.Fprintf(e.stdout, "  %s   %4d %s\n", w.Start.UTC().Format("2006-01-02"), w.Nodes, strings.Repeat("#", min(w.Nodes, 60)))
+		}
+	}
+}

@@ -1,0 +1,4 @@
+package fleet
+
+// ParseMetrics is parseMetrics for the external tests.
+var ParseMetrics = parseMetrics

@@ -1,0 +1,66 @@
+package fleet
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// parseMetrics parses a textfile as node_exporter's collector does.
+func parseMetrics(t *testing.T, data []byte) map[string]float64 {
+	t.Helper()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("the textfile does not parse: %v\n%s", err, data)
+	}
+	out := map[string]float64{}
+	for name, f := range fams {
+		for _, m := range f.GetMetric() {
+			key := name
+			for _, l := range m.GetLabel() {
+				key += "," + l.GetName() + "=" + l.GetValue()
+			}
+			v := m.GetUntyped().GetValue()
+			if g := m.GetGauge(); g != nil {
+				v = g.GetValue()
+			}
+			out[key] = v
+		}
+	}
+	return out
+}
+
+func TestTextfileParses(t *testing.T) {
+	st := Join([]Fetched{
+		{ID: "n0", Data: report("0B:00", "", "OK")},
+		{ID: `n1`, Data: report("0A:01", "", "OK")},
+	}, testCA([]string{"n0", "n1"}, 48*time.Hour), JoinOptions{Now: t0})
+	p := filepath.Join(t.TempDir(), "fleet.prom")
+	if err := WriteTextfile(p, st, Summarize(st, t0), t0); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := parseMetrics(t, data)
+	for k, want := range map[string]float64{
+		MetricNodeOK + ",node=n0":                1,
+		MetricNodeOK + ",node=n1":                0,
+		MetricNodeState + ",node=n1,state=stale": 1,
+		MetricNodes + ",health=unhealthy":        1,
+		MetricStateNodes + ",state=stale":        1,
+		MetricNodeMatches + ",node=n1":           0,
+		MetricExpiryWeek + ",week=12":            2,
+	} {
+		if got, ok := m[k]; !ok || got != want {
+			t.Errorf("%s = %v (present %v), want %v\n%s", k, got, ok, want, data)
+		}
+	}
+}
