@@ -27,7 +27,7 @@ import (
 // The `ca` command and its subcommands: the cluster CA on the admin host.
 // Everything here is flags and output; package authority does the work.
 
-var caCmd = &command{name: "ca", summary: "the cluster CA on the admin host: init, issue, list, revoke, crl, renew, sign",
+var caCmd = &command{name: "ca", summary: "the cluster CA on the admin host: init, issue, list, revoke, crl, renew, sign, rotate",
 	usage: `Usage: certkeeper ca SUBCOMMAND [--dir DIR] [flags] [arguments]
 
 The cluster CA, kept in one directory on the admin host: the CA key and
@@ -43,6 +43,7 @@ Subcommands:
   crl      write the signed revocation list, DIR/cluster.crl
   renew    re-issue whatever expires within a window (for a timer)
   sign     sign a node's CSR from stdin (an SSH forced command)
+  rotate   replace the cluster CA in phases: start, issue, finish, abort, status
 
 Examples:
   certkeeper ca init  --name mycluster
@@ -63,7 +64,7 @@ func registerCA(c *command) { caSubs[strings.TrimPrefix(c.name, "ca ")] = c }
 func init() {
 	caCmd.run = runCA
 	register(caCmd)
-	for _, c := range []*command{caInitCmd, caIssueCmd, caListCmd, caRevokeCmd, caCRLCmd, caRenewCmd, caSignCmd} {
+	for _, c := range []*command{caInitCmd, caIssueCmd, caListCmd, caRevokeCmd, caCRLCmd, caRenewCmd, caSignCmd, caRotateCmd} {
 		registerCA(c)
 	}
 }
