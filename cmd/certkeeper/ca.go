@@ -317,8 +317,8 @@ func runCAInit(_ context.Context, e *env, args []string) error {
 
 var caIssueCmd = &command{name: "ca issue", summary: "issue node or control-service certificates",
 	usage: `Usage: certkeeper ca issue [--dir DIR] node [ID...] [--dns NAME]... [--ip ADDR]... [--days N] [--key-type T] [--json]
-       certkeeper ca issue --dir DIR node --from-file FILE
-       certkeeper ca issue --dir DIR control HOSTNAME [--dns NAME]... [--ip ADDR]...
+       certkeeper ca issue [--dir DIR] node --from-file FILE
+       certkeeper ca issue [--dir DIR] control HOSTNAME [--dns NAME]... [--ip ADDR]...
 
 Makes a key and a certificate for each node and publishes them in
 DIR/nodes/<id>/ as node.crt, node.key (0600) and cluster.crt, the Flocker
@@ -868,7 +868,7 @@ refused. It never prompts: an encrypted cluster.key needs
   --days N      validity (default: node_days in ca.toml)
 
 Examples:
-  openssl req -new -key node.key -subj /CN=node-1 | certkeeper ca sign --dir /var/lib/certkeeper/ca --node node-1 > node.crt
+  openssl req -new -key node.key -subj /CN=node-1 | certkeeper ca sign --node node-1 > node.crt
   ssh -i /etc/certkeeper/id_ed25519 certkeeper-ca@admin.example.com < node.csr > node.crt
 `}
 
