@@ -58,6 +58,8 @@ func openChecked(parent *os.Root, name, what, group string) (*os.Root, error) {
 	lstat, open := os.Lstat, os.OpenRoot
 	if parent != nil {
 		lstat, open = parent.Lstat, parent.OpenRoot
+	} else if err := checkAncestors(name, what); err != nil {
+		return nil, err
 	}
 	fi, err := lstat(name)
 	if err != nil {
@@ -91,6 +93,9 @@ func openChecked(parent *os.Root, name, what, group string) (*os.Root, error) {
 // group of inbox_group), and checks it.
 func (ib inboxDir) ensure() error {
 	if _, err := os.Lstat(ib.dir); errors.Is(err, fs.ErrNotExist) {
+		if err := checkAncestors(ib.dir, "inbox "+ib.dir); err != nil {
+			return err
+		}
 		// 0711 as the state directory: passable, not listable, whatever
 		// the umask of whoever starts the agent (not always systemd's 0077).
 		if err := os.MkdirAll(filepath.Dir(ib.dir), 0o711); err != nil {

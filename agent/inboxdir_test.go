@@ -272,3 +272,38 @@ func TestPruningRemovesLinksNotTheirTargets(t *testing.T) {
 		t.Fatalf("the decoy holds %d entries, want 16", n)
 	}
 }
+
+// A state directory others may write: before, nobody could plant a symlink
+// as the inbox's parent (state/inbox -> a decoy) and the agent, as root,
+// took the decoy's root-owned b/ as the inbox and moved its files into
+// decoy/b/rejected/. Now an inbox below a directory others can write
+// (without the sticky bit) or another user owns is refused, untouched.
+func TestAnInboxBelowAWritableDirectoryIsRefused(t *testing.T) {
+	needRoot(t)
+	root := reachable(t)
+	state := filepath.Join(root, "state")
+	decoy := filepath.Join(root, "decoy")
+	os.MkdirAll(filepath.Join(decoy, "b"), 0o755)
+	os.WriteFile(filepath.Join(decoy, "b", "victim.conf"), []byte("root's\n"), 0o644)
+	os.Mkdir(state, 0o777)
+	os.Chmod(state, 0o777)
+	asNobody(t, "ln", "-s", decoy, filepath.Join(state, "inbox"))
+	ib := inboxDir{dir: filepath.Join(state, "inbox", "b")}
+	_, err := ib.list()
+	if err == nil || !strings.Contains(err.Error(), "below "+state+", which is writable by others") {
+		t.Fatalf("list: %v, want a refusal naming %s", err, state)
+	}
+	if err := ib.ensure(); err == nil {
+		t.Fatal("ensure accepted the inbox")
+	}
+	if es, _ := os.ReadDir(filepath.Join(decoy, "b")); len(es) != 1 {
+		t.Fatalf("the decoy changed: %v", es)
+	}
+	// The sticky bit (as /tmp) keeps others from replacing what they do
+	// not own: accepted.
+	os.Remove(filepath.Join(state, "inbox"))
+	os.Chmod(state, 0o777|os.ModeSticky)
+	if err := ib.ensure(); err != nil {
+		t.Fatalf("below a sticky directory: %v", err)
+	}
+}

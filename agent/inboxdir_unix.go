@@ -3,10 +3,12 @@
 package agent
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"syscall"
 )
@@ -66,4 +68,45 @@ func shareInbox(dir, group string) error {
 		return err
 	}
 	return os.Chmod(dir, 0o770|os.ModeSetgid)
+}
+
+// checkAncestors refuses an inbox below a directory another user could
+// use to swap it: one writable by others without the sticky bit, or owned
+// by a user other than root and the agent's. Both the path as written and
+// the path its symlinks lead to are checked (a link can be replaced by
+// whoever writes the directory holding it). A missing ancestor is left to
+// the caller (ensure makes it).
+func checkAncestors(dir, what string) error {
+	paths := []string{filepath.Dir(filepath.Clean(dir))}
+	if r, err := filepath.EvalSymlinks(paths[0]); err == nil && r != paths[0] {
+		paths = append(paths, r)
+	}
+	uid := uint32(os.Geteuid())
+	for _, start := range paths {
+		for p := start; ; p = filepath.Dir(p) {
+			fi, err := os.Lstat(p)
+			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					if q := filepath.Dir(p); q != p {
+						continue
+					}
+					break
+				}
+				return fmt.Errorf("%s: %w", what, err)
+			}
+			st, ok := fi.Sys().(*syscall.Stat_t)
+			if fi.IsDir() && ok {
+				if st.Uid != 0 && st.Uid != uid {
+					return fmt.Errorf("%s is below %s, owned by uid %d, who could replace it; nothing in it is touched: chown root %s, or move the state directory", what, p, st.Uid, p)
+				}
+				if fi.Mode().Perm()&0o002 != 0 && fi.Mode()&fs.ModeSticky == 0 {
+					return fmt.Errorf("%s is below %s, which is writable by others (mode %04o), so anyone could replace it; nothing in it is touched: chmod o-w %s", what, p, fi.Mode().Perm(), p)
+				}
+			}
+			if q := filepath.Dir(p); q == p {
+				break
+			}
+		}
+	}
+	return nil
 }

@@ -110,6 +110,9 @@ type Authority struct {
 	opts        Options
 	fingerprint string
 	issuer      *pki.Issuer
+	// trust is the two-CA trust file while a CA rotation runs
+	// (carotate.go): what nodes are given as cluster.crt.
+	trust []byte
 }
 
 func (a *Authority) path(name string) string { return filepath.Join(a.Dir, name) }
@@ -141,6 +144,9 @@ func Load(dir string, o Options) (*Authority, error) {
 	}
 	a.Cert = c.Certificates[0]
 	a.fingerprint = pki.Fingerprint(a.Cert)
+	if a.trust, err = os.ReadFile(a.path(filepath.FromSlash(TrustFile))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
 	if a.Settings, err = ReadSettings(a.path(SettingsFile)); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("%w (ca init writes it; restore it or write one, see docs/ca.md)", err)
@@ -248,5 +254,11 @@ func privateEnough(path string, fi fs.FileInfo) error {
 	return nil
 }
 
-// CACertPEM is the CA certificate as published in every bundle.
-func (a *Authority) CACertPEM() []byte { return pki.EncodeCertificates(a.Cert) }
+// CACertPEM is the CA certificate as published in every bundle: during a
+// CA rotation, the trust file with both CAs.
+func (a *Authority) CACertPEM() []byte {
+	if a.trust != nil {
+		return a.trust
+	}
+	return pki.EncodeCertificates(a.Cert)
+}

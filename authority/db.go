@@ -69,7 +69,7 @@ func (a *Authority) checkMeta(tx *bolt.Tx) error {
 	if v := string(m.Get(metaVersion)); v != schemaVersion {
 		return fmt.Errorf("%s: database version %q; this certkeeper reads version %s", a.path(DBFile), v, schemaVersion)
 	}
-	if fp := string(m.Get(metaCA)); fp != a.fingerprint {
+	if fp := string(m.Get(metaCA)); fp != a.fingerprint && !midSwap(tx, a.fingerprint) {
 		return fmt.Errorf("%s belongs to another CA (sha256 %s), not to %s (sha256 %s); was cluster.crt replaced?", a.path(DBFile), fp, a.path(CertFile), a.fingerprint)
 	}
 	return nil
@@ -178,4 +178,11 @@ func initDB(tx *bolt.Tx, fingerprint string) error {
 		return err
 	}
 	return m.Put(metaCA, []byte(fingerprint))
+}
+
+// midSwap reports that a CA rotation is replacing cluster.crt (carotate.go)
+// and fp is one of its two CAs: either may be in place for a moment.
+func midSwap(tx *bolt.Tx, fp string) bool {
+	r, err := getRotation(tx)
+	return err == nil && r != nil && r.Phase == PhaseSwapping && (fp == r.From || fp == r.To)
 }

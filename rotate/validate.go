@@ -174,7 +174,7 @@ func (v *validator) checkCA(b *Bundle) {
 		return
 	}
 	if len(c.CAs) > 0 || selfLeaf {
-		v.checkCAChange(b.CAs, caFile(c, leaf))
+		v.checkCAChange(b.CAs, caFile(c, leaf), leaf.Cert)
 	}
 }
 
@@ -192,14 +192,36 @@ func caFile(c *Candidate, leaf *Cert) string {
 	return leaf.File
 }
 
-func (v *validator) checkCAChange(cas []*x509.Certificate, file string) {
-	if v.live == nil || len(v.live.CAs) == 0 || v.p.AllowCAChange || sameCerts(cas, v.live.CAs) {
+// checkCAChange refuses a cluster CA other than the installed one, unless
+// allowed, or unless it keeps continuity (Continuity).
+func (v *validator) checkCAChange(cas []*x509.Certificate, file string, leaf *x509.Certificate) {
+	if v.live == nil || len(v.live.CAs) == 0 || v.p.AllowCAChange || sameCerts(cas, v.live.CAs) || Continuity(cas, v.live.CAs, leaf) {
 		return
 	}
 	v.fail(file, fmt.Sprintf("cluster CA %q (sha256 %s) differs from the installed %q (sha256 %s); refusing a CA change",
 		pki.Name(cas[0].Subject.String()), short(pki.Fingerprint(cas[0])),
 		pki.Name(v.live.CAs[0].Subject.String()), short(pki.Fingerprint(v.live.CAs[0]))),
 		"if this is a planned CA rotation, set allow_ca_change = true for this bundle")
+}
+
+// Continuity is the rule that lets a phased CA rotation (`ca rotate`)
+// through without allow_ca_change: the new trust set keeps at least one
+// CA the node trusts now, and the leaf (when the bundle has one) is signed
+// by such a kept CA. So a trust file bringing a new CA beside the old one
+// is accepted, then a new-CA leaf under both, then the new CA alone; a
+// lone unknown CA, or a leaf from a CA the node never trusted, is not.
+func Continuity(cas, live []*x509.Certificate, leaf *x509.Certificate) bool {
+	for _, c := range cas {
+		for _, l := range live {
+			if !c.Equal(l) {
+				continue
+			}
+			if leaf == nil || leaf.CheckSignatureFrom(c) == nil {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func short(fp string) string {
@@ -302,7 +324,7 @@ func (v *validator) caOnly() *Bundle {
 			v.fail(x.File, fmt.Sprintf("CA certificate expired on %s", Stamp(x.Cert.NotAfter)), "")
 		}
 	}
-	v.checkCAChange(b.CAs, cas[0].File)
+	v.checkCAChange(b.CAs, cas[0].File, nil)
 	return b
 }
 

@@ -277,3 +277,56 @@ func TestOlder(t *testing.T) {
 		t.Error("a CA's 90-day certificate issued after a 10-year self-signed one counted as older")
 	}
 }
+
+// A phased CA rotation (`ca rotate`) needs no allow_ca_change: each step
+// keeps a CA the node trusts now, and the leaf signed by such a kept CA.
+// A lone unknown CA, or a new-CA leaf before the node trusts the new CA,
+// is still refused.
+func TestCAContinuity(t *testing.T) {
+	now := time.Now()
+	oldCA := testpki.NewCA(t, "cluster", testpki.Options{})
+	newCA := testpki.NewCA(t, "cluster 2", testpki.Options{})
+	strange := testpki.NewCA(t, "cluster", testpki.Options{})
+	oldLeaf := oldCA.Issue(t, "node-1", testpki.Options{})
+	newLeaf := newCA.Issue(t, "node-1", testpki.Options{Reuse: oldLeaf.Key})
+	strangeLeaf := strange.Issue(t, "node-1", testpki.Options{Reuse: oldLeaf.Key})
+	both := testpki.CertPEM(oldCA.Cert, newCA.Cert)
+	live := func(cas ...*x509.Certificate) *rotate.Bundle {
+		return &rotate.Bundle{Leaf: oldLeaf.Cert, Key: &pki.Key{Signer: oldLeaf.Key}, CAs: cas}
+	}
+	cases := []struct {
+		name   string
+		leaf   []byte
+		trust  []byte
+		live   *rotate.Bundle
+		refuse bool
+	}{
+		{"start: both CAs, old leaf", oldLeaf.CertPEM(), both, live(oldCA.Cert), false},
+		{"issue: both CAs, new leaf", newLeaf.CertPEM(), both, live(oldCA.Cert, newCA.Cert), false},
+		{"finish: new CA alone, new leaf", newLeaf.CertPEM(), newCA.CertPEM(), live(oldCA.Cert, newCA.Cert), false},
+		{"abort: old CA alone, old leaf", oldLeaf.CertPEM(), oldCA.CertPEM(), live(oldCA.Cert, newCA.Cert), false},
+		{"lone unknown CA", strangeLeaf.CertPEM(), strange.CertPEM(), live(oldCA.Cert), true},
+		{"unknown CA beside the old, its leaf", strangeLeaf.CertPEM(), testpki.CertPEM(oldCA.Cert, strange.Cert), live(oldCA.Cert), true},
+		{"new leaf before the node trusts the new CA", newLeaf.CertPEM(), both, live(oldCA.Cert), true},
+		{"new CA alone straight from the old", newLeaf.CertPEM(), newCA.CertPEM(), live(oldCA.Cert), true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := rotate.Policy{Layout: flockerRules(t), NodeID: "node-1", Now: now}
+			in := []rotate.Input{in("node.crt", c.leaf), in("node.key", oldLeaf.KeyPEM(t)), in("cluster.crt", c.trust)}
+			b, err := rotate.Validate(rotate.Classify(in), p, c.live)
+			if c.refuse {
+				if err == nil || !strings.Contains(err.Error(), "allow_ca_change") {
+					t.Fatalf("Validate = %v, want the CA change refused", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Validate: %v", err)
+			}
+			if want := strings.Count(string(c.trust), "BEGIN CERTIFICATE"); len(b.CAs) != want {
+				t.Errorf("bundle trusts %d CAs, want %d", len(b.CAs), want)
+			}
+		})
+	}
+}

@@ -27,7 +27,7 @@ import (
 // The `ca` command and its subcommands: the cluster CA on the admin host.
 // Everything here is flags and output; package authority does the work.
 
-var caCmd = &command{name: "ca", summary: "the cluster CA on the admin host: init, issue, list, revoke, crl, renew, sign",
+var caCmd = &command{name: "ca", summary: "the cluster CA on the admin host: init, issue, list, revoke, crl, renew, sign, rotate",
 	usage: `Usage: certkeeper ca SUBCOMMAND [--dir DIR] [flags] [arguments]
 
 The cluster CA, kept in one directory on the admin host: the CA key and
@@ -43,6 +43,7 @@ Subcommands:
   crl      write the signed revocation list, DIR/cluster.crl
   renew    re-issue whatever expires within a window (for a timer)
   sign     sign a node's CSR from stdin (an SSH forced command)
+  rotate   replace the cluster CA in phases: start, issue, finish, abort, status
 
 Examples:
   certkeeper ca init  --name mycluster
@@ -63,7 +64,7 @@ func registerCA(c *command) { caSubs[strings.TrimPrefix(c.name, "ca ")] = c }
 func init() {
 	caCmd.run = runCA
 	register(caCmd)
-	for _, c := range []*command{caInitCmd, caIssueCmd, caListCmd, caRevokeCmd, caCRLCmd, caRenewCmd, caSignCmd} {
+	for _, c := range []*command{caInitCmd, caIssueCmd, caListCmd, caRevokeCmd, caCRLCmd, caRenewCmd, caSignCmd, caRotateCmd} {
 		registerCA(c)
 	}
 }
@@ -316,8 +317,8 @@ func runCAInit(_ context.Context, e *env, args []string) error {
 
 var caIssueCmd = &command{name: "ca issue", summary: "issue node or control-service certificates",
 	usage: `Usage: certkeeper ca issue [--dir DIR] node [ID...] [--dns NAME]... [--ip ADDR]... [--days N] [--key-type T] [--json]
-       certkeeper ca issue --dir DIR node --from-file FILE
-       certkeeper ca issue --dir DIR control HOSTNAME [--dns NAME]... [--ip ADDR]...
+       certkeeper ca issue [--dir DIR] node --from-file FILE
+       certkeeper ca issue [--dir DIR] control HOSTNAME [--dns NAME]... [--ip ADDR]...
 
 Makes a key and a certificate for each node and publishes them in
 DIR/nodes/<id>/ as node.crt, node.key (0600) and cluster.crt, the Flocker
@@ -867,7 +868,7 @@ refused. It never prompts: an encrypted cluster.key needs
   --days N      validity (default: node_days in ca.toml)
 
 Examples:
-  openssl req -new -key node.key -subj /CN=node-1 | certkeeper ca sign --dir /var/lib/certkeeper/ca --node node-1 > node.crt
+  openssl req -new -key node.key -subj /CN=node-1 | certkeeper ca sign --node node-1 > node.crt
   ssh -i /etc/certkeeper/id_ed25519 certkeeper-ca@admin.example.com < node.csr > node.crt
 `}
 

@@ -115,3 +115,38 @@ func TestHelpListsEverything(t *testing.T) {
 		t.Errorf("a bad flag: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 }
+
+// --config and --dir have defaults (issue 12): no synopsis presents them
+// as required, and no example repeats the default, which the docs dropped.
+func TestHelpDoesNotRequireDefaultedFlags(t *testing.T) {
+	required := regexp.MustCompile(`--(config FILE|dir DIR|ca-dir DIR)`)
+	optional := regexp.MustCompile(`\[[^\[\]]*\]`)
+	for _, hc := range helpCases() {
+		if hc.args[len(hc.args)-1] != "--help" {
+			continue
+		}
+		_, stdout, _ := runIn(hc.args...)
+		synopsis, _, _ := strings.Cut(stdout, "\n\n")
+		for _, line := range strings.Split(synopsis, "\n") {
+			bare := line
+			for optional.MatchString(bare) {
+				bare = optional.ReplaceAllString(bare, "")
+			}
+			if required.MatchString(bare) {
+				t.Errorf("%s: the synopsis presents a defaulted flag as required: %q", hc.name, line)
+			}
+		}
+		// Examples only: the forced command of an authorized_keys line
+		// names its --dir on purpose (sshd runs it without the env).
+		for _, line := range strings.Split(stdout, "\n") {
+			if !strings.HasPrefix(strings.TrimSpace(line), "certkeeper ") && !strings.Contains(line, "| certkeeper ") {
+				continue
+			}
+			for _, def := range []string{"--config /etc/certkeeper/certkeeper.toml", "--dir /var/lib/certkeeper/ca", "--ca-dir /var/lib/certkeeper/ca"} {
+				if strings.Contains(line, def) {
+					t.Errorf("%s: an example repeats the default %q: %q", hc.name, def, line)
+				}
+			}
+		}
+	}
+}

@@ -228,7 +228,7 @@ func selectBundles(e *env, c *command, cfg *agent.Config, name string, keep func
 }
 
 var installCmd = &command{name: "install", summary: "classify, validate and install files into a bundle, then reload; once",
-	usage: `Usage: certkeeper install --config FILE [--bundle NAME] FILE...
+	usage: `Usage: certkeeper install [--config FILE] [--bundle NAME] FILE...
 
 Takes a bundle's files under any names (8eab….crt, control-host.key,
 cluster.crt), validates them for this node, and installs them under the
@@ -245,9 +245,9 @@ reload failed or when the check failed (and rolled back), 2 on usage
 errors.
 
 Examples:
-  certkeeper install --config /etc/certkeeper/certkeeper.toml \
+  certkeeper install \
       8eab4b8d-c0a2-4ce2-80aa-0709277a9a7a.crt 8eab4b8d-c0a2-4ce2-80aa-0709277a9a7a.key cluster.crt
-  certkeeper install --config /etc/certkeeper/certkeeper.toml --bundle mesos localhost.pem localhost-key.pem ca.pem
+  certkeeper install --bundle mesos localhost.pem localhost-key.pem ca.pem
 `}
 
 func init() { installCmd.run = runInstall }
@@ -342,7 +342,7 @@ func names(in []rotate.Input) []string {
 }
 
 var rollbackCmd = &command{name: "rollback", summary: "make a bundle's previous generation live again, then reload",
-	usage: `Usage: certkeeper rollback --config FILE --bundle NAME [--force]
+	usage: `Usage: certkeeper rollback [--config FILE] [--bundle NAME] [--force]
 
 Swaps the bundle back to the newest kept generation older than the live one
 (certkeeper keeps two by default, see keep in the config) and runs the
@@ -350,7 +350,7 @@ bundle's reload actions. The previous generation must still validate (not
 expired, key matching); --force rolls back anyway.
 
 Example:
-  certkeeper rollback --config /etc/certkeeper/certkeeper.toml --bundle flocker
+  certkeeper rollback --bundle flocker
 `}
 
 func init() { rollbackCmd.run = runRollback }
@@ -394,7 +394,7 @@ func runRollback(ctx context.Context, e *env, args []string) int {
 }
 
 var statusCmd = &command{name: "status", summary: "show each bundle: files, names, issuer, expiry, permissions, key match, next renewal",
-	usage: `Usage: certkeeper status --config FILE [--json]
+	usage: `Usage: certkeeper status [--config FILE] [--json]
 
 For each bundle: the live generation, its files with modes, owners and
 whether they are intact, the certificate's subject, SANs, issuer, serial,
@@ -402,8 +402,8 @@ validity and time left, whether the key matches, the chain, and the next
 renewal time. Read-only.
 
 Examples:
-  certkeeper status --config /etc/certkeeper/certkeeper.toml
-  certkeeper status --config /etc/certkeeper/certkeeper.toml --json | jq '.[].leaf.not_after'
+  certkeeper status
+  certkeeper status --json | jq '.[].leaf.not_after'
 `}
 
 func init() { statusCmd.run = runStatus }

@@ -10,7 +10,7 @@ import (
 )
 
 var pullCmd = &command{name: "pull", summary: "fetch bundles from the admin host over SFTP now, then install them",
-	usage: `Usage: certkeeper pull --config FILE [--bundle NAME] [--verbose]
+	usage: `Usage: certkeeper pull [--config FILE] [--bundle NAME] [--verbose]
 
 Connects to the admin host of the config's [source] (host key checked
 against its known_hosts), reads each bundle's remote_dir (default
@@ -30,8 +30,8 @@ message names the host and the reason; the live bundle is as it was) or its
 check failed and it was rolled back, 2 on usage errors.
 
 Examples:
-  certkeeper pull --config /etc/certkeeper/certkeeper.toml
-  certkeeper pull --config /etc/certkeeper/certkeeper.toml --bundle flocker --verbose
+  certkeeper pull
+  certkeeper pull --bundle flocker --verbose
 `}
 
 func init() {

@@ -12,7 +12,7 @@ import (
 )
 
 var renewCmd = &command{name: "renew", summary: "renew now, in each bundle's mode (pull or CSR); --force outside the renewal window",
-	usage: `Usage: certkeeper renew --config FILE [--bundle NAME] [--force] [--verbose]
+	usage: `Usage: certkeeper renew [--config FILE] [--bundle NAME] [--force] [--verbose]
 
 Renews now what the agent would renew at the bundle's renewal time, in the
 bundle's mode:
@@ -36,8 +36,8 @@ message names the host and the reason: unreachable, host key, refused,
 stays as it was), 2 on usage errors.
 
 Examples:
-  certkeeper renew --config /etc/certkeeper/certkeeper.toml
-  certkeeper renew --config /etc/certkeeper/certkeeper.toml --bundle flocker --force
+  certkeeper renew
+  certkeeper renew --bundle flocker --force
 `}
 
 func init() {

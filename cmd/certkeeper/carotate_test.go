@@ -1,0 +1,319 @@
+//go:build linux
+
+package main
+
+import (
+	"bufio"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper/internal/testdaemon/daemontest"
+)
+
+// rotNode is one node of the rotation proof: a real agent and a real
+// mutual-TLS daemon (testdaemon or nginx) serving its live files.
+type rotNode struct {
+	*member
+	addr    string
+	nginx   bool
+	reloads func() int
+}
+
+// handshake connects from node `from` (its live certificate, key and
+// trust file, read afresh) to node `to`, both sides verifying, and reads
+// the daemon's answer: a request that gets through mutual TLS.
+func handshake(from, to *rotNode) error {
+	var cfg *tls.Config
+	for range 20 { // the live files are swapped as one generation; a read may straddle it
+		c, errc := os.ReadFile(filepath.Join(from.live, "node.crt"))
+		k, errk := os.ReadFile(filepath.Join(from.live, "node.key"))
+		ca, erra := os.ReadFile(filepath.Join(from.live, "cluster.crt"))
+		if errc != nil || errk != nil || erra != nil {
+			time.Sleep(5 * time.Millisecond)
+			continue
+		}
+		pair, err := tls.X509KeyPair(c, k)
+		if err != nil {
+			time.Sleep(5 * time.Millisecond)
+			continue
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(ca)
+		cfg = &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool, ServerName: "localhost", MinVersion: tls.VersionTLS12}
+		break
+	}
+	if cfg == nil {
+		return fmt.Errorf("%s: no consistent live files to handshake with", from.id)
+	}
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", to.addr, cfg)
+	if err != nil {
+		return fmt.Errorf("%s -> %s: %w", from.id, to.id, err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if to.nginx {
+		fmt.Fprint(conn, "GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("%s -> %s: read: %w", from.id, to.id, err)
+	}
+	if to.nginx && !strings.Contains(line, " 200 ") || !to.nginx && !strings.HasPrefix(line, "serial=") {
+		return fmt.Errorf("%s -> %s: answer %q", from.id, to.id, line)
+	}
+	return nil
+}
+
+// The proof of issue 15 item 2: a CA rotation from start to finish
+// across three real agents, two serving mutual TLS with testdaemon and one
+// with nginx, while every node handshakes with every other one every
+// 200 ms: no handshake fails, and each node reloads once per change it
+// receives (three: the two-CA trust file, the new-CA leaf, the new CA
+// alone), with no allow_ca_change anywhere.
+func TestCARotationAcrossRealDaemons(t *testing.T) {
+	nginx := needDaemon(t, "/usr/sbin/nginx", "nginx")
+	ca := newClusterCA(t)
+	ids := []string{"node-a", "node-b", "node-c"}
+	ca.issue(ids...)
+	var nodes []*rotNode
+	for i, id := range ids {
+		dir := t.TempDir()
+		pidfile := filepath.Join(dir, "testdaemon.pid")
+		if i == 2 {
+			pidfile = filepath.Join(dir, "nginx.pid")
+		}
+		m := newMember(t, id, fmt.Sprintf("\n  [[bundle.reload]]\n  signal = \"HUP\"\n  pidfile = %q\n", pidfile))
+		m.drop(ca)
+		m.waitLive(ca.serial(id))
+		n := &rotNode{member: m}
+		if i < 2 {
+			d := daemontest.Start(t, daemontest.Options{Cert: filepath.Join(m.live, "node.crt"), Key: filepath.Join(m.live, "node.key"), CA: filepath.Join(m.live, "cluster.crt"), Dir: dir})
+			n.addr = d.Addr
+			n.reloads = func() int { return strings.Count(d.Log(), "reloaded: serving") }
+		} else {
+			port := freePort(t)
+			n.addr, n.nginx = fmt.Sprintf("127.0.0.1:%d", port), true
+			conf := filepath.Join(dir, "nginx.conf")
+			if err := os.WriteFile(conf, []byte(nginxConfig(dir, m.live, port)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			d := startDaemon(t, "nginx", dir, nginx, "-p", dir, "-c", conf, "-e", filepath.Join(dir, "error.log"))
+			waitPort(t, n.addr, d)
+			errorLog := filepath.Join(dir, "error.log")
+			n.reloads = func() int { return countIn(errorLog, "(SIGHUP) received") }
+		}
+		nodes = append(nodes, n)
+	}
+
+	// Every ordered pair, every 200 ms, throughout.
+	var (
+		mu       sync.Mutex
+		total    int
+		failures []string
+		wg       sync.WaitGroup
+	)
+	stop := make(chan struct{})
+	for _, from := range nodes {
+		for _, to := range nodes {
+			if from == to {
+				continue
+			}
+			wg.Go(func() {
+				tick := time.NewTicker(200 * time.Millisecond)
+				defer tick.Stop()
+				for end := time.Now().Add(5 * time.Minute); time.Now().Before(end); {
+					err := handshake(from, to)
+					mu.Lock()
+					total++
+					if err != nil {
+						failures = append(failures, err.Error())
+					}
+					mu.Unlock()
+					select {
+					case <-stop:
+						return
+					case <-tick.C:
+					}
+				}
+			})
+		}
+	}
+	count := func() int { mu.Lock(); defer mu.Unlock(); return total }
+	pause := func() { // a few rounds of every pair between steps
+		n := count()
+		waitFor(t, "30 handshakes", func() bool { return count() >= n+30 })
+	}
+	pause()
+	if n := count(); n == 0 || len(failures) > 0 {
+		t.Fatalf("before the rotation: %d handshakes, failures %v", n, failures)
+	}
+
+	// deliver drops each node's published files into its inbox and waits
+	// until the node installed them and its daemon reloaded.
+	deliver := func(step string, want int) {
+		t.Helper()
+		for _, n := range nodes {
+			n.drop(ca)
+		}
+		for _, n := range nodes {
+			n.waitInboxTaken()
+			waitFor(t, fmt.Sprintf("%s's reload after %s", n.id, step), func() bool { return n.reloads() >= want })
+			trust, _ := os.ReadFile(filepath.Join(n.live, "cluster.crt"))
+			pub, _ := os.ReadFile(ca.path(n.id, "cluster.crt"))
+			if string(trust) != string(pub) {
+				t.Fatalf("%s did not install the trust file of %s:\n%s", n.id, step, n.agent.log())
+			}
+			n.waitLive(ca.serial(n.id))
+		}
+		pause()
+	}
+	rotate := func(step string, args ...string) string {
+		t.Helper()
+		r := certkeeper(t, append([]string{"ca", "rotate", step, "--dir", ca.dir}, args...)...)
+		if r.code != 0 {
+			t.Fatalf("ca rotate %s: %+v", step, r)
+		}
+		return r.stdout
+	}
+	oldSerials := map[string]string{}
+	for _, n := range nodes {
+		oldSerials[n.id] = ca.serial(n.id)
+	}
+	rotate("start")
+	deliver("start", 1)
+	for _, n := range nodes {
+		if ca.serial(n.id) != oldSerials[n.id] {
+			t.Fatalf("start re-issued %s", n.id)
+		}
+	}
+	if r := certkeeper(t, "ca", "rotate", "finish", "--dir", ca.dir); r.code == 0 || !strings.Contains(r.stderr, "not yet issued") {
+		t.Fatalf("finish before issue: %+v", r)
+	}
+	rotate("issue")
+	deliver("issue", 2)
+	st := rotate("status")
+	if !strings.Contains(st, "phase: issued") || strings.Contains(st, "still on the old CA") {
+		t.Fatalf("status after issue:\n%s", st)
+	}
+	rotate("finish")
+	deliver("finish", 3)
+	close(stop)
+	wg.Wait()
+
+	var figures []string
+	for _, n := range nodes {
+		figures = append(figures, fmt.Sprintf("%s=%d", n.id, n.reloads()))
+		if r := n.reloads(); r != 3 {
+			t.Errorf("%s reloaded %d times for 3 changes:\n%s", n.id, r, n.agent.log())
+		}
+		if strings.Contains(n.agent.log(), "allow_ca_change") {
+			t.Errorf("%s refused a step:\n%s", n.id, n.agent.log())
+		}
+	}
+	t.Logf("CA rotation: %d handshakes between 6 ordered pairs, %d failed; reloads %s", total, len(failures), strings.Join(figures, " "))
+	if len(failures) > 0 {
+		t.Fatalf("%d of %d handshakes failed; first: %s", len(failures), total, failures[0])
+	}
+	if r := certkeeper(t, "ca", "rotate", "status", "--dir", ca.dir); !strings.Contains(r.stdout, "phase: none") {
+		t.Errorf("status after finish:\n%+v", r)
+	}
+}
+
+// A SIGKILL of `ca rotate` (the real binary) at a random instant of each
+// step leaves a state `ca rotate status` explains, and the same command
+// run again completes the step: start, issue, then finish or abort.
+func TestCARotateSurvivesSIGKILL(t *testing.T) {
+	for _, last := range []string{"finish", "abort"} {
+		t.Run(last, func(t *testing.T) { rotateUnderKills(t, last) })
+	}
+}
+
+func rotateUnderKills(t *testing.T, last string) {
+	ca := newClusterCA(t)
+	origCA, err := os.ReadFile(filepath.Join(ca.dir, "cluster.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for i := range 30 {
+		ids = append(ids, fmt.Sprintf("node-%02d", i))
+	}
+	ca.issue(ids...)
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 15))
+	kills := 0
+	phases := map[string]int{} // what status said after each kill
+	for _, step := range []string{"start", "issue", last} {
+		// The step's whole run, timed once, bounds the random instants.
+		for try := range 6 {
+			cmd := exec.Command(binary, "ca", "rotate", step, "--dir", ca.dir)
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			delay := time.Duration(5+rng.IntN(20*(try+1))) * time.Millisecond
+			select {
+			case <-done:
+			case <-time.After(delay):
+				_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+				<-done
+				kills++
+				r := certkeeper(t, "ca", "rotate", "status", "--dir", ca.dir)
+				if r.code != 0 || !strings.Contains(r.stdout, "phase: ") {
+					t.Fatalf("status after a kill %s into %s: %+v", delay, step, r)
+				}
+				phases[strings.SplitN(strings.TrimPrefix(r.stdout, "phase: "), "\n", 2)[0]]++
+			}
+		}
+		want := map[string]string{"start": "phase: started", "issue": "phase: issued", "finish": "phase: none", "abort": "phase: none"}[step]
+		// A run that was not killed has done the step; otherwise the same
+		// command again completes it.
+		if st := certkeeper(t, "ca", "rotate", "status", "--dir", ca.dir); !strings.Contains(st.stdout, want) {
+			if r := certkeeper(t, "ca", "rotate", step, "--dir", ca.dir); r.code != 0 {
+				t.Fatalf("ca rotate %s after the kills: %+v\nstatus:\n%s", step, r, st.stdout)
+			}
+		}
+		st := certkeeper(t, "ca", "rotate", "status", "--dir", ca.dir)
+		if !strings.Contains(st.stdout, want) {
+			t.Fatalf("after %s: status\n%s", step, st.stdout)
+		}
+	}
+	t.Logf("%d SIGKILLs of ca rotate across start, issue, %s; status after them: %v", kills, last, phases)
+	nowCA, _ := os.ReadFile(filepath.Join(ca.dir, "cluster.crt"))
+	if back := string(nowCA) == string(origCA); back != (last == "abort") {
+		t.Fatalf("after %s the CA is the original one: %v", last, back)
+	}
+	// The CA is whole: every node has a new-CA leaf and the CA issues.
+	if r := certkeeper(t, "ca", "issue", "--dir", ca.dir, "node", "node-new"); r.code != 0 {
+		t.Fatalf("issue after the rotation: %+v", r)
+	}
+	for _, id := range ids {
+		pool := x509.NewCertPool()
+		trust, _ := os.ReadFile(ca.path(id, "cluster.crt"))
+		pool.AppendCertsFromPEM(trust)
+		leaf, _ := os.ReadFile(ca.path(id, "node.crt"))
+		c, err := tls.X509KeyPair(leaf, ca.files(id)["node.key"])
+		if err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+		x, _ := x509.ParseCertificate(c.Certificate[0])
+		if _, err := x.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+			t.Errorf("%s: its leaf (issuer %s) does not verify with its cluster.crt (%d CAs): %v\n%s", id, x.Issuer, strings.Count(string(trust), "BEGIN"), err, certkeeper(t, "ca", "list", "--dir", ca.dir).stdout)
+		}
+		if strings.Count(string(trust), "BEGIN CERTIFICATE") != 1 {
+			t.Errorf("%s: cluster.crt holds more than the new CA", id)
+		}
+	}
+}
