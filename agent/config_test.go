@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/agent"
+	"github.com/certkeeper/certkeeper/internal/testenv"
 	"github.com/certkeeper/certkeeper/pki"
 )
 
@@ -43,6 +44,7 @@ mode         = "pull"          # or "csr": the key is made on the node and never
 `
 
 func TestDesignExampleLoads(t *testing.T) {
+	testenv.NeedUnixPaths(t)
 	c, err := agent.ParseConfig("certkeeper.toml", []byte(designExample))
 	if err != nil {
 		t.Fatal(err)
@@ -57,6 +59,7 @@ func TestDesignExampleLoads(t *testing.T) {
 }
 
 func TestDefaults(t *testing.T) {
+	testenv.NeedUnixPaths(t)
 	c, err := agent.ParseConfig("c.toml", []byte("node_id = \"n1\"\n[[bundle]]\nname = \"glow\"\nlayout = \"glow\"\n"))
 	if err != nil {
 		t.Fatal(err)
@@ -103,6 +106,7 @@ func TestBundleUsage(t *testing.T) {
 // the watcher compares event paths with them, and the checks for bundles
 // sharing a directory compare them too.
 func TestDirAndInboxAreCleaned(t *testing.T) {
+	testenv.NeedUnixPaths(t)
 	c, err := agent.ParseConfig("c.toml", []byte("node_id = \"n1\"\n[[bundle]]\nname = \"b\"\nlayout = \"glow\"\ndir = \"/x//live/\"\ninbox = \"/x/./in/\"\n"))
 	if err != nil {
 		t.Fatal(err)
@@ -114,6 +118,7 @@ func TestDirAndInboxAreCleaned(t *testing.T) {
 
 // Each mistake names its key, and its line where the file has one.
 func TestConfigErrors(t *testing.T) {
+	testenv.NeedUnixPaths(t)
 	base := "node_id = \"n1\"\n[[bundle]]\nname = \"b\"\nlayout = \"glow\"\n"
 	cases := []struct {
 		name   string
@@ -205,6 +210,7 @@ func TestParseDuration(t *testing.T) {
 // bundle's directory and inbox, and the metrics textfile's directory,
 // each once.
 func TestWritableDirs(t *testing.T) {
+	testenv.NeedUnixPaths(t)
 	c, err := agent.ParseConfig("c.toml", []byte(`node_id = "n1"
 state_dir = "/var/lib/certkeeper"
 metrics_textfile = "/var/lib/node_exporter/textfile/certkeeper.prom"

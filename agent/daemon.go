@@ -242,7 +242,7 @@ func (d *daemon) startMetrics(ctx context.Context, c *Config) (func(), string, e
 }
 
 func (d *daemon) writeMetrics(w io.Writer) {
-	WriteMetrics(w, d.started, d.snapshot(), d.now())
+	WriteMetrics(w, d.started, settledAll(d.cfg(), d.snapshot()), d.now())
 }
 
 // startLoops starts one loop per bundle; the channel closes when every
@@ -373,7 +373,7 @@ func (d *daemon) save(stopped time.Time) {
 	}
 	if c.MetricsTextfile != "" {
 		var buf bytes.Buffer
-		WriteMetrics(&buf, d.started, bundles, d.now())
+		WriteMetrics(&buf, d.started, settledAll(c, bundles), d.now())
 		// 0755: node_exporter's textfile collector, not root, lists the
 		// directory.
 		if err := writeFileAtomic(c.MetricsTextfile, buf.Bytes(), 0o644, 0o755, false); err != nil {

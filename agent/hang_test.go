@@ -297,6 +297,35 @@ func TestNothingInstalledIsCritical(t *testing.T) {
 	}
 }
 
+// The package's starter config (node_id still the placeholder): nothing
+// installed is not CRITICAL in the agent's health or its metric, as check
+// says OK: nothing is configured yet.
+func TestStarterConfigIsNotCritical(t *testing.T) {
+	f := newFixture(t)
+	cfg, _ := os.ReadFile(f.config)
+	cfg = bytes.Replace(cfg, []byte(`node_id = "node-1"`), []byte(`node_id = "`+agent.StarterNodeID+`"`), 1)
+	prom := filepath.Join(f.root, "metrics.prom")
+	cfg = bytes.Replace(cfg, []byte("state_dir"), []byte(fmt.Sprintf("rescan_interval = \"1s\"\nmetrics_textfile = %q\nstate_dir", prom)), 1)
+	testpki.WriteFile(t, f.root, "c.toml", cfg, 0o600)
+	stop, _ := run(t, f, agent.Options{})
+	defer stop()
+	eventually(t, "the metrics textfile", func() bool { _, err := os.Stat(prom); return err == nil })
+	c, err := agent.LoadConfig(f.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Over a few rescans, the health stays OK.
+	for deadline := time.Now().Add(2500 * time.Millisecond); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		m, _ := os.ReadFile(prom)
+		if want := `certkeeper_bundle_health{bundle="b"} 0`; !strings.Contains(string(m), want) {
+			t.Fatalf("metrics lack %q:\n%s", want, m)
+		}
+		if r := agent.Reports(c)[0]; r.Health != rotate.OK {
+			t.Fatalf("the starter config's report: %s %q", r.Health, r.HealthText)
+		}
+	}
+}
+
 // The agent's health of a bundle with nothing live.
 func TestHealthOfNothingInstalled(t *testing.T) {
 	if h, text := (agent.BundleState{NotInstalled: "nothing installed in /etc/flocker"}).Health(); h != rotate.Critical || text != "nothing installed in /etc/flocker" {

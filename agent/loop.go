@@ -566,7 +566,7 @@ func (l *bundleLoop) reject(files []InboxFile, reason string, now time.Time) {
 		if dst == "" {
 			where = " (files left in " + l.b.Inbox + ")"
 		}
-		s.LastInstall = &Event{Time: now, Result: ResultRejected, Detail: reason + where}
+		s.LastInstall = &Event{Time: now, Result: ResultRejected, Detail: reason + where, Dir: dst}
 		s.LastError = s.LastInstall
 	})
 }

@@ -150,7 +150,7 @@ func changeOwed(b *Bundle, f func(o *Owed) *Owed) error {
 		if err := os.Remove(b.owedPath()); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("owed actions: %w", err)
 		}
-		return syncDir(dir)
+		return platform.SyncDir(dir)
 	}
 	data, err := json.MarshalIndent(next, "", "  ")
 	if err != nil {

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"time"
 
@@ -77,6 +76,8 @@ type Event struct {
 	Time   time.Time `json:"time"`
 	Result string    `json:"result"`
 	Detail string    `json:"detail,omitempty"`
+	// Dir is where a rejected inbox set was moved.
+	Dir string `json:"dir,omitempty"`
 }
 
 // Results of events.
@@ -229,38 +230,10 @@ func ParseState(data []byte) (*RuntimeState, error) {
 // file and then its directory before returning, so that what was reported
 // written survives a power loss.
 func writeFileAtomic(path string, data []byte, mode, dirMode fs.FileMode, durable bool) error {
-	dir := filepath.Dir(path)
-	if err := mkdirMode(dir, dirMode); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(mode)
-	}
-	if err == nil && durable {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := mkdirMode(filepath.Dir(path), dirMode); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if durable {
-		if err := syncDir(dir); err != nil {
-			return fmt.Errorf("write %s: %w", path, err)
-		}
-	}
-	return nil
+	return platform.AtomicWrite{Mode: mode, Owner: platform.NoOwner, NoSync: !durable}.WriteFile(path, data)
 }
 
 // mkdirMode makes a missing directory (and its parents) and gives it mode
@@ -273,23 +246,6 @@ func mkdirMode(dir string, mode fs.FileMode) error {
 		return err
 	}
 	return os.Chmod(dir, mode)
-}
-
-// syncDir makes a rename in dir durable. Windows cannot open a directory
-// to sync it, and its renames are journalled by NTFS.
-func syncDir(dir string) error {
-	if runtime.GOOS == "windows" {
-		return nil
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // AgentView is the agent's side of one bundle, as `status` shows it.
@@ -361,6 +317,7 @@ func Reports(c *Config) []Report {
 				}
 				bs.ReloadOwed = owed
 				v.ReloadOwed = owed
+				bs = settled(c, b, bs)
 				if h, text := bs.Health(); h != rotate.OK {
 					worse(h, text)
 				}
@@ -371,6 +328,10 @@ func Reports(c *Config) []Report {
 		}
 		if owed != "" && r.Agent == nil {
 			worse(rotate.Warning, "reload owed: "+owed)
+		}
+		if c.NodeID == StarterNodeID && r.Generation == "" {
+			// The package's starter config: nothing to install yet.
+			r.Health, r.HealthText, r.Problems = rotate.OK, NotConfiguredText(c), nil
 		}
 		out = append(out, r)
 	}

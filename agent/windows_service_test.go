@@ -11,10 +11,13 @@ import (
 // windows_service restarts a Windows service; elsewhere the config says
 // what to use instead.
 func TestWindowsServiceReload(t *testing.T) {
-	cfg := "node_id = \"n\"\nstate_dir = \"/var/lib/certkeeper\"\n[[bundle]]\nname = \"b\"\nlayout = \"flocker-node\"\n[[bundle.reload]]\nwindows_service = %s\n"
+	cfg := "node_id = \"n\"\n[[bundle]]\nname = \"b\"\nlayout = \"flocker-node\"\n[[bundle.reload]]\nwindows_service = %s\n"
 	_, err := agent.ParseConfig("c.toml", []byte(strings.Replace(cfg, "%s", `"Flocker Agent"`, 1)))
 	if runtime.GOOS != "windows" && (err == nil || !strings.Contains(err.Error(), "use systemd, signal or command")) {
 		t.Errorf("windows_service on %s: %v", runtime.GOOS, err)
+	}
+	if runtime.GOOS == "windows" && err != nil {
+		t.Errorf("windows_service on Windows: %v", err)
 	}
 	_, err = agent.ParseConfig("c.toml", []byte(strings.Replace(cfg, "%s", `"a\\b"`, 1)))
 	if err == nil || !strings.Contains(err.Error(), "not a Windows service name") {

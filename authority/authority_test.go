@@ -585,6 +585,17 @@ func TestInitDirectoryModes(t *testing.T) {
 	if _, err := Init(empty, InitParams{Settings: DefaultSettings("x")}, Options{}); err != nil || mode(t, empty) != 0o700 {
 		t.Fatalf("an empty directory is tightened: %v %v", err, mode(t, empty))
 	}
+	// Missing parents are made traversable (0755), as mkdir -p makes
+	// them: the signing account must reach a CA outside /var/lib/certkeeper.
+	deep := filepath.Join(t.TempDir(), "srv", "pki", "ca")
+	if _, err := Init(deep, InitParams{Settings: DefaultSettings("x")}, Options{}); err != nil || mode(t, deep) != 0o700 {
+		t.Fatalf("a deep CA directory: %v %v", err, mode(t, deep))
+	}
+	for _, p := range []string{filepath.Dir(deep), filepath.Dir(filepath.Dir(deep))} {
+		if mode(t, p) != 0o755 {
+			t.Errorf("parent %s made with mode %04o, want 0755", p, mode(t, p))
+		}
+	}
 	busy := t.TempDir()
 	os.Chmod(busy, 0o755)
 	os.WriteFile(filepath.Join(busy, "notes.txt"), nil, 0o644)
@@ -654,4 +665,23 @@ func nodeRecord(t *testing.T, a *Authority, id string) *NodeRecord {
 		t.Fatalf("node %s: %v", id, err)
 	}
 	return n
+}
+
+// The policy the ca commands used to hold: one id per batch, and a
+// passphrase of MinPassphrase characters at least.
+func TestDuplicateIDAndShortPassphrase(t *testing.T) {
+	if err := DuplicateID([]string{"a", "b", "a"}); err == nil || !strings.Contains(err.Error(), `id "a" is given twice`) {
+		t.Errorf("DuplicateID: %v", err)
+	}
+	if err := DuplicateID([]string{"a", "b"}); err != nil {
+		t.Errorf("DuplicateID of distinct ids: %v", err)
+	}
+	dir := filepath.Join(t.TempDir(), "ca")
+	_, err := Init(dir, InitParams{Settings: DefaultSettings("x"), Passphrase: []byte("short")}, Options{})
+	if err == nil || !strings.Contains(err.Error(), "shorter than 8 characters") {
+		t.Fatalf("a short passphrase: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "cluster.key")); !os.IsNotExist(err) {
+		t.Errorf("a refused passphrase left a key: %v", err)
+	}
 }

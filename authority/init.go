@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"runtime"
 	"time"
 
@@ -19,7 +20,8 @@ type InitParams struct {
 	KeyType  pki.KeyType // the CA's own key
 	Days     int         // the CA's validity; 0 means DefaultCADays
 	PathLen  int         // intermediates allowed below the CA; -1 for no limit
-	// Passphrase, when set, encrypts cluster.key with it.
+	// Passphrase, when set, encrypts cluster.key with it; it must have
+	// MinPassphrase characters at least.
 	Passphrase []byte
 }
 
@@ -41,10 +43,19 @@ func Init(dir string, p InitParams, o Options) (*Authority, error) {
 	if p.Days < 1 || p.Days > 36500 {
 		return nil, fmt.Errorf("--days %d: a CA's validity is 1 to 36500 days", p.Days)
 	}
+	if p.Passphrase != nil && len(p.Passphrase) < MinPassphrase {
+		return nil, fmt.Errorf("the passphrase is shorter than %d characters; the CA key deserves a long one", MinPassphrase)
+	}
 	if p.PathLen < -1 {
 		return nil, fmt.Errorf("--path-len %d: use 0 or more, or -1 for no limit", p.PathLen)
 	}
-	if err := os.MkdirAll(dir, dirMode); err != nil {
+	// Missing parents are made 0755, as mkdir -p would: made 0700 they
+	// would lock out the account that signs (certkeeper-ca) from a CA
+	// outside /var/lib/certkeeper. Only the CA directory itself is 0700.
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.Mkdir(dir, dirMode); err != nil && !errors.Is(err, fs.ErrExist) {
 		return nil, err
 	}
 	fi, err := os.Stat(dir)

@@ -130,6 +130,23 @@ func (e *RefusedError) Error() string {
 	return fmt.Sprintf("%d ids refused, nothing issued:\n  %s", len(e.Problems), strings.Join(e.Problems, "\n  "))
 }
 
+// MinPassphrase is the shortest passphrase an encrypted CA key gets.
+const MinPassphrase = 8
+
+// DuplicateID refuses a batch naming one id twice: which of the two
+// certificates would be the node's is anyone's guess. Issue checks it;
+// commands may too, before they open the CA, to call it a usage error.
+func DuplicateID(ids []string) error {
+	seen := map[string]bool{}
+	for _, id := range ids {
+		if seen[id] {
+			return fmt.Errorf("id %q is given twice", id)
+		}
+		seen[id] = true
+	}
+	return nil
+}
+
 // Issue makes a key and certificate for every request and publishes each
 // in nodes/<id>/. Requests are checked first (an id that exists is refused
 // without Force or SkipExisting), and if any is refused nothing is issued.
@@ -139,12 +156,12 @@ func (a *Authority) Issue(ctx context.Context, reqs []Request, o IssueOptions) (
 	if len(reqs) == 0 {
 		return nil, errors.New("nothing to issue")
 	}
-	seen := map[string]bool{}
-	for _, r := range reqs {
-		if seen[r.ID] {
-			return nil, fmt.Errorf("id %q is given twice", r.ID)
-		}
-		seen[r.ID] = true
+	ids := make([]string, len(reqs))
+	for i, r := range reqs {
+		ids[i] = r.ID
+	}
+	if err := DuplicateID(ids); err != nil {
+		return nil, err
 	}
 	now := a.opts.now()
 	nb, na, capped, err := a.leafValidity(now, o.Days)

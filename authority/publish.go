@@ -1,8 +1,6 @@
 package authority
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -15,6 +13,8 @@ import (
 	"slices"
 	"sort"
 	"sync"
+
+	"github.com/certkeeper/certkeeper/platform"
 )
 
 // pubFile is one file to publish, by its slash-separated path inside the
@@ -211,17 +211,9 @@ func renameDir(root *os.Root, d string, idx []int, files []pubFile, temps []stri
 		}
 		temps[i] = ""
 	}
-	if sync && runtime.GOOS != "windows" { // Windows can not fsync a directory; its renames are durable once they return
-		f, err := sub.Open(".")
-		if err != nil {
-			return err
-		}
-		err = f.Sync()
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return fmt.Errorf("%s: sync: %w", d, err)
+	if sync {
+		if err := platform.SyncDirIn(sub, "."); err != nil {
+			return fmt.Errorf("%s: %w", d, err)
 		}
 	}
 	return nil
@@ -251,27 +243,8 @@ func removeStale(dir *os.Root) error {
 // writeTemp writes one file's content under a temporary name in dir and
 // returns that name.
 func writeTemp(dir *os.Root, pf pubFile, sync bool) (string, error) {
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	tmp := "." + path.Base(pf.rel) + ".tmp-" + hex.EncodeToString(b[:])
-	f, err := dir.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, pf.mode)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", pf.rel, err)
-	}
-	// The umask may have narrowed the mode; set it exactly, still before
-	// the first byte. It is never widened past what was asked.
-	err = f.Chmod(pf.mode)
-	if err == nil {
-		_, err = f.Write(pf.data)
-	}
-	if err == nil && sync {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		_ = dir.Remove(tmp)
+	tmp := platform.TempName(path.Base(pf.rel))
+	if err := platform.WriteNewFile(dir, tmp, pf.data, pf.mode, platform.NoOwner, sync); err != nil {
 		return "", fmt.Errorf("%s: %w", pf.rel, err)
 	}
 	return tmp, nil

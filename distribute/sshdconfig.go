@@ -455,6 +455,11 @@ func CheckRootChain(dir string) error {
 			return fmt.Errorf("%s is owned by uid %d; sshd requires every directory of a chroot path to be owned by root", p, uid)
 		}
 		if fi.Mode().Perm()&0o022 != 0 {
+			if fi.Mode()&os.ModeSticky != 0 {
+				// /tmp and its kind are 1777 on purpose: chmod go-w there
+				// would break the host. The chroot belongs elsewhere.
+				return fmt.Errorf("%s is a shared sticky directory (mode %04o); sshd requires every directory of a chroot path to be writable by root only, so choose a --chroot-dir outside it, such as /var/lib/certkeeper/sftp", p, 0o1000|fi.Mode().Perm())
+			}
 			return fmt.Errorf("%s has mode %04o; sshd requires every directory of a chroot path to be writable by root only (chmod go-w %s, or choose another --chroot-dir)", p, fi.Mode().Perm(), p)
 		}
 		if p == filepath.Dir(p) {
@@ -475,37 +480,10 @@ func writeIfChanged(dir, name string, data []byte, mode fs.FileMode, uid, gid in
 			}
 		}
 	}
-	tmp := filepath.Join(dir, "."+name+"."+randomHex()+".tmp")
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
+	owner := platform.Owner{UID: uid, GID: gid, User: strconv.Itoa(uid), Group: strconv.Itoa(gid)}
+	if err := platform.WriteFileAtomic(p, data, mode, owner); err != nil {
 		return false, err
 	}
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err := f.Chown(uid, gid); err != nil {
-		return false, err
-	}
-	if err := f.Chmod(mode); err != nil {
-		return false, err
-	}
-	if _, err := f.Write(data); err != nil {
-		return false, err
-	}
-	if err := f.Sync(); err != nil {
-		return false, err
-	}
-	if err := f.Close(); err != nil {
-		return false, err
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		return false, err
-	}
-	ok = true
 	return true, nil
 }
 
@@ -517,4 +495,37 @@ func SortedAccounts(nodes []Node) []string {
 	}
 	sort.Strings(a)
 	return a
+}
+
+// AuthorizedKeysFiles is what `sshd-config --authorized-keys` prints: for
+// each pulling node, its account's authorized_keys file (a comment naming
+// the file, then the line), and the CA account's file with one forced
+// `ca sign` line per node in CSR mode.
+func AuthorizedKeysFiles(nodes []Node, o SSHDOptions) (string, error) {
+	var b strings.Builder
+	var csr []Node
+	for _, n := range nodes {
+		if n.SendsCSR() {
+			csr = append(csr, n)
+		}
+		if !n.Pulls() {
+			continue
+		}
+		line, err := AuthorizedKeysLine(n)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(&b, "# %s (root:root 0644)\n%s\n", filepath.Join(o.KeysDir, n.Account), line)
+	}
+	if len(csr) > 0 {
+		fmt.Fprintf(&b, "# %s (root:root 0644): the CA account; one line per node in CSR mode\n", filepath.Join(o.KeysDir, o.CAAccount))
+		for _, n := range csr {
+			line, err := SignKeysLine(n, o)
+			if err != nil {
+				return "", err
+			}
+			fmt.Fprintln(&b, line)
+		}
+	}
+	return b.String(), nil
 }

@@ -113,3 +113,28 @@ func TestStraysListsWhatNoNodeAccountsFor(t *testing.T) {
 		t.Fatalf("%v %v", s, err)
 	}
 }
+
+// A chroot under a sticky shared directory (/tmp, 1777) is refused with
+// advice to choose another place, never with `chmod go-w /tmp`, which
+// would break the host.
+func TestCheckRootChainStickyDir(t *testing.T) {
+	fi, err := os.Stat("/tmp")
+	if err != nil || fi.Mode()&os.ModeSticky == 0 || fi.Mode().Perm()&0o022 == 0 {
+		t.Skip("no sticky, world-writable /tmp here")
+	}
+	dir, err := os.MkdirTemp("/tmp", "chroot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	err = distribute.CheckRootChain(dir)
+	if err == nil {
+		t.Skip("a chroot under /tmp passed (owned by another uid?)")
+	}
+	if strings.Contains(err.Error(), "chmod go-w /tmp") || !strings.Contains(err.Error(), "sticky") {
+		t.Fatalf("CheckRootChain(%s): %v", dir, err)
+	}
+}

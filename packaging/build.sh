@@ -33,6 +33,12 @@ mkdir -p "$dist"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
+# Man pages (certkeeper(1), one per command, certkeeper.toml(5) from
+# docs/config.md) and bash/zsh/fish completion, generated from the command
+# tree by the hidden `certkeeper gendocs`; dated SOURCE_DATE_EPOCH.
+go run -ldflags "-X main.version=$version" ./cmd/certkeeper gendocs "$work/gen" docs/config.md >/dev/null
+gzip -9n "$work"/gen/man1/*.1 "$work"/gen/man5/*.5
+
 # nfpm, built from the pinned tools module.
 (cd packaging/tools && go build -o "$work/nfpm" github.com/goreleaser/nfpm/v2/cmd/nfpm)
 
@@ -53,11 +59,13 @@ for arch in $archs; do
 	for packager in deb rpm; do
 		# Debian keeps units in /lib/systemd/system (bookworm); Fedora and
 		# RHEL in /usr/lib/systemd/system.
-		unitdir=/usr/lib/systemd/system changelog=changelog.gz
-		[ "$packager" = deb ] && unitdir=/lib/systemd/system changelog=changelog.Debian.gz
+		# zsh: Debian reads vendor-completions, Fedora site-functions.
+		unitdir=/usr/lib/systemd/system changelog=changelog.gz zshdir=/usr/share/zsh/site-functions
+		[ "$packager" = deb ] && unitdir=/lib/systemd/system changelog=changelog.Debian.gz zshdir=/usr/share/zsh/vendor-completions
 		# nfpm expands variables in some fields only; fill them all in here.
 		sed -e "s|\${ARCH}|$arch|g" -e "s|\${VERSION}|$version|g" -e "s|\${BINARY}|$bin|g" \
 			-e "s|\${UNITDIR}|$unitdir|g" -e "s|\${CHANGELOG}|$work/changelog.gz|g" -e "s|\${CHANGELOG_NAME}|$changelog|g" \
+			-e "s|\${GEN}|$work/gen|g" -e "s|\${ZSHDIR}|$zshdir|g" \
 			packaging/nfpm.yaml >"$work/nfpm-$packager.yaml"
 		"$work/nfpm" package --config "$work/nfpm-$packager.yaml" --packager "$packager" --target "$dist/" >/dev/null
 	done

@@ -9,7 +9,9 @@
 #    security --offline=yes rates each service at most $MAX_EXPOSURE;
 # 3. the .deb and .rpm build (packaging/build.sh); the .rpm's list where
 #    rpm is installed; lintian reports no error on the .deb;
-# 4. as root with dpkg: dpkg -i, the file list with modes and owners,
+# 4. as root with dpkg: dpkg -i, the file list with modes and owners (man
+#    pages and completion too), the units' Documentation= and the starter
+#    config's paths existing, man certkeeper rendering, bash completion,
 #    `certkeeper version` from PATH, systemd-analyze verify on the
 #    installed units, the unit enabled, the shipped config loading, a
 #    second dpkg -i (idempotent), dpkg -r (config and state stay), dpkg -P
@@ -134,6 +136,12 @@ expect <<'LIST'
 /usr/share/doc/certkeeper/docs/guides/flocker.md -rw-r--r-- root:root
 /usr/share/doc/certkeeper/copyright -rw-r--r-- root:root
 /usr/share/doc/certkeeper/changelog.Debian.gz -rw-r--r-- root:root
+/usr/share/man/man1/certkeeper.1.gz -rw-r--r-- root:root
+/usr/share/man/man1/certkeeper-ca-issue.1.gz -rw-r--r-- root:root
+/usr/share/man/man5/certkeeper.toml.5.gz -rw-r--r-- root:root
+/usr/share/bash-completion/completions/certkeeper -rw-r--r-- root:root
+/usr/share/zsh/vendor-completions/_certkeeper -rw-r--r-- root:root
+/usr/share/fish/vendor_completions.d/certkeeper.fish -rw-r--r-- root:root
 LIST
 echo "   files, modes and owners ok"
 
@@ -160,6 +168,43 @@ fi
 [ -L /etc/systemd/system/multi-user.target.wants/certkeeper.service ] ||
 	fail "certkeeper.service is not enabled after the first install"
 echo "   certkeeper.service enabled"
+
+# What the package points the admin at exists: every Documentation= of the
+# units, every /usr/share path the starter config names.
+for ref in $(sed -n 's/^Documentation=//p' /lib/systemd/system/certkeeper*.service /lib/systemd/system/certkeeper*.timer); do
+	case "$ref" in
+	file:*) [ -e "${ref#file:}" ] || fail "a unit's Documentation=$ref does not exist" ;;
+	man:*) page=${ref#man:} && man -w "${page%(*}" >/dev/null 2>&1 || fail "a unit's Documentation=$ref has no man page" ;;
+	esac
+done
+for p in $(grep -o '/usr/share/[^ )`,]*' /etc/certkeeper/certkeeper.toml | sed 's/[.]$//'); do
+	[ -e "$p" ] || fail "the starter config names $p, which does not exist"
+done
+echo "   the units' Documentation= and the starter config's paths exist"
+
+# Right after the install, check tells the truth: nothing configured yet,
+# OK, not CRITICAL over the example bundle.
+out=$(certkeeper check 2>&1) || fail "check of the starter config: exit $?: $out"
+case "$out" in "CERTKEEPER OK - "*"nothing configured yet"*) ;; *) fail "check of the starter config says: $out" ;; esac
+echo "   check of the starter config: $out"
+
+# The man pages render, and bash completion loads and completes.
+if command -v man >/dev/null 2>&1; then
+	for page in certkeeper certkeeper-install certkeeper.toml; do
+		out=$(MANWIDTH=80 MANPAGER=cat man "$page" 2>"$work/man.err") || fail "man $page: $(cat "$work/man.err")"
+		echo "$out" | grep -q "certkeeper" || fail "man $page renders nothing"
+	done
+	echo "   man certkeeper, certkeeper-install and certkeeper.toml render"
+fi
+if [ -r /usr/share/bash-completion/bash_completion ]; then
+	got=$(bash -c '. /usr/share/bash-completion/bash_completion; . /usr/share/bash-completion/completions/certkeeper
+		COMP_WORDS=(certkeeper ver); COMP_CWORD=1; COMP_LINE="certkeeper ver"; COMP_POINT=${#COMP_LINE}
+		__start_certkeeper certkeeper ver certkeeper; printf "%s\n" "${COMPREPLY[@]}"' 2>/dev/null) || fail "bash completion does not load"
+	echo "$got" | grep -q '^verify' && echo "$got" | grep -q '^version' || fail "bash completion of 'certkeeper ver' gave: $got"
+	echo "   bash completion loads and completes 'certkeeper ver' to verify, version"
+else
+	echo "   bash completion skipped: bash-completion is missing (apt-get install bash-completion)"
+fi
 
 # The shipped config loads with the real loader, and the binary would
 # install exactly the unit the package ships.

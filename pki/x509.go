@@ -242,10 +242,13 @@ type Info struct {
 	NotBefore   time.Time `json:"not_before"`
 	NotAfter    time.Time `json:"not_after"`
 	Key         string    `json:"key"`
-	Signature   string    `json:"signature"`
-	IsCA        bool      `json:"is_ca"`
-	SelfSigned  bool      `json:"self_signed"`
-	SHA256      string    `json:"sha256_fingerprint"`
+	// KeyType is the key's type as --key-type and key_type spell it
+	// ("ecdsa-p256"); Key is its description ("ECDSA P-256").
+	KeyType    KeyType `json:"key_type"`
+	Signature  string  `json:"signature"`
+	IsCA       bool    `json:"is_ca"`
+	SelfSigned bool    `json:"self_signed"`
+	SHA256     string  `json:"sha256_fingerprint"`
 }
 
 // Describe summarises a certificate.
@@ -260,6 +263,7 @@ func Describe(c *x509.Certificate) Info {
 		NotBefore:  c.NotBefore.UTC(),
 		NotAfter:   c.NotAfter.UTC(),
 		Key:        key,
+		KeyType:    KeyTypeOf(c.PublicKey),
 		Signature:  c.SignatureAlgorithm.String(),
 		IsCA:       IsCACert(c),
 		SelfSigned: SelfSigned(c),

@@ -111,8 +111,9 @@ func (s ServiceSpec) kardianosConfig(goos string) (*service.Config, error) {
 		c.Option["SystemdScript"] = unit
 	case "windows":
 		c.Option["StartType"] = "automatic"
-		// After boot, once the network is up: the first reconcile may pull.
-		c.Option["DelayedAutoStart"] = true
+		// Delayed automatic start (after boot, once the network is up: the
+		// first reconcile may pull) is set by afterInstall, which can do
+		// without it where the service manager lacks it (Wine).
 		c.Option["OnFailure"] = "restart"
 		c.Option["OnFailureDelayDuration"] = WindowsRecovery[0].String()
 		c.Option["OnFailureResetPeriod"] = int(WindowsRecoveryReset / time.Second)
@@ -301,6 +302,8 @@ type Service struct {
 	spec   ServiceSpec
 	system string
 	svc    service.Service
+	// Warnings are what Install could not set up and did without.
+	Warnings []string
 }
 
 // OpenService finds the host's service manager; it fails with
@@ -334,7 +337,9 @@ func (s *Service) Install() error {
 	if err := s.svc.Install(); err != nil {
 		return fmt.Errorf("install %s service %s: %w", s.System(), s.spec.Name, err)
 	}
-	if err := afterInstall(s.spec.Name); err != nil {
+	warnings, err := afterInstall(s.spec.Name)
+	s.Warnings = append(s.Warnings, warnings...)
+	if err != nil {
 		return fmt.Errorf("install %s service %s: %w", s.System(), s.spec.Name, err)
 	}
 	return nil

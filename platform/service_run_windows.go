@@ -6,7 +6,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/kardianos/service"
+	"golang.org/x/sys/windows/svc"
 )
 
 // RunAsService runs the agent as the Windows service name: it reports
@@ -16,11 +16,46 @@ import (
 // install` puts in the service's arguments), and only then. When the
 // agent fails on its own the process exits with status 1, which the
 // recovery actions set at install answer with a restart.
+//
+// It talks to the service manager itself (svc.Run) rather than through
+// kardianos, which guesses from the parent process whether it runs as a
+// service (svc.IsWindowsService) and, where the guess is wrong (under
+// Wine), runs the agent without ever answering the manager: --service
+// already says it.
 func RunAsService(ctx context.Context, name string, run func(context.Context) error) error {
-	p := newAgentProgram(ctx, run)
-	s, err := service.New(p, &service.Config{Name: name})
-	if err != nil {
+	h := &serviceHandler{p: newAgentProgram(ctx, run)}
+	if err := svc.Run(name, h); err != nil {
 		return fmt.Errorf("service %s: %w", name, err)
 	}
-	return s.Run()
+	return h.err
+}
+
+type serviceHandler struct {
+	p   *agentProgram
+	err error
+}
+
+// Execute is called by the service manager's dispatcher: it reports the
+// service's states and answers stop and shutdown.
+func (h *serviceHandler) Execute(_ []string, r <-chan svc.ChangeRequest, changes chan<- svc.Status) (bool, uint32) {
+	changes <- svc.Status{State: svc.StartPending}
+	if err := h.p.Start(nil); err != nil {
+		h.err = err
+		return true, 1
+	}
+	changes <- svc.Status{State: svc.Running, Accepts: svc.AcceptStop | svc.AcceptShutdown}
+	for c := range r {
+		switch c.Cmd {
+		case svc.Interrogate:
+			changes <- c.CurrentStatus
+		case svc.Stop, svc.Shutdown:
+			changes <- svc.Status{State: svc.StopPending}
+			if err := h.p.Stop(nil); err != nil {
+				h.err = err
+				return true, 2
+			}
+			return false, 0
+		}
+	}
+	return false, 0
 }

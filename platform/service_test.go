@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/testenv"
 	"github.com/certkeeper/certkeeper/systemd"
 )
 
@@ -89,6 +90,7 @@ func TestKardianosConfigPerSystem(t *testing.T) {
 }
 
 func TestRenderSystemdUnit(t *testing.T) {
+	testenv.NeedUnixPaths(t)
 	args := AgentArgs("linux", "/etc/my cluster/100%.toml")
 	unit, err := RenderSystemdUnit(systemd.Agent, "/opt/certkeeper/bin/certkeeper", args,
 		[]string{"/var/lib/certkeeper", "/var/lib/certkeeper/inbox/flocker", "/etc/flocker", "/srv/app/tls", "/srv/app/tls/", "/etc/mesos/pki"})
@@ -253,6 +255,7 @@ func TestAgentProgramReturningUnaskedExits(t *testing.T) {
 }
 
 func TestRunAsServiceOutsideWindowsRunsTheAgent(t *testing.T) {
+	testenv.NeedUnix(t, "RunAsService to run the agent in the foreground (on Windows it serves the service manager)")
 	want := errors.New("done")
 	if err := RunAsService(context.Background(), ServiceName, func(context.Context) error { return want }); !errors.Is(err, want) {
 		t.Errorf("got %v", err)

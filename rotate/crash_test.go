@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/testenv"
 	"github.com/certkeeper/certkeeper/internal/testpki"
 	"github.com/certkeeper/certkeeper/pki"
 	"github.com/certkeeper/certkeeper/platform"
@@ -107,6 +108,7 @@ func TestCrashDuringRepairLeavesAMatchingPair(t *testing.T) {
 }
 
 func crashLoop(t *testing.T, kills int, tamper bool) {
+	testenv.NeedSymlinks(t)
 	src, dir := t.TempDir(), filepath.Join(t.TempDir(), "flocker")
 	ca := testpki.NewCA(t, "cluster", testpki.Options{})
 	pairs := map[string]*testpki.Pair{}

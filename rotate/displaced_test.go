@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/testenv"
 	"github.com/certkeeper/certkeeper/internal/testpki"
 	"github.com/certkeeper/certkeeper/platform"
 )
@@ -16,6 +17,7 @@ import (
 // their names, even when the clock went back meanwhile; the newest copy
 // is the last hand-placed file.
 func TestDisplacedCopiesAreBounded(t *testing.T) {
+	testenv.NeedSymlinks(t)
 	dir := filepath.Join(t.TempDir(), "b")
 	clock := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
 	s := &Store{Dir: dir, DirMode: 0o700, Owner: platform.NoOwner, Keep: 2, Now: func() time.Time { return clock }}

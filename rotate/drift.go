@@ -438,15 +438,7 @@ func (s *Store) restoreFile(root *os.Root, gen, name string, m Meta, data []byte
 		}
 		data = sealed
 	}
-	tmp := gen + "/" + repairTmp + randomSuffix()
-	if err := s.writeFile(root, tmp, data, m.Mode); err != nil {
-		return err
-	}
-	if err := root.Rename(tmp, gen+"/"+name); err != nil {
-		_ = root.Remove(tmp)
-		return err
-	}
-	return syncDir(root, gen)
+	return s.replaceFile(root, gen+"/"+repairTmp+randomSuffix(), gen+"/"+name, data, m.Mode)
 }
 
 func (s *Store) removeRepairLeftovers(root *os.Root, gen string) error {

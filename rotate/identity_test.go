@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/testenv"
 	"github.com/certkeeper/certkeeper/internal/testpki"
 	"github.com/certkeeper/certkeeper/pki"
 	"github.com/certkeeper/certkeeper/rotate"
@@ -57,6 +58,7 @@ func certkeeperLegacy(t *testing.T) idChain {
 // (what reign and every Go peer run). certkeeper must never accept what
 // the peers refuse; where it is stricter than OpenSSL the case says why.
 func TestIdentityRulesMatchOpenSSL(t *testing.T) {
+	testenv.NeedUnix(t, "openssl")
 	cases := []struct {
 		name  string
 		id    string // default node-1

@@ -322,6 +322,9 @@ func (l Layout) EnvFileContent() []byte {
 // and "custom" gets generic names.
 func Rules(preset, nodeID string) (Layout, error) {
 	root := "/"
+	if filepath.Separator == '\\' {
+		root = `C:\` // "/" is not absolute on Windows
+	}
 	o := Overrides{Dir: &root}
 	if preset == "" || preset == "custom" {
 		ca, cert, key := "ca.crt", "cert.crt", "cert.key"

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/testenv"
 	"github.com/certkeeper/certkeeper/internal/testpki"
 	"github.com/certkeeper/certkeeper/platform"
 	"github.com/certkeeper/certkeeper/rotate"
@@ -16,6 +17,7 @@ import (
 
 func manager(t *testing.T, preset, nodeID string, o rotate.Overrides) *rotate.Manager {
 	t.Helper()
+	testenv.NeedSymlinks(t)
 	if o.Dir == nil {
 		d := filepath.Join(t.TempDir(), "live")
 		o.Dir = &d
@@ -31,6 +33,7 @@ func ptr[T any](v T) *T { return &v }
 
 // Every preset installs a bundle under its daemon's names and modes.
 func TestPresetsInstallUnderCanonicalNames(t *testing.T) {
+	testenv.NeedUnixPaths(t)
 	ca := testpki.NewCA(t, "cluster", testpki.Options{})
 	cases := []struct {
 		preset string
@@ -206,6 +209,7 @@ func TestReignRequiresCN(t *testing.T) {
 }
 
 func TestLayoutOverridesAndRefusals(t *testing.T) {
+	testenv.NeedUnixPaths(t)
 	l, err := rotate.ResolveLayout("flocker-node", "n1", rotate.Overrides{
 		Dir: ptr("/srv/flocker"), KeyFile: ptr("n1.key"), KeyMode: ptr(fs.FileMode(0o400)), DirMode: ptr(fs.FileMode(0o750)), Owner: "flocker", Group: "flocker",
 	})

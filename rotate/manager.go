@@ -224,10 +224,13 @@ type Status struct {
 	Chain      string       `json:"chain"`
 	RenewAt    time.Time    `json:"renew_at,omitzero"`
 	TimeLeft   string       `json:"time_left,omitempty"`
-	Health     Health       `json:"health"`
-	HealthText string       `json:"health_text"`
-	Problems   []string     `json:"problems,omitempty"`
-	Previous   []string     `json:"previous_generations,omitempty"`
+	// SecondsLeft is the leaf's time left in whole seconds, negative once
+	// expired: the one number scripts compare (docs/json.md).
+	SecondsLeft *int64   `json:"seconds_left,omitempty"`
+	Health      Health   `json:"health"`
+	HealthText  string   `json:"health_text"`
+	Problems    []string `json:"problems,omitempty"`
+	Previous    []string `json:"previous_generations,omitempty"`
 }
 
 // FileStatus describes one visible file of a bundle.
@@ -343,6 +346,8 @@ func (m *Manager) Status() Status {
 		}
 	}
 	st.TimeLeft = Age(b.Leaf.NotAfter.Sub(now))
+	secs := int64(b.Leaf.NotAfter.Sub(now) / time.Second)
+	st.SecondsLeft = &secs
 	if now.After(b.Leaf.NotAfter) {
 		st.TimeLeft = "expired " + st.TimeLeft + " ago"
 	}

@@ -97,6 +97,21 @@ const (
 	Unknown  Health = 3
 )
 
+// MarshalText makes a Health its word in JSON ("OK", "WARNING",
+// "CRITICAL", "UNKNOWN"), as check prints it (docs/json.md).
+func (h Health) MarshalText() ([]byte, error) { return []byte(h.String()), nil }
+
+// UnmarshalText reads the word, or the Nagios number older output had.
+func (h *Health) UnmarshalText(b []byte) error {
+	for _, x := range []Health{OK, Warning, Critical, Unknown} {
+		if string(b) == x.String() || string(b) == fmt.Sprint(int(x)) {
+			*h = x
+			return nil
+		}
+	}
+	return fmt.Errorf("health %q: want OK, WARNING, CRITICAL or UNKNOWN", b)
+}
+
 func (h Health) String() string {
 	switch h {
 	case OK:

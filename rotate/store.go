@@ -249,6 +249,9 @@ func (s *Store) InstallDecided(source string, decide func() ([]File, error), bef
 		return Installed{}, err
 	}
 	defer unlock()
+	if err := platform.CheckSymlinks(root); err != nil {
+		return Installed{}, fmt.Errorf("%s: %w", s.Dir, err)
+	}
 	if err := s.recover(root); err != nil {
 		return Installed{}, err
 	}
@@ -356,14 +359,7 @@ func (s *Store) reseal(root *os.Root, g Generation, data map[string][]byte) ([]D
 		// Written beside the generation's files, where recover finds a
 		// leftover, then renamed into place.
 		tmp := g.Name + "/" + repairTmp + randomSuffix()
-		if err := s.writeFile(root, tmp, d, 0o600); err != nil {
-			return out, err
-		}
-		if err := root.Rename(tmp, sealed+"/"+name); err != nil {
-			_ = root.Remove(tmp)
-			return out, fmt.Errorf("%s: %w", filepath.Join(s.Dir, sealed, name), err)
-		}
-		if err := syncDir(root, sealed); err != nil {
+		if err := s.replaceFile(root, tmp, sealed+"/"+name, d, 0o600); err != nil {
 			return out, err
 		}
 		out = append(out, Drift{Name: name, Kind: DriftContent, Detail: "its sealed copy (what drift repair restores from) was missing or damaged; written again"})
@@ -588,45 +584,24 @@ func (s *Store) stage(root *os.Root, files []File, source, replaced string) (Gen
 }
 
 func (s *Store) writeFile(root *os.Root, name string, data []byte, mode fs.FileMode) error {
-	f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-	if err != nil {
-		return fmt.Errorf("%s: %w", filepath.Join(s.Dir, name), err)
-	}
-	err = f.Chmod(mode) // the umask may have narrowed it; never widened
-	if err == nil {
-		err = platform.SecureFile(filepath.Join(s.Dir, name), mode)
-	}
-	if err == nil && (s.Owner.UID >= 0 || s.Owner.GID >= 0) {
-		if cerr := f.Chown(s.Owner.UID, s.Owner.GID); cerr != nil {
-			err = fmt.Errorf("set owner %s:%s: %w (run as root, or remove owner/group from the bundle)", s.Owner.User, s.Owner.Group, cerr)
-		}
-	}
-	if err == nil {
-		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("%s: %w", filepath.Join(s.Dir, name), err)
-	}
-	return nil
+	return s.ownerHint(platform.WriteNewFile(root, name, data, mode, s.Owner, true))
 }
 
-func syncDir(root *os.Root, name string) error {
-	d, err := root.Open(name)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
+// replaceFile writes name atomically (platform.AtomicWrite) through tmp, a
+// name of this store's own that recover removes when a crash leaves it.
+func (s *Store) replaceFile(root *os.Root, tmp, name string, data []byte, mode fs.FileMode) error {
+	w := platform.AtomicWrite{Mode: mode, Owner: s.Owner, Temp: tmp}
+	return s.ownerHint(w.WriteFileIn(root, name, data))
+}
+
+func (s *Store) ownerHint(err error) error {
+	if errors.Is(err, platform.ErrSetOwner) {
+		return fmt.Errorf("%w (run as root, or remove owner/group from the bundle)", err)
 	}
 	return err
 }
+
+func syncDir(root *os.Root, name string) error { return platform.SyncDirIn(root, name) }
 
 func randomSuffix() string {
 	var b [6]byte
@@ -655,14 +630,7 @@ func (s *Store) swap(root *os.Root, gen string) error {
 // recordLive writes the name of the live generation to ..live, atomically.
 func (s *Store) recordLive(root *os.Root, gen string) error {
 	_ = root.Remove(liveTmp)
-	if err := s.writeFile(root, liveTmp, []byte(gen+"\n"), 0o600); err != nil {
-		return err
-	}
-	if err := root.Rename(liveTmp, liveRecord); err != nil {
-		_ = root.Remove(liveTmp)
-		return fmt.Errorf("%s: %w", filepath.Join(s.Dir, liveRecord), err)
-	}
-	return nil
+	return s.replaceFile(root, liveTmp, liveRecord, []byte(gen+"\n"), 0o600)
 }
 
 // syncLiveRecord makes ..live name g, the generation ..data points at,

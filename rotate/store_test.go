@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/certkeeper/certkeeper/internal/testenv"
 	"github.com/certkeeper/certkeeper/internal/testfs"
 	"github.com/certkeeper/certkeeper/internal/testpki"
 	"github.com/certkeeper/certkeeper/platform"
@@ -15,6 +16,7 @@ import (
 )
 
 func store(t *testing.T, dir string) *rotate.Store {
+	testenv.NeedSymlinks(t)
 	return &rotate.Store{Dir: dir, DirMode: 0o700, Owner: platform.NoOwner, Keep: 2}
 }
 

@@ -444,7 +444,9 @@ func TestAgentSignalsAndMetrics(t *testing.T) {
 }
 
 func TestAgentUsage(t *testing.T) {
-	if r := certkeeper(t, "agent"); r.code != 2 || !strings.Contains(r.stderr, "--config FILE is required") {
+	// Without --config the agent reads $CERTKEEPER_CONFIG, else
+	// /etc/certkeeper/certkeeper.toml, and says which file is missing.
+	if r := certkeeperEnv(t, []string{"CERTKEEPER_CONFIG=/nonexistent-default.toml"}, "agent"); r.code != 1 || !strings.Contains(r.stderr, "/nonexistent-default.toml") {
 		t.Fatalf("agent without --config: %+v", r)
 	}
 	if r := certkeeper(t, "agent", "--help"); r.code != 0 || !strings.Contains(r.stdout, "Usage: certkeeper agent") {

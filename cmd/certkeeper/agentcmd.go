@@ -10,7 +10,7 @@ import (
 )
 
 var agentCmd = &command{name: "agent", summary: "the node daemon: watch, repair, take the inbox, schedule renewal, reload",
-	usage: `Usage: certkeeper agent --config FILE
+	usage: `Usage: certkeeper agent [--config FILE]
 
 Runs in the foreground (what the service runs) and looks after every bundle
 of the config:
@@ -41,47 +41,47 @@ every bundle, RELOADING=1 and READY=1 around a SIGHUP, STOPPING=1 when it
 stops, and WATCHDOG=1 at half of WatchdogSec while every bundle loop is alive.
 
 Examples:
-  certkeeper agent --config /etc/certkeeper/certkeeper.toml
+  certkeeper agent
   certkeeper agent --config ./certkeeper.toml --log-level debug
 `}
 
 func init() {
-	agentCmd.run = runAgent
+	agentCmd.run = withErrors(agentCmd, runAgent)
 	register(agentCmd)
 }
 
-func runAgent(ctx context.Context, e *env, args []string) int {
+func runAgent(ctx context.Context, e *env, args []string) error {
 	c := agentCmd
 	fs := flags(e, c)
 	cfgPath := fs.String("config", "", "agent config file")
 	format := fs.String("log-format", "", "human, text or json (overrides log_format)")
 	level := fs.String("log-level", "", "debug, info, warn or error (overrides log_level)")
 	asService := fs.Bool(platform.ServiceFlag, false, "run under the Windows service manager (certkeeper service install sets it)")
-	rest, code, ok := parse(e, fs, args)
-	if !ok {
-		return code
+	rest, err := parseE(e, fs, args)
+	if err != nil {
+		return err
 	}
 	if len(rest) > 0 {
-		return usageError(e, c, "unexpected arguments: %s", strings.Join(rest, " "))
+		return usagef("unexpected arguments: %s", strings.Join(rest, " "))
 	}
 	if *cfgPath == "" {
-		return usageError(e, c, "--config FILE is required")
+		return usagef("--config FILE is required")
 	}
 	switch *format {
 	case "", "human", "text", "json":
 	default:
-		return usageError(e, c, "--log-format %q is not one of human, text, json", *format)
+		return usagef("--log-format %q is not one of human, text, json", *format)
 	}
 	switch *level {
 	case "", "debug", "info", "warn", "error":
 	default:
-		return usageError(e, c, "--log-level %q is not one of debug, info, warn, error", *level)
+		return usagef("--log-level %q is not one of debug, info, warn, error", *level)
 	}
 	opts := agent.Options{LogOutput: e.stderr, SourceFor: agent.ConfiguredSource}
 	if *format != "" || *level != "" {
 		cfg, err := agent.LoadConfig(*cfgPath)
 		if err != nil {
-			return failure(e, c, err)
+			return err
 		}
 		f, l := cfg.LogFormat, cfg.LogLevel
 		if *format != "" {
@@ -107,14 +107,10 @@ func runAgent(ctx context.Context, e *env, args []string) int {
 		opts.WatchdogInterval = notifier.Watchdog
 	}
 	run := func(ctx context.Context) error { return agent.Run(ctx, *cfgPath, opts) }
-	var err error
 	if *asService {
 		err = platform.RunAsService(ctx, platform.ServiceName, run)
 	} else {
 		err = run(ctx)
 	}
-	if err != nil {
-		return failure(e, c, err)
-	}
-	return exitOK
+	return err
 }

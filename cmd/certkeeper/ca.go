@@ -28,7 +28,7 @@ import (
 // Everything here is flags and output; package authority does the work.
 
 var caCmd = &command{name: "ca", summary: "the cluster CA on the admin host: init, issue, list, revoke, crl, renew, sign",
-	usage: `Usage: certkeeper ca SUBCOMMAND --dir DIR [flags] [arguments]
+	usage: `Usage: certkeeper ca SUBCOMMAND [--dir DIR] [flags] [arguments]
 
 The cluster CA, kept in one directory on the admin host: the CA key and
 certificate, a database of every certificate issued (bbolt, safe against
@@ -45,12 +45,12 @@ Subcommands:
   sign     sign a node's CSR from stdin (an SSH forced command)
 
 Examples:
-  certkeeper ca init  --dir /var/lib/certkeeper/ca --name mycluster
-  certkeeper ca issue --dir /var/lib/certkeeper/ca node 8eab4b8d-c0a2-4ce2-80aa-0709277a9a7a --ip 10.0.0.5
-  certkeeper ca issue --dir /var/lib/certkeeper/ca node --from-file nodes.txt
-  certkeeper ca issue --dir /var/lib/certkeeper/ca control control.example.com
-  certkeeper ca list  --dir /var/lib/certkeeper/ca
-  certkeeper ca renew --dir /var/lib/certkeeper/ca --within 40%
+  certkeeper ca init  --name mycluster
+  certkeeper ca issue node 8eab4b8d-c0a2-4ce2-80aa-0709277a9a7a --ip 10.0.0.5
+  certkeeper ca issue node --from-file nodes.txt
+  certkeeper ca issue control control.example.com
+  certkeeper ca list
+  certkeeper ca renew --within 40%
 
 Run ` + "`certkeeper ca SUBCOMMAND --help`" + ` for each one's flags and examples;
 docs/ca.md has the whole story.
@@ -118,17 +118,17 @@ func (s *stringList) Set(v string) error {
 // checkDays refuses a validity flag given a value below 1: 0 days is not a
 // validity, and the default (ca.toml's) is had by leaving the flag out, so
 // --days 0 must not quietly mean it.
-func checkDays(e *env, c *command, fs *flag.FlagSet, names ...string) (int, bool) {
-	code, ok := 0, true
+func checkDays(fs *flag.FlagSet, names ...string) error {
+	var err error
 	fs.Visit(func(f *flag.Flag) {
-		if !ok || !slices.Contains(names, f.Name) {
+		if err != nil || !slices.Contains(names, f.Name) {
 			return
 		}
-		if n, err := strconv.Atoi(f.Value.String()); err == nil && n < 1 {
-			code, ok = usageError(e, c, "--%s %d: give a positive number of days, or leave --%s out for the default", f.Name, n, f.Name), false
+		if n, aerr := strconv.Atoi(f.Value.String()); aerr == nil && n < 1 {
+			err = usagef("--%s %d: give a positive number of days, or leave --%s out for the default", f.Name, n, f.Name)
 		}
 	})
-	return code, ok
+	return err
 }
 
 // caFlags are the flags every subcommand that opens a CA has.
@@ -140,7 +140,7 @@ type caFlags struct {
 func (f *caFlags) add(fs interface {
 	StringVar(*string, string, string, string)
 }, passphrase bool) {
-	fs.StringVar(&f.dir, "dir", "", "the CA directory (required)")
+	fs.StringVar(&f.dir, "dir", "", "the CA directory")
 	if passphrase {
 		fs.StringVar(&f.passphraseFile, "passphrase-file", "", "file holding the passphrase of an encrypted cluster.key")
 	}
@@ -155,15 +155,11 @@ func (f *caFlags) options(e *env, interactive bool) authority.Options {
 }
 
 // loadCA opens --dir, reporting errors the same way everywhere.
-func loadCA(e *env, c *command, f *caFlags, interactive bool) (*authority.Authority, int, bool) {
+func loadCA(e *env, f *caFlags, interactive bool) (*authority.Authority, error) {
 	if f.dir == "" {
-		return nil, usageError(e, c, "--dir DIR is required (the CA directory)"), false
+		return nil, usagef("--dir DIR is required (the CA directory)")
 	}
-	a, err := authority.Load(f.dir, f.options(e, interactive))
-	if err != nil {
-		return nil, failure(e, c, err), false
-	}
-	return a, 0, true
+	return authority.Load(f.dir, f.options(e, interactive))
 }
 
 // terminalPassphrase prompts on the terminal, without echo, when standard
@@ -197,19 +193,19 @@ func terminalPassphrase(e *env) authority.PassphraseFunc {
 	}
 }
 
-func noArgs(e *env, c *command, rest []string) (int, bool) {
+func noArgs(rest []string) error {
 	if len(rest) > 0 {
-		return usageError(e, c, "unexpected arguments: %s", strings.Join(rest, " ")), false
+		return usagef("unexpected arguments: %s", strings.Join(rest, " "))
 	}
-	return 0, true
+	return nil
 }
 
-func day(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 MST") }
+func day(t time.Time) string { return rotate.Stamp(t) }
 
 // ---------------------------------------------------------------- ca init
 
 var caInitCmd = &command{name: "ca init", summary: "create a cluster CA",
-	usage: `Usage: certkeeper ca init --dir DIR --name CLUSTER [--key-type T] [--days N] [--encrypt]
+	usage: `Usage: certkeeper ca init [--dir DIR] --name CLUSTER [--key-type T] [--days N] [--encrypt]
 
 Creates DIR (mode 0700) with a new cluster CA: cluster.key (mode 0600) and a
 self-signed cluster.crt (CA:TRUE, path length 0, key usage certSign and
@@ -235,13 +231,13 @@ passphrase, PKCS#8 with PBKDF2 and AES-256, which openssl reads too).
   --passphrase-file FILE  a file (mode 0600) whose first line is the passphrase
 
 Examples:
-  certkeeper ca init --dir /var/lib/certkeeper/ca --name mycluster
-  certkeeper ca init --dir /var/lib/certkeeper/ca --name reign --key-type rsa-4096 --encrypt
+  certkeeper ca init --name mycluster
+  certkeeper ca init --name reign --key-type rsa-4096 --encrypt
 `}
 
-func init() { caInitCmd.run = runCAInit }
+func init() { caInitCmd.run = withErrors(caInitCmd, runCAInit) }
 
-func runCAInit(_ context.Context, e *env, args []string) int {
+func runCAInit(_ context.Context, e *env, args []string) error {
 	c := caInitCmd
 	fs := flags(e, c)
 	var f caFlags
@@ -256,32 +252,32 @@ func runCAInit(_ context.Context, e *env, args []string) int {
 	renewKey := fs.String("renew-key", def.RenewKey, "keep or rotate node keys on ca renew")
 	crlDays := fs.Int("crl-days", def.CRLDays, "validity of the CRL in days")
 	encrypt := fs.Bool("encrypt", false, "encrypt cluster.key with a passphrase")
-	rest, code, ok := parse(e, fs, args)
-	if !ok {
-		return code
+	rest, err := parseE(e, fs, args)
+	if err != nil {
+		return err
 	}
-	if code, ok := noArgs(e, c, rest); !ok {
-		return code
+	if err := noArgs(rest); err != nil {
+		return err
 	}
 	if f.dir == "" {
-		return usageError(e, c, "--dir DIR is required (where the CA will live)")
+		return usagef("--dir DIR is required (where the CA will live)")
 	}
-	if code, ok := checkDays(e, c, fs, "days", "node-days", "crl-days"); !ok {
-		return code
+	if err := checkDays(fs, "days", "node-days", "crl-days"); err != nil {
+		return err
 	}
 	if *name == "" {
-		return usageError(e, c, "--name CLUSTER is required (the cluster's name, the CA's CN)")
+		return usagef("--name CLUSTER is required (the cluster's name, the CA's CN)")
 	}
 	kt, err := pki.ParseKeyType(*keyType)
 	if err != nil {
-		return usageError(e, c, "--key-type: %v", err)
+		return usagef("--key-type: %v", err)
 	}
 	s := authority.Settings{Name: *name, NodeKeyType: *nodeKeyType, NodeDays: *nodeDays, RenewKey: *renewKey, CRLDays: *crlDays}
 	if err := s.Check(); err != nil {
-		return usageError(e, c, "%v", err)
+		return usagef("%v", err)
 	}
 	if f.passphraseFile != "" && !*encrypt {
-		return usageError(e, c, "--passphrase-file is for --encrypt (a new CA's key is not encrypted without it)")
+		return usagef("--passphrase-file is for --encrypt (a new CA's key is not encrypted without it)")
 	}
 	var pass []byte
 	if *encrypt {
@@ -290,18 +286,15 @@ func runCAInit(_ context.Context, e *env, args []string) int {
 		} else if ask := terminalPassphrase(e); ask != nil {
 			pass, err = ask("Passphrase for the new CA key: ", true)
 		} else {
-			return usageError(e, c, "--encrypt needs --passphrase-file FILE when standard input is not a terminal")
+			return usagef("--encrypt needs --passphrase-file FILE when standard input is not a terminal")
 		}
 		if err != nil {
-			return failure(e, c, err)
-		}
-		if len(pass) < 8 {
-			return failure(e, c, errors.New("the passphrase is shorter than 8 characters; the CA key deserves a long one"))
+			return err
 		}
 	}
 	a, err := authority.Init(f.dir, authority.InitParams{Settings: s, KeyType: kt, Days: *days, PathLen: *pathLen, Passphrase: pass}, f.options(e, false))
 	if err != nil {
-		return failure(e, c, err)
+		return err
 	}
 	i := pki.Describe(a.Cert)
 	enc := "not encrypted"
@@ -316,13 +309,13 @@ func runCAInit(_ context.Context, e *env, args []string) int {
 	fmt.Fprintf(t, "  ca.toml\tnew node keys %s, valid %d days; renew_key = %s\n", s.NodeKeyType, s.NodeDays, s.RenewKey)
 	t.Flush()
 	fmt.Fprintf(e.stdout, "next: certkeeper ca issue --dir %s node [ID...]\n", f.dir)
-	return exitOK
+	return nil
 }
 
 // ---------------------------------------------------------------- ca issue
 
 var caIssueCmd = &command{name: "ca issue", summary: "issue node or control-service certificates",
-	usage: `Usage: certkeeper ca issue --dir DIR node [ID...] [--dns NAME]... [--ip ADDR]... [--days N] [--key-type T]
+	usage: `Usage: certkeeper ca issue [--dir DIR] node [ID...] [--dns NAME]... [--ip ADDR]... [--days N] [--key-type T] [--json]
        certkeeper ca issue --dir DIR node --from-file FILE
        certkeeper ca issue --dir DIR control HOSTNAME [--dns NAME]... [--ip ADDR]...
 
@@ -359,11 +352,11 @@ of the previous certificate are kept.
   --passphrase-file FILE   for an encrypted cluster.key
 
 Examples:
-  certkeeper ca issue --dir /var/lib/certkeeper/ca node
-  certkeeper ca issue --dir /var/lib/certkeeper/ca node 8eab4b8d-c0a2-4ce2-80aa-0709277a9a7a --ip 10.0.0.5 --dns node1.example.com
-  certkeeper ca issue --dir /var/lib/certkeeper/ca node 1 2 3 --key-type rsa-4096 --days 365
-  certkeeper ca issue --dir /var/lib/certkeeper/ca node --from-file nodes.txt --skip-existing
-  certkeeper ca issue --dir /var/lib/certkeeper/ca control control.example.com --ip 10.0.0.1
+  certkeeper ca issue node
+  certkeeper ca issue node 8eab4b8d-c0a2-4ce2-80aa-0709277a9a7a --ip 10.0.0.5 --dns node1.example.com
+  certkeeper ca issue node 1 2 3 --key-type rsa-4096 --days 365
+  certkeeper ca issue node --from-file nodes.txt --skip-existing
+  certkeeper ca issue control control.example.com --ip 10.0.0.1
 
 A --from-file list:
   # id                                  names
@@ -371,12 +364,12 @@ A --from-file list:
   node-2                                node2.example.com,10.0.0.6
 `}
 
-func init() { caIssueCmd.run = runCAIssue }
+func init() { caIssueCmd.run = withErrors(caIssueCmd, runCAIssue) }
 
 // maxNodeList bounds --from-file: 16 MiB is some 200,000 nodes.
 const maxNodeList = 16 << 20
 
-func runCAIssue(ctx context.Context, e *env, args []string) int {
+func runCAIssue(ctx context.Context, e *env, args []string) error {
 	c := caIssueCmd
 	fs := flags(e, c)
 	var f caFlags
@@ -389,50 +382,51 @@ func runCAIssue(ctx context.Context, e *env, args []string) int {
 	fromFile := fs.String("from-file", "", "file listing node ids and their names; - for stdin")
 	force := fs.Bool("force", false, "issue again for ids that exist")
 	skip := fs.Bool("skip-existing", false, "leave ids that exist alone")
-	rest, code, ok := parse(e, fs, args)
-	if !ok {
-		return code
+	asJSON := fs.Bool("json", false, "print what was issued, skipped and failed as JSON (docs/json.md)")
+	rest, err := parseE(e, fs, args)
+	if err != nil {
+		return err
 	}
 	if len(rest) == 0 || (rest[0] != "node" && rest[0] != "control") {
-		return usageError(e, c, "say what to issue: `node [ID...]` or `control HOSTNAME`")
+		return usagef("say what to issue: `node [ID...]` or `control HOSTNAME`")
 	}
 	kind, ids := rest[0], rest[1:]
 	if *force && *skip {
-		return usageError(e, c, "--force and --skip-existing contradict each other")
+		return usagef("--force and --skip-existing contradict each other")
 	}
-	if code, ok := checkDays(e, c, fs, "days"); !ok {
-		return code
+	if err := checkDays(fs, "days"); err != nil {
+		return err
 	}
 	var kt pki.KeyType
 	if *keyType != "" {
 		var err error
 		if kt, err = pki.ParseKeyType(*keyType); err != nil {
-			return usageError(e, c, "--key-type: %v", err)
+			return usagef("--key-type: %v", err)
 		}
 	}
 	names, err := authority.ParseNames(dns, ips)
 	if err != nil {
-		return usageError(e, c, "%v", err)
+		return usagef("%v", err)
 	}
 	var reqs []authority.Request
 	switch kind {
 	case "control":
 		if len(ids) != 1 || *fromFile != "" {
-			return usageError(e, c, "control takes exactly one HOSTNAME (the control service's DNS name)")
+			return usagef("control takes exactly one HOSTNAME (the control service's DNS name)")
 		}
 		r, err := authority.ControlRequest(ids[0], names, kt)
 		if err != nil {
-			return usageError(e, c, "%v", err)
+			return usagef("%v", err)
 		}
 		reqs = append(reqs, r)
 	case "node":
 		if *fromFile != "" {
 			if len(ids) > 0 {
-				return usageError(e, c, "give ids either as arguments or with --from-file, not both")
+				return usagef("give ids either as arguments or with --from-file, not both")
 			}
 			entries, err := readNodeList(e, *fromFile)
 			if err != nil {
-				return failure(e, c, err)
+				return err
 			}
 			for _, en := range entries {
 				n := en.Names
@@ -444,31 +438,33 @@ func runCAIssue(ctx context.Context, e *env, args []string) int {
 		if len(ids) == 0 {
 			id, err := authority.NewNodeID(nil)
 			if err != nil {
-				return failure(e, c, err)
+				return err
 			}
 			ids = []string{id}
 		}
-		seen := map[string]bool{}
+		if err := authority.DuplicateID(ids); err != nil {
+			return usagef("%v", err)
+		}
 		for _, id := range ids {
-			if seen[id] {
-				return usageError(e, c, "id %q is given twice", id)
-			}
-			seen[id] = true
 			r, err := authority.NodeRequest(id, names, kt)
 			if err != nil {
-				return usageError(e, c, "%v", err)
+				return usagef("%v", err)
 			}
 			reqs = append(reqs, r)
 		}
 	}
-	a, code, ok := loadCA(e, c, &f, true)
-	if !ok {
-		return code
+	a, err := loadCA(e, &f, true)
+	if err != nil {
+		return err
 	}
 	start := time.Now()
 	res, err := a.Issue(ctx, reqs, authority.IssueOptions{Days: *days, Force: *force, SkipExisting: *skip})
 	if err != nil {
-		return failure(e, c, err)
+		return err
+	}
+	if *asJSON {
+		writeJSON(e, issueReport(res))
+		return res.Err()
 	}
 	printIssued(e, res.Issued, "issued")
 	for _, s := range res.Skipped {
@@ -481,9 +477,9 @@ func runCAIssue(ctx context.Context, e *env, args []string) int {
 		fmt.Fprintf(e.stdout, "%d issued, %d skipped, %d failed in %s\n", len(res.Issued), len(res.Skipped), len(res.Failed), time.Since(start).Round(time.Millisecond))
 	}
 	if err := res.Err(); err != nil {
-		return failure(e, c, err)
+		return err
 	}
-	return exitOK
+	return nil
 }
 
 func printIssued(e *env, issued []authority.Issued, verb string) {
@@ -534,7 +530,7 @@ func readNodeList(e *env, path string) ([]authority.ListEntry, error) {
 // ---------------------------------------------------------------- ca list
 
 var caListCmd = &command{name: "ca list", summary: "list certificates, soonest expiry first",
-	usage: `Usage: certkeeper ca list --dir DIR [--all] [--json]
+	usage: `Usage: certkeeper ca list [--dir DIR] [--all] [--json]
 
 Shows every node's current certificate, soonest expiry first: id, kind,
 status (valid, expired, revoked), expiry and time left, key type, how it
@@ -543,33 +539,33 @@ every older certificate too (status superseded once a newer one exists).
 Needs no CA key and only a shared lock.
 
 Examples:
-  certkeeper ca list --dir /var/lib/certkeeper/ca
-  certkeeper ca list --dir /var/lib/certkeeper/ca --json | jq -r '.[] | select(.seconds_left < 30*86400) | .id'
+  certkeeper ca list
+  certkeeper ca list --json | jq -r '.[] | select(.seconds_left < 30*86400) | .id'
 `}
 
-func init() { caListCmd.run = runCAList }
+func init() { caListCmd.run = withErrors(caListCmd, runCAList) }
 
-func runCAList(_ context.Context, e *env, args []string) int {
+func runCAList(_ context.Context, e *env, args []string) error {
 	c := caListCmd
 	fs := flags(e, c)
 	var f caFlags
 	f.add(fs, false)
 	all := fs.Bool("all", false, "every certificate ever issued, not only each node's current one")
 	asJSON := fs.Bool("json", false, "print JSON")
-	rest, code, ok := parse(e, fs, args)
-	if !ok {
-		return code
+	rest, err := parseE(e, fs, args)
+	if err != nil {
+		return err
 	}
-	if code, ok := noArgs(e, c, rest); !ok {
-		return code
+	if err := noArgs(rest); err != nil {
+		return err
 	}
-	a, code, ok := loadCA(e, c, &f, false)
-	if !ok {
-		return code
+	a, err := loadCA(e, &f, false)
+	if err != nil {
+		return err
 	}
 	entries, err := a.List(*all)
 	if err != nil {
-		return failure(e, c, err)
+		return err
 	}
 	warnCAExpiry(e, a)
 	if *asJSON {
@@ -579,13 +575,13 @@ func runCAList(_ context.Context, e *env, args []string) int {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(entries); err != nil {
-			return failure(e, c, err)
+			return err
 		}
-		return exitOK
+		return nil
 	}
 	if len(entries) == 0 {
 		fmt.Fprintf(e.stdout, "no certificates issued yet by %q (certkeeper ca issue --dir %s node)\n", a.Settings.Name, f.dir)
-		return exitOK
+		return nil
 	}
 	t := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(t, "ID\tKIND\tSTATUS\tEXPIRES\tLEFT\tKEY\tFROM\tSERIAL\tNAMES")
@@ -602,13 +598,13 @@ func runCAList(_ context.Context, e *env, args []string) int {
 		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", en.ID, en.Kind, status, en.NotAfter.UTC().Format(time.DateOnly), left, en.KeyType, en.Source, en.Serial, orDash(strings.Join(names, ",")))
 	}
 	t.Flush()
-	return exitOK
+	return nil
 }
 
 // ---------------------------------------------------------------- ca revoke
 
 var caRevokeCmd = &command{name: "ca revoke", summary: "revoke a node or a certificate, then write the CRL",
-	usage: `Usage: certkeeper ca revoke --dir DIR ID|SERIAL [--reason R] [--no-crl]
+	usage: `Usage: certkeeper ca revoke [--dir DIR] ID|SERIAL [--reason R] [--no-crl]
 
 By id, revokes every unexpired certificate of that node and retires the
 node: ca renew and ca sign leave it alone until ` + "`ca issue --force`" + ` takes it
@@ -624,13 +620,13 @@ Revoking what is already revoked changes nothing.
   --passphrase-file FILE   for an encrypted cluster.key (to sign the CRL)
 
 Examples:
-  certkeeper ca revoke --dir /var/lib/certkeeper/ca 8eab4b8d-c0a2-4ce2-80aa-0709277a9a7a --reason keyCompromise
-  certkeeper ca revoke --dir /var/lib/certkeeper/ca 5F:0B:3C:…:9A
+  certkeeper ca revoke 8eab4b8d-c0a2-4ce2-80aa-0709277a9a7a --reason keyCompromise
+  certkeeper ca revoke 5F:0B:3C:…:9A
 `}
 
-func init() { caRevokeCmd.run = runCARevoke }
+func init() { caRevokeCmd.run = withErrors(caRevokeCmd, runCARevoke) }
 
-func runCARevoke(_ context.Context, e *env, args []string) int {
+func runCARevoke(_ context.Context, e *env, args []string) error {
 	c := caRevokeCmd
 	fs := flags(e, c)
 	var f caFlags
@@ -638,15 +634,15 @@ func runCARevoke(_ context.Context, e *env, args []string) int {
 	reason := fs.String("reason", "", "revocation reason")
 	noCRL := fs.Bool("no-crl", false, "do not write the CRL")
 	crlDays := fs.Int("crl-days", 0, "validity of the new CRL in days")
-	rest, code, ok := parse(e, fs, args)
-	if !ok {
-		return code
+	rest, err := parseE(e, fs, args)
+	if err != nil {
+		return err
 	}
 	if len(rest) != 1 {
-		return usageError(e, c, "give exactly one node id or certificate serial")
+		return usagef("give exactly one node id or certificate serial")
 	}
-	if code, ok := checkDays(e, c, fs, "crl-days"); !ok {
-		return code
+	if err := checkDays(fs, "crl-days"); err != nil {
+		return err
 	}
 	code2 := 0
 	if *reason != "" {
@@ -656,17 +652,17 @@ func runCARevoke(_ context.Context, e *env, args []string) int {
 				names = append(names, n)
 			}
 			sort.Strings(names)
-			return usageError(e, c, "--reason %q: use one of %s", *reason, strings.Join(names, ", "))
+			return usagef("--reason %q: use one of %s", *reason, strings.Join(names, ", "))
 		}
 		code2 = pki.Reasons[*reason]
 	}
-	a, code, ok := loadCA(e, c, &f, true)
-	if !ok {
-		return code
+	a, err := loadCA(e, &f, true)
+	if err != nil {
+		return err
 	}
 	res, err := a.Revoke(rest[0], code2)
 	if err != nil {
-		return failure(e, c, err)
+		return err
 	}
 	if res.Node != nil {
 		fmt.Fprintf(e.stdout, "revoked node %s: ca renew and ca sign leave it alone from now on\n", res.Node.ID)
@@ -679,20 +675,20 @@ func runCARevoke(_ context.Context, e *env, args []string) int {
 	}
 	if *noCRL {
 		fmt.Fprintf(e.stdout, "the CRL was not written (--no-crl); run certkeeper ca crl --dir %s to publish the revocation\n", f.dir)
-		return exitOK
+		return nil
 	}
 	info, err := a.WriteCRL(*crlDays)
 	if err != nil {
-		return failure(e, c, fmt.Errorf("the revocation is recorded, but the CRL was not written: %w (run certkeeper ca crl --dir %s once fixed)", err, f.dir))
+		return fmt.Errorf("the revocation is recorded, but the CRL was not written: %w (run certkeeper ca crl --dir %s once fixed)", err, f.dir)
 	}
 	printCRL(e, info)
-	return exitOK
+	return nil
 }
 
 // ---------------------------------------------------------------- ca crl
 
 var caCRLCmd = &command{name: "ca crl", summary: "write the signed certificate revocation list",
-	usage: `Usage: certkeeper ca crl --dir DIR [--days N]
+	usage: `Usage: certkeeper ca crl [--dir DIR] [--days N]
 
 Signs a CRL of every revoked certificate that has not expired, numbered one
 more than the last, and writes it to DIR/cluster.crl (PEM), as reign keeps
@@ -703,38 +699,38 @@ passed its next update: ca renew refreshes it, and ca revoke writes it.
   --passphrase-file FILE   for an encrypted cluster.key
 
 Examples:
-  certkeeper ca crl --dir /var/lib/certkeeper/ca
+  certkeeper ca crl
   openssl verify -crl_check -CRLfile /var/lib/certkeeper/ca/cluster.crl -CAfile /var/lib/certkeeper/ca/cluster.crt node.crt
 `}
 
-func init() { caCRLCmd.run = runCACRL }
+func init() { caCRLCmd.run = withErrors(caCRLCmd, runCACRL) }
 
-func runCACRL(_ context.Context, e *env, args []string) int {
+func runCACRL(_ context.Context, e *env, args []string) error {
 	c := caCRLCmd
 	fs := flags(e, c)
 	var f caFlags
 	f.add(fs, true)
 	days := fs.Int("days", 0, "validity of the CRL in days")
-	rest, code, ok := parse(e, fs, args)
-	if !ok {
-		return code
+	rest, err := parseE(e, fs, args)
+	if err != nil {
+		return err
 	}
-	if code, ok := noArgs(e, c, rest); !ok {
-		return code
+	if err := noArgs(rest); err != nil {
+		return err
 	}
-	if code, ok := checkDays(e, c, fs, "days"); !ok {
-		return code
+	if err := checkDays(fs, "days"); err != nil {
+		return err
 	}
-	a, code, ok := loadCA(e, c, &f, true)
-	if !ok {
-		return code
+	a, err := loadCA(e, &f, true)
+	if err != nil {
+		return err
 	}
 	info, err := a.WriteCRL(*days)
 	if err != nil {
-		return failure(e, c, err)
+		return err
 	}
 	printCRL(e, info)
-	return exitOK
+	return nil
 }
 
 func printCRL(e *env, info *authority.CRLInfo) {
@@ -744,7 +740,7 @@ func printCRL(e *env, info *authority.CRLInfo) {
 // ---------------------------------------------------------------- ca renew
 
 var caRenewCmd = &command{name: "ca renew", summary: "re-issue every certificate that expires within a window",
-	usage: `Usage: certkeeper ca renew --dir DIR --within DURATION|PERCENT [--key keep|rotate] [--days N] [--dry-run]
+	usage: `Usage: certkeeper ca renew [--dir DIR] --within DURATION|PERCENT [--key keep|rotate] [--days N] [--dry-run]
 
 Re-issues every node's current certificate that expires within DURATION,
 or that has at most PERCENT of its lifetime left (or has expired), into its
@@ -768,14 +764,14 @@ first for any lifetime of 3 days or more. docs/renewal.md has the rule.
   --passphrase-file FILE   for an encrypted cluster.key
 
 Examples:
-  certkeeper ca renew --dir /var/lib/certkeeper/ca --within 40%
-  certkeeper ca renew --dir /var/lib/certkeeper/ca --within 30d
-  certkeeper ca renew --dir /var/lib/certkeeper/ca --within 720h --key keep --dry-run
+  certkeeper ca renew --within 40%
+  certkeeper ca renew --within 30d
+  certkeeper ca renew --within 720h --key keep --dry-run
 `}
 
-func init() { caRenewCmd.run = runCARenew }
+func init() { caRenewCmd.run = withErrors(caRenewCmd, runCARenew) }
 
-func runCARenew(ctx context.Context, e *env, args []string) int {
+func runCARenew(ctx context.Context, e *env, args []string) error {
 	c := caRenewCmd
 	fs := flags(e, c)
 	var f caFlags
@@ -784,33 +780,33 @@ func runCARenew(ctx context.Context, e *env, args []string) int {
 	key := fs.String("key", "", "keep or rotate node keys")
 	days := fs.Int("days", 0, "new validity in days")
 	dry := fs.Bool("dry-run", false, "change nothing")
-	rest, code, ok := parse(e, fs, args)
-	if !ok {
-		return code
+	rest, err := parseE(e, fs, args)
+	if err != nil {
+		return err
 	}
-	if code, ok := noArgs(e, c, rest); !ok {
-		return code
+	if err := noArgs(rest); err != nil {
+		return err
 	}
 	if *within == "" {
-		return usageError(e, c, "--within is required: a percentage of the lifetime (40%%) or a duration (30d)")
+		return usagef("--within is required: a percentage of the lifetime (40%%) or a duration (30d)")
 	}
 	w, err := authority.ParseWindow(*within)
 	if err != nil {
-		return usageError(e, c, "--within %v", err)
+		return usagef("--within %v", err)
 	}
 	if *key != "" && *key != authority.RenewKeep && *key != authority.RenewRotate {
-		return usageError(e, c, "--key %q: keep or rotate", *key)
+		return usagef("--key %q: keep or rotate", *key)
 	}
-	if code, ok := checkDays(e, c, fs, "days"); !ok {
-		return code
+	if err := checkDays(fs, "days"); err != nil {
+		return err
 	}
-	a, code, ok := loadCA(e, c, &f, true)
-	if !ok {
-		return code
+	a, err := loadCA(e, &f, true)
+	if err != nil {
+		return err
 	}
 	res, err := a.Renew(ctx, authority.RenewOptions{Within: w, Key: *key, Days: *days, DryRun: *dry})
 	if err != nil {
-		return failure(e, c, err)
+		return err
 	}
 	warnCAExpiry(e, a)
 	if *dry {
@@ -838,12 +834,12 @@ func runCARenew(ctx context.Context, e *env, args []string) int {
 		fmt.Fprintf(e.stderr, "certkeeper %s: refresh the CRL: %v\n", c.name, res.CRLErr)
 	}
 	if err := res.Err(); err != nil {
-		return failure(e, c, err)
+		return err
 	}
 	if failed {
-		return exitFailure
+		return exitError(exitFailure)
 	}
-	return exitOK
+	return nil
 }
 
 // warnCAExpiry tells the admin, on stderr, that the cluster CA itself is
@@ -857,7 +853,7 @@ func warnCAExpiry(e *env, a *authority.Authority) {
 // ---------------------------------------------------------------- ca sign
 
 var caSignCmd = &command{name: "ca sign", summary: "sign a node's CSR from stdin; the chain goes to stdout",
-	usage: `Usage: certkeeper ca sign --dir DIR --node ID [--dns NAME]... [--ip ADDR]... [--days N] [--passphrase-file FILE]
+	usage: `Usage: certkeeper ca sign [--dir DIR] --node ID [--dns NAME]... [--ip ADDR]... [--days N] [--passphrase-file FILE]
 
 Reads one certificate signing request (PEM or DER, at most 64 KiB) on
 standard input and writes the signed certificate, followed by any
@@ -885,9 +881,9 @@ Examples:
   ssh -i /etc/certkeeper/id_ed25519 certkeeper-ca@admin.example.com < node.csr > node.crt
 `}
 
-func init() { caSignCmd.run = runCASign }
+func init() { caSignCmd.run = withErrors(caSignCmd, runCASign) }
 
-func runCASign(_ context.Context, e *env, args []string) int {
+func runCASign(_ context.Context, e *env, args []string) error {
 	c := caSignCmd
 	fs := flags(e, c)
 	var f caFlags
@@ -897,41 +893,41 @@ func runCASign(_ context.Context, e *env, args []string) int {
 	fs.Var(&dns, "dns", "a further DNS name the node may ask for")
 	fs.Var(&ips, "ip", "a further IP address the node may ask for")
 	days := fs.Int("days", 0, "validity in days")
-	rest, code, ok := parse(e, fs, args)
-	if !ok {
-		return code
+	rest, err := parseE(e, fs, args)
+	if err != nil {
+		return err
 	}
-	if code, ok := noArgs(e, c, rest); !ok {
-		return code
+	if err := noArgs(rest); err != nil {
+		return err
 	}
 	if *node == "" {
-		return usageError(e, c, "--node ID is required")
+		return usagef("--node ID is required")
 	}
-	if code, ok := checkDays(e, c, fs, "days"); !ok {
-		return code
+	if err := checkDays(fs, "days"); err != nil {
+		return err
 	}
 	extra, err := authority.ParseNames(dns, ips)
 	if err != nil {
-		return usageError(e, c, "%v", err)
+		return usagef("%v", err)
 	}
 	csr, err := io.ReadAll(io.LimitReader(e.stdin, pki.MaxCSRSize+1))
 	if err != nil {
-		return failure(e, c, fmt.Errorf("read the request from standard input: %w", err))
+		return fmt.Errorf("read the request from standard input: %w", err)
 	}
 	if len(csr) > pki.MaxCSRSize {
-		return failure(e, c, fmt.Errorf("%w: standard input is larger than %d bytes", pki.ErrBadCSR, pki.MaxCSRSize))
+		return fmt.Errorf("%w: standard input is larger than %d bytes", pki.ErrBadCSR, pki.MaxCSRSize)
 	}
 	// Never interactive: stdin is the request, and sshd gives no terminal.
-	a, code, ok := loadCA(e, c, &f, false)
-	if !ok {
-		return code
+	a, err := loadCA(e, &f, false)
+	if err != nil {
+		return err
 	}
 	s, err := a.Sign(*node, csr, authority.SignOptions{Days: *days, Extra: extra})
 	if err != nil {
-		return failure(e, c, fmt.Errorf("node %s: %w", *node, err))
+		return fmt.Errorf("node %s: %w", *node, err)
 	}
 	if _, err := e.stdout.Write(pki.EncodeCertificates(s.Chain...)); err != nil {
-		return failure(e, c, err)
+		return err
 	}
-	return exitOK
+	return nil
 }

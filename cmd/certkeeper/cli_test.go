@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/testenv"
 	"github.com/certkeeper/certkeeper/internal/testfs"
 	"github.com/certkeeper/certkeeper/internal/testpki"
 	"github.com/certkeeper/certkeeper/rotate"
@@ -25,7 +26,9 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	binary = filepath.Join(dir, "certkeeper")
-	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+	if b := os.Getenv("CERTKEEPER_TEST_BINARY"); b != "" {
+		binary = b // built beforehand (scripts/wine/gotest: no Go under Wine)
+	} else if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
 		os.Exit(1)
 	}
@@ -99,6 +102,7 @@ func (n *node) install(paths ...string) result {
 // Each bad bundle: install exits 1, says why, and the live directory is
 // byte for byte what it was.
 func TestInstallOfABadBundleChangesNothing(t *testing.T) {
+	testenv.NeedSymlinks(t)
 	now := time.Now()
 	ca := testpki.NewCA(t, "cluster", testpki.Options{})
 	other := testpki.NewCA(t, "other", testpki.Options{})
@@ -166,6 +170,7 @@ func TestInstallOfABadBundleChangesNothing(t *testing.T) {
 
 // Reloads run once per change and never without one.
 func TestInstallReloadsOnlyOnChange(t *testing.T) {
+	testenv.NeedSymlinks(t)
 	ca := testpki.NewCA(t, "cluster", testpki.Options{})
 	log := filepath.Join(t.TempDir(), "reloads")
 	n := newNode(t, "glow", "localhost", fmt.Sprintf("  [[bundle.reload]]\n  command = [\"/bin/sh\", \"-c\", \"echo reload >> %s\"]\n", log))
@@ -202,6 +207,7 @@ func TestInstallReloadsOnlyOnChange(t *testing.T) {
 }
 
 func TestInstallReportsAFailedReload(t *testing.T) {
+	testenv.NeedSymlinks(t)
 	ca := testpki.NewCA(t, "cluster", testpki.Options{})
 	p := ca.Issue(t, "localhost", testpki.Options{})
 	n := newNode(t, "glow", "localhost", "  [[bundle.reload]]\n  command = [\"/bin/sh\", \"-c\", \"echo daemon not found >&2; exit 3\"]\n")
@@ -243,6 +249,7 @@ func TestOpenSSLRecipesInstall(t *testing.T) {
 // to the CA. (certkeeper is deliberately stricter elsewhere: names, key
 // sizes, SHA-1 and MD5; those cases are tested on their own.)
 func TestVerifyAgreesWithOpenSSL(t *testing.T) {
+	testenv.NeedUnix(t, "openssl")
 	now := time.Now()
 	ca := testpki.NewCA(t, "cluster", testpki.Options{})
 	other := testpki.NewCA(t, "other", testpki.Options{})
@@ -295,19 +302,20 @@ func TestVerifySelfSignedClusterio(t *testing.T) {
 }
 
 func TestStatusAndCheck(t *testing.T) {
+	testenv.NeedSymlinks(t)
 	ca := testpki.NewCA(t, "cluster", testpki.Options{})
 	now := time.Now()
 	n := newNode(t, "flocker-node", "node-1", "")
 
 	check := func() result { return certkeeper(t, "check", "--config", n.config) }
-	if r := check(); r.code != 2 || !strings.HasPrefix(r.stdout, "CRITICAL: b nothing installed") {
+	if r := check(); r.code != 2 || !strings.HasPrefix(r.stdout, "CERTKEEPER CRITICAL - bundle b: nothing installed") {
 		t.Fatalf("check before install: %+v", r)
 	}
 	fresh := ca.Issue(t, "node-1", testpki.Options{NotBefore: now.Add(-time.Minute), NotAfter: now.Add(90 * 24 * time.Hour), DNS: []string{"node-1", "node-1.example"}})
 	if r := n.install(n.files(map[string][]byte{"a": fresh.CertPEM(), "b": fresh.KeyPEM(t), "c": ca.CertPEM()})...); r.code != 0 {
 		t.Fatal(r)
 	}
-	if r := check(); r.code != 0 || !strings.HasPrefix(r.stdout, "OK: b expires in 89d") {
+	if r := check(); r.code != 0 || !strings.HasPrefix(r.stdout, "CERTKEEPER OK - bundle b: expires in 89d") || !strings.Contains(r.stdout, " | b_expiry_seconds=") {
 		t.Fatalf("check fresh: %+v", r)
 	}
 	r := certkeeper(t, "status", "--config", n.config)
@@ -327,7 +335,7 @@ func TestStatusAndCheck(t *testing.T) {
 	if r := n.install(n.files(map[string][]byte{"a": aging.CertPEM(), "b": aging.KeyPEM(t)})...); r.code != 0 {
 		t.Fatal(r)
 	}
-	if r := check(); r.code != 1 || !strings.HasPrefix(r.stdout, "WARNING: b in its renewal window") {
+	if r := check(); r.code != 1 || !strings.HasPrefix(r.stdout, "CERTKEEPER WARNING - bundle b: in its renewal window") {
 		t.Fatalf("check aging: %+v", r)
 	}
 	// Drift is CRITICAL.
@@ -337,13 +345,13 @@ func TestStatusAndCheck(t *testing.T) {
 	}
 	// A broken config is UNKNOWN.
 	testpki.WriteFile(t, n.root, "certkeeper.toml", []byte("node_id = 1\n"), 0o600)
-	if r := check(); r.code != 3 || !strings.HasPrefix(r.stdout, "UNKNOWN:") {
+	if r := check(); r.code != 3 || !strings.HasPrefix(r.stdout, "CERTKEEPER UNKNOWN - ") {
 		t.Fatalf("check bad config: %+v", r)
 	}
 }
 
 func TestUsageErrorsExit2(t *testing.T) {
-	for _, args := range [][]string{{}, {"frobnicate"}, {"install"}, {"install", "--config"}, {"verify"}, {"rollback", "--config", "x"}, {"status", "--nope"}} {
+	for _, args := range [][]string{{}, {"frobnicate"}, {"install"}, {"install", "--config"}, {"verify"}, {"rollback", "--config", "x", "extra"}, {"status", "--nope"}} {
 		if r := certkeeper(t, args...); r.code != 2 {
 			t.Errorf("certkeeper %v: exit %d, want 2\n%s", args, r.code, r.stderr)
 		}
@@ -363,6 +371,7 @@ func TestUsageErrorsExit2(t *testing.T) {
 // loosened live files, says what it repaired, and reloads nothing: the
 // daemon is given exactly what it had.
 func TestInstallAgainRepairsTheLiveFiles(t *testing.T) {
+	testenv.NeedSymlinks(t)
 	ca := testpki.NewCA(t, "cluster", testpki.Options{})
 	log := filepath.Join(t.TempDir(), "reloads")
 	n := newNode(t, "glow", "localhost", fmt.Sprintf("  [[bundle.reload]]\n  command = [\"/bin/sh\", \"-c\", \"echo reload >> %s\"]\n", log))
@@ -393,6 +402,7 @@ func TestInstallAgainRepairsTheLiveFiles(t *testing.T) {
 // state directory is broken) says so and exits 1, rather than claiming the
 // agent will not pull it again.
 func TestRollbackSaysWhenTheRefusedListFails(t *testing.T) {
+	testenv.NeedSymlinks(t)
 	ca := testpki.NewCA(t, "cluster", testpki.Options{})
 	n := newNode(t, "glow", "localhost", "")
 	for _, p := range []*testpki.Pair{ca.Issue(t, "localhost", testpki.Options{}), ca.Issue(t, "localhost", testpki.Options{})} {

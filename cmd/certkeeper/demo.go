@@ -69,6 +69,9 @@ func runDemo(ctx context.Context, e *env, args []string) int {
 	out := &demoOutput{w: e.stdout, fd: -1}
 	if f, ok := e.stdout.(*os.File); ok && !*plain && term.IsTerminal(int(f.Fd())) {
 		out.live, out.fd = true, int(f.Fd())
+		// NO_COLOR (https://no-color.org): the table still redraws in
+		// place, without colours.
+		out.color = !noColor()
 	}
 	fmt.Fprintln(e.stdout, "certkeeper demo: the whole job on this machine, on 127.0.0.1 only; Ctrl-C stops it and cleans up.")
 	sum, err := demo.Run(ctx, demo.Options{Keep: *keep, Report: out})
@@ -98,8 +101,9 @@ func runDemo(ctx context.Context, e *env, args []string) int {
 type demoOutput struct {
 	w     io.Writer
 	live  bool
-	fd    int // the terminal, for its width
-	shown int // lines of the table now on screen (live only)
+	color bool // live, and NO_COLOR not set
+	fd    int  // the terminal, for its width
+	shown int  // lines of the table now on screen (live only)
 	rows  []demo.Row
 	now   time.Time
 	table bool // a table series is running
@@ -140,7 +144,7 @@ func (o *demoOutput) draw() {
 
 func (o *demoOutput) Section(title string) {
 	o.clear()
-	if o.live {
+	if o.color {
 		fmt.Fprintf(o.w, "\n\x1b[1m== %s\x1b[0m\n", title)
 	} else {
 		fmt.Fprintf(o.w, "\n== %s\n", title)
@@ -165,7 +169,7 @@ func (o *demoOutput) Step(ok bool, text string) {
 	if !ok {
 		mark = "FAIL"
 	}
-	if o.live {
+	if o.color {
 		if ok {
 			mark = "\x1b[32m" + mark + "\x1b[0m"
 		} else {

@@ -24,7 +24,7 @@ var (
 )
 
 func init() {
-	register(&command{name: "version", summary: "print the version", usage: `Usage: certkeeper version
+	register(&command{name: "version", summary: "print the version", usage: `Usage: certkeeper version [--json]
 
 Prints certkeeper's version, the commit it was built from, the Go version
 and the platform: what a bug report needs. certkeeper --version and -v
@@ -42,12 +42,18 @@ Example:
 
 func runVersion(_ context.Context, e *env, args []string) int {
 	c := commands["version"]
-	if _, code, ok := parse(e, flags(e, c), args); !ok {
+	fs := flags(e, c)
+	asJSON := fs.Bool("json", false, "print JSON (docs/json.md)")
+	if _, code, ok := parse(e, fs, args); !ok {
 		return code
 	}
+	if *asJSON {
+		writeJSON(e, versionJSON{Version: version, Commit: buildCommit(), Go: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH})
+		return exitOK
+	}
 	v := "certkeeper " + version
-	if commit != "" {
-		v += " (" + commit + ")"
+	if c := buildCommit(); c != "" {
+		v += " (" + c + ")"
 	}
 	fmt.Fprintf(e.stdout, "%s %s %s/%s\n", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	return exitOK
@@ -64,7 +70,7 @@ func cliLogger(e *env, verbose bool) *slog.Logger {
 }
 
 var verifyCmd = &command{name: "verify", summary: "check files as one bundle under a layout's rules; installs nothing",
-	usage: `Usage: certkeeper verify [--ca FILE] [--node-id ID] [--layout NAME] FILE...
+	usage: `Usage: certkeeper verify [--ca FILE] [--node-id ID] [--layout NAME] [--json] FILE...
 
 Classifies FILEs by content (whatever their names), then checks them as one
 bundle: they parse, the key matches the leaf, the leaf chains to the cluster
@@ -96,6 +102,7 @@ func runVerify(_ context.Context, e *env, args []string) int {
 	caFile := fs.String("ca", "", "cluster CA certificate to trust")
 	nodeID := fs.String("node-id", "", "node id the leaf must name")
 	layout := fs.String("layout", "custom", "layout preset whose rules apply")
+	asJSON := fs.Bool("json", false, "print JSON (docs/json.md)")
 	files, code, ok := parse(e, fs, args)
 	if !ok {
 		return code
@@ -128,6 +135,13 @@ func runVerify(_ context.Context, e *env, args []string) int {
 	}
 	cand := rotate.Classify(inputs)
 	b, err := rotate.Validate(cand, rotate.Policy{Layout: l, NodeID: *nodeID, Now: time.Now()}, live)
+	if *asJSON {
+		writeJSON(e, verifyReport(files, l, *nodeID, b, err))
+		if err != nil {
+			return exitFailure
+		}
+		return exitOK
+	}
 	if err != nil {
 		fmt.Fprintf(e.stdout, "INVALID: %v\n", err)
 		return exitFailure
@@ -140,7 +154,7 @@ func runVerify(_ context.Context, e *env, args []string) int {
 	w := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 	if cand.Leaf != nil {
 		i := pki.Describe(b.Leaf)
-		fmt.Fprintf(w, "  leaf\t%s\t%s; %s; expires %s (in %s)\n", cand.Leaf.File, i.Subject, orDash(i.SANs()), i.NotAfter.Format(time.DateTime+" MST"), rotate.Age(time.Until(i.NotAfter)))
+		fmt.Fprintf(w, "  leaf\t%s\t%s; %s; expires %s (in %s)\n", cand.Leaf.File, i.Subject, orDash(i.SANs()), rotate.Stamp(i.NotAfter), rotate.Age(time.Until(i.NotAfter)))
 		for _, x := range cand.Intermediates {
 			fmt.Fprintf(w, "  intermediate\t%s\t%s\n", x.File, pki.Name(x.Cert.Subject.String()))
 		}
@@ -345,7 +359,7 @@ func runRollback(ctx context.Context, e *env, args []string) int {
 	c := rollbackCmd
 	fs := flags(e, c)
 	cfgPath := fs.String("config", "", "agent config file")
-	bundle := fs.String("bundle", "", "bundle to roll back")
+	bundle := fs.String("bundle", "", "bundle to roll back (default: the config's only bundle)")
 	force := fs.Bool("force", false, "roll back even if the previous generation no longer validates")
 	rest, code, ok := parse(e, fs, args)
 	if !ok {
@@ -354,13 +368,11 @@ func runRollback(ctx context.Context, e *env, args []string) int {
 	if len(rest) > 0 {
 		return usageError(e, c, "unexpected arguments: %s", strings.Join(rest, " "))
 	}
-	if *bundle == "" {
-		return usageError(e, c, "--bundle NAME is required")
-	}
 	cfg, code, ok := loadConfig(e, c, *cfgPath)
 	if !ok {
 		return code
 	}
+	// Without --bundle, the config's only bundle.
 	b, err := cfg.BundleNamed(*bundle)
 	if err != nil {
 		return usageError(e, c, "%v", err)
@@ -369,7 +381,7 @@ func runRollback(ctx context.Context, e *env, args []string) int {
 	if err != nil {
 		return failure(e, c, err)
 	}
-	fmt.Fprintf(e.stdout, "%s: rolled back from %s to %s (installed %s)\n", b.Name, r.From.Name, r.To.Name, r.To.Installed.Format(time.DateTime+" MST"))
+	fmt.Fprintf(e.stdout, "%s: rolled back from %s to %s (installed %s)\n", b.Name, r.From.Name, r.To.Name, rotate.Stamp(r.To.Installed))
 	if r.Refused {
 		fmt.Fprintf(e.stdout, "%s: the certificate rolled away from is refused from the admin host from now on; a newer one is taken as usual\n", b.Name)
 	}
@@ -439,7 +451,7 @@ func printStatus(w io.Writer, r agent.Report) {
 	fmt.Fprintf(w, "bundle %s (%s) in %s: %s: %s\n", st.Name, st.Layout, st.Dir, st.Health, st.HealthText)
 	t := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	if st.Generation != "" {
-		fmt.Fprintf(t, "  generation\t%s, installed %s", st.Generation, st.Installed.Format(time.DateTime+" MST"))
+		fmt.Fprintf(t, "  generation\t%s, installed %s", st.Generation, rotate.Stamp(st.Installed))
 		if st.Source != "" {
 			fmt.Fprintf(t, " (%s)", st.Source)
 		}
@@ -453,7 +465,7 @@ func printStatus(w io.Writer, r agent.Report) {
 		fmt.Fprintf(t, "  SANs\t%s\n", orDash(l.SANs()))
 		fmt.Fprintf(t, "  issuer\t%s\n", l.Issuer)
 		fmt.Fprintf(t, "  serial\t%s\n", l.Serial)
-		fmt.Fprintf(t, "  validity\t%s to %s (%s)\n", l.NotBefore.Format(time.DateTime), l.NotAfter.Format(time.DateTime+" MST"), leftText(st.TimeLeft))
+		fmt.Fprintf(t, "  validity\t%s to %s (%s)\n", rotate.Stamp(l.NotBefore), rotate.Stamp(l.NotAfter), leftText(st.TimeLeft))
 		match := "matches the certificate"
 		if !st.KeyMatch {
 			match = "DOES NOT MATCH the certificate"
@@ -461,7 +473,7 @@ func printStatus(w io.Writer, r agent.Report) {
 		fmt.Fprintf(t, "  key\t%s, %s\n", l.Key, match)
 		fmt.Fprintf(t, "  chain\t%s\n", st.Chain)
 		if !st.RenewAt.IsZero() {
-			fmt.Fprintf(t, "  next renewal\t%s\n", st.RenewAt.UTC().Format(time.DateTime+" MST"))
+			fmt.Fprintf(t, "  next renewal\t%s\n", rotate.Stamp(st.RenewAt))
 		}
 	}
 	for _, ca := range st.CA {
@@ -494,9 +506,9 @@ func printAgent(w io.Writer, a *agent.AgentView) {
 	t := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	switch {
 	case a.Running:
-		fmt.Fprintf(t, "  agent	running (pid %d) since %s\n", a.PID, a.Started.Format(time.DateTime+" MST"))
+		fmt.Fprintf(t, "  agent	running (pid %d) since %s\n", a.PID, rotate.Stamp(a.Started))
 	case !a.Stopped.IsZero():
-		fmt.Fprintf(t, "  agent	stopped at %s (state as it left it)\n", a.Stopped.Format(time.DateTime+" MST"))
+		fmt.Fprintf(t, "  agent	stopped at %s (state as it left it)\n", rotate.Stamp(a.Stopped))
 	default:
 		fmt.Fprintf(t, "  agent	NOT RUNNING: pid %d is gone without a clean stop\n", a.PID)
 	}
@@ -504,7 +516,7 @@ func printAgent(w io.Writer, a *agent.AgentView) {
 		if e == nil {
 			return
 		}
-		fmt.Fprintf(t, "  %s\t%s at %s", label, e.Result, e.Time.Format(time.DateTime+" MST"))
+		fmt.Fprintf(t, "  %s\t%s at %s", label, e.Result, rotate.Stamp(e.Time))
 		if e.Detail != "" {
 			fmt.Fprintf(t, ": %s", e.Detail)
 		}
@@ -517,14 +529,14 @@ func printAgent(w io.Writer, a *agent.AgentView) {
 	ev("last repair", a.LastRepair)
 	ev("last error", a.LastError)
 	if a.RenewalDue {
-		fmt.Fprintf(t, "  renewal\tDUE since %s", a.RenewAt.Format(time.DateTime+" MST"))
+		fmt.Fprintf(t, "  renewal\tDUE since %s", rotate.Stamp(a.RenewAt))
 		if s := a.Source; s != nil && s.NothingNewer > 0 {
 			fmt.Fprintf(t, "; source has nothing newer (%d fetches)", s.NothingNewer)
 		}
 		fmt.Fprintln(t)
 	}
 	if a.ExpiryCritical {
-		fmt.Fprintf(t, "  expiry\tCRITICAL: expires %s and has not been renewed\n", a.NotAfter.Format(time.DateTime+" MST"))
+		fmt.Fprintf(t, "  expiry\tCRITICAL: expires %s and has not been renewed\n", rotate.Stamp(a.NotAfter))
 	}
 	if a.RenewalError != "" {
 		fmt.Fprintf(t, "  renewal\t%s\n", a.RenewalError)
@@ -535,7 +547,7 @@ func printAgent(w io.Writer, a *agent.AgentView) {
 	if s := a.Source; s != nil {
 		next := "none planned (outside the renewal window)"
 		if !s.NextTry.IsZero() {
-			next = s.NextTry.Format(time.DateTime + " MST")
+			next = rotate.Stamp(s.NextTry)
 		}
 		fmt.Fprintf(t, "  source\tnext try %s", next)
 		if s.Failures > 0 {
@@ -566,7 +578,7 @@ func orQ(s string) string {
 }
 
 var checkCmd = &command{name: "check", summary: "one line for monitoring; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN",
-	usage: `Usage: certkeeper check --config FILE
+	usage: `Usage: certkeeper check [--config FILE] [--ack [--bundle NAME]] [--json]
 
 Prints one line, for Nagios, Icinga or a cron job, and exits with its state
 (the worst bundle's):
@@ -581,8 +593,17 @@ Prints one line, for Nagios, Icinga or a cron job, and exits with its state
   3 UNKNOWN   the config can not be read, or the agent's state file can not
               be read
 
-Example:
-  certkeeper check --config /etc/certkeeper/certkeeper.toml || alert
+The line is a Nagios plugin's: "CERTKEEPER WARNING - bundle flocker: …
+| flocker_expiry_seconds=2592000s". A rejected inbox set warns until the
+bundle's live files change (an install, renewal or rollback), its
+directory is removed, or the admin acknowledges it with --ack. The
+package's starter config (node_id still the placeholder) is OK: nothing
+configured yet.
+
+Examples:
+  certkeeper check || alert
+  certkeeper check --ack
+  certkeeper check --json
 `}
 
 func init() { checkCmd.run = runCheck }
@@ -591,6 +612,9 @@ func runCheck(_ context.Context, e *env, args []string) int {
 	c := checkCmd
 	fs := flags(e, c)
 	cfgPath := fs.String("config", "", "agent config file")
+	ack := fs.Bool("ack", false, "acknowledge the rejected inbox sets and failed installs seen so far, then check")
+	bundle := fs.String("bundle", "", "with --ack: only this bundle")
+	asJSON := fs.Bool("json", false, "print JSON (docs/json.md)")
 	rest, code, ok := parse(e, fs, args)
 	if !ok {
 		if code == exitUsage {
@@ -598,37 +622,113 @@ func runCheck(_ context.Context, e *env, args []string) int {
 		}
 		return code
 	}
-	if len(rest) > 0 || *cfgPath == "" {
-		fmt.Fprintln(e.stdout, "UNKNOWN: usage: certkeeper check --config FILE")
+	unknown := func(msg string) int {
+		if *asJSON {
+			writeJSON(e, checkJSON{Health: rotate.Unknown.String(), Exit: int(rotate.Unknown), Text: msg})
+		} else {
+			fmt.Fprintf(e.stdout, "CERTKEEPER UNKNOWN - %s\n", msg)
+		}
 		return int(rotate.Unknown)
+	}
+	if len(rest) > 0 {
+		return unknown("usage: certkeeper check [--config FILE] [--ack [--bundle NAME]] [--json]")
 	}
 	cfg, err := agent.LoadConfig(*cfgPath)
 	if err != nil {
-		fmt.Fprintf(e.stdout, "UNKNOWN: %s\n", oneLine(err))
-		return int(rotate.Unknown)
+		return unknown(oneLine(err))
 	}
-	line, h := checkLine(statuses(cfg))
+	if *ack {
+		if err := agent.Acknowledge(cfg, *bundle, time.Now()); err != nil {
+			return unknown(oneLine(err))
+		}
+	}
+	sts := statuses(cfg)
+	now := time.Now()
+	if *asJSON {
+		writeJSON(e, checkReport(sts, now))
+		_, h := checkLine(sts, now)
+		return int(h)
+	}
+	line, h := checkLine(sts, now)
 	fmt.Fprintln(e.stdout, line)
 	return int(h)
 }
 
-// checkLine summarises bundles in one line, the worst first.
-func checkLine(sts []agent.Report) (string, rotate.Health) {
+// checkJSON is check --json: the same judgement as the line.
+type checkJSON struct {
+	Health  string            `json:"health"`
+	Exit    int               `json:"exit"`
+	Text    string            `json:"text,omitempty"`
+	Bundles []checkBundleJSON `json:"bundles,omitempty"`
+}
+
+type checkBundleJSON struct {
+	Name          string `json:"name"`
+	Health        string `json:"health"`
+	Text          string `json:"text"`
+	ExpirySeconds *int64 `json:"expiry_seconds,omitempty"`
+	NotAfter      string `json:"not_after,omitempty"`
+}
+
+func checkReport(sts []agent.Report, now time.Time) checkJSON {
+	line, h := checkLine(sts, now)
+	out := checkJSON{Health: h.String(), Exit: int(h), Text: line}
+	for _, st := range sts {
+		b := checkBundleJSON{Name: st.Name, Health: st.Health.String(), Text: oneLine(errors.New(st.HealthText))}
+		if st.Leaf != nil {
+			secs := int64(st.Leaf.NotAfter.Sub(now).Seconds())
+			b.ExpirySeconds, b.NotAfter = &secs, st.Leaf.NotAfter.UTC().Format(time.RFC3339)
+		}
+		out.Bundles = append(out.Bundles, b)
+	}
+	return out
+}
+
+func writeJSON(e *env, v any) {
+	enc := json.NewEncoder(e.stdout)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+// checkLine is the Nagios plugin line: "CERTKEEPER STATE - bundle NAME:
+// text; …", worst bundle first, then performance data, each bundle's
+// seconds to expiry.
+func checkLine(sts []agent.Report, now time.Time) (string, rotate.Health) {
 	worst := rotate.OK
 	for _, st := range sts {
 		if st.Health > worst {
 			worst = st.Health
 		}
 	}
-	var parts []string
+	var parts, perf []string
 	for h := rotate.Unknown; h >= rotate.OK; h-- {
 		for _, st := range sts {
 			if st.Health == h {
-				parts = append(parts, fmt.Sprintf("%s %s", st.Name, oneLine(errors.New(st.HealthText))))
+				parts = append(parts, fmt.Sprintf("bundle %s: %s", st.Name, oneLine(errors.New(st.HealthText))))
 			}
 		}
 	}
-	return fmt.Sprintf("%s: %s", worst, strings.Join(parts, "; ")), worst
+	for _, st := range sts {
+		if st.Leaf != nil {
+			perf = append(perf, fmt.Sprintf("%s_expiry_seconds=%ds", perfLabel(st.Name), int64(st.Leaf.NotAfter.Sub(now).Seconds())))
+		}
+	}
+	line := fmt.Sprintf("CERTKEEPER %s - %s", worst, strings.Join(parts, "; "))
+	if len(perf) > 0 {
+		line += " | " + strings.Join(perf, " ")
+	}
+	return line, worst
+}
+
+// perfLabel makes a bundle name a performance data label: no spaces,
+// quotes or equals signs.
+func perfLabel(name string) string {
+	return strings.Map(func(r rune) rune {
+		if r == ' ' || r == '\'' || r == '=' || r == '|' {
+			return '_'
+		}
+		return r
+	}, name)
 }
 
 func oneLine(err error) string { return strings.Join(strings.Fields(err.Error()), " ") }

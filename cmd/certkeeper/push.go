@@ -15,7 +15,7 @@ import (
 )
 
 var pushCmd = &command{name: "push", summary: "send each node its bundle over SSH/SFTP, many nodes at once",
-	usage: `Usage: certkeeper push --inventory FILE --ca-dir DIR [--concurrency N] [--only ID,...] [--install] [--dry-run]
+	usage: `Usage: certkeeper push --inventory FILE [--ca-dir DIR] [--concurrency N] [--only ID,...] [--install] [--dry-run] [--json]
 
 For every node of the inventory, opens one SSH connection (host key checked
 against known_hosts; no option turns that off) and uploads the node's
@@ -44,17 +44,17 @@ A target managed by an agent (it has ..data) is refused with --install.
 Exit 0 when every node succeeded, 1 when any failed, 2 on usage errors.
 
 Examples:
-  certkeeper push --inventory nodes.toml --ca-dir /var/lib/certkeeper/ca
-  certkeeper push --inventory nodes.toml --ca-dir /var/lib/certkeeper/ca --only 8eab4b8d-c0a2-4ce2-80aa-0709277a9a7a
-  certkeeper push --inventory nodes.toml --ca-dir /var/lib/certkeeper/ca --install --dry-run
+  certkeeper push --inventory nodes.toml
+  certkeeper push --inventory nodes.toml --only 8eab4b8d-c0a2-4ce2-80aa-0709277a9a7a
+  certkeeper push --inventory nodes.toml --install --dry-run
 `}
 
 func init() {
-	pushCmd.run = runPush
+	pushCmd.run = withErrors(pushCmd, runPush)
 	register(pushCmd)
 }
 
-func runPush(ctx context.Context, e *env, args []string) int {
+func runPush(ctx context.Context, e *env, args []string) error {
 	c := pushCmd
 	fs := flags(e, c)
 	invPath := fs.String("inventory", "", "inventory TOML file")
@@ -63,54 +63,73 @@ func runPush(ctx context.Context, e *env, args []string) int {
 	only := fs.String("only", "", "comma-separated node ids to push")
 	install := fs.Bool("install", false, "write canonical names and modes into target (no agent on the node)")
 	dryRun := fs.Bool("dry-run", false, "connect and check; write nothing")
-	rest, code, ok := parse(e, fs, args)
-	if !ok {
-		return code
+	asJSON := fs.Bool("json", false, "print one JSON report at the end, no progress (docs/json.md)")
+	rest, err := parseE(e, fs, args)
+	if err != nil {
+		return err
 	}
 	if len(rest) > 0 {
-		return usageError(e, c, "unexpected arguments: %s", strings.Join(rest, " "))
+		return usagef("unexpected arguments: %s", strings.Join(rest, " "))
 	}
 	if *invPath == "" || *caDir == "" {
-		return usageError(e, c, "--inventory FILE and --ca-dir DIR are required")
+		return usagef("--inventory FILE and --ca-dir DIR are required")
 	}
 	if *concurrency < 1 || *concurrency > 1024 {
-		return usageError(e, c, "--concurrency must be between 1 and 1024")
+		return usagef("--concurrency must be between 1 and 1024")
 	}
-	_, nodes, code, ok := loadInventory(e, c, *invPath, *only)
-	if !ok {
-		return code
+	_, nodes, err := loadInventory(*invPath, *only)
+	if err != nil {
+		return err
 	}
 	dir, err := distribute.ExpandHome(*caDir)
 	if err != nil {
-		return usageError(e, c, "%v", err)
+		return usagef("%v", err)
 	}
-	p := newProgress(e.stdout, len(nodes))
+	p := newProgress(e.stdout, e.stderr, len(nodes))
+	done := p.done
+	if *asJSON {
+		done = nil
+	}
 	start := time.Now()
 	results := distribute.Push(ctx, nodes, distribute.PushOptions{
-		CADir: dir, Install: *install, DryRun: *dryRun, Concurrency: *concurrency, Done: p.done,
+		CADir: dir, Install: *install, DryRun: *dryRun, Concurrency: *concurrency, Done: done,
 	})
+	if *asJSON {
+		rep := pushReport(results, *dryRun, time.Since(start))
+		writeJSON(e, rep)
+		if rep.Failed > 0 {
+			return exitError(exitFailure)
+		}
+		return nil
+	}
 	p.finish()
-	failed := printPushTable(e.stdout, results, *dryRun)
+	// What worked on stdout; what failed, and the summary of a run that
+	// failed, on stderr.
+	failed := printPushTable(e.stdout, e.stderr, results, *dryRun)
 	verb := "pushed"
 	if *dryRun {
 		verb = "checked (dry run, nothing written)"
 	}
-	fmt.Fprintf(e.stdout, "%d node(s) %s in %s: %d ok, %d failed\n", len(results), verb, time.Since(start).Round(time.Millisecond), len(results)-failed, failed)
+	summary := e.stdout
 	if failed > 0 {
-		return exitFailure
+		summary = e.stderr
 	}
-	return exitOK
+	fmt.Fprintf(summary, "%d node(s) %s in %s: %d ok, %d failed\n", len(results), verb, time.Since(start).Round(time.Millisecond), len(results)-failed, failed)
+	if failed > 0 {
+		return exitError(exitFailure)
+	}
+	return nil
 }
 
 // progress shows a bar on a terminal and one line per node otherwise.
 type progress struct {
-	w              io.Writer
+	w, errw        io.Writer
 	tty            bool
 	total, n, fail int
 }
 
-func newProgress(w io.Writer, total int) *progress {
-	p := &progress{w: w, total: total}
+func newProgress(w, errw io.Writer, total int) *progress {
+	p := &progress{w: w, errw: errw, total: total}
 	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		p.tty = true
 		p.draw()
@@ -128,7 +147,7 @@ func (p *progress) done(r distribute.NodeResult) {
 		return
 	}
 	if r.Err != nil {
-		fmt.Fprintf(p.w, "[%d/%d] %s: FAILED: %s\n", p.n, p.total, r.Node.ID, oneLine(r.Err))
+		fmt.Fprintf(p.errw, "[%d/%d] %s: FAILED: %s\n", p.n, p.total, r.Node.ID, oneLine(r.Err))
 		return
 	}
 	fmt.Fprintf(p.w, "[%d/%d] %s: ok (%s)\n", p.n, p.total, r.Node.ID, r.Took.Round(time.Millisecond))
@@ -149,18 +168,27 @@ func (p *progress) finish() {
 	}
 }
 
-// printPushTable prints one row per node and returns how many failed.
-func printPushTable(w io.Writer, results []distribute.NodeResult, dryRun bool) int {
+// printPushTable prints one row per node, those that failed in a table
+// of their own on errw, and returns how many failed.
+func printPushTable(w, errw io.Writer, results []distribute.NodeResult, dryRun bool) int {
 	t := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(t, "NODE\tADDRESS\tRESULT\tTIME\tDETAIL")
+	ft := tabwriter.NewWriter(errw, 0, 0, 2, ' ', 0)
+	okRows := 0
 	failed := 0
 	for _, r := range results {
 		hp, _ := r.Node.SSH.HostPort()
 		if r.Err != nil {
+			if failed == 0 {
+				fmt.Fprintln(ft, "NODE\tADDRESS\tRESULT\tTIME\tDETAIL")
+			}
 			failed++
-			fmt.Fprintf(t, "%s\t%s\tFAILED\t%s\t%s\n", r.Node.ID, hp, r.Took.Round(time.Millisecond), oneLine(r.Err))
+			fmt.Fprintf(ft, "%s\t%s\tFAILED\t%s\t%s\n", r.Node.ID, hp, r.Took.Round(time.Millisecond), oneLine(r.Err))
 			continue
 		}
+		if okRows == 0 {
+			fmt.Fprintln(t, "NODE\tADDRESS\tRESULT\tTIME\tDETAIL")
+		}
+		okRows++
 		what := "wrote"
 		if dryRun {
 			what = "would write"
@@ -168,15 +196,50 @@ func printPushTable(w io.Writer, results []distribute.NodeResult, dryRun bool) i
 		fmt.Fprintf(t, "%s\t%s\tok\t%s\t%s %s into %s\n", r.Node.ID, hp, r.Took.Round(time.Millisecond), what, strings.Join(r.Files, ", "), r.Node.Dir)
 	}
 	t.Flush()
+	ft.Flush()
 	return failed
+}
+
+type pushJSON struct {
+	DryRun bool           `json:"dry_run"`
+	OK     int            `json:"ok"`
+	Failed int            `json:"failed"`
+	TookMS int64          `json:"took_ms"`
+	Nodes  []pushNodeJSON `json:"nodes"`
+}
+
+type pushNodeJSON struct {
+	ID      string   `json:"id"`
+	Address string   `json:"address"`
+	Result  string   `json:"result"` // "ok" or "failed"
+	Error   string   `json:"error,omitempty"`
+	Files   []string `json:"files,omitempty"`
+	Dir     string   `json:"dir"`
+	TookMS  int64    `json:"took_ms"`
+}
+
+func pushReport(results []distribute.NodeResult, dryRun bool, took time.Duration) pushJSON {
+	out := pushJSON{DryRun: dryRun, TookMS: took.Milliseconds(), Nodes: []pushNodeJSON{}}
+	for _, r := range results {
+		hp, _ := r.Node.SSH.HostPort()
+		n := pushNodeJSON{ID: r.Node.ID, Address: hp, Result: "ok", Files: r.Files, Dir: r.Node.Dir, TookMS: r.Took.Milliseconds()}
+		if r.Err != nil {
+			n.Result, n.Error, n.Files = "failed", oneLine(r.Err), nil
+			out.Failed++
+		} else {
+			out.OK++
+		}
+		out.Nodes = append(out.Nodes, n)
+	}
+	return out
 }
 
 // loadInventory reads the inventory and picks the nodes named in only, a
 // comma-separated list of ids (all of them when empty).
-func loadInventory(e *env, c *command, path, only string) (*distribute.Inventory, []distribute.Node, int, bool) {
+func loadInventory(path, only string) (*distribute.Inventory, []distribute.Node, error) {
 	inv, err := distribute.LoadInventory(path)
 	if err != nil {
-		return nil, nil, failure(e, c, err), false
+		return nil, nil, err
 	}
 	var ids []string
 	for _, id := range strings.Split(only, ",") {
@@ -186,7 +249,7 @@ func loadInventory(e *env, c *command, path, only string) (*distribute.Inventory
 	}
 	nodes, err := inv.Select(ids)
 	if err != nil {
-		return nil, nil, usageError(e, c, "%v", err), false
+		return nil, nil, usagef("%v", err)
 	}
-	return inv, nodes, 0, true
+	return inv, nodes, nil
 }

@@ -39,61 +39,61 @@ status exits 0 when the agent runs, 3 when it is stopped or not installed.
   --dry-run       with install: print, change nothing
 
 Examples:
-  certkeeper service install --config /etc/certkeeper/certkeeper.toml
-  certkeeper service install --dry-run --config /etc/certkeeper/certkeeper.toml
+  certkeeper service install
+  certkeeper service install --dry-run
   certkeeper service start
   certkeeper service status
   certkeeper service install --config C:\ProgramData\certkeeper\certkeeper.toml
 `}
 
 func init() {
-	serviceCmd.run = runService
+	serviceCmd.run = withErrors(serviceCmd, runService)
 	register(serviceCmd)
 }
 
 // exitNotRunning is LSB's "program is not running" for status.
 const exitNotRunning = 3
 
-func runService(_ context.Context, e *env, args []string) int {
+func runService(_ context.Context, e *env, args []string) error {
 	c := serviceCmd
 	fs := flags(e, c)
 	config := fs.String("config", platform.DefaultConfigPath(), "the agent's config file")
 	dryRun := fs.Bool("dry-run", false, "install: print what would be registered (the systemd unit), change nothing")
-	pos, code, ok := parse(e, fs, args)
-	if !ok {
-		return code
+	pos, err := parseE(e, fs, args)
+	if err != nil {
+		return err
 	}
 	if len(pos) != 1 {
-		return usageError(e, c, "give one action: install, uninstall, start, stop, restart or status")
+		return usagef("give one action: install, uninstall, start, stop, restart or status")
 	}
 	action := pos[0]
 	switch action {
 	case "install", "uninstall", "start", "stop", "restart", "status":
 	default:
-		return usageError(e, c, "unknown action %q; one of install, uninstall, start, stop, restart, status", action)
+		return usagef("unknown action %q; one of install, uninstall, start, stop, restart, status", action)
 	}
 	path, err := filepath.Abs(*config)
 	if err != nil {
-		return failure(e, c, err)
+		return err
 	}
 	spec, err := serviceSpec(action, path)
 	if err != nil {
-		return failure(e, c, err)
+		return err
 	}
 	if *dryRun {
 		if action != "install" {
-			return usageError(e, c, "--dry-run goes with install")
+			return usagef("--dry-run goes with install")
 		}
 		preview, err := spec.Preview(runtime.GOOS)
 		if err != nil {
-			return failure(e, c, err)
+			return err
 		}
 		fmt.Fprint(e.stdout, preview)
-		return exitOK
+		return nil
 	}
 	svc, err := platform.OpenService(spec)
 	if err != nil {
-		return failure(e, c, err)
+		return err
 	}
 	switch action {
 	case "install":
@@ -109,16 +109,19 @@ func runService(_ context.Context, e *env, args []string) int {
 	case "status":
 		st, err := svc.Status()
 		if err != nil {
-			return failure(e, c, err)
+			return err
 		}
 		fmt.Fprintf(e.stdout, "%s: %s (%s)\n", spec.Name, st, svc.System())
 		if st != platform.ServiceRunning {
-			return exitNotRunning
+			return exitError(exitNotRunning)
 		}
-		return exitOK
+		return nil
 	}
 	if err != nil {
-		return failure(e, c, err)
+		return err
+	}
+	for _, w := range svc.Warnings {
+		fmt.Fprintf(e.stderr, "certkeeper %s: warning: %s\n", c.name, w)
 	}
 	switch action {
 	case "install":
@@ -127,7 +130,7 @@ func runService(_ context.Context, e *env, args []string) int {
 	default:
 		fmt.Fprintf(e.stdout, "%s: %s done (%s)\n", spec.Name, action, svc.System())
 	}
-	return exitOK
+	return nil
 }
 
 // serviceSpec is what the service manager is told for action. Every action

@@ -6,11 +6,13 @@ import (
 	"testing"
 
 	"github.com/certkeeper/certkeeper/agent"
+	"github.com/certkeeper/certkeeper/internal/testenv"
 )
 
 // Where no supported service manager runs (this container: no systemd as
 // PID 1), install says so and what to do instead, and changes nothing.
 func TestServiceInstallWithoutAServiceManager(t *testing.T) {
+	testenv.NeedUnix(t, "a machine without a service manager (Windows always has one)")
 	if _, err := os.Stat("/run/systemd/system"); err == nil {
 		t.Skip("systemd runs here; this test is for machines without a service manager")
 	}
@@ -61,6 +63,7 @@ func TestServiceInstallRefusesAPathTheSandboxHides(t *testing.T) {
 
 // The config the packages install loads with the real loader.
 func TestPackagedConfigLoads(t *testing.T) {
+	testenv.NeedUnixPaths(t)
 	c, err := agent.LoadConfig("../../packaging/certkeeper.toml")
 	if err != nil {
 		t.Fatal(err)

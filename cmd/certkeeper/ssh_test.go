@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,6 +11,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/certkeeper/certkeeper/internal/testenv"
 	"github.com/certkeeper/certkeeper/internal/testpki"
 	"github.com/certkeeper/certkeeper/internal/testsshd"
 )
@@ -182,10 +184,25 @@ target = %q
 	if r.code != 1 {
 		t.Fatalf("one node failed: want exit 1, got %+v", r)
 	}
-	for _, want := range []string{"] n-a: ok (", "] n-b: FAILED: ", "NODE", "RESULT", "n-a  ", "wrote cluster.crt, node.crt, node.key into", "does not exist on the node", "2 node(s) pushed in", "1 ok, 1 failed"} {
+	// What worked on stdout; what failed, and the summary, on stderr.
+	for _, want := range []string{"] n-a: ok (", "NODE", "RESULT", "n-a  ", "wrote cluster.crt, node.crt, node.key into"} {
 		if !strings.Contains(r.stdout, want) {
-			t.Errorf("output lacks %q:\n%s", want, r.stdout)
+			t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
 		}
+	}
+	for _, want := range []string{"] n-b: FAILED: ", "NODE", "n-b  ", "does not exist on the node", "2 node(s) pushed in", "1 ok, 1 failed"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	if strings.Contains(r.stdout, "FAILED") {
+		t.Errorf("a failure on stdout:\n%s", r.stdout)
+	}
+	// --json: one report, the same judgement.
+	r = certkeeper(t, "push", "--inventory", inv, "--ca-dir", caDir, "--json")
+	var rep pushJSON
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || r.code != 1 || rep.OK != 1 || rep.Failed != 1 || len(rep.Nodes) != 2 {
+		t.Errorf("push --json: %v %+v", err, r)
 	}
 	if _, err := os.Stat(filepath.Join(a.Dir, "inbox", "node.key")); err != nil {
 		t.Error(err)
@@ -197,12 +214,18 @@ target = %q
 	if r := certkeeper(t, "push", "--inventory", inv, "--ca-dir", caDir, "--only", "n-z"); r.code != 2 {
 		t.Fatalf("--only unknown: %+v", r)
 	}
-	if r := certkeeper(t, "push", "--inventory", inv); r.code != 2 {
+	if r := certkeeper(t, "push", "--ca-dir", caDir); r.code != 2 {
 		t.Fatalf("usage: %+v", r)
+	}
+	// Without --ca-dir, push reads $CERTKEEPER_CA_DIR (else
+	// /var/lib/certkeeper/ca) and says where it looked.
+	if r := certkeeperEnv(t, []string{"CERTKEEPER_CA_DIR=/nonexistent-ca"}, "push", "--inventory", inv); r.code != 1 || !strings.Contains(r.stdout+r.stderr, "/nonexistent-ca/nodes/n-a") {
+		t.Fatalf("push with the default CA dir: %+v", r)
 	}
 }
 
 func TestSSHDConfigCommandPrintsMatchBlocksAndKeys(t *testing.T) {
+	testenv.NeedUnix(t, "sshd")
 	key := testsshd.NewKey(t, t.TempDir(), "id", "ed25519")
 	inv := testpki.WriteFile(t, t.TempDir(), "nodes.toml", []byte(fmt.Sprintf(`[defaults]
 user = "root"
@@ -233,14 +256,15 @@ public_key = %q
 	if want := "# /etc/ssh/certkeeper/authorized_keys/node-8eab (root:root 0644)\nrestrict " + key.AuthorizedLine() + " certkeeper-node:8eab4b8d-c0a2-4ce2-80aa-0709277a9a7a\n"; r.code != 0 || r.stdout != want {
 		t.Errorf("authorized keys:\n%s\nwant\n%s", r.stdout, want)
 	}
-	if r := certkeeper(t, "sshd-config", "--inventory", inv, "--sync"); r.code != 2 {
-		t.Errorf("--sync without --ca-dir: %+v", r)
+	if r := certkeeperEnv(t, []string{"CERTKEEPER_CA_DIR=/nonexistent-ca"}, "sshd-config", "--inventory", inv, "--sync"); r.code == 0 {
+		t.Errorf("--sync with a CA dir that does not exist: %+v", r)
 	}
 }
 
 // An inventory id `ca sign` would refuse is refused when the inventory
 // loads, so sshd-config never prints a forced command that can not work.
 func TestSSHDConfigRefusesAnIDTheCARefuses(t *testing.T) {
+	testenv.NeedUnix(t, "sshd")
 	key := testsshd.NewKey(t, t.TempDir(), "id", "ed25519")
 	inv := testpki.WriteFile(t, t.TempDir(), "nodes.toml", []byte(fmt.Sprintf(`[defaults]
 user = "root"

@@ -60,16 +60,16 @@ Create the accounts first, once (the fragment shows the command for each):
 Examples:
   certkeeper sshd-config --inventory nodes.toml > /etc/ssh/sshd_config.d/certkeeper.conf
   certkeeper sshd-config --inventory nodes.toml --authorized-keys
-  certkeeper sshd-config --inventory nodes.toml --sync --ca-dir /var/lib/certkeeper/ca
-  certkeeper sshd-config --inventory nodes.toml --authorized-keys --ca-dir /var/lib/certkeeper/ca
+  certkeeper sshd-config --inventory nodes.toml --sync
+  certkeeper sshd-config --inventory nodes.toml --authorized-keys
 `}
 
 func init() {
-	sshdConfigCmd.run = runSSHDConfig
+	sshdConfigCmd.run = withErrors(sshdConfigCmd, runSSHDConfig)
 	register(sshdConfigCmd)
 }
 
-func runSSHDConfig(_ context.Context, e *env, args []string) int {
+func runSSHDConfig(_ context.Context, e *env, args []string) error {
 	c := sshdConfigCmd
 	fs := flags(e, c)
 	invPath := fs.String("inventory", "", "inventory TOML file")
@@ -81,33 +81,33 @@ func runSSHDConfig(_ context.Context, e *env, args []string) int {
 	caAccount := fs.String("ca-account", distribute.DefaultCAAccount, "the CA's account, which CSR nodes log in to")
 	bin := fs.String("certkeeper", distribute.DefaultCertkeeper, "the certkeeper binary the forced command runs")
 	only := fs.String("only", "", "comma-separated node ids")
-	rest, code, ok := parse(e, fs, args)
-	if !ok {
-		return code
+	rest, err := parseE(e, fs, args)
+	if err != nil {
+		return err
 	}
 	if len(rest) > 0 {
-		return usageError(e, c, "unexpected arguments: %s", strings.Join(rest, " "))
+		return usagef("unexpected arguments: %s", strings.Join(rest, " "))
 	}
 	if *invPath == "" {
-		return usageError(e, c, "--inventory FILE is required")
+		return usagef("--inventory FILE is required")
 	}
 	if *authKeys && *sync {
-		return usageError(e, c, "--authorized-keys and --sync do different things; give one")
+		return usagef("--authorized-keys and --sync do different things; give one")
 	}
 	if *sync && *caDir == "" {
-		return usageError(e, c, "--sync needs --ca-dir DIR, the CA directory to copy bundles from")
+		return usagef("--sync needs --ca-dir DIR, the CA directory to copy bundles from")
 	}
 	for _, d := range []string{*chroot, *keys} {
 		if !filepath.IsAbs(d) {
-			return usageError(e, c, "%q must be an absolute path", d)
+			return usagef("%q must be an absolute path", d)
 		}
 	}
-	inv, nodes, code, ok := loadInventory(e, c, *invPath, *only)
-	if !ok {
-		return code
+	inv, nodes, err := loadInventory(*invPath, *only)
+	if err != nil {
+		return err
 	}
 	if !filepath.IsAbs(*bin) {
-		return usageError(e, c, "--certkeeper %q must be an absolute path (sshd runs the forced command without a PATH you control)", *bin)
+		return usagef("--certkeeper %q must be an absolute path (sshd runs the forced command without a PATH you control)", *bin)
 	}
 	dir := ""
 	if *caDir != "" {
@@ -116,37 +116,18 @@ func runSSHDConfig(_ context.Context, e *env, args []string) int {
 			d, err = filepath.Abs(d)
 		}
 		if err != nil {
-			return usageError(e, c, "%v", err)
+			return usagef("%v", err)
 		}
 		dir = d
 	}
 	o := distribute.SSHDOptions{ChrootDir: *chroot, KeysDir: *keys, CAAccount: *caAccount, CADir: dir, Certkeeper: *bin}
 	switch {
 	case *authKeys:
-		var csr []distribute.Node
-		for _, n := range nodes {
-			if n.SendsCSR() {
-				csr = append(csr, n)
-			}
-			if !n.Pulls() {
-				continue
-			}
-			line, err := distribute.AuthorizedKeysLine(n)
-			if err != nil {
-				return failure(e, c, err)
-			}
-			fmt.Fprintf(e.stdout, "# %s (root:root 0644)\n%s\n", filepath.Join(*keys, n.Account), line)
+		text, err := distribute.AuthorizedKeysFiles(nodes, o)
+		if err != nil {
+			return err
 		}
-		if len(csr) > 0 {
-			fmt.Fprintf(e.stdout, "# %s (root:root 0644): the CA account; one line per node in CSR mode\n", filepath.Join(*keys, *caAccount))
-			for _, n := range csr {
-				line, err := distribute.SignKeysLine(n, o)
-				if err != nil {
-					return failure(e, c, err)
-				}
-				fmt.Fprintln(e.stdout, line)
-			}
-		}
+		fmt.Fprint(e.stdout, text)
 	case *sync:
 		res, err := distribute.SyncChroots(nodes, dir, o)
 		for _, r := range res {
@@ -157,11 +138,11 @@ func runSSHDConfig(_ context.Context, e *env, args []string) int {
 			fmt.Fprintf(e.stdout, "%s: %s: %s (%s); authorized_keys %s\n", r.Node.ID, o.ChrootOf(r.Node), strings.Join(r.Files, ", "), state, filepath.Join(*keys, r.Node.Account))
 		}
 		if err != nil {
-			return failure(e, c, err)
+			return err
 		}
 		path, n, changed, err := distribute.SyncSignKeys(inv.Nodes, o)
 		if err != nil {
-			return failure(e, c, err)
+			return err
 		}
 		if path != "" {
 			state := "unchanged"
@@ -175,10 +156,10 @@ func runSSHDConfig(_ context.Context, e *env, args []string) int {
 			fmt.Fprintf(e.stderr, "certkeeper %s: warning: %s: no node of the inventory pulls through it (a node removed, or switched to csr mode); its key may still log in and read its old bundle. Remove it: %s\n", c.name, s.Path, s.Remove)
 		}
 		if err != nil {
-			return failure(e, c, err)
+			return err
 		}
 	default:
 		fmt.Fprint(e.stdout, distribute.SSHDConfig(nodes, o))
 	}
-	return exitOK
+	return nil
 }

@@ -4,6 +4,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/certkeeper/certkeeper/internal/testenv"
 )
 
 // OpenSSL runs the real openssl binary in dir and returns its combined
@@ -12,6 +14,7 @@ import (
 // scripts/test installs it.
 func OpenSSL(t testing.TB, dir string, args ...string) string {
 	t.Helper()
+	testenv.NeedUnix(t, "openssl")
 	out, err := OpenSSLErr(dir, args...)
 	if err != nil {
 		t.Fatalf("openssl %s: %v\n%s", strings.Join(args, " "), err, out)

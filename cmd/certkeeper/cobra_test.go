@@ -1,0 +1,126 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// certkeeperEnv runs the binary with extra environment variables.
+func certkeeperEnv(t *testing.T, envv []string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), envv...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return result{code, o.String(), e.String()}
+}
+
+// A mistyped command or flag: exit 2, a suggestion, a pointer to --help,
+// and no wall of usage.
+func TestMistakesSuggestAndStayShort(t *testing.T) {
+	cases := []struct {
+		args []string
+		want string
+		code int
+	}{
+		{[]string{"verfy"}, "Did you mean verify?", 0},
+		{[]string{"install", "--confg", "x"}, "Did you mean --config?", 0},
+		{[]string{"check", "--conf", "x"}, "Did you mean --config?", 3}, // check's usage errors are UNKNOWN
+		{[]string{"ca", "isue"}, "Did you mean issue?", 0},
+		{[]string{"ca", "issue", "--dsn", "x", "node", "a"}, "Did you mean --dns?", 0},
+	}
+	for _, c := range cases {
+		r := certkeeper(t, c.args...)
+		if c.code == 0 {
+			c.code = exitUsage
+		}
+		if r.code != c.code || !strings.Contains(r.stderr, c.want) || r.stdout != "" {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 2 and %q", c.args, r.code, r.stdout, r.stderr, c.want)
+		}
+		if len(r.stderr) > 300 || !strings.Contains(r.stderr, "--help` for usage") {
+			t.Errorf("%v: the error is %d bytes, or has no pointer to --help:\n%s", c.args, len(r.stderr), r.stderr)
+		}
+	}
+}
+
+// Help shows flags one way, --config, never Go's -config; the old
+// single-dash spelling is still accepted.
+func TestOneFlagStyle(t *testing.T) {
+	r := certkeeper(t, "status", "--help")
+	if r.code != 0 || !strings.Contains(r.stdout, "--config string") || strings.Contains(r.stdout, "\n  -config") {
+		t.Fatalf("status --help: %+v", r)
+	}
+	if !strings.Contains(r.stdout, `(default "/etc/certkeeper/certkeeper.toml")`) {
+		t.Errorf("status --help does not show the default config:\n%s", r.stdout)
+	}
+	if r := certkeeper(t, "check", "-config", "/nonexistent.toml"); r.code != 3 || !strings.Contains(r.stdout+r.stderr, "nonexistent") {
+		t.Errorf("check -config: %+v", r)
+	}
+}
+
+// --config and --dir default to the environment, then to the FHS paths.
+func TestDefaultsFromEnvironment(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ca")
+	if r := certkeeperEnv(t, []string{"CERTKEEPER_CA_DIR=" + dir}, "ca", "init", "--name", "envcluster"); r.code != 0 {
+		t.Fatalf("ca init with CERTKEEPER_CA_DIR: %+v", r)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "cluster.crt")); err != nil {
+		t.Fatalf("ca init did not use CERTKEEPER_CA_DIR: %v", err)
+	}
+	if r := certkeeperEnv(t, []string{"CERTKEEPER_CA_DIR=" + dir}, "ca", "list"); r.code != 0 {
+		t.Fatalf("ca list with CERTKEEPER_CA_DIR: %+v", r)
+	}
+	if r := certkeeperEnv(t, []string{"CERTKEEPER_CA_DIR=/nonexistent-ca"}, "ca", "list"); r.code != 1 || !strings.Contains(r.stderr, "/nonexistent-ca") {
+		t.Fatalf("ca list names the CA dir it looked in: %+v", r)
+	}
+	if r := certkeeperEnv(t, []string{"CERTKEEPER_CONFIG=/nonexistent-env.toml"}, "status"); r.code != 1 || !strings.Contains(r.stderr, "/nonexistent-env.toml") {
+		t.Fatalf("status with CERTKEEPER_CONFIG: %+v", r)
+	}
+	if r := certkeeperEnv(t, []string{"CERTKEEPER_CONFIG="}, "status"); !strings.Contains(r.stderr, "/etc/certkeeper/certkeeper.toml") && r.code != 0 {
+		t.Fatalf("status without config: %+v", r)
+	}
+}
+
+// certkeeper completion SHELL prints a script; gendocs writes man pages
+// for every command and the three completion scripts.
+func TestCompletionAndGendocs(t *testing.T) {
+	for _, sh := range []string{"bash", "zsh", "fish"} {
+		if r := certkeeper(t, "completion", sh); r.code != 0 || !strings.Contains(r.stdout, "certkeeper") {
+			t.Errorf("completion %s: exit %d, %d bytes", sh, r.code, len(r.stdout))
+		}
+	}
+	if r := certkeeper(t, "completion"); r.code != exitUsage || !strings.Contains(r.stderr, "give a shell") {
+		t.Errorf("completion without a shell: %+v", r)
+	}
+	dir := t.TempDir()
+	if r := certkeeper(t, "gendocs", dir); r.code != 0 {
+		t.Fatalf("gendocs: %+v", r)
+	}
+	for _, f := range []string{"man1/certkeeper.1", "man1/certkeeper-install.1", "man1/certkeeper-ca-issue.1", "completion/certkeeper.bash", "completion/_certkeeper", "completion/certkeeper.fish"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("gendocs did not write %s", f)
+		}
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "man1/certkeeper-install.1"))
+	if !strings.Contains(string(b), "config") {
+		t.Errorf("certkeeper-install(1) does not list --config:\n%s", b)
+	}
+	// Completion knows the commands and a command's flags.
+	if r := certkeeper(t, "__complete", "ver"); !strings.Contains(r.stdout, "verify") || !strings.Contains(r.stdout, "version") {
+		t.Errorf("__complete ver: %+v", r)
+	}
+	if r := certkeeper(t, "__complete", "status", "--"); !strings.Contains(r.stdout, "--config") {
+		t.Errorf("__complete status --: %+v", r)
+	}
+}
