@@ -38,6 +38,9 @@ type Config struct {
 	MetricsListen   string   `toml:"metrics_listen"`
 	MetricsTextfile string   `toml:"metrics_textfile"`
 	RescanInterval  Duration `toml:"rescan_interval"`
+	// CAExpiryWarn is the share of the cluster CA's lifetime left at
+	// which check warns ("20%", the default; "0%" turns it off).
+	CAExpiryWarn string `toml:"ca_expiry_warn"`
 	// Sources are the admin hosts, from [source] (one) or [[source]]
 	// (several, tried in order); Source is the first, nil when none.
 	Sources sourceList    `toml:"source"`
@@ -129,6 +132,7 @@ type Bundle struct {
 	CertFile *string           `toml:"cert_file"`
 	KeyFile  *string           `toml:"key_file"`
 	EnvFile  *string           `toml:"env_file"`
+	CRLFile  *string           `toml:"crl_file"`
 	Env      map[string]string `toml:"env"`
 	DirMode  *FileMode         `toml:"dir_mode"`
 	CertMode *FileMode         `toml:"cert_mode"`
@@ -166,6 +170,8 @@ type Bundle struct {
 	Resolved rotate.Layout `toml:"-"`
 	stateDir string
 	Owners   platform.Owner `toml:"-"`
+	// caWarnShare is the config's ca_expiry_warn (-1: off).
+	caWarnShare float64
 }
 
 // Reload is one action run after the bundle changed. Exactly one of
@@ -459,6 +465,17 @@ func (c *Config) resolve() error {
 	if c.RescanInterval.Duration < time.Second {
 		return bad("rescan_interval", toml.Key{"rescan_interval"}, "%s is too short; at least 1s", c.RescanInterval)
 	}
+	caWarn := rotate.DefaultCAWarnShare
+	if c.CAExpiryWarn != "" {
+		f, err := rotate.ParseShare(c.CAExpiryWarn)
+		if err != nil {
+			return bad("ca_expiry_warn", toml.Key{"ca_expiry_warn"}, "%v", err)
+		}
+		caWarn = f
+		if f == 0 {
+			caWarn = -1
+		}
+	}
 	switch c.LogFormat {
 	case "", "human", "text", "json":
 	default:
@@ -529,7 +546,7 @@ func (c *Config) resolve() error {
 		if b.Layout == "" {
 			return bad(key("layout"), toml.Key{"bundle", "layout"}, "missing: one of %s", strings.Join(rotate.Presets(), ", "))
 		}
-		o := rotate.Overrides{CAFile: b.CAFile, CertFile: b.CertFile, KeyFile: b.KeyFile, EnvFile: b.EnvFile, Env: b.Env,
+		o := rotate.Overrides{CAFile: b.CAFile, CertFile: b.CertFile, KeyFile: b.KeyFile, EnvFile: b.EnvFile, CRLFile: b.CRLFile, Env: b.Env,
 			Owner: b.Owner, Group: b.Group}
 		if b.Usage != nil {
 			u, err := pki.ParseUsage(b.Usage)
@@ -571,6 +588,7 @@ func (c *Config) resolve() error {
 		}
 		dirs[l.Dir] = b.Name
 		b.stateDir = c.StateDir
+		b.caWarnShare = caWarn
 		if b.Inbox == "" {
 			b.Inbox = filepath.Join(c.StateDir, "inbox", b.Name)
 		}
@@ -726,7 +744,7 @@ func (b *Bundle) Renewal() rotate.RenewalPolicy {
 // Spec is what rotate needs to manage the bundle.
 func (b *Bundle) Spec() rotate.Spec {
 	return rotate.Spec{Name: b.Name, Layout: b.Resolved, NodeID: b.NodeID, AllowCAChange: b.AllowCAChange,
-		Keep: b.Keep, Owner: b.Owners, Renewal: b.Renewal()}
+		Keep: b.Keep, Owner: b.Owners, Renewal: b.Renewal(), CAWarnShare: b.caWarnShare}
 }
 
 func (r *Reload) check() error {

@@ -150,11 +150,15 @@ func alreadyLive(inputs []rotate.Input, live map[string][]byte) bool {
 		return false
 	}
 	certs := map[string]bool{}
+	crls := map[string]bool{}
 	var keys []*pki.Key
 	for _, data := range live {
 		if p, err := pki.Parse(data); err == nil {
 			for _, c := range p.Certificates {
 				certs[pki.Fingerprint(c)] = true
+			}
+			for _, c := range p.CRLs {
+				crls[string(c.Raw)] = true
 			}
 			keys = append(keys, p.Keys...)
 		}
@@ -166,6 +170,11 @@ func alreadyLive(inputs []rotate.Input, live map[string][]byte) bool {
 		}
 		for _, c := range p.Certificates {
 			if !certs[pki.Fingerprint(c)] {
+				return false
+			}
+		}
+		for _, c := range p.CRLs {
+			if !crls[string(c.Raw)] {
 				return false
 			}
 		}

@@ -1,6 +1,7 @@
 package authority
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/rand"
@@ -271,6 +272,17 @@ func TestRevokeAndCRL(t *testing.T) {
 	crl, err := x509.ParseRevocationList(b.Bytes)
 	if err != nil || crl.CheckSignatureFrom(a.Cert) != nil || len(crl.RevokedCertificateEntries) != 3 {
 		t.Fatalf("published CRL: %v", err)
+	}
+	// Every node's publish directory holds the same CRL, so a push or
+	// pull carries it with the bundle.
+	for _, id := range a.publishedNodes() {
+		got, err := os.ReadFile(filepath.Join(a.path(NodesDir), id, CRLFile))
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("nodes/%s/%s is not the published CRL: %v", id, CRLFile, err)
+		}
+	}
+	if len(a.publishedNodes()) == 0 {
+		t.Fatal("no node directories to carry the CRL")
 	}
 	// A revoked node is not renewed, not signed for, and needs --force.
 	if _, err := a.Issue(context.Background(), nodes(t, "node-1"), IssueOptions{}); err == nil || !strings.Contains(err.Error(), "was revoked") {

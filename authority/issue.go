@@ -327,6 +327,7 @@ func (a *Authority) commit(jobs []*job, now time.Time) error {
 	}
 	var files []pubFile
 	caPEM := a.CACertPEM()
+	crlPEM := a.currentCRL()
 	for _, j := range jobs {
 		if j.err != nil {
 			continue
@@ -343,6 +344,9 @@ func (a *Authority) commit(jobs []*job, now time.Time) error {
 			pubFile{path.Join(dir, keyName), keyPEM, keyMode},
 			pubFile{path.Join(dir, CertFile), caPEM, certMode},
 		)
+		if crlPEM != nil {
+			files = append(files, pubFile{path.Join(dir, CRLFile), crlPEM, certMode})
+		}
 	}
 	failed, err := publishEach(a.Dir, files)
 	for _, j := range jobs {

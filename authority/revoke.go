@@ -1,15 +1,20 @@
 package authority
 
 import (
+	"crypto/x509"
 	"encoding/pem"
 	"fmt"
 	"math/big"
+	"os"
+	"path"
 	"sort"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/certkeeper/certkeeper/pki"
+	"github.com/certkeeper/certkeeper/rotate"
 )
 
 // RevokeResult is what ca revoke did.
@@ -114,6 +119,35 @@ func reasonOK(code int) (string, bool) {
 	return "", false
 }
 
+// publishedNodes lists the node directories under nodes/ (real
+// directories only; a planted symlink is passed over).
+func (a *Authority) publishedNodes() []string {
+	ents, err := os.ReadDir(a.path(NodesDir))
+	if err != nil {
+		return nil
+	}
+	var ids []string
+	for _, e := range ents {
+		if e.Type().IsDir() && !strings.HasPrefix(e.Name(), ".") {
+			ids = append(ids, e.Name())
+		}
+	}
+	return ids
+}
+
+// currentCRL is the published cluster.crl, for a node directory being
+// published, or nil when there is none that parses.
+func (a *Authority) currentCRL() []byte {
+	data, err := os.ReadFile(a.path(CRLFile))
+	if err != nil {
+		return nil
+	}
+	if _, err := pki.ParseCRL(data); err != nil {
+		return nil
+	}
+	return data
+}
+
 // CRLInfo describes a CRL just written.
 type CRLInfo struct {
 	Path       string
@@ -164,12 +198,29 @@ func (a *Authority) WriteCRL(days int) (*CRLInfo, error) {
 			return err
 		}
 		// Published inside the transaction: if the file can not be
-		// written, the CRL number is not used up.
-		return publish(a.Dir, []pubFile{{CRLFile, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}), certMode}})
+		// written, the CRL number is not used up. Every node's directory
+		// gets it too, so push and pull carry it with the bundle; the
+		// CA directory's own copy goes last, once the nodes' are in place.
+		crlPEM := pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der})
+		var files []pubFile
+		for _, id := range a.publishedNodes() {
+			files = append(files, pubFile{path.Join(NodesDir, id, CRLFile), crlPEM, certMode})
+		}
+		if err := publish(a.Dir, files); err != nil {
+			return err
+		}
+		return publish(a.Dir, []pubFile{{CRLFile, crlPEM, certMode}})
 	})
 	if err != nil {
 		return nil, err
 	}
 	sort.Slice(info.Entries, func(i, j int) bool { return info.Entries[i].Serial.Cmp(info.Entries[j].Serial) < 0 })
 	return info, nil
+}
+
+// CAExpiry judges the cluster CA's own expiry against ca_expiry_warn, for
+// ca list and ca renew: a warning (or, once expired, critical) naming
+// `ca rotate` as the fix; rotate.OK and "" while it has time.
+func (a *Authority) CAExpiry() (rotate.Health, string) {
+	return rotate.CAExpiryHealth(a.opts.now(), []*x509.Certificate{a.Cert}, a.Settings.CAWarnShare())
 }

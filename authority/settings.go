@@ -32,8 +32,12 @@ type Settings struct {
 	// RenewKey is "rotate" (a new key with every renewal) or "keep" (sign
 	// the published key again).
 	RenewKey string `toml:"renew_key"`
-	// CRLDays is how long a CRL from `ca crl` is valid.
+	// CRLDays is how long a CRL from `ca crl` is valid (the CRL lifetime
+	// the nodes install; `ca renew` signs a new one once 40% is left).
 	CRLDays int `toml:"crl_days"`
+	// CAExpiryWarn is the share of the cluster CA's lifetime left at
+	// which ca list, ca renew and the nodes' check warn ("20%"; "0%": off).
+	CAExpiryWarn string `toml:"ca_expiry_warn"`
 	// PassphraseFile holds the passphrase of an encrypted cluster.key, for
 	// commands that must not prompt.
 	PassphraseFile string `toml:"passphrase_file"`
@@ -80,6 +84,22 @@ func (s Settings) nodeLifetime() (time.Duration, error) {
 	return d, nil
 }
 
+// CAWarnShare is ca_expiry_warn as a share (rotate.CAExpiryHealth's
+// argument): the default 20% when unset, -1 when "0%" turns it off.
+func (s Settings) CAWarnShare() float64 {
+	if s.CAExpiryWarn == "" {
+		return rotate.DefaultCAWarnShare
+	}
+	f, err := rotate.ParseShare(s.CAExpiryWarn)
+	switch {
+	case err != nil:
+		return rotate.DefaultCAWarnShare
+	case f == 0:
+		return -1
+	}
+	return f
+}
+
 // Check reports the first setting that is out of range.
 func (s Settings) Check() error {
 	if s.Name == "" {
@@ -99,6 +119,11 @@ func (s Settings) Check() error {
 	}
 	if s.CRLDays < 1 || s.CRLDays > 3650 {
 		return fmt.Errorf("crl_days: %d is outside 1 to 3650", s.CRLDays)
+	}
+	if s.CAExpiryWarn != "" {
+		if _, err := rotate.ParseShare(s.CAExpiryWarn); err != nil {
+			return fmt.Errorf("ca_expiry_warn: %w", err)
+		}
 	}
 	return nil
 }
@@ -143,7 +168,7 @@ func ParseSettings(path string, data []byte) (Settings, error) {
 }
 
 func settingKeys() []string {
-	k := []string{"name", "node_key_type", "node_days", "node_lifetime", "renew_key", "crl_days", "passphrase_file"}
+	k := []string{"name", "node_key_type", "node_days", "node_lifetime", "renew_key", "crl_days", "ca_expiry_warn", "passphrase_file"}
 	sort.Strings(k)
 	return k
 }
@@ -171,6 +196,13 @@ func (s Settings) Encode() []byte {
 	fmt.Fprintf(&b, "renew_key = %s\n\n", quote(s.RenewKey))
 	fmt.Fprintf(&b, "# Validity of the CRL written by `ca crl`, in days; `ca renew` refreshes it.\n")
 	fmt.Fprintf(&b, "crl_days = %d\n\n", s.CRLDays)
+	fmt.Fprintf(&b, "# ca list and ca renew warn when the cluster CA has this share of its life\n")
+	fmt.Fprintf(&b, "# left or less, naming `ca rotate` as the fix (\"0%%\" turns it off).\n")
+	if s.CAExpiryWarn == "" {
+		fmt.Fprintf(&b, "# ca_expiry_warn = \"20%%\"\n\n")
+	} else {
+		fmt.Fprintf(&b, "ca_expiry_warn = %s\n\n", quote(s.CAExpiryWarn))
+	}
 	fmt.Fprintf(&b, "# For an encrypted cluster.key: a file (mode 0600) holding the passphrase,\n")
 	fmt.Fprintf(&b, "# read by commands that can not prompt (ca sign, ca renew on a timer).\n")
 	if s.PassphraseFile == "" {

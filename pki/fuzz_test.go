@@ -26,7 +26,7 @@ func FuzzParse(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if len(c.Certificates)+len(c.Keys) == 0 {
+		if len(c.Certificates)+len(c.Keys)+len(c.CRLs) == 0 {
 			t.Fatal("Parse accepted a file with nothing in it")
 		}
 		for _, cert := range c.Certificates {

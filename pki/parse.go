@@ -65,6 +65,8 @@ func (k *Key) PEM() []byte {
 type Contents struct {
 	Certificates []*x509.Certificate
 	Keys         []*Key
+	// CRLs are certificate revocation lists (a bundle's CRL file).
+	CRLs []*x509.RevocationList
 	// DER is true when the file was binary DER rather than PEM.
 	DER bool
 }
@@ -94,7 +96,7 @@ func Parse(data []byte) (*Contents, error) {
 			return nil, err
 		}
 	}
-	if len(c.Certificates) == 0 && len(c.Keys) == 0 {
+	if len(c.Certificates) == 0 && len(c.Keys) == 0 && len(c.CRLs) == 0 {
 		return nil, fmt.Errorf("%w: no PEM certificate or private key found (a truncated or corrupted file?)", ErrUnsupported)
 	}
 	return &c, nil
@@ -127,7 +129,11 @@ func (c *Contents) addBlock(b *pem.Block) error {
 	case "OPENSSH PRIVATE KEY", "DSA PRIVATE KEY":
 		return fmt.Errorf("%w: %q is not a TLS private key (an SSH or DSA key?)", ErrUnsupported, b.Type)
 	case "X509 CRL":
-		return fmt.Errorf("%w: a certificate revocation list; it does not belong in a bundle", ErrUnsupported)
+		crl, err := parseCRLDER(b.Bytes)
+		if err != nil {
+			return err
+		}
+		c.CRLs = append(c.CRLs, crl)
 	default:
 		return fmt.Errorf("%w: PEM block %q", ErrUnsupported, b.Type)
 	}
@@ -144,6 +150,9 @@ func parseDER(data []byte) (*Contents, error) {
 		if k, err := parseKeyDER(f, data); err == nil {
 			return &Contents{Keys: []*Key{k}, DER: true}, nil
 		}
+	}
+	if crl, err := parseCRLDER(data); err == nil {
+		return &Contents{CRLs: []*x509.RevocationList{crl}, DER: true}, nil
 	}
 	return nil, fmt.Errorf("%w: neither PEM (no -----BEGIN line) nor a DER certificate or private key", ErrUnsupported)
 }

@@ -31,6 +31,12 @@ type Key struct {
 	Key  *pki.Key
 }
 
+// CRL is a certificate revocation list and the file it came from.
+type CRL struct {
+	File string
+	CRL  *x509.RevocationList
+}
+
 // Candidate is a set of inputs sorted by what they are, whatever their
 // names: the cluster CA, the leaf with its intermediates, and the key.
 type Candidate struct {
@@ -38,6 +44,9 @@ type Candidate struct {
 	Leaf          *Cert
 	Intermediates []Cert
 	Key           *Key
+	// CRL is the newest certificate revocation list among the inputs (by
+	// CRL number); a bundle carries at most one CRL file.
+	CRL *CRL
 	// Extra holds certificates that are none of the above (a second leaf).
 	Extra []Cert
 	// Problems found while reading: files that do not parse, or hold what
@@ -92,6 +101,15 @@ func Classify(inputs []Input) *Candidate {
 			}
 			seen[fp] = true
 			certs = append(certs, Cert{File: in.Name, Cert: cert})
+		}
+		for _, crl := range parsed.CRLs {
+			// The CRL is told apart by content, like the rest: a CRL from
+			// another issuer than the one the bundle's CA signs is left to
+			// validation, which names it.
+			if c.CRL != nil && pki.CRLNumber(crl).Cmp(pki.CRLNumber(c.CRL.CRL)) <= 0 {
+				continue
+			}
+			c.CRL = &CRL{File: in.Name, CRL: crl}
 		}
 		for _, k := range parsed.Keys {
 			if c.Key != nil {
@@ -166,6 +184,9 @@ func (c *Candidate) Files() string {
 	}
 	if c.Key != nil {
 		add(c.Key.File)
+	}
+	if c.CRL != nil {
+		add(c.CRL.File)
 	}
 	return strings.Join(names, ", ")
 }

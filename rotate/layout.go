@@ -30,6 +30,11 @@ type Layout struct {
 	// at the installed files (Mesos reads LIBPROCESS_SSL_*).
 	EnvFile string
 	Env     map[string]string
+	// CRLFile, when set, receives the cluster CA's certificate revocation
+	// list (PEM), for daemons that check one (nginx ssl_crl, etcd
+	// --client-crl-file, reign's signing.crl). Empty: a CRL that arrives
+	// with the bundle is not installed.
+	CRLFile string
 
 	DirMode  fs.FileMode
 	CertMode fs.FileMode
@@ -73,7 +78,7 @@ func (l Layout) TrustFile() string {
 // Modes is the mode each of the layout's files is installed with, by name.
 func (l Layout) Modes() map[string]fs.FileMode {
 	m := map[string]fs.FileMode{}
-	for _, n := range []string{l.TrustFile(), l.CertFile, l.EnvFile} {
+	for _, n := range []string{l.TrustFile(), l.CertFile, l.EnvFile, l.CRLFile} {
 		if n != "" && l.CertMode != 0 {
 			m[n] = l.CertMode
 		}
@@ -109,8 +114,8 @@ var presets = map[string]Layout{
 	// certificate, so only server auth matters. "reign" keeps the names
 	// of reign's README.certificate.md (create_node_cert), "reign-init"
 	// those its reign_init command writes.
-	"reign":      {Dir: "/etc/reign", CAFile: "signing.crt", CertFile: "node.{node_id}.crt", KeyFile: "node.{node_id}.key", RequireCN: true, Usage: pki.UsageServer},
-	"reign-init": {Dir: "/etc/reign", CAFile: "reign_ca.crt", CertFile: "reign_node.{node_id}.crt", KeyFile: "reign_node.{node_id}.key", RequireCN: true, Usage: pki.UsageServer},
+	"reign":      {Dir: "/etc/reign", CAFile: "signing.crt", CRLFile: "signing.crl", CertFile: "node.{node_id}.crt", KeyFile: "node.{node_id}.key", RequireCN: true, Usage: pki.UsageServer},
+	"reign-init": {Dir: "/etc/reign", CAFile: "reign_ca.crt", CRLFile: "reign_ca.crl", CertFile: "reign_node.{node_id}.crt", KeyFile: "reign_node.{node_id}.key", RequireCN: true, Usage: pki.UsageServer},
 	"custom":     {},
 }
 
@@ -128,10 +133,10 @@ func Presets() []string {
 // A nil pointer keeps the preset's value; a pointer to "" clears it (to stop
 // writing the CA file, say).
 type Overrides struct {
-	Dir, CAFile, CertFile, KeyFile, EnvFile *string
-	Env                                     map[string]string
-	DirMode, CertMode, KeyMode              *fs.FileMode
-	Owner, Group                            string
+	Dir, CAFile, CertFile, KeyFile, EnvFile, CRLFile *string
+	Env                                              map[string]string
+	DirMode, CertMode, KeyMode                       *fs.FileMode
+	Owner, Group                                     string
 	// Usage replaces the preset's usage when not zero.
 	Usage pki.Usage
 }
@@ -159,6 +164,7 @@ func ResolveLayout(preset, nodeID string, o Overrides) (Layout, error) {
 	set(&l.CertFile, o.CertFile)
 	set(&l.KeyFile, o.KeyFile)
 	set(&l.EnvFile, o.EnvFile)
+	set(&l.CRLFile, o.CRLFile)
 	l.DirMode, l.CertMode, l.KeyMode = DefaultDirMode, DefaultCertMode, DefaultKeyMode
 	for _, m := range []struct {
 		dst *fs.FileMode
@@ -181,7 +187,7 @@ func ResolveLayout(preset, nodeID string, o Overrides) (Layout, error) {
 		}
 		l.Env[k] = v
 	}
-	for _, f := range []*string{&l.CAFile, &l.CertFile, &l.KeyFile} {
+	for _, f := range []*string{&l.CAFile, &l.CertFile, &l.KeyFile, &l.CRLFile} {
 		*f = strings.ReplaceAll(*f, "{node_id}", nodeID)
 	}
 	return l, l.check()
@@ -221,7 +227,10 @@ func (l Layout) check() error {
 		return fmt.Errorf("layout %q: ca_file is required (only a self-signed layout such as clusterio may omit it)", l.Preset)
 	}
 	var names []string
-	for _, n := range []string{l.CAFile, l.CertFile, l.KeyFile, l.EnvFile} {
+	if l.CRLFile != "" && l.CAOnly() {
+		return fmt.Errorf("layout %q: crl_file %q needs a bundle with a certificate; a CA-only bundle installs no CRL", l.Preset, l.CRLFile)
+	}
+	for _, n := range []string{l.CAFile, l.CertFile, l.KeyFile, l.EnvFile, l.CRLFile} {
 		if n == "" {
 			continue
 		}

@@ -23,6 +23,9 @@ type Spec struct {
 	Keep          int
 	Owner         platform.Owner
 	Renewal       RenewalPolicy
+	// CAWarnShare is the share of the cluster CA's lifetime left at which
+	// Status warns that the CA needs replacing (0: DefaultCAWarnShare).
+	CAWarnShare float64
 }
 
 // DefaultKeep is how many previous generations are kept for rollback.
@@ -216,6 +219,7 @@ type Status struct {
 	Files      []FileStatus `json:"files"`
 	Leaf       *pki.Info    `json:"leaf,omitempty"`
 	CA         []pki.Info   `json:"ca,omitempty"`
+	CRL        *CRLInfo     `json:"crl,omitempty"`
 	KeyMatch   bool         `json:"key_match"`
 	Chain      string       `json:"chain"`
 	RenewAt    time.Time    `json:"renew_at,omitzero"`
@@ -290,6 +294,11 @@ func (m *Manager) Status() Status {
 	for _, c := range b.CAs {
 		st.CA = append(st.CA, pki.Describe(c))
 	}
+	if len(b.CAs) > 0 {
+		if h, text := CAExpiryHealth(now, b.CAs, m.Spec.CAWarnShare); h != OK {
+			problem(h, "%s", text)
+		}
+	}
 	if l.CAOnly() {
 		if len(b.CAs) == 0 {
 			problem(Critical, "no CA certificate installed")
@@ -325,6 +334,17 @@ func (m *Manager) Status() Status {
 	for _, f := range warn {
 		problem(Warning, "%s: %s (%s)", l.CertFile, f.reason, f.hint)
 	}
+	if l.CRLFile != "" {
+		if b.CRLErr != nil {
+			problem(Critical, "%v", b.CRLErr)
+		} else if b.CRL != nil {
+			info := crlInfo(b.CRL, l.CRLFile)
+			st.CRL = &info
+			for _, f := range CRLHealth(now, b.CRL, b.CAs, b.Leaf, l.CRLFile) {
+				problem(f.Health, "%s", f.Text)
+			}
+		}
+	}
 	st.TimeLeft = Age(b.Leaf.NotAfter.Sub(now))
 	secs := int64(b.Leaf.NotAfter.Sub(now) / time.Second)
 	st.SecondsLeft = &secs
@@ -359,6 +379,7 @@ func (m *Manager) fileStatus(gen Generation) []FileStatus {
 	add(l.CAFile, "ca")
 	add(l.TrustFile(), "ca (kept, not read by the daemon)")
 	add(l.EnvFile, "env")
+	add(l.CRLFile, "crl")
 	// The same judgement the agent repairs by: mode, owner (the configured
 	// one, else the one each file was created with), content, links.
 	problems := map[string]string{}
@@ -386,9 +407,12 @@ func (m *Manager) fileStatus(gen Generation) []FileStatus {
 		}
 	}
 	var out []FileStatus
-	for _, name := range []string{l.TrustFile(), l.CertFile, l.KeyFile, l.EnvFile} {
+	for _, name := range []string{l.TrustFile(), l.CertFile, l.KeyFile, l.EnvFile, l.CRLFile} {
 		if name == "" || (len(out) > 0 && out[len(out)-1].Name == name) {
 			continue
+		}
+		if _, inGen := gen.Files[name]; !inGen && name == l.CRLFile {
+			continue // no CRL published yet: nothing to judge
 		}
 		fst := FileStatus{Name: name, Role: roles[name], Path: filepath.Join(l.Dir, name)}
 		if _, inGen := gen.Files[name]; !inGen {

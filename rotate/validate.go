@@ -1,6 +1,7 @@
 package rotate
 
 import (
+	"bytes"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -18,6 +19,12 @@ type Bundle struct {
 	Leaf          *x509.Certificate
 	Intermediates []*x509.Certificate
 	Key           *pki.Key
+	// CRL is the cluster CA's revocation list, for a layout with a CRL
+	// file: the candidate's, else the live one while its CA still signs it.
+	CRL *x509.RevocationList
+	// CRLErr is why the live CRL file could not be read (ReadBundle); the
+	// rest of the bundle still vouches and lends its key.
+	CRLErr error
 	// Warnings are what installs but that some peer will refuse (a
 	// certificate certkeeper's CA issued before node ids became SANs).
 	Warnings []Problem
@@ -135,6 +142,7 @@ func (v *validator) run() *Bundle {
 
 	v.checkCA(b)
 	v.checkLeaf(leaf, b)
+	v.checkCRL(b)
 	for _, x := range c.Intermediates {
 		v.checkStrength(x.File, x.Cert)
 		if err := pki.WeakSignature(x.Cert); err != nil {
@@ -290,6 +298,53 @@ func (v *validator) checkLeaf(leaf *Cert, b *Bundle) {
 	}
 }
 
+// checkCRL settles the bundle's CRL, for a layout that installs one: the
+// candidate's must be signed by the bundle's cluster CA and current, and a
+// pull must not take it back to a lower CRL number (that could un-revoke a
+// node). Without one in the candidate, the live CRL stays while the
+// bundle's CA still signs it. A leaf the CRL lists installs, with a
+// warning: the node is retired, and check says so.
+func (v *validator) checkCRL(b *Bundle) {
+	l, c := v.p.Layout, v.c
+	if l.CRLFile == "" || len(b.CAs) == 0 {
+		return
+	}
+	if c.CRL == nil {
+		if v.live != nil && v.live.CRL != nil {
+			if _, err := pki.CheckCRL(v.live.CRL, b.CAs, v.p.Now); !errors.Is(err, pki.ErrCRLIssuer) {
+				b.CRL = v.live.CRL
+			}
+		}
+		return
+	}
+	crl := c.CRL.CRL
+	if _, err := pki.CheckCRL(crl, b.CAs, v.p.Now); err != nil {
+		hint := "run `certkeeper ca crl --dir DIR` on the admin host, then push or let the nodes pull"
+		if errors.Is(err, pki.ErrCRLIssuer) {
+			hint = "the CRL must come from the CA that signed this bundle; publish the CA directory's cluster.crl"
+		}
+		if errors.Is(err, pki.ErrCRLFuture) {
+			hint = "check the clock on this node and on the CA host"
+		}
+		v.fail(c.CRL.File, err.Error(), hint)
+		return
+	}
+	if v.p.RefuseOlder && v.live != nil && v.live.CRL != nil && bytes.Equal(v.live.CRL.RawIssuer, crl.RawIssuer) &&
+		pki.CRLNumber(crl).Cmp(pki.CRLNumber(v.live.CRL)) < 0 {
+		v.fail(c.CRL.File, fmt.Sprintf("CRL number %s is lower than the installed CRL's %s; refusing to go back (it could un-revoke a node)",
+			pki.CRLNumber(crl), pki.CRLNumber(v.live.CRL)), "the source still holds an older cluster.crl; publish the current one")
+		return
+	}
+	b.CRL = crl
+	if b.Leaf != nil {
+		if e := pki.Revocation(crl, b.Leaf); e != nil {
+			v.warnings = append(v.warnings, Problem{File: c.Leaf.File,
+				Reason: fmt.Sprintf("this node's certificate (serial %s) was revoked on %s, per the CRL", pki.Serial(b.Leaf), Stamp(e.RevocationTime)),
+				Hint:   "issue the node again (certkeeper ca issue --force) if it is to rejoin"})
+		}
+	}
+}
+
 func (v *validator) checkStrength(file string, c *x509.Certificate) {
 	if _, weak := pki.KeyStrength(c.PublicKey); weak != nil {
 		v.fail(file, fmt.Sprintf("%q has a weak key: %v", pki.Name(c.Subject.String()), weak), "")
@@ -372,6 +427,9 @@ func Plan(b *Bundle, l Layout) []File {
 	if l.EnvFile != "" {
 		files = append(files, File{Name: l.EnvFile, Data: l.EnvFileContent(), Mode: l.CertMode})
 	}
+	if l.CRLFile != "" && b.CRL != nil {
+		files = append(files, File{Name: l.CRLFile, Data: pki.EncodeCRL(b.CRL), Mode: l.CertMode})
+	}
 	return files
 }
 
@@ -415,6 +473,13 @@ func ReadBundle(files map[string][]byte, l Layout) (*Bundle, error) {
 		}
 		if l.SelfSignedLeaf && len(b.CAs) == 0 && b.Leaf != nil && pki.SelfSigned(b.Leaf) {
 			b.CAs = []*x509.Certificate{b.Leaf}
+		}
+	}
+	if l.CRLFile != "" {
+		if data, ok := files[l.CRLFile]; ok {
+			if b.CRL, b.CRLErr = pki.ParseCRL(data); b.CRLErr != nil {
+				b.CRLErr = fmt.Errorf("%s: %w", l.CRLFile, b.CRLErr)
+			}
 		}
 	}
 	return b, errors.Join(errs...)

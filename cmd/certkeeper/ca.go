@@ -568,6 +568,7 @@ func runCAList(_ context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	warnCAExpiry(e, a)
 	if *asJSON {
 		if entries == nil {
 			entries = []authority.Entry{}
@@ -808,6 +809,7 @@ func runCARenew(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	warnCAExpiry(e, a)
 	if *dry {
 		for _, d := range res.Due {
 			if d.Unpublished {
@@ -839,6 +841,14 @@ func runCARenew(ctx context.Context, e *env, args []string) error {
 		return exitError(exitFailure)
 	}
 	return nil
+}
+
+// warnCAExpiry tells the admin, on stderr, that the cluster CA itself is
+// near its end (ca_expiry_warn in ca.toml) and how to replace it.
+func warnCAExpiry(e *env, a *authority.Authority) {
+	if h, text := a.CAExpiry(); h != rotate.OK {
+		fmt.Fprintf(e.stderr, "%s: %s\n", strings.ToLower(h.String()), text)
+	}
 }
 
 // ---------------------------------------------------------------- ca sign

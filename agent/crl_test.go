@@ -1,0 +1,73 @@
+//go:build unix
+
+package agent_test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper/agent"
+	"github.com/certkeeper/certkeeper/internal/testpki"
+)
+
+// A new CRL alone (the same certificate and key) is a change: the agent
+// installs it in the live directory, reloads once, and the same set again
+// is no change.
+func TestInboxInstallsANewCRLAloneWithOneReload(t *testing.T) {
+	f := newFixture(t)
+	cfg, _ := os.ReadFile(f.config)
+	cfg = bytes.Replace(cfg, []byte("layout = \"flocker-node\"\n"), []byte("layout = \"flocker-node\"\ncrl_file = \"cluster.crl\"\n"), 1)
+	testpki.WriteFile(t, f.root, "c.toml", cfg, 0o600)
+	now := time.Now()
+	leaf := f.ca.Issue(t, "node-1", testpki.Options{NotBefore: now.Add(-time.Hour), NotAfter: now.Add(30 * 24 * time.Hour)})
+	revoked := f.ca.Issue(t, "node-2", testpki.Options{})
+	f.install(t, leaf)
+	tmpl := &x509.RevocationList{Number: big.NewInt(7), ThisUpdate: now.Add(-time.Minute), NextUpdate: now.Add(24 * time.Hour),
+		RevokedCertificateEntries: []x509.RevocationListEntry{{SerialNumber: revoked.Cert.SerialNumber, RevocationTime: now}}}
+	der, err := x509.CreateRevocationList(rand.Reader, tmpl, f.ca.Cert, f.ca.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crlPEM := pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der})
+	stop, log := run(t, f, agent.Options{})
+	inbox := filepath.Join(f.root, "state", "inbox", "b")
+	eventually(t, "the inbox", func() bool { _, err := os.Stat(inbox); return err == nil })
+	drop := func() {
+		testpki.WriteFile(t, inbox, "ca.crt", f.ca.CertPEM(), 0o644)
+		testpki.WriteFile(t, inbox, "node.crt", leaf.CertPEM(), 0o644)
+		testpki.WriteFile(t, inbox, "node.key", leaf.KeyPEM(t), 0o600)
+		testpki.WriteFile(t, inbox, "cluster.crl", crlPEM, 0o644)
+	}
+	drop()
+	eventually(t, "the CRL in the live directory, reloaded", func() bool {
+		b, _ := os.ReadFile(filepath.Join(f.live, "cluster.crl"))
+		return bytes.Equal(b, crlPEM) && f.reloadCount() == 1
+	})
+	if b, _ := os.ReadFile(filepath.Join(f.live, "node.crt")); !bytes.Equal(b, leaf.CertPEM()) {
+		t.Fatalf("the certificate changed\n%s", log)
+	}
+	eventually(t, "the inbox to empty", func() bool {
+		_, err := os.Stat(filepath.Join(inbox, "cluster.crl"))
+		return os.IsNotExist(err)
+	})
+	drop()
+	eventually(t, "the same set to be taken as no change", func() bool {
+		_, err := os.Stat(filepath.Join(inbox, "cluster.crl"))
+		return os.IsNotExist(err)
+	})
+	stop()
+	if n := f.reloadCount(); n != 1 {
+		t.Fatalf("%d reloads, want 1\n%s", n, log)
+	}
+	if strings.Contains(log.String(), "level=ERROR") {
+		t.Fatalf("errors in the log:\n%s", log)
+	}
+}

@@ -1,0 +1,123 @@
+package pki_test
+
+import (
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"math/big"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper/internal/testpki"
+	"github.com/certkeeper/certkeeper/pki"
+)
+
+func makeCRL(t testing.TB, ca *testpki.Pair, this, next time.Time, revoked ...*x509.Certificate) []byte {
+	t.Helper()
+	tmpl := &x509.RevocationList{Number: big.NewInt(time.Now().UnixNano()), ThisUpdate: this, NextUpdate: next}
+	for _, c := range revoked {
+		tmpl.RevokedCertificateEntries = append(tmpl.RevokedCertificateEntries,
+			x509.RevocationListEntry{SerialNumber: c.SerialNumber, RevocationTime: this, ReasonCode: 1})
+	}
+	der, err := x509.CreateRevocationList(rand.Reader, tmpl, ca.Cert, ca.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der})
+}
+
+// certkeeperAccepts is the node's judgement of a peer's certificate with a
+// CRL file: the CRL must parse, be signed by the CA and current, and must
+// not list the certificate.
+func certkeeperAccepts(crlPEM []byte, ca, leaf *x509.Certificate, now time.Time) bool {
+	crl, err := pki.ParseCRL(crlPEM)
+	if err != nil {
+		return false
+	}
+	if _, err := pki.CheckCRL(crl, []*x509.Certificate{ca}, now); err != nil {
+		return false
+	}
+	return pki.Revocation(crl, leaf) == nil
+}
+
+// TestCRLAgreesWithOpenSSL: on every CRL case, certkeeper's verdict is
+// openssl verify -crl_check's (the check nginx's ssl_crl makes).
+func TestCRLAgreesWithOpenSSL(t *testing.T) {
+	ca := testpki.NewCA(t, "cluster", testpki.Options{})
+	other := testpki.NewCA(t, "other cluster", testpki.Options{})
+	leaf := ca.Issue(t, "node-1", testpki.Options{DNS: []string{"node-1"}})
+	peer := ca.Issue(t, "node-2", testpki.Options{DNS: []string{"node-2"}})
+	now := time.Now()
+	valid := makeCRL(t, ca, now.Add(-time.Hour), now.Add(24*time.Hour), peer.Cert)
+	cases := []struct {
+		name string
+		crl  []byte
+		want bool
+	}{
+		{"valid, not revoked", valid, true},
+		{"empty CRL", makeCRL(t, ca, now.Add(-time.Hour), now.Add(24*time.Hour)), true},
+		{"leaf revoked", makeCRL(t, ca, now.Add(-time.Hour), now.Add(24*time.Hour), leaf.Cert), false},
+		{"expired", makeCRL(t, ca, now.Add(-3*time.Hour), now.Add(-time.Hour)), false},
+		{"not valid yet", makeCRL(t, ca, now.Add(time.Hour), now.Add(24*time.Hour)), false},
+		{"other CA", makeCRL(t, other, now.Add(-time.Hour), now.Add(24*time.Hour)), false},
+		{"malformed (truncated)", append(append([]byte{}, valid[:len(valid)/2]...), "\n-----END X509 CRL-----\n"...), false},
+		{"malformed (bit flipped)", flipSignature(t, valid), false},
+	}
+	dir := t.TempDir()
+	testpki.WriteFile(t, dir, "ca.pem", ca.CertPEM(), 0o644)
+	testpki.WriteFile(t, dir, "leaf.pem", leaf.CertPEM(), 0o644)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := certkeeperAccepts(c.crl, ca.Cert, leaf.Cert, now)
+			crlFile := testpki.WriteFile(t, dir, "crl.pem", c.crl, 0o644)
+			out, err := testpki.OpenSSLErr(dir, "verify", "-crl_check", "-CAfile", "ca.pem", "-CRLfile", filepath.Base(crlFile), "leaf.pem")
+			ossl := err == nil
+			if got != c.want || ossl != c.want {
+				t.Fatalf("certkeeper accepts: %v, openssl verify -crl_check accepts: %v, want %v\n%s", got, ossl, c.want, out)
+			}
+		})
+	}
+}
+
+// flipSignature damages the CRL's last signature byte: it still parses,
+// but no CA signed it.
+func flipSignature(t testing.TB, crlPEM []byte) []byte {
+	b, _ := pem.Decode(crlPEM)
+	der := append([]byte{}, b.Bytes...)
+	der[len(der)-1] ^= 0x01
+	return pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der})
+}
+
+// FuzzParseCRL feeds arbitrary bytes to the CRL parser a node reads a
+// pushed or pulled CRL with: it must never panic, and a CRL it accepts
+// has a nextUpdate after its thisUpdate and can be judged and encoded.
+func FuzzParseCRL(f *testing.F) {
+	ca := testpki.NewCA(f, "cluster", testpki.Options{})
+	leaf := ca.Issue(f, "node-1", testpki.Options{DNS: []string{"n1"}})
+	now := time.Now()
+	crl := makeCRL(f, ca, now.Add(-time.Hour), now.Add(time.Hour), leaf.Cert)
+	f.Add(crl)
+	b, _ := pem.Decode(crl)
+	f.Add(b.Bytes)
+	f.Add(append(append([]byte{}, crl...), crl...))
+	f.Add([]byte("-----BEGIN X509 CRL-----\nMAA=\n-----END X509 CRL-----\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := pki.ParseCRL(data)
+		if err != nil {
+			return
+		}
+		if !c.NextUpdate.After(c.ThisUpdate) {
+			t.Fatal("ParseCRL accepted a CRL whose nextUpdate is not after its thisUpdate")
+		}
+		if len(c.RevokedCertificateEntries) > pki.MaxCRLEntries {
+			t.Fatal("ParseCRL accepted more entries than MaxCRLEntries")
+		}
+		_, _ = pki.CheckCRL(c, []*x509.Certificate{ca.Cert}, now)
+		_ = pki.Revocation(c, leaf.Cert)
+		_ = pki.CRLNumber(c)
+		if _, err := pki.ParseCRL(pki.EncodeCRL(c)); err != nil {
+			t.Fatalf("a CRL ParseCRL accepted does not parse again once encoded: %v", err)
+		}
+	})
+}
