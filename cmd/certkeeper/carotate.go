@@ -36,8 +36,8 @@ completed by running the same command again.
   --passphrase-file FILE   for an encrypted cluster.key
 
 Examples:
-  certkeeper ca rotate start --dir /var/lib/certkeeper/ca
-  certkeeper ca rotate status --dir /var/lib/certkeeper/ca
+  certkeeper ca rotate start
+  certkeeper ca rotate status
 `}
 
 func init() { caRotateCmd.run = withErrors(caRotateCmd, runCARotate) }
