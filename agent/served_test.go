@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/agent"
+	"github.com/certkeeper/certkeeper/internal/testenv"
 )
 
 func TestDecideServed(t *testing.T) {
@@ -58,6 +59,7 @@ func TestFailoverOrder(t *testing.T) {
 }
 
 func TestConfigSources(t *testing.T) {
+	testenv.NeedUnixPaths(t)
 	dir := t.TempDir()
 	base := "node_id = \"n1\"\nstate_dir = \"" + dir + "\"\n"
 	bundle := "\n[[bundle]]\nname = \"b\"\nlayout = \"flocker-node\"\ndir = \"" + dir + "/live\"\n"

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/testenv"
 	"github.com/certkeeper/certkeeper/internal/testpki"
 	"github.com/certkeeper/certkeeper/pki"
 )
@@ -44,6 +45,7 @@ func certkeeperAccepts(crlPEM []byte, ca, leaf *x509.Certificate, now time.Time)
 // TestCRLAgreesWithOpenSSL: on every CRL case, certkeeper's verdict is
 // openssl verify -crl_check's (the check nginx's ssl_crl makes).
 func TestCRLAgreesWithOpenSSL(t *testing.T) {
+	testenv.NeedUnix(t, "openssl")
 	ca := testpki.NewCA(t, "cluster", testpki.Options{})
 	other := testpki.NewCA(t, "other cluster", testpki.Options{})
 	leaf := ca.Issue(t, "node-1", testpki.Options{DNS: []string{"node-1"}})
