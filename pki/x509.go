@@ -11,7 +11,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
 	"strings"
 	"time"
@@ -116,30 +115,7 @@ func Name(s string) string {
 // compare without case; IP addresses compare by value, so "::1" matches
 // "0:0::1".
 func NamesNode(c *x509.Certificate, id string) bool {
-	if id == "" {
-		return false
-	}
-	if c.Subject.CommonName == id {
-		return true
-	}
-	for _, d := range c.DNSNames {
-		if strings.EqualFold(d, id) {
-			return true
-		}
-	}
-	if ip := net.ParseIP(id); ip != nil {
-		for _, a := range c.IPAddresses {
-			if a.Equal(ip) {
-				return true
-			}
-		}
-	}
-	for _, u := range c.URIs {
-		if u.String() == id {
-			return true
-		}
-	}
-	return false
+	return id != "" && (c.Subject.CommonName == id || SANNamesNode(c, id))
 }
 
 // NodeNames lists the names a certificate answers to, each once (the CN
