@@ -697,3 +697,58 @@ func TestDuplicateIDAndShortPassphrase(t *testing.T) {
 		t.Errorf("a refused passphrase left a key: %v", err)
 	}
 }
+
+// raceReader runs fn once, at the first read after fn is set: inside
+// Renew that is while the batch signs, after it planned and before it
+// commits.
+type raceReader struct {
+	once sync.Once
+	fn   func()
+}
+
+func (r *raceReader) Read(p []byte) (int, error) {
+	if r.fn != nil {
+		r.once.Do(r.fn)
+	}
+	return rand.Read(p)
+}
+
+// A node whose agent renews it with ca sign while a timer's ca renew is
+// signing for it: the renewal is moot, not a failure (the soak test's
+// admin timer failed 1 of 98 runs this way).
+func TestRenewRacedByAnotherCommandIsSkipped(t *testing.T) {
+	race := &raceReader{}
+	a := newCA(t, Options{Rand: race}, nil)
+	issue(t, a, nodes(t, "csr-1", "node-2"), IssueOptions{Days: 5})
+	other, err := Load(a.Dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var signed string
+	race.fn = func() {
+		key, _ := pki.GenerateKey(pki.ECDSAP256, rand.Reader)
+		s, err := other.Sign("csr-1", csr(t, key, "csr-1"), SignOptions{Days: 30})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		signed = FormatSerial(s.Chain[0].SerialNumber)
+	}
+	res, err := a.Renew(context.Background(), RenewOptions{Within: Window{Duration: 10 * day}})
+	if err != nil || res.Err() != nil {
+		t.Fatalf("renew failed: %+v %v", res, err)
+	}
+	if len(res.Issued) != 1 || res.Issued[0].ID != "node-2" || len(res.Skipped) != 1 || res.Skipped[0].ID != "csr-1" ||
+		!strings.Contains(res.Skipped[0].Reason, "renewed meanwhile") || !strings.Contains(res.Skipped[0].Reason, signed) {
+		t.Fatalf("want node-2 issued and csr-1 skipped as renewed meanwhile (%s): %+v", signed, res)
+	}
+	list, err := a.List(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range list {
+		if n.ID == "csr-1" && n.Current && n.Serial != signed {
+			t.Fatalf("csr-1's current certificate is %s, not the one ca sign made (%s)", n.Serial, signed)
+		}
+	}
+}

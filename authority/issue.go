@@ -118,6 +118,12 @@ type job struct {
 	cert *x509.Certificate
 	out  crypto.Signer
 	err  error
+	// skip is set instead of err when the job became moot: a renewal
+	// whose certificate another command (an agent's ca sign, a ca issue
+	// --force) replaced meanwhile. The node has a newer certificate
+	// than the one that was due, so a timer running ca renew must not
+	// report that as a failure.
+	skip string
 }
 
 // RefusedError lists the ids a batch refused before doing anything.
@@ -304,6 +310,10 @@ func (a *Authority) commit(jobs []*job, now time.Time) error {
 			if n != nil {
 				cur = n.Current
 			}
+			if cur != j.expect && j.source == SourceRenew {
+				j.skip = fmt.Sprintf("renewed meanwhile by another certkeeper command (its current certificate is now %s)", orNone(cur))
+				continue
+			}
 			if cur != j.expect {
 				j.err = fmt.Errorf("changed by another certkeeper command meanwhile (its current certificate is now %s); run again", orNone(cur))
 				continue
@@ -329,7 +339,7 @@ func (a *Authority) commit(jobs []*job, now time.Time) error {
 	caPEM := a.CACertPEM()
 	crlPEM := a.currentCRL()
 	for _, j := range jobs {
-		if j.err != nil {
+		if j.err != nil || j.skip != "" {
 			continue
 		}
 		keyPEM, err := pki.MarshalKey(j.out)
@@ -350,7 +360,7 @@ func (a *Authority) commit(jobs []*job, now time.Time) error {
 	}
 	failed, err := publishEach(a.Dir, files)
 	for _, j := range jobs {
-		if j.err != nil {
+		if j.err != nil || j.skip != "" {
 			continue
 		}
 		perr := err
@@ -373,6 +383,10 @@ func (a *Authority) chain() []*x509.Certificate {
 
 func (a *Authority) collect(res *Result, jobs []*job) {
 	for _, j := range jobs {
+		if j.skip != "" {
+			res.Skipped = append(res.Skipped, Skip{j.req.ID, j.skip})
+			continue
+		}
 		if j.err != nil {
 			res.Failed = append(res.Failed, Failed{j.req.ID, j.err})
 			continue
