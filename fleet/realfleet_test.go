@@ -433,3 +433,60 @@ func TestFleetStatusSeesADeadAgent(t *testing.T) {
 	}
 	t.Logf("fleet status:\n%s", text.String())
 }
+
+// A canary whose daemon ignores SIGHUP, with served_mismatch = "rollback":
+// its agent's served check sees the old certificate still served, reloads
+// twice more, then rolls back to the certificate the daemon serves; its
+// report says the new one was not kept, so the rollout stops after the
+// canary and the other nodes are not pushed to.
+func TestCanaryStopsAtADaemonThatIgnoresItsReload(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts 4 sshd, 4 daemons and 4 agents")
+	}
+	const canary = "node-00"
+	f := newAgentFleet(t, 4, 0, func(id string) nodeSpec {
+		if id == canary {
+			return nodeSpec{IgnoreHUP: true, Policy: agent.ServedRollback}
+		}
+		return nodeSpec{}
+	})
+	want := f.reissueAll(t)
+	out, err := fleet.Rollout(context.Background(), f.nodes(t), fleet.RolloutOptions{
+		Push:   distribute.PushOptions{CADir: f.caDir, Concurrency: 4},
+		Canary: 1,
+		Want: func(n distribute.Node) (fleet.Want, error) {
+			return fleet.Want{Serial: want[n.ID]}, nil
+		},
+		Wait: 30 * time.Second, Poll: 100 * time.Millisecond,
+	})
+	var table bytes.Buffer
+	fleet.WriteOutcomes(&table, out)
+	t.Logf("outcomes:\n%s", table.String())
+	if !errors.Is(err, fleet.ErrRolloutStopped) {
+		t.Fatalf("rollout: %v", err)
+	}
+	an := f.node[canary]
+	if o := out[0]; o.Outcome != fleet.OutcomeFailed || !strings.Contains(o.Detail, "did not take its reload") || !same(o.Installed, an.firstSerial) {
+		t.Errorf("%s: %s, installed %s: %q", o.ID, o.Outcome, o.Installed, o.Detail)
+	}
+	if !strings.Contains(an.agentLog(), "rolling back") {
+		t.Errorf("%s: no rollback in the agent's log:\n%s", canary, an.agentLog())
+	}
+	if got := liveSerial(t, an); !same(got, an.firstSerial) {
+		t.Errorf("%s: live %s after the rollback, want the first %s", canary, got, an.firstSerial)
+	}
+	f.waitReport(t, canary, "the served check after the rollback", 30*time.Second, func(b *fleet.BundleReport) bool {
+		return same(b.Serial, an.firstSerial) && same(b.ServedSerial, an.firstSerial) && b.Owed == ""
+	})
+	if n := an.hups(); n < 1+agent.ServedMaxReloads {
+		t.Errorf("%s: %d SIGHUPs, want the reload and %d more at least:\n%s", canary, n, agent.ServedMaxReloads, an.daemon.Log())
+	}
+	for _, o := range out[1:] {
+		if o.Outcome != fleet.OutcomeNotPushed {
+			t.Errorf("%s: %s", o.ID, o.Outcome)
+		}
+		if ents, _ := os.ReadDir(f.node[o.ID].inbox); len(ents) != 0 || f.node[o.ID].hups() != 0 {
+			t.Errorf("%s: %d files in the inbox, %d reloads, though it was never pushed to", o.ID, len(ents), f.node[o.ID].hups())
+		}
+	}
+}

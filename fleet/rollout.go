@@ -58,7 +58,11 @@ func Verdict(r *Report, w Want) (done bool, failed string) {
 	}
 	fresh := !b.LastCheckAt.Before(w.Since)
 	if fresh && b.LastCheck == "failed" {
-		return false, fmt.Sprintf("its check failed at %s: %s", b.LastCheckAt.UTC().Format(time.RFC3339), b.HealthText)
+		if b.HealthText != "" {
+			// The agent's own text says when, and what followed.
+			return false, "the agent says: " + b.HealthText
+		}
+		return false, fmt.Sprintf("its check failed at %s", b.LastCheckAt.UTC().Format(time.RFC3339))
 	}
 	if NormSerial(b.Serial) != NormSerial(w.Serial) {
 		if !b.LastErrorAt.Before(w.Since) && b.LastError != "" {
