@@ -29,10 +29,10 @@ const (
 	StateReportStale = "report-stale"
 )
 
-// ProblemStates are the states that make a node unhealthy, in the order
-// fleet status's summary line lists them (pending, not a problem, after
-// stale).
-var ProblemStates = []string{StateUnreachable, StateReportStale, StateStale, StatePending, StateRevoked, StateServedOld,
+// SummaryStates are the states fleet status's summary line counts, in
+// its order: those that make a node unhealthy, and pending (a rollout in
+// progress, not a problem) after stale.
+var SummaryStates = []string{StateUnreachable, StateReportStale, StateStale, StatePending, StateRevoked, StateServedOld,
 	StateUnhealthy, StateBadReport, StateStopped, StateNotIssued, StateNotFound, StateExpired}
 
 // problem says which states make a node not healthy (exit 1). Pending is

@@ -10,7 +10,7 @@ import (
 // WriteText writes fleet status for a terminal: a table of the nodes
 // (issued, installed and served serial, expiry, health, states), each
 // node's problems, the summary line (counts per problem state, in
-// ProblemStates' order) and the expiry histogram by week.
+// SummaryStates' order) and the expiry histogram by week.
 func WriteText(w io.Writer, st []NodeStatus, sum Summary) {
 	t := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(t, "NODE\tISSUED\tINSTALLED\tSERVED\tEXPIRES\tHEALTH\tSTATE")
@@ -34,7 +34,7 @@ func WriteText(w io.Writer, st []NodeStatus, sum Summary) {
 		}
 	}
 	fmt.Fprintf(w, "\n%d node(s): %d healthy, %d not", sum.Nodes, sum.Healthy, sum.Nodes-sum.Healthy)
-	for _, x := range ProblemStates {
+	for _, x := range SummaryStates {
 		if n := sum.States[x]; n > 0 {
 			fmt.Fprintf(w, ", %d %s", n, x)
 		}
