@@ -113,7 +113,8 @@ func TestFleetStatusOverRealAgents(t *testing.T) {
 	for _, id := range f.ids {
 		if id == servedOld {
 			f.waitReport(t, id, "the served check's report", 30*time.Second, func(b *fleet.BundleReport) bool {
-				return same(b.Serial, want[id]) && same(b.ServedSerial, f.node[id].firstSerial) && b.Health == "CRITICAL" && b.Owed == ""
+				return same(b.Serial, want[id]) && same(b.ServedSerial, f.node[id].firstSerial) && b.Health == "CRITICAL" && b.Owed == "" &&
+					strings.Contains(f.node[id].agentLog(), "reported, the live bundle stays")
 			})
 			continue
 		}
