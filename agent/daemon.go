@@ -50,6 +50,10 @@ type Options struct {
 	// ReadyWait bounds how long a bundle with nothing installed holds the
 	// ready report for its first fetch; 0 means DefaultReadyWait.
 	ReadyWait time.Duration
+	// ReportHeartbeat is how often the fleet report is rewritten when
+	// nothing in it changed, so that fleet status can tell a running
+	// agent from a dead one; 0 means DefaultReportHeartbeat.
+	ReportHeartbeat time.Duration
 }
 
 // DefaultReadyWait keeps the ready report well inside the unit's
@@ -88,6 +92,8 @@ type daemon struct {
 	saveMu     sync.Mutex
 	lastState  []byte
 	lastReport []byte
+	// reportAt is when the report was last written (the daemon's clock).
+	reportAt time.Time
 
 	loopsMu sync.Mutex
 	loops   []*runningLoop
@@ -98,6 +104,13 @@ type runningLoop struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	alive  atomic.Bool
+}
+
+func (d *daemon) reportHeartbeat() time.Duration {
+	if d.opts.ReportHeartbeat > 0 {
+		return max(d.opts.ReportHeartbeat, MinReportHeartbeat)
+	}
+	return DefaultReportHeartbeat
 }
 
 func (d *daemon) readyWait() time.Duration {
@@ -164,6 +177,12 @@ func Run(ctx context.Context, configPath string, o Options) error {
 	}
 
 	readyCh := d.startLoops(ctx, cfg)
+	// The report's heartbeat: a tick every half heartbeat rewrites a
+	// report older than half a heartbeat, so one is never older than a
+	// heartbeat while the agent runs; at most two small writes a
+	// heartbeat.
+	beat := time.NewTicker(d.reportHeartbeat() / 2)
+	defer beat.Stop()
 	var watchdog <-chan time.Time
 	if o.WatchdogInterval > 0 {
 		t := time.NewTicker(o.WatchdogInterval)
@@ -176,6 +195,8 @@ func Run(ctx context.Context, configPath string, o Options) error {
 			readyCh = nil
 			notify("READY=1")
 			d.log.Info("every bundle reconciled; ready")
+		case <-beat.C:
+			d.saveState()
 		case <-watchdog:
 			if d.loopsHealthy() {
 				notify("WATCHDOG=1")
@@ -374,16 +395,21 @@ func (d *daemon) save(stopped time.Time) {
 			d.lastState = data
 		}
 	}
-	// The fleet report, when its content (its time aside) changed. 0644:
-	// the push account reads it over SFTP (fleet status); it holds
-	// serials, dates and health, no key.
+	// The fleet report, when its content (its time aside) changed, or
+	// when its heartbeat is due (and every bundle's loop is alive: a stuck
+	// agent's report goes stale, as a dead one's does). 0644: the push
+	// account reads it over SFTP (fleet status); it holds serials, dates
+	// and health, no key.
 	rep := BuildReport(c, d.opts.Version, os.Getpid(), bundles, time.Time{}, stopped)
-	if data := rep.Marshal(); !bytes.Equal(data, d.lastReport) {
-		rep.Written = d.now()
+	rep.Heartbeat = d.reportHeartbeat().Seconds()
+	now := d.now()
+	repData := rep.Marshal()
+	if ReportDue(!bytes.Equal(repData, d.lastReport), d.reportAt, now, d.reportHeartbeat(), stopped.IsZero() && d.loopsHealthy()) {
+		rep.Written = now
 		if err := writeFileAtomic(ReportPath(c), rep.Marshal(), 0o644, 0o711, false); err != nil {
 			d.log.Error("cannot write the fleet report; fleet status will not see this node's state", "err", err)
 		} else {
-			d.lastReport = data
+			d.lastReport, d.reportAt = repData, now
 		}
 	}
 	if c.MetricsTextfile != "" {

@@ -53,3 +53,29 @@ func servedInto(br *fleet.BundleReport, b BundleState) {
 		br.ServedSerial, br.ServedAt = sv.Serial, sv.Checked
 	}
 }
+
+// DefaultReportHeartbeat is how often a running agent rewrites its fleet
+// report when nothing in it changed (its "written" time moves on), so
+// that fleet status can tell a running agent from one that died or hangs:
+// a report older than a few heartbeats is "report-stale". One report of
+// a few KiB every few minutes is the whole cost.
+const DefaultReportHeartbeat = 5 * time.Minute
+
+// MinReportHeartbeat bounds Options.ReportHeartbeat from below (tests use
+// short ones; the I/O stays bounded).
+const MinReportHeartbeat = 100 * time.Millisecond
+
+// ReportDue decides whether save writes the report: when its content
+// changed, always; otherwise when alive (the agent runs and its loops
+// are not stuck) and the last write is at least half a heartbeat old (a
+// tick every half heartbeat then keeps every report younger than one
+// heartbeat). A report never written is due.
+func ReportDue(changed bool, last, now time.Time, heartbeat time.Duration, alive bool) bool {
+	switch {
+	case changed || last.IsZero():
+		return true
+	case !alive:
+		return false
+	}
+	return now.Sub(last) >= heartbeat/2
+}

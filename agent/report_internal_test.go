@@ -47,3 +47,70 @@ func TestSaveWritesTheFleetReport(t *testing.T) {
 		t.Error("the report was rewritten though nothing in it changed")
 	}
 }
+
+// When the report is written: on a change always; unchanged, only while
+// the agent is alive and half a heartbeat has passed since the last
+// write (ticks every half heartbeat keep it younger than one).
+func TestReportDue(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	const hb = 5 * time.Minute
+	for _, c := range []struct {
+		name    string
+		changed bool
+		last    time.Time
+		now     time.Time
+		alive   bool
+		want    bool
+	}{
+		{"never written", false, time.Time{}, t0, false, true},
+		{"changed", true, t0, t0, true, true},
+		{"changed, loops stuck", true, t0, t0, false, true},
+		{"unchanged, just written", false, t0, t0.Add(time.Minute), true, false},
+		{"unchanged, half a heartbeat", false, t0, t0.Add(hb / 2), true, true},
+		{"unchanged, a heartbeat", false, t0, t0.Add(hb), true, true},
+		{"unchanged, loops stuck", false, t0, t0.Add(time.Hour), false, false},
+		{"clock went back", false, t0, t0.Add(-time.Hour), true, false},
+	} {
+		if got := ReportDue(c.changed, c.last, c.now, hb, c.alive); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// Unchanged, the report is rewritten once its heartbeat is due: its
+// written time moves on and it says its heartbeat, so fleet status can
+// tell a running agent from a dead one.
+func TestSaveRewritesTheReportOnItsHeartbeat(t *testing.T) {
+	c := &Config{StateDir: t.TempDir(), NodeID: "n1", Bundles: []Bundle{{Name: "b", NodeID: "n1"}}}
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	st := &bundleState{s: BundleState{Name: "b", Serial: "0A:0B", NotAfter: now.Add(time.Hour)}}
+	d := &daemon{config: c, states: map[string]*bundleState{"b": st}, order: []string{"b"}, opts: Options{ReportHeartbeat: 4 * time.Minute},
+		log: slog.New(slog.NewTextHandler(io.Discard, nil)), now: func() time.Time { return now }}
+	read := func() *fleet.Report {
+		t.Helper()
+		data, err := os.ReadFile(ReportPath(c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := fleet.ParseReport(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	d.saveState()
+	first := now
+	if r := read(); !r.Written.Equal(first) || r.Heartbeat != 240 {
+		t.Fatalf("written %v heartbeat %v", r.Written, r.Heartbeat)
+	}
+	now = now.Add(time.Minute)
+	d.saveState()
+	if r := read(); !r.Written.Equal(first) {
+		t.Fatalf("rewritten after a minute: %v", r.Written)
+	}
+	now = now.Add(time.Minute)
+	d.saveState()
+	if r := read(); !r.Written.Equal(now) || r.Bundles[0].Serial != "0A:0B" {
+		t.Fatalf("not rewritten after half a heartbeat: %+v", r)
+	}
+}

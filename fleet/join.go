@@ -23,20 +23,55 @@ const (
 	StateUnhealthy   = "unhealthy"     // the agent's own health is not OK
 	StateStopped     = "agent-stopped" // the agent stopped (cleanly); nothing renews
 	StateExpired     = "expired"       // the installed certificate is past its not-after
+	// StateReportStale: the report was read, but the agent has not
+	// rewritten it for longer than its heartbeat allows: the agent is not
+	// running (killed, crashed, hung); what the report says is old.
+	StateReportStale = "report-stale"
 )
+
+// SummaryStates are the states fleet status's summary line counts, in
+// its order: those that make a node unhealthy, and pending (a rollout in
+// progress, not a problem) after stale.
+var SummaryStates = []string{StateUnreachable, StateReportStale, StateStale, StatePending, StateRevoked, StateServedOld,
+	StateUnhealthy, StateBadReport, StateStopped, StateNotIssued, StateNotFound, StateExpired}
 
 // problem says which states make a node not healthy (exit 1). Pending is
 // a rollout in progress: shown, not counted against the fleet.
 var problem = map[string]bool{
 	StateUnreachable: true, StateBadReport: true, StateNotIssued: true, StateNotFound: true,
 	StateStale: true, StateRevoked: true, StateServedOld: true, StateUnhealthy: true,
-	StateStopped: true, StateExpired: true,
+	StateStopped: true, StateExpired: true, StateReportStale: true,
 }
 
 // DefaultStaleAfter is how long a newer issued certificate may wait to be
 // installed before the node counts as stale: longer than an agent's pull
 // interval plus its jitter, shorter than a renewal window.
 const DefaultStaleAfter = 24 * time.Hour
+
+// ReportHeartbeats is how many of its own heartbeats a report may be old
+// before the agent counts as not running (ReportStale): one missed write
+// is load or a slow disk, three is an agent that is gone.
+const ReportHeartbeats = 3
+
+// ReportStale judges a report's age: stale when it was written longer
+// ago than after (or, with after 0, ReportHeartbeats of the heartbeat
+// the report names). A report without a heartbeat (an agent that writes
+// only on change) and the report of an agent that stopped cleanly (that
+// is StateStopped) are never stale; a report from the future (clock
+// skew) is not either. It returns the report's age.
+func ReportStale(r *Report, now time.Time, after time.Duration) (bool, time.Duration) {
+	age := now.Sub(r.Written)
+	if r.Written.IsZero() || !r.Stopped.IsZero() || age <= 0 {
+		return false, max(age, 0)
+	}
+	if after <= 0 {
+		if r.Heartbeat <= 0 {
+			return false, age
+		}
+		after = ReportHeartbeats * time.Duration(r.Heartbeat*float64(time.Second))
+	}
+	return age > after, age
+}
 
 // Fetched is what the admin host got from one node: its report, or why not.
 type Fetched struct {
@@ -65,6 +100,9 @@ type JoinOptions struct {
 	// Bundle names the report's bundle to look at; empty: the bundle
 	// holding a serial the CA issued to the node, else the only one.
 	Bundle string
+	// ReportStaleAfter is how old a report may be before its agent counts
+	// as not running; 0: ReportHeartbeats of the report's own heartbeat.
+	ReportStaleAfter time.Duration
 }
 
 // NodeStatus is one node in fleet status.
@@ -177,6 +215,10 @@ func classify(f Fetched, ix caIndex, o JoinOptions) NodeStatus {
 	}
 	if rep != nil {
 		s.AgentVersion, s.ReportWritten = rep.AgentVersion, rep.Written
+		if stale, age := ReportStale(rep, o.Now, o.ReportStaleAfter); stale {
+			add(StateReportStale, "the report was last written %s ago (at %s), %s: the agent is not running or hangs, and what the report says is old; see systemctl status certkeeper on the node",
+				age.Round(time.Second), rep.Written.UTC().Format(time.RFC3339), heartbeatText(rep.Heartbeat))
+		}
 		b := pickBundle(rep, f.ID, ix, o.Bundle)
 		if b == nil {
 			add(StateNotFound, "the report of %s has no bundle holding a certificate the CA issued to it", f.ID)
@@ -302,4 +344,11 @@ func Summarize(st []NodeStatus, now time.Time) Summary {
 	}
 	sort.Slice(s.Weeks, func(i, j int) bool { return s.Weeks[i].Week < s.Weeks[j].Week })
 	return s
+}
+
+func heartbeatText(seconds float64) string {
+	if seconds <= 0 {
+		return "older than allowed"
+	}
+	return "though a running agent rewrites it every " + time.Duration(seconds*float64(time.Second)).String()
 }

@@ -68,6 +68,9 @@ func TestJoinClassifies(t *testing.T) {
 		{"probe only, serving the old", testCA(ids, 48*time.Hour), Fetched{ID: "n0", NotReport: true, Probed: true, Served: "0A:00"}, []string{StateStale}, false},
 		{"probe: served, does not verify", testCA(ids, 48*time.Hour), Fetched{ID: "n0", NotReport: true, Probed: true, Served: "0B:00", ProbeErr: errors.New("does not verify")}, []string{StateUnhealthy}, false},
 		{"probe fails", testCA(ids, 48*time.Hour), Fetched{ID: "n0", NotReport: true, Probed: true, ProbeErr: errors.New("refused")}, []string{StateUnreachable}, false},
+		{"report within its heartbeats", testCA(ids, 48*time.Hour), Fetched{ID: "n0", Data: report("0B:00", "0B:00", "OK", heartbeat(300, -14*time.Minute))}, []string{StateOK}, true},
+		{"report older than three heartbeats: the agent is not running", testCA(ids, 48*time.Hour), Fetched{ID: "n0", Data: report("0B:00", "0B:00", "OK", heartbeat(300, -16*time.Minute))}, []string{StateReportStale}, false},
+		{"an old report says what it said, and that it is old", testCA(ids, 48*time.Hour), Fetched{ID: "n0", Data: report("0A:00", "", "OK", heartbeat(300, -time.Hour))}, []string{StateReportStale, StateStale}, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -79,6 +82,39 @@ func TestJoinClassifies(t *testing.T) {
 				t.Fatalf("%v without a problem text", got.States)
 			}
 		})
+	}
+}
+
+// heartbeat gives a report a heartbeat (seconds) and a written time
+// relative to t0.
+func heartbeat(seconds float64, written time.Duration) func(*Report) {
+	return func(r *Report) { r.Heartbeat, r.Written = seconds, t0.Add(written) }
+}
+
+// When a report's age means its agent is not running.
+func TestReportStale(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		r       Report
+		after   time.Duration
+		stale   bool
+		wantAge time.Duration
+	}{
+		{"fresh", Report{Written: t0.Add(-time.Minute), Heartbeat: 300}, 0, false, time.Minute},
+		{"at three heartbeats", Report{Written: t0.Add(-15 * time.Minute), Heartbeat: 300}, 0, false, 15 * time.Minute},
+		{"past three heartbeats", Report{Written: t0.Add(-15*time.Minute - time.Second), Heartbeat: 300}, 0, true, 15*time.Minute + time.Second},
+		{"a short heartbeat", Report{Written: t0.Add(-4 * time.Second), Heartbeat: 1}, 0, true, 4 * time.Second},
+		{"a threshold given beats the heartbeat", Report{Written: t0.Add(-time.Hour), Heartbeat: 300}, 2 * time.Hour, false, time.Hour},
+		{"a threshold given, no heartbeat", Report{Written: t0.Add(-time.Hour)}, 30 * time.Minute, true, time.Hour},
+		{"no heartbeat (writes on change only): age says nothing", Report{Written: t0.Add(-30 * 24 * time.Hour)}, 0, false, 30 * 24 * time.Hour},
+		{"stopped cleanly: that is agent-stopped", Report{Written: t0.Add(-time.Hour), Heartbeat: 300, Stopped: t0.Add(-time.Hour)}, 0, false, 0},
+		{"from the future (clock skew)", Report{Written: t0.Add(time.Hour), Heartbeat: 300}, 0, false, 0},
+		{"never written", Report{Heartbeat: 300}, 0, false, 0},
+	} {
+		stale, age := ReportStale(&c.r, t0, c.after)
+		if stale != c.stale || (c.wantAge != 0 && age != c.wantAge) {
+			t.Errorf("%s: stale %v age %v, want %v %v", c.name, stale, age, c.stale, c.wantAge)
+		}
 	}
 }
 

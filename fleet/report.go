@@ -42,13 +42,18 @@ const (
 // whether it is well. It holds no key and no secret; it is mode 0644 so
 // the push account (not root) can read it over SFTP.
 type Report struct {
-	Format       int            `json:"format"`
-	NodeID       string         `json:"node_id"`
-	AgentVersion string         `json:"agent_version"`
-	PID          int            `json:"pid"`
-	Written      time.Time      `json:"written"`
-	Stopped      time.Time      `json:"stopped,omitzero"`
-	Bundles      []BundleReport `json:"bundles"`
+	Format       int       `json:"format"`
+	NodeID       string    `json:"node_id"`
+	AgentVersion string    `json:"agent_version"`
+	PID          int       `json:"pid"`
+	Written      time.Time `json:"written"`
+	// Heartbeat is how often (seconds) the agent rewrites its report
+	// while it runs, changed or not: a report much older than that is an
+	// agent that is not running (ReportStale). 0: an agent that writes
+	// only on change (no heartbeat; its age says nothing).
+	Heartbeat float64        `json:"heartbeat_seconds,omitempty"`
+	Stopped   time.Time      `json:"stopped,omitzero"`
+	Bundles   []BundleReport `json:"bundles"`
 }
 
 // BundleReport is one bundle in a Report.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"text/tabwriter"
 	"time"
 
 	"github.com/certkeeper/certkeeper/distribute"
@@ -50,23 +52,17 @@ type Want struct {
 // Verdict judges one report against what a rollout wants: done (go on),
 // failed (stop: why), or neither (wait).
 func Verdict(r *Report, w Want) (done bool, failed string) {
-	var b *BundleReport
-	for i := range r.Bundles {
-		x := &r.Bundles[i]
-		if w.Bundle != "" && x.Name != w.Bundle {
-			continue
-		}
-		if w.Bundle != "" || NormSerial(x.Serial) == NormSerial(w.Serial) || len(r.Bundles) == 1 {
-			b = x
-			break
-		}
-	}
+	b := r.bundleFor(w)
 	if b == nil {
 		return false, ""
 	}
 	fresh := !b.LastCheckAt.Before(w.Since)
 	if fresh && b.LastCheck == "failed" {
-		return false, fmt.Sprintf("its check failed at %s: %s", b.LastCheckAt.UTC().Format(time.RFC3339), b.HealthText)
+		if b.HealthText != "" {
+			// The agent's own text says when, and what followed.
+			return false, "the agent says: " + b.HealthText
+		}
+		return false, fmt.Sprintf("its check failed at %s", b.LastCheckAt.UTC().Format(time.RFC3339))
 	}
 	if NormSerial(b.Serial) != NormSerial(w.Serial) {
 		if !b.LastErrorAt.Before(w.Since) && b.LastError != "" {
@@ -84,6 +80,39 @@ func Verdict(r *Report, w Want) (done bool, failed string) {
 		return false, fmt.Sprintf("installed, but %s: %s", b.Health, b.HealthText)
 	}
 	return true, ""
+}
+
+// bundleFor is the report's bundle a rollout looks at: the one named, else
+// the one holding the wanted serial, else the only one.
+func (r *Report) bundleFor(w Want) *BundleReport {
+	for i := range r.Bundles {
+		x := &r.Bundles[i]
+		if w.Bundle != "" && x.Name != w.Bundle {
+			continue
+		}
+		if w.Bundle != "" || NormSerial(x.Serial) == NormSerial(w.Serial) || len(r.Bundles) == 1 {
+			return x
+		}
+	}
+	return nil
+}
+
+// WriteOutcomes writes a rollout's outcome table: per node its wave, its
+// outcome, the serial pushed, what its last report showed installed and
+// served ("-": not read; a node not pushed still has what it had), and why.
+func WriteOutcomes(w io.Writer, out []NodeOutcome) {
+	t := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(t, "NODE\tWAVE\tOUTCOME\tSERIAL\tINSTALLED\tSERVED\tDETAIL")
+	dash := func(s string) string {
+		if s == "" {
+			return "-"
+		}
+		return s
+	}
+	for _, o := range out {
+		fmt.Fprintf(t, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", o.ID, o.Wave+1, o.Outcome, dash(o.Serial), dash(o.Installed), dash(o.Served), o.Detail)
+	}
+	t.Flush()
 }
 
 // RolloutOptions shape a staged push.
@@ -118,7 +147,12 @@ type NodeOutcome struct {
 	Wave    int             `json:"wave"`
 	Outcome string          `json:"outcome"`
 	Serial  string          `json:"serial,omitempty"`
-	Detail  string          `json:"detail,omitempty"`
+	// Installed and Served are what the node's last report read showed
+	// (its live and its daemon's serial); empty for a node whose report
+	// was not read (not pushed: it still has what it had).
+	Installed string `json:"installed_serial,omitempty"`
+	Served    string `json:"served_serial,omitempty"`
+	Detail    string `json:"detail,omitempty"`
 }
 
 // ErrRolloutStopped says a wave failed and the rest was not pushed.
@@ -190,6 +224,10 @@ func confirm(ctx context.Context, part []distribute.Node, wants []Want, res []No
 	pending := len(part)
 	last := make([]string, len(part))
 	for {
+		// A failure ends the wait, but this pass still reads the rest of
+		// the wave, so that the outcome table shows what each pushed node
+		// has.
+		failed := false
 		for i, n := range part {
 			if res[i].Outcome != OutcomePushed {
 				continue
@@ -204,17 +242,28 @@ func confirm(ctx context.Context, part []distribute.Node, wants []Want, res []No
 				last[i] = err.Error()
 				continue
 			}
+			if b := rep.bundleFor(wants[i]); b != nil {
+				res[i].Installed, res[i].Served = b.Serial, b.ServedSerial
+			}
 			done, why := Verdict(rep, wants[i])
 			switch {
 			case why != "":
 				res[i].Outcome, res[i].Detail = OutcomeFailed, why
-				return false
+				failed = true
 			case done:
 				res[i].Outcome, res[i].Detail = OutcomeConfirmed, ""
 				pending--
 			default:
 				last[i] = "waiting for the agent's report to show it installed, checked and served"
 			}
+		}
+		if failed {
+			for i := range res {
+				if res[i].Outcome == OutcomePushed {
+					res[i].Detail = "not confirmed when the rollout stopped: " + last[i]
+				}
+			}
+			return false
 		}
 		if pending == 0 {
 			return true

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -145,70 +144,6 @@ func (f *testFleet) writeReport(t *testing.T, id string, c *x509.Certificate, se
 	}
 	if err := os.Rename(p+".tmp", p); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// fleet status over 22 real sshd nodes: one down, one stale, one with a
-// revoked certificate installed and one serving an old certificate are
-// reported as exactly that, the 18 others OK, and the textfile parses.
-func TestFleetStatusOverRealSSHD(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts 22 sshd")
-	}
-	f := newFleet(t, 22)
-	const down, stale, revoked, servedOld = "node-03", "node-07", "node-11", "node-15"
-	old := map[string]*x509.Certificate{}
-	for _, id := range []string{stale, servedOld} {
-		old[id] = f.published(t, id)
-		f.reissue(t, id)
-	}
-	if _, err := f.ca.Revoke(pki.Serial(f.published(t, revoked)), 1); err != nil {
-		t.Fatal(err)
-	}
-	for _, id := range f.ids {
-		cur := f.published(t, id)
-		switch id {
-		case stale:
-			f.writeReport(t, id, old[id], "", agent.ResultOK)
-		case servedOld:
-			f.writeReport(t, id, cur, pki.Serial(old[id]), agent.ResultOK)
-		default:
-			f.writeReport(t, id, cur, pki.Serial(cur), agent.ResultOK)
-		}
-	}
-	f.servers[down].Kill()
-
-	ca, err := fleet.LoadCA(f.caDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fetched := fleet.Collect(context.Background(), f.nodes(t), fleet.CollectOptions{Concurrency: 8})
-	// The stale threshold passed: the admin host looks a day later.
-	now := time.Now().Add(fleet.DefaultStaleAfter + time.Hour)
-	st := fleet.Join(fetched, ca, fleet.JoinOptions{Now: now})
-	want := map[string][]string{
-		down: {fleet.StateUnreachable}, stale: {fleet.StateStale},
-		// The agent itself judges a daemon serving another leaf CRITICAL.
-		revoked: {fleet.StateRevoked}, servedOld: {fleet.StateUnhealthy, fleet.StateServedOld},
-	}
-	for _, s := range st {
-		w, ok := want[s.ID]
-		if !ok {
-			w = []string{fleet.StateOK}
-		}
-		if !slices.Equal(s.States, w) {
-			t.Errorf("%s: %v, want %v: %v", s.ID, s.States, w, s.Problems)
-		}
-	}
-	sum := fleet.Summarize(st, now)
-	if sum.Nodes != 22 || sum.Healthy != 18 {
-		t.Errorf("summary %+v", sum)
-	}
-	var buf bytes.Buffer
-	fleet.WriteMetrics(&buf, st, sum, now)
-	m := fleet.ParseMetrics(t, buf.Bytes())
-	if m[fleet.MetricNodeState+",node="+servedOld+",state=serving-old"] != 1 || m[fleet.MetricNodes+",health=unhealthy"] != 4 {
-		t.Errorf("metrics:\n%s", buf.Bytes())
 	}
 }
 

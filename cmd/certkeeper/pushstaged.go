@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/certkeeper/certkeeper/distribute"
@@ -72,12 +71,7 @@ func stagedPush(ctx context.Context, e *env, nodes []distribute.Node, caDir stri
 		if err != nil {
 			w = e.stderr
 		}
-		t := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(t, "NODE\tWAVE\tOUTCOME\tSERIAL\tDETAIL")
-		for _, o := range out {
-			fmt.Fprintf(t, "%s\t%d\t%s\t%s\t%s\n", o.ID, o.Wave+1, o.Outcome, o.Serial, o.Detail)
-		}
-		t.Flush()
+		fleet.WriteOutcomes(w, out)
 	}
 	if errors.Is(err, fleet.ErrRolloutStopped) {
 		fmt.Fprintf(e.stderr, "certkeeper push: %v: nodes marked not-pushed still have their old bundle; fix the failed node and run the push again\n", err)
