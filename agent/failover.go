@@ -43,21 +43,33 @@ func FailoverOrder(n int) []int {
 	return out
 }
 
+// FailoverEvent is what the log says of a fetch (FailoverNews).
+type FailoverEvent int
+
+const (
+	// NoFailoverNews: the first source answered, as the fetch before.
+	NoFailoverNews FailoverEvent = iota
+	// FailedOver: a standby answered, the sources before it failed.
+	FailedOver
+	// FailedBack: the first answered after a standby had.
+	FailedBack
+)
+
 // FailoverNews says what the log should say of a fetch that source i (of
 // n) answered, after source prev answered the one before: a warning at
 // every fetch a standby answers (the sources before it failed, and the log
 // says how, each time: the admin needs to know the primary is down), a
 // note when the first answers again after a standby did, else nothing.
-func FailoverNews(n, prev, i int) string {
+func FailoverNews(n, prev, i int) FailoverEvent {
 	switch {
 	case n < 2:
-		return ""
+		return NoFailoverNews
 	case i > 0:
-		return "source failover: another admin host answered"
+		return FailedOver
 	case prev > 0:
-		return "source failback: the first admin host answers again"
+		return FailedBack
 	}
-	return ""
+	return NoFailoverNews
 }
 
 // Fetch implements Source.
@@ -73,11 +85,12 @@ func (f *Failover) Fetch(ctx context.Context, b *Bundle) ([]rotate.Input, error)
 			prev := f.answered
 			f.answered = i
 			f.mu.Unlock()
-			if msg := FailoverNews(len(f.Sources), prev, i); msg != "" && f.Log != nil {
-				if i == 0 {
-					f.Log.Info(msg, "bundle", b.Name, "answered", fetchedFrom(f, b, false))
-				} else {
-					f.Log.Warn(msg, "bundle", b.Name, "answered", fetchedFrom(f, b, false), "failed", errors.Join(errs...))
+			if f.Log != nil {
+				switch FailoverNews(len(f.Sources), prev, i) {
+				case FailedOver:
+					f.Log.Warn("source failover: another admin host answered", "bundle", b.Name, "answered", fetchedFrom(f, b, false), "failed", errors.Join(errs...))
+				case FailedBack:
+					f.Log.Info("source failback: the first admin host answers again", "bundle", b.Name, "answered", fetchedFrom(f, b, false))
 				}
 			}
 			return in, nil

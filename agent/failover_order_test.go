@@ -21,13 +21,13 @@ func TestFailoverOrder(t *testing.T) {
 // What the log says of a fetch, by which source answered it and which
 // answered the one before.
 func TestFailoverNews(t *testing.T) {
-	const over, back = "source failover: another admin host answered", "source failback: the first admin host answers again"
+	const none, over, back = agent.NoFailoverNews, agent.FailedOver, agent.FailedBack
 	for _, c := range []struct {
 		n, prev, i int
-		want       string
+		want       agent.FailoverEvent
 	}{
-		{1, 0, 0, ""},   // one source: nothing to say
-		{2, 0, 0, ""},   // the primary, as before
+		{1, 0, 0, none}, // one source: nothing to say
+		{2, 0, 0, none}, // the primary, as before
 		{2, 0, 1, over}, // the primary failed, the standby answered
 		{2, 1, 1, over}, // still down: said at every fetch
 		{3, 1, 2, over}, // the first two failed
@@ -35,7 +35,7 @@ func TestFailoverNews(t *testing.T) {
 		{3, 2, 0, back}, // from the third straight back to the first
 	} {
 		if got := agent.FailoverNews(c.n, c.prev, c.i); got != c.want {
-			t.Errorf("FailoverNews(%d, %d, %d) = %q, want %q", c.n, c.prev, c.i, got, c.want)
+			t.Errorf("FailoverNews(%d, %d, %d) = %d, want %d", c.n, c.prev, c.i, got, c.want)
 		}
 	}
 }
