@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certkeeper/certkeeper/distribute"
 	"github.com/certkeeper/certkeeper/fleet"
 	"github.com/certkeeper/certkeeper/internal/testdaemon/daemontest"
 	"github.com/certkeeper/certkeeper/internal/testpki"
@@ -209,6 +210,26 @@ http {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("nginx does not listen on %s", addr)
+		}
+	}
+}
+
+// fleet status --probe --no-report over the mutual-TLS daemon: Collect
+// reads the served serial without a client certificate and with the
+// control certificate; with a certificate the daemon refuses, the node's
+// probe is in error with the reason.
+func TestCollectProbesAMutualTLSDaemon(t *testing.T) {
+	p := newProbePKI(t)
+	d := daemontest.Start(t, daemontest.Options{Cert: filepath.Join(p.dir, "node.crt"), Key: filepath.Join(p.dir, "node.key"), CA: filepath.Join(p.dir, "cluster.crt")})
+	nodes := []distribute.Node{{ID: "node-1", Probe: d.Addr}}
+	for _, c := range []struct {
+		what string
+		cert *tls.Certificate
+		err  string
+	}{{"no client certificate", nil, ""}, {"the control certificate", p.control, ""}, {"another CA's", p.forgen, "refused the probe's client certificate"}} {
+		f := fleet.Collect(context.Background(), nodes, fleet.CollectOptions{Probe: true, Roots: p.roots, ClientCert: c.cert, Timeout: 5 * time.Second})
+		if len(f) != 1 || !f[0].Probed || f[0].Served != p.served || (c.err == "") != (f[0].ProbeErr == nil) || (c.err != "" && !strings.Contains(f[0].ProbeErr.Error(), c.err)) {
+			t.Errorf("%s: %+v", c.what, f)
 		}
 	}
 }
