@@ -11,40 +11,71 @@ import (
 )
 
 // Failover is the Source of a node with several admin hosts ([[source]]):
-// each Fetch tries them in order, starting with the one that answered
-// last, and remembers which answered. An error is returned only when all
-// failed, naming each.
+// each Fetch tries them in config order, the first (the primary) first,
+// and remembers which answered, for status and the log. An error is
+// returned only when all failed, naming each.
+//
+// The order is the config's at every fetch, not "the one that answered
+// last first": a standby that holds a copy of the CA directory signs CSRs
+// into its own copy of the database, which the next copy from the primary
+// overwrites. Going back to the primary as soon as it answers keeps the
+// standby's share of the signing to the outage itself (docs/admin-host.md
+// §10). The price is one failed connection per fetch while the primary is
+// down: refused at once for a host whose sshd is gone, the source's
+// timeout for one that does not answer; fetches come hourly at most
+// outside a renewal.
 type Failover struct {
 	Sources []Source
 
 	mu       sync.Mutex
 	answered int // index of the source that answered last
-	// Log, when set, hears of each failover.
+	// Log, when set, hears of each failover and of each return to the
+	// first source.
 	Log *slog.Logger
 }
 
-// FailoverOrder is the order the next Fetch tries the sources in: the one that
-// answered last, then the others in config order.
-func FailoverOrder(n, answered int) []int {
-	if answered < 0 || answered >= n {
-		answered = 0
-	}
-	out := []int{answered}
-	for i := range n {
-		if i != answered {
-			out = append(out, i)
-		}
+// FailoverOrder is the order a Fetch tries n sources in: the config's.
+func FailoverOrder(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
 	}
 	return out
 }
 
+// FailoverEvent is what the log says of a fetch (FailoverNews).
+type FailoverEvent int
+
+const (
+	// NoFailoverNews: the first source answered, as the fetch before.
+	NoFailoverNews FailoverEvent = iota
+	// FailedOver: a standby answered, the sources before it failed.
+	FailedOver
+	// FailedBack: the first answered after a standby had.
+	FailedBack
+)
+
+// FailoverNews says what the log should say of a fetch that source i (of
+// n) answered, after source prev answered the one before: a warning at
+// every fetch a standby answers (the sources before it failed, and the log
+// says how, each time: the admin needs to know the primary is down), a
+// note when the first answers again after a standby did, else nothing.
+func FailoverNews(n, prev, i int) FailoverEvent {
+	switch {
+	case n < 2:
+		return NoFailoverNews
+	case i > 0:
+		return FailedOver
+	case prev > 0:
+		return FailedBack
+	}
+	return NoFailoverNews
+}
+
 // Fetch implements Source.
 func (f *Failover) Fetch(ctx context.Context, b *Bundle) ([]rotate.Input, error) {
-	f.mu.Lock()
-	order := FailoverOrder(len(f.Sources), f.answered)
-	f.mu.Unlock()
 	var errs []error
-	for k, i := range order {
+	for _, i := range FailoverOrder(len(f.Sources)) {
 		if ctx.Err() != nil {
 			break
 		}
@@ -54,8 +85,13 @@ func (f *Failover) Fetch(ctx context.Context, b *Bundle) ([]rotate.Input, error)
 			prev := f.answered
 			f.answered = i
 			f.mu.Unlock()
-			if (k > 0 || prev != i) && f.Log != nil {
-				f.Log.Warn("source failover: another admin host answered", "bundle", b.Name, "answered", sourceName(f.Sources[i], b), "failed", errors.Join(errs...))
+			if f.Log != nil {
+				switch FailoverNews(len(f.Sources), prev, i) {
+				case FailedOver:
+					f.Log.Warn("source failover: another admin host answered", "bundle", b.Name, "answered", fetchedFrom(f, b, false), "failed", errors.Join(errs...))
+				case FailedBack:
+					f.Log.Info("source failback: the first admin host answers again", "bundle", b.Name, "answered", fetchedFrom(f, b, false))
+				}
 			}
 			return in, nil
 		}

@@ -115,7 +115,7 @@ func newBundleLoop(d *daemon, b *Bundle, st *bundleState, src Source) *bundleLoo
 		}
 		l.publishFetch()
 		if f, ok := src.(*Failover); ok && f.Log == nil {
-			f.Log = l.log
+			f.Log = l.d.log // Failover names the bundle itself
 		}
 	} else {
 		st.update(func(s *BundleState) { s.Source = nil })

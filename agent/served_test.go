@@ -1,7 +1,6 @@
 package agent_test
 
 import (
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -37,23 +36,6 @@ func TestServedWaitDoubles(t *testing.T) {
 	for i, want := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second} {
 		if got := agent.ServedWaitFor(time.Second, i); got != want {
 			t.Errorf("ServedWaitFor(1s, %d) = %s, want %s", i, got, want)
-		}
-	}
-}
-
-func TestFailoverOrder(t *testing.T) {
-	for _, c := range []struct {
-		n, answered int
-		want        string
-	}{
-		{1, 0, "[0]"},
-		{3, 0, "[0 1 2]"},
-		{3, 1, "[1 0 2]"},
-		{3, 2, "[2 0 1]"},
-		{3, 7, "[0 1 2]"},
-	} {
-		if got := fmt.Sprint(agent.FailoverOrder(c.n, c.answered)); got != c.want {
-			t.Errorf("FailoverOrder(%d, %d) = %s, want %s", c.n, c.answered, got, c.want)
 		}
 	}
 }

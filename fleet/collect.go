@@ -5,13 +5,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"net"
 	"sync"
 	"time"
 
 	"github.com/certkeeper/certkeeper/authority"
 	"github.com/certkeeper/certkeeper/distribute"
-	"github.com/certkeeper/certkeeper/pki"
 )
 
 // DefaultConcurrency is how many nodes fleet status reads at once.
@@ -43,8 +41,12 @@ type CollectOptions struct {
 	// neither is set); Probe connects to each node's probe endpoint.
 	Reports, Probe bool
 	// Roots verify what a probe is served (the CA); nil: not verified.
-	Roots   *x509.CertPool
-	Timeout time.Duration
+	Roots *x509.CertPool
+	// ClientCert is presented to daemons that ask for one (--probe-cert,
+	// --probe-key; ProbeClientCert); nil: none (probe.go says what a probe
+	// still reads then).
+	ClientCert *tls.Certificate
+	Timeout    time.Duration
 	// Fetch replaces FetchReport (benchmarks, tests).
 	Fetch func(context.Context, distribute.Node) ([]byte, error)
 }
@@ -85,59 +87,14 @@ func Collect(ctx context.Context, nodes []distribute.Node, o CollectOptions) []F
 			}
 			if o.Probe && n.Probe != "" {
 				f.Probed = true
-				f.Served, f.ProbeErr = Probe(ctx, n.Probe, n.ProbeName, o.Roots, o.Timeout)
+				r, err := ProbeEndpoint(ctx, n.Probe, ProbeOptions{ServerName: n.ProbeName, Roots: o.Roots, ClientCert: o.ClientCert, Timeout: o.Timeout})
+				f.Served, f.ProbeErr = r.Serial, err
 			}
 			out[i] = f
 		}()
 	}
 	wg.Wait()
 	return out
-}
-
-// Probe connects to a daemon's TLS endpoint and returns the serial of the
-// leaf it serves. With roots, the chain must verify against them (the
-// name is not checked: the admin host may reach the node by another name
-// than its certificate holds). A daemon that requires a client
-// certificate still shows its own before refusing the handshake.
-func Probe(ctx context.Context, addr, serverName string, roots *x509.CertPool, timeout time.Duration) (string, error) {
-	if timeout <= 0 {
-		timeout = 10 * time.Second
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	if serverName == "" {
-		serverName, _, _ = net.SplitHostPort(addr)
-	}
-	var leaf *x509.Certificate
-	cfg := &tls.Config{
-		ServerName: serverName,
-		// Verified below against roots, names aside; we want the
-		// serial even of a certificate that does not verify.
-		InsecureSkipVerify: true, //nolint:gosec
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) > 0 {
-				leaf = cs.PeerCertificates[0]
-			}
-			return nil
-		},
-	}
-	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout}, Config: cfg}
-	conn, err := d.DialContext(ctx, "tcp", addr)
-	if conn != nil {
-		conn.Close()
-	}
-	if leaf == nil {
-		if err == nil {
-			err = fmt.Errorf("no certificate served")
-		}
-		return "", fmt.Errorf("%s: %w", addr, err)
-	}
-	if roots != nil {
-		if _, verr := leaf.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); verr != nil {
-			return pki.Serial(leaf), fmt.Errorf("%s serves %s, which does not verify against the CA: %w", addr, pki.Serial(leaf), verr)
-		}
-	}
-	return pki.Serial(leaf), nil
 }
 
 // LoadCA reads the CA's records from its directory (a shared lock, no key).
