@@ -83,7 +83,7 @@ func runFleet(ctx context.Context, e *env, args []string) error {
 	noReport := fs.Bool("no-report", false, "with --probe: do not read reports over SSH")
 	textfile := fs.String("textfile", "", "write Prometheus metrics to FILE")
 	asJSON := fs.Bool("json", false, "print one JSON document (docs/json.md)")
-	rest, err := parseE(e, fs, args)
+	rest, err := parse(e, fs, args)
 	if err != nil {
 		return err
 	}

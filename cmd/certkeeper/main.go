@@ -36,8 +36,10 @@ type command struct {
 	name    string
 	summary string
 	usage   string // synopsis, then examples
-	run     func(ctx context.Context, env *env, args []string) int
-	hidden  bool
+	// run is the command's body (withErrors adapts one that returns an
+	// error); nil for a group of subcommands (ca), which cobra dispatches.
+	run    func(ctx context.Context, env *env, args []string) int
+	hidden bool
 }
 
 var commands = map[string]*command{}
@@ -415,13 +417,14 @@ func pflags(fs *flag.FlagSet) *pflag.FlagSet {
 
 // parse parses flags anywhere among the arguments (`ca issue node ID --dns
 // X` as well as `ca issue --dns X node ID`) and returns the positional ones.
-// Everything after "--" is positional. It returns the exit code to use
-// when parsing ends the command (help, or a usage error).
-func parse(e *env, fs *flag.FlagSet, args []string) ([]string, int, bool) {
+// Everything after "--" is positional. When parsing ends the command
+// (help, or a usage error, printed already) it returns an exitError with
+// the code to exit with.
+func parse(e *env, fs *flag.FlagSet, args []string) ([]string, error) {
 	pf := pflags(fs)
 	if e.describe != nil {
 		e.describe(pf)
-		return nil, exitOK, false
+		return nil, exitError(exitOK)
 	}
 	name := strings.TrimPrefix(fs.Name(), "certkeeper ")
 	// -config, the Go flag spelling older scripts use, still works.
@@ -440,16 +443,16 @@ func parse(e *env, fs *flag.FlagSet, args []string) ([]string, int, bool) {
 	if err := pf.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			fmt.Fprint(e.stdout, commandUsage(name, pf))
-			return nil, exitOK, false
+			return nil, exitError(exitOK)
 		}
 		msg := err.Error()
 		if s := suggestFlag(pf, err); s != "" {
 			msg += "\nDid you mean --" + s + "?"
 		}
 		printUsageError(e, name, msg)
-		return nil, exitUsage, false
+		return nil, exitError(exitUsage)
 	}
-	return pf.Args(), 0, true
+	return pf.Args(), nil
 }
 
 // commandUsage is a command's help: its text, then its flags.
@@ -519,15 +522,6 @@ func usagef(format string, args ...any) error {
 	return &errUsage{msg: fmt.Sprintf(format, args...)}
 }
 
-// parseE is parse for commands that return errors.
-func parseE(e *env, fs *flag.FlagSet, args []string) ([]string, error) {
-	rest, code, ok := parse(e, fs, args)
-	if !ok {
-		return nil, exitError(code)
-	}
-	return rest, nil
-}
-
 // withErrors adapts a command that returns an error to the command table:
 // nil is exit 0; a usage error (usagef) is printed with the command's name
 // and a pointer to --help, exit 2; an exitError is its code, said already;
@@ -546,20 +540,9 @@ func withErrors(c *command, f func(context.Context, *env, []string) error) func(
 			printUsageError(e, c.name, u.msg)
 			return exitUsage
 		}
-		return failure(e, c, err)
+		fmt.Fprintf(e.stderr, "certkeeper %s: %v\n", c.name, err)
+		return exitFailure
 	}
-}
-
-// usageError reports a usage mistake and returns exit code 2.
-func usageError(e *env, c *command, format string, args ...any) int {
-	printUsageError(e, c.name, fmt.Sprintf(format, args...))
-	return exitUsage
-}
-
-// failure reports an error and returns exit code 1.
-func failure(e *env, c *command, err error) int {
-	fmt.Fprintf(e.stderr, "certkeeper %s: %v\n", c.name, err)
-	return exitFailure
 }
 
 type platformResult = platform.ReloadResult
