@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -549,12 +548,7 @@ func runCAList(_ context.Context, e *env, args []string) error {
 		if entries == nil {
 			entries = []authority.Entry{}
 		}
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(entries); err != nil {
-			return err
-		}
-		return nil
+		return writeJSON(e, entries)
 	}
 	if len(entries) == 0 {
 		fmt.Fprintf(e.stdout, "no certificates issued yet by %q (certkeeper ca issue --dir %s node)\n", a.Settings.Name, f.dir)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -413,9 +412,7 @@ func runStatus(_ context.Context, e *env, args []string) error {
 	}
 	sts := statuses(cfg)
 	if *asJSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(sts)
+		return writeJSON(e, sts)
 	}
 	for i, st := range sts {
 		if i > 0 {
@@ -678,18 +675,12 @@ func checkReport(sts []agent.Report, now time.Time) checkJSON {
 	for _, st := range sts {
 		b := checkBundleJSON{Name: st.Name, Health: st.Health.String(), Text: oneLine(errors.New(st.HealthText))}
 		if st.Leaf != nil {
-			secs := int64(st.Leaf.NotAfter.Sub(now).Seconds())
-			b.ExpirySeconds, b.NotAfter = &secs, st.Leaf.NotAfter.UTC().Format(time.RFC3339)
+			secs := jsonSeconds(st.Leaf.NotAfter.Sub(now))
+			b.ExpirySeconds, b.NotAfter = &secs, jsonTime(st.Leaf.NotAfter)
 		}
 		out.Bundles = append(out.Bundles, b)
 	}
 	return out
-}
-
-func writeJSON(e *env, v any) {
-	enc := json.NewEncoder(e.stdout)
-	enc.SetIndent("", "  ")
-	enc.Encode(v)
 }
 
 // checkLine is the Nagios plugin line: "CERTKEEPER STATE - bundle NAME:
@@ -712,7 +703,7 @@ func checkLine(sts []agent.Report, now time.Time) (string, rotate.Health) {
 	}
 	for _, st := range sts {
 		if st.Leaf != nil {
-			perf = append(perf, fmt.Sprintf("%s_expiry_seconds=%ds", perfLabel(st.Name), int64(st.Leaf.NotAfter.Sub(now).Seconds())))
+			perf = append(perf, fmt.Sprintf("%s_expiry_seconds=%ds", perfLabel(st.Name), jsonSeconds(st.Leaf.NotAfter.Sub(now))))
 		}
 	}
 	line := fmt.Sprintf("CERTKEEPER %s - %s", worst, strings.Join(parts, "; "))

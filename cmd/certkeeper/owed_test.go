@@ -50,7 +50,7 @@ func TestAnInstallKilledDuringItsReloadIsReloadedByTheNextInstall(t *testing.T) 
 	if err := json.Unmarshal([]byte(r.stdout), &sts); err != nil || len(sts) != 1 || sts[0].Owed == nil {
 		t.Fatalf("status --json: %v %+v", err, r)
 	}
-	if o := sts[0].Owed; !o.Reload || o.Check || o.Generation != "..gen-000001" || !strings.HasPrefix(o.Detail, "reload of generation ..gen-000001") {
+	if o := sts[0].Owed; !o.Reload || o.Check || o.Generation != "..gen-000001" || !strings.HasPrefix(o.Detail, "reload of generation ..gen-000001") || !secondPrecision.MatchString(o.Since) {
 		t.Fatalf("status --json owed: %+v", o)
 	}
 
