@@ -56,16 +56,12 @@ Run ` + "`certkeeper ca SUBCOMMAND --help`" + ` for each one's flags and example
 docs/ca.md has the whole story.
 `}
 
-var caSubs = map[string]*command{}
-
-func registerCA(c *command) { caSubs[strings.TrimPrefix(c.name, "ca ")] = c }
-
 func init() {
-	// ca is a group: cobra dispatches to its subcommands (caGroup), so it
-	// has no body of its own.
+	// ca is a group: cobra dispatches to its subcommands (group, in
+	// main.go), so it has no body of its own.
 	register(caCmd)
 	for _, c := range []*command{caInitCmd, caIssueCmd, caListCmd, caRevokeCmd, caCRLCmd, caRenewCmd, caSignCmd, caRotateCmd} {
-		registerCA(c)
+		registerSub("ca", c)
 	}
 }
 

@@ -46,6 +46,20 @@ var commands = map[string]*command{}
 
 func register(c *command) { commands[c.name] = c }
 
+// groups are the commands that hold subcommands (`certkeeper ca issue`,
+// `certkeeper fleet status`): the group's name, then its subcommands by
+// their own name. A subcommand's command is named "GROUP SUB".
+var groups = map[string]map[string]*command{}
+
+// registerSub registers a subcommand of group, a command registered on
+// its own.
+func registerSub(group string, c *command) {
+	if groups[group] == nil {
+		groups[group] = map[string]*command{}
+	}
+	groups[group][strings.TrimPrefix(c.name, group+" ")] = c
+}
+
 // env carries the process's streams so tests can run commands in-process.
 type env struct {
 	stdin          io.Reader
@@ -199,8 +213,8 @@ func newRoot(ctx context.Context, e *env, complete bool, args ...string) *cobra.
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		if n == "ca" {
-			root.AddCommand(caGroup(e, leaf))
+		if subs, ok := groups[n]; ok {
+			root.AddCommand(group(e, commands[n], subs, leaf))
 			continue
 		}
 		root.AddCommand(leaf(commands[n], n))
@@ -225,8 +239,8 @@ func newRoot(ctx context.Context, e *env, complete bool, args ...string) *cobra.
 			topUsage(e.stdout)
 		case ok:
 			c.run(ctx, e, []string{"--help"})
-		case cmd.Name() == "ca":
-			fmt.Fprint(e.stdout, caCmd.usage)
+		case cmd.Parent() == root && groups[cmd.Name()] != nil:
+			fmt.Fprint(e.stdout, commands[cmd.Name()].usage)
 		default:
 			defaultHelp(cmd, args)
 		}
@@ -245,43 +259,45 @@ func markRan(cmd *cobra.Command) {
 
 func ranCommand(root *cobra.Command) bool { return root.Annotations["ran"] == "yes" }
 
-// caGroup is `certkeeper ca`, the parent of the ca subcommands.
-func caGroup(e *env, leaf func(*command, string) *cobra.Command) *cobra.Command {
-	ca := &cobra.Command{
-		Use:                        "ca",
-		Short:                      caCmd.summary,
-		Long:                       caCmd.usage,
+// group is a command that holds subcommands, `certkeeper ca` or
+// `certkeeper fleet`: alone it prints its usage (exit 2); `GROUP help SUB`
+// is SUB's help; an unknown subcommand is a usage error with a suggestion.
+func group(e *env, g *command, subs map[string]*command, leaf func(*command, string) *cobra.Command) *cobra.Command {
+	gc := &cobra.Command{
+		Use:                        g.name,
+		Short:                      g.summary,
+		Long:                       g.usage,
 		SuggestionsMinimumDistance: 2,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
-				fmt.Fprint(e.stderr, caCmd.usage)
+				fmt.Fprint(e.stderr, g.usage)
 				return exitError(exitUsage)
 			}
 			if args[0] == "help" {
 				if len(args) > 1 {
-					if c, ok := caSubs[args[1]]; ok {
+					if c, ok := subs[args[1]]; ok {
 						return exitCodeOf(c.run(cmd.Context(), e, []string{"--help"}))
 					}
 				}
-				fmt.Fprint(e.stdout, caCmd.usage)
+				fmt.Fprint(e.stdout, g.usage)
 				return nil
 			}
 			msg := fmt.Sprintf("unknown subcommand %q", args[0])
 			if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
 				msg += "\nDid you mean " + strings.Join(s, " or ") + "?"
 			}
-			return &errUsage{cmd: "ca", msg: msg}
+			return &errUsage{cmd: g.name, msg: msg}
 		},
 	}
-	subs := make([]string, 0, len(caSubs))
-	for n := range caSubs {
-		subs = append(subs, n)
+	names := make([]string, 0, len(subs))
+	for n := range subs {
+		names = append(names, n)
 	}
-	sort.Strings(subs)
-	for _, n := range subs {
-		ca.AddCommand(leaf(caSubs[n], n))
+	sort.Strings(names)
+	for _, n := range names {
+		gc.AddCommand(leaf(subs[n], n))
 	}
-	return ca
+	return gc
 }
 
 func exitCodeOf(code int) error {
@@ -460,8 +476,8 @@ func commandUsage(name string, pf *pflag.FlagSet) string {
 	usage := ""
 	if c, ok := commands[name]; ok {
 		usage = c.usage
-	} else if c, ok := caSubs[strings.TrimPrefix(name, "ca ")]; ok {
-		usage = c.usage
+	} else if g, sub, ok := strings.Cut(name, " "); ok && groups[g][sub] != nil {
+		usage = groups[g][sub].usage
 	}
 	if pf.HasFlags() {
 		usage += "\nFlags:\n" + pf.FlagUsages()
