@@ -62,13 +62,32 @@ func runVersion(_ context.Context, e *env, args []string) error {
 }
 
 // cliLogger logs what the library reports (reload output, warnings) to
-// stderr; the commands print their own results to stdout.
+// stderr; the commands print their own results to stdout. A refused
+// delivery is left out: the command prints the refusal as its error, once.
 func cliLogger(e *env, verbose bool) *slog.Logger {
 	level := slog.LevelWarn
 	if verbose {
 		level = slog.LevelInfo
 	}
-	return slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+	return slog.New(saidByCommand{slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level})})
+}
+
+// saidByCommand drops the log records a command reports itself.
+type saidByCommand struct{ slog.Handler }
+
+func (h saidByCommand) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == agent.MsgRefused {
+		return nil
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h saidByCommand) WithAttrs(as []slog.Attr) slog.Handler {
+	return saidByCommand{h.Handler.WithAttrs(as)}
+}
+
+func (h saidByCommand) WithGroup(name string) slog.Handler {
+	return saidByCommand{h.Handler.WithGroup(name)}
 }
 
 var verifyCmd = &command{name: "verify", summary: "check files as one bundle under a layout's rules; installs nothing",
