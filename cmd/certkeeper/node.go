@@ -35,7 +35,9 @@ var versionCmd = &command{name: "version", summary: "print the version", usage: 
 
 Prints certkeeper's version, the commit it was built from, the Go version
 and the platform: what a bug report needs. certkeeper --version and -v
-do the same.
+do the same. The commit is what the build stamped: the packages and
+scripts/build always do; a plain go build only in a repository's main
+checkout (Go skips a linked git worktree, and GOFLAGS=-buildvcs=false).
 
 Example:
   certkeeper version
