@@ -197,6 +197,12 @@ func (p *Pipeline) Deliver(ctx context.Context, d Delivery) (Outcome, error) {
 	return out, nil
 }
 
+// MsgRefused is the message of the log line of a refused delivery (the
+// log calls spell it out, for the troubleshooting page's check). The
+// agent's log is where its refusals are read; a command returns the
+// refusal as its error, and leaves the line out (it would say it twice).
+const MsgRefused = "delivery refused; the live bundle is unchanged"
+
 // Install is the first half of the pipeline: the refused list (for an
 // automated delivery), validation against the live generation and the
 // swap under the store's lock, with the owed record written before the

@@ -244,8 +244,10 @@ func (ib inboxDir) take(read []InboxFile) error {
 // reject moves a set to rejected/<sequence>-<time>/ with a reason file,
 // and prunes the oldest rejected sets beyond keepRejected. The sequence is
 // one more than the highest among the sets there, so the order does not
-// depend on the clock (a clock set back once deleted the newest set). It
-// returns the directory.
+// depend on the clock (a clock set back once deleted the newest set), and
+// is zero-padded (rejectedSeqWidth) so that `ls` lists the sets in order;
+// older versions' unpadded names are read as well. It returns the
+// directory.
 func (ib inboxDir) reject(read []InboxFile, reason string, now time.Time) (string, error) {
 	r, err := ib.open()
 	if err != nil {
@@ -269,7 +271,7 @@ func (ib inboxDir) reject(read []InboxFile, reason string, now time.Time) (strin
 	if len(sets) > 0 {
 		seq = sets[len(sets)-1].seq + 1
 	}
-	base := fmt.Sprintf("%d-%s", seq, now.UTC().Format("20060102T150405.000Z"))
+	base := rejectedName(seq, now)
 	if err := rej.Mkdir(base, 0o700); err != nil {
 		return "", err
 	}
@@ -294,6 +296,16 @@ func (ib inboxDir) reject(read []InboxFile, reason string, now time.Time) (strin
 		sets = sets[1:]
 	}
 	return dst, errors.Join(errs...)
+}
+
+// rejectedSeqWidth is the digits of a rejected set's sequence: a million
+// sets before names outgrow it (and sort by length first, then).
+const rejectedSeqWidth = 6
+
+// rejectedName is the directory name of the seq-th rejected set, rejected
+// at now: "000042-20261201T234040.123Z".
+func rejectedName(seq int, now time.Time) string {
+	return fmt.Sprintf("%0*d-%s", rejectedSeqWidth, seq, now.UTC().Format("20060102T150405.000Z"))
 }
 
 type rejectedSet struct {

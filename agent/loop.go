@@ -294,15 +294,12 @@ func (l *bundleLoop) step(ctx context.Context) {
 // reload or check (a change whose agent died before they ran, or one just
 // installed), and shows what is owed in the state.
 func (l *bundleLoop) settleOwed(ctx context.Context) {
-	o, _, err := l.pipe.Owed()
+	o, step, err := l.pipe.Owed()
 	if err != nil && l.said.changed("owed", err.Error()) {
 		l.log.Error("cannot read the owed actions", "err", err)
 	}
-	owed := ""
-	if o != nil {
-		owed = o.String()
-	}
-	l.st.update(func(s *BundleState) { s.ReloadOwed = owed })
+	owed := o.Status(step)
+	l.st.update(func(s *BundleState) { s.Owed = owed })
 	if o != nil && l.settling == nil {
 		l.startSettle(ctx)
 	}
@@ -600,7 +597,7 @@ func (l *bundleLoop) installed(ctx context.Context, out Outcome, now time.Time) 
 			s.LastRepair = &Event{Time: now, Result: ResultOK, Detail: strings.Join(what, "; ")}
 		}
 		if out.Owed != nil {
-			s.ReloadOwed = out.Owed.String()
+			s.Owed = out.Owed.Status(OwedRun)
 		}
 	})
 	if out.Owed != nil {
@@ -645,12 +642,9 @@ func (l *bundleLoop) recordChange(c Change) {
 			l.st.update(func(s *BundleState) { s.Served.Action = action })
 		}
 	}
-	o, _, _ := l.pipe.Owed()
-	owed := ""
-	if o != nil {
-		owed = o.String()
-	}
-	l.st.update(func(s *BundleState) { s.ReloadOwed = owed })
+	o, step, _ := l.pipe.Owed()
+	owed := o.Status(step)
+	l.st.update(func(s *BundleState) { s.Owed = owed })
 }
 
 // recordReloads counts a run of the bundle's reload actions (RunReloads

@@ -82,7 +82,7 @@ func WriteMetrics(w io.Writer, started time.Time, bundles []BundleState, now tim
 		}
 		gauge(mRenewalDue, n, boolf(b.RenewalDue))
 		gauge(mExpiryCritical, n, boolf(b.ExpiryCritical))
-		gauge(mReloadOwed, n, boolf(b.ReloadOwed != ""))
+		gauge(mReloadOwed, n, boolf(b.Owed != nil))
 		h, _ := b.Health()
 		gauge(mHealth, n, float64(h))
 		if e := b.LastInstall; e != nil {

@@ -60,6 +60,63 @@ func (o *Owed) String() string {
 	return fmt.Sprintf("%s of generation %s, owed since %s", what, o.Generation, rotate.Stamp(o.Since))
 }
 
+// OwedStatus is what a bundle's live generation is still owed, as status
+// (and status --json's "owed"), check, the metrics and the fleet report
+// show it (docs/json.md).
+type OwedStatus struct {
+	// Reload: the bundle's reload actions are owed (after a change, or
+	// after a rollback). Check: its check command is.
+	Reload bool `json:"reload"`
+	Check  bool `json:"check"`
+	// Rollback: a rollback after a failed check was interrupted before
+	// its swap; it is made again, then its reloads.
+	Rollback bool `json:"rollback,omitempty"`
+	// Generation is the generation the actions are owed to.
+	Generation string `json:"generation"`
+	// RollbackFrom is the generation a rollback left, when it is one.
+	RollbackFrom string    `json:"rollback_from,omitempty"`
+	Since        time.Time `json:"since"`
+	// Detail says it in words, as status does.
+	Detail string `json:"detail"`
+}
+
+// Status is what o says is owed while step applies (PlanOwed), for
+// status and check; nil when nothing is.
+func (o *Owed) Status(step OwedStep) *OwedStatus {
+	if o == nil || step == OwedNothing {
+		return nil
+	}
+	s := &OwedStatus{Reload: o.Reload, Check: o.Check, Generation: o.Generation, RollbackFrom: o.RollbackFrom, Since: o.Since, Detail: o.String()}
+	if step == OwedRollback {
+		s.Rollback, s.Reload = true, true
+		s.Detail = "the rollback after a failed check, from " + o.RollbackFrom + " to " + o.Generation
+	}
+	return s
+}
+
+// Label names what is owed in two or three words: "reload owed", "check
+// owed", "reload and check owed", "rollback owed". Only a reload that is
+// owed is called one.
+func (s *OwedStatus) Label() string {
+	switch {
+	case s.Rollback:
+		return "rollback owed"
+	case s.Reload && s.Check:
+		return "reload and check owed"
+	case s.Check:
+		return "check owed"
+	}
+	return "reload owed"
+}
+
+// Text is the label and the detail: "check owed: check of generation …".
+func (s *OwedStatus) Text() string {
+	if s == nil {
+		return ""
+	}
+	return s.Label() + ": " + s.Detail
+}
+
 // OwedStep is what to do about an owed record, given the live generation.
 type OwedStep int
 

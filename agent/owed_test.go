@@ -87,8 +87,8 @@ func TestInstallOfTheLiveFilesRunsAnOwedReload(t *testing.T) {
 	}
 	cfg, _ := agent.LoadConfig(f.config)
 	reports := agent.Reports(cfg)
-	if r := reports[0]; r.Health != rotate.Warning || !strings.Contains(r.HealthText, "reload owed") || r.ReloadOwed == "" {
-		t.Fatalf("status of a bundle owed its reload: %v %q owed=%q", r.Health, r.HealthText, r.ReloadOwed)
+	if r := reports[0]; r.Health != rotate.Warning || !strings.Contains(r.HealthText, "reload owed") || r.Owed == nil || !r.Owed.Reload {
+		t.Fatalf("status of a bundle owed its reload: %v %q owed=%+v", r.Health, r.HealthText, r.Owed)
 	}
 	var log bytes.Buffer
 	out, err = agent.Install(context.Background(), b, f.inputs(t, p), "install: again", slog.New(slog.NewTextHandler(&log, nil)))
@@ -103,8 +103,8 @@ func TestInstallOfTheLiveFilesRunsAnOwedReload(t *testing.T) {
 	if err != nil || out.Replayed || f.reloadCount() != 1 {
 		t.Fatalf("third install: %+v %v, reloads %d", out, err, f.reloadCount())
 	}
-	if r := agent.Reports(cfg)[0]; r.ReloadOwed != "" || strings.Contains(r.HealthText, "owed") {
-		t.Fatalf("still owed: %q %q", r.ReloadOwed, r.HealthText)
+	if r := agent.Reports(cfg)[0]; r.Owed != nil || strings.Contains(r.HealthText, "owed") {
+		t.Fatalf("still owed: %+v %q", r.Owed, r.HealthText)
 	}
 }
 
@@ -234,5 +234,41 @@ func TestAnInstallBesideTheAgentReloadsOnce(t *testing.T) {
 	stop()
 	if n := f.reloadCount(); n != 3 {
 		t.Fatalf("%d reloads for 3 installs:\n%s", n, log)
+	}
+}
+
+// What status and check call an owed record: a check owed alone is not a
+// "reload owed" (nothing will be reloaded), and a rollback is named.
+func TestOwedStatusSaysWhatIsOwed(t *testing.T) {
+	since := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name  string
+		o     *agent.Owed
+		step  agent.OwedStep
+		label string
+		want  agent.OwedStatus
+	}{
+		{"a reload", &agent.Owed{Generation: "..gen-000002", Since: since, Reload: true}, agent.OwedRun, "reload owed",
+			agent.OwedStatus{Reload: true, Generation: "..gen-000002", Since: since}},
+		{"a check alone", &agent.Owed{Generation: "..gen-000002", Since: since, Check: true}, agent.OwedRun, "check owed",
+			agent.OwedStatus{Check: true, Generation: "..gen-000002", Since: since}},
+		{"both", &agent.Owed{Generation: "..gen-000002", Since: since, Reload: true, Check: true}, agent.OwedRun, "reload and check owed",
+			agent.OwedStatus{Reload: true, Check: true, Generation: "..gen-000002", Since: since}},
+		{"an interrupted rollback", &agent.Owed{Generation: "..gen-000001", Since: since, Reload: true, RollbackFrom: "..gen-000002"}, agent.OwedRollback, "rollback owed",
+			agent.OwedStatus{Reload: true, Rollback: true, Generation: "..gen-000001", RollbackFrom: "..gen-000002", Since: since}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := tc.o.Status(tc.step)
+			if got == nil || got.Label() != tc.label || !strings.HasPrefix(got.Text(), tc.label+": ") || got.Detail == "" {
+				t.Fatalf("%+v: label %q, text %q; want %q", got, got.Label(), got.Text(), tc.label)
+			}
+			got.Detail = ""
+			if *got != tc.want {
+				t.Errorf("status %+v, want %+v", *got, tc.want)
+			}
+		})
+	}
+	if s := (&agent.Owed{Generation: "g", Reload: true}).Status(agent.OwedNothing); s != nil || s.Text() != "" {
+		t.Errorf("nothing owed: %+v", s)
 	}
 }

@@ -26,7 +26,7 @@ func BuildReport(c *Config, version string, pid int, bundles []BundleState, now,
 		h, text := b.Health()
 		br := fleet.BundleReport{
 			Name: b.Name, NodeID: nodeIDs[b.Name], Serial: b.Serial, NotAfter: b.NotAfter,
-			Owed: b.ReloadOwed, Health: h.String(), HealthText: text,
+			Owed: b.Owed.Text(), Health: h.String(), HealthText: text,
 		}
 		if e := b.LastInstall; e != nil && e.Result == ResultInstalled {
 			br.LastChange = e.Time

@@ -56,10 +56,9 @@ type BundleState struct {
 	NotInstalled string `json:"not_installed,omitempty"`
 	// Waiting says why an inbox set is waiting for more files.
 	Waiting string `json:"inbox_waiting,omitempty"`
-	// ReloadOwed says what the live generation is still owed (its
-	// reload, its check, a rollback's reload) while it is pending: see
-	// Owed.
-	ReloadOwed   string      `json:"reload_owed,omitempty"`
+	// Owed is what the live generation is still owed (its reload, its
+	// check, a rollback's reload) while it is pending: see Owed.
+	Owed         *OwedStatus `json:"owed,omitempty"`
 	LastInstall  *Event      `json:"last_install,omitempty"`
 	LastReload   *Event      `json:"last_reload,omitempty"`
 	LastRepair   *Event      `json:"last_repair,omitempty"`
@@ -156,8 +155,8 @@ func (s BundleState) Health() (rotate.Health, string) {
 	if e := s.LastReload; e != nil && e.Result == ResultFailed {
 		worse(rotate.Warning, fmt.Sprintf("reload failed at %s: %s", rotate.Stamp(e.Time), e.Detail))
 	}
-	if s.ReloadOwed != "" {
-		worse(rotate.Warning, "reload owed: "+s.ReloadOwed)
+	if s.Owed != nil {
+		worse(rotate.Warning, s.Owed.Text())
 	}
 	if e := s.LastInstall; e != nil && (e.Result == ResultRejected || e.Result == ResultFailed) {
 		worse(rotate.Warning, fmt.Sprintf("inbox set %s at %s: %s", e.Result, rotate.Stamp(e.Time), e.Detail))
@@ -301,10 +300,10 @@ type AgentView struct {
 // (rotate.Status) and what the agent knows (nil when no agent state).
 type Report struct {
 	rotate.Status
-	// ReloadOwed says what the live generation is still owed (see Owed),
-	// empty when nothing: a change whose reload or check has not run yet.
-	ReloadOwed string     `json:"reload_owed,omitempty"`
-	Agent      *AgentView `json:"agent,omitempty"`
+	// Owed is what the live generation is still owed (see Owed), nil
+	// when nothing: a change whose reload or check has not run yet.
+	Owed  *OwedStatus `json:"owed,omitempty"`
+	Agent *AgentView  `json:"agent,omitempty"`
 }
 
 // Reports inspects every bundle of a config and merges the agent's state.
@@ -326,15 +325,12 @@ func Reports(c *Config) []Report {
 			worse(rotate.Unknown, "agent state: "+err.Error())
 		}
 		// What is owed is on disk, whether an agent runs or not.
-		owed := ""
+		var owed *OwedStatus
 		if o, step, oerr := NewPipeline(b, slog.New(slog.DiscardHandler)).OwedNow(); oerr != nil {
-			worse(rotate.Warning, "reload owed, perhaps: "+oerr.Error())
-		} else if step != OwedNothing {
-			owed = o.String()
-			if step == OwedRollback {
-				owed = "the rollback after a failed check, from " + o.RollbackFrom + " to " + o.Generation
-			}
-			r.ReloadOwed = owed
+			worse(rotate.Warning, "reload or check owed, perhaps: "+oerr.Error())
+		} else {
+			owed = o.Status(step)
+			r.Owed = owed
 		}
 		if st != nil {
 			for _, bs := range st.Bundles {
@@ -354,8 +350,8 @@ func Reports(c *Config) []Report {
 					// wrong with it, the files say.
 					bs.NotInstalled = ""
 				}
-				bs.ReloadOwed = owed
-				v.ReloadOwed = owed
+				bs.Owed = owed
+				v.Owed = owed
 				bs = settled(c, b, bs)
 				if h, text := bs.Health(); h != rotate.OK {
 					worse(h, text)
@@ -365,8 +361,8 @@ func Reports(c *Config) []Report {
 				}
 			}
 		}
-		if owed != "" && r.Agent == nil {
-			worse(rotate.Warning, "reload owed: "+owed)
+		if owed != nil && r.Agent == nil {
+			worse(rotate.Warning, owed.Text())
 		}
 		if c.NodeID == StarterNodeID && r.Generation == "" {
 			// The package's starter config: nothing to install yet.

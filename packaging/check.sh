@@ -138,6 +138,7 @@ expect <<'LIST'
 /usr/share/doc/certkeeper/changelog.Debian.gz -rw-r--r-- root:root
 /usr/share/man/man1/certkeeper.1.gz -rw-r--r-- root:root
 /usr/share/man/man1/certkeeper-ca-issue.1.gz -rw-r--r-- root:root
+/usr/share/man/man1/certkeeper-fleet-status.1.gz -rw-r--r-- root:root
 /usr/share/man/man5/certkeeper.toml.5.gz -rw-r--r-- root:root
 /usr/share/bash-completion/completions/certkeeper -rw-r--r-- root:root
 /usr/share/zsh/vendor-completions/_certkeeper -rw-r--r-- root:root

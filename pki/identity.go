@@ -296,22 +296,42 @@ func (u Usage) ext() x509.ExtKeyUsage {
 //     TLS server signs the handshake (digitalSignature) or, with RSA,
 //     decrypts the key exchange (keyEncipherment); a client always signs
 //     (digitalSignature). keyCertSign or cRLSign alone fit nothing.
+//
+// Each rule is one reason, however many of the usages it fails: an
+// emailProtection-only leaf is told once that it allows neither server
+// nor client auth.
 func UsageProblems(c *x509.Certificate, u Usage) []string {
 	var out []string
 	if len(c.ExtKeyUsage)+len(c.UnknownExtKeyUsage) > 0 {
+		var missing Usage
 		for _, x := range u.each() {
 			if !allowsExt(c, x) {
-				out = append(out, fmt.Sprintf("extended key usage (%s) does not allow %s, which this bundle needs (%s)",
-					extNames(c), x, u))
+				missing |= x
 			}
+		}
+		switch {
+		case missing == UsageBoth:
+			out = append(out, fmt.Sprintf("extended key usage (%s) allows neither server nor client auth; this bundle needs both", extNames(c)))
+		case missing != 0:
+			out = append(out, fmt.Sprintf("extended key usage (%s) does not allow %s, which this bundle needs (%s)",
+				extNames(c), missing, u))
 		}
 	}
 	if c.KeyUsage != 0 {
+		// Usages that need the same bits fail as one reason.
+		var order []string
+		failed := map[string]Usage{}
 		for _, x := range u.each() {
 			if need, ok := keyUsageFits(c, x); !ok {
-				out = append(out, fmt.Sprintf("key usage (%s) does not fit %s with %s: it needs %s",
-					keyUsageNames(c.KeyUsage), keyTypeName(c), x, need))
+				if failed[need] == 0 {
+					order = append(order, need)
+				}
+				failed[need] |= x
 			}
+		}
+		for _, need := range order {
+			out = append(out, fmt.Sprintf("key usage (%s) does not fit %s with %s: it needs %s",
+				keyUsageNames(c.KeyUsage), keyTypeName(c), failed[need], need))
 		}
 	}
 	return out
@@ -407,7 +427,9 @@ func keyUsageNames(ku x509.KeyUsage) string {
 // ChainUsageProblem checks that the whole chain, intermediates included,
 // allows each usage (Go's verifier nests extended key usages: an
 // intermediate limited to clientAuth can not vouch for a server). It
-// assumes the chain itself verifies (Verify).
+// assumes the chain itself verifies (Verify). A leaf whose own extended
+// key usage is what fails is not the chain's problem: UsageProblems says
+// it (once).
 func ChainUsageProblem(leaf *x509.Certificate, intermediates, roots []*x509.Certificate, now time.Time, u Usage) error {
 	rp, ip := x509.NewCertPool(), x509.NewCertPool()
 	for _, r := range roots {
@@ -420,11 +442,18 @@ func ChainUsageProblem(leaf *x509.Certificate, intermediates, roots []*x509.Cert
 		_, err := leaf.Verify(x509.VerifyOptions{Roots: rp, Intermediates: ip, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x.ext()}})
 		var ci x509.CertificateInvalidError
 		if errors.As(err, &ci) && ci.Reason == x509.IncompatibleUsage {
-			by := ci.Cert
+			var by *x509.Certificate
 			for _, c := range slices.Concat(intermediates, roots) {
 				if len(c.ExtKeyUsage)+len(c.UnknownExtKeyUsage) > 0 && !allowsExt(c, x) && !slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageAny) {
 					by = c
 					break
+				}
+			}
+			if by == nil {
+				if ci.Cert != nil && !ci.Cert.Equal(leaf) {
+					by = ci.Cert
+				} else {
+					continue // the leaf's own: UsageProblems
 				}
 			}
 			return fmt.Errorf("the chain does not allow %s: %q limits its extended key usage to %s", x, Name(by.Subject.String()), extNames(by))

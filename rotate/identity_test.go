@@ -114,7 +114,7 @@ func TestIdentityRulesMatchOpenSSL(t *testing.T) {
 		{name: "emailProtection only", chain: func(t *testing.T) idChain {
 			return plainChain(t, testpki.Options{DNS: []string{idNode}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageEmailProtection}})
 		},
-			want:   "extended key usage (emailProtection) does not allow server auth",
+			want:   "extended key usage (emailProtection) allows neither server nor client auth; this bundle needs both",
 			server: false, client: false, host: true, goHost: false},
 		{name: "clientAuth only, bundle needs both", chain: func(t *testing.T) idChain {
 			return plainChain(t, testpki.Options{DNS: []string{idNode}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
@@ -137,12 +137,12 @@ func TestIdentityRulesMatchOpenSSL(t *testing.T) {
 		{name: "anyExtendedKeyUsage only", chain: func(t *testing.T) idChain {
 			return plainChain(t, testpki.Options{DNS: []string{idNode}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
 		},
-			want:   "extended key usage (anyExtendedKeyUsage) does not allow server auth",
+			want:   "extended key usage (anyExtendedKeyUsage) allows neither server nor client auth; this bundle needs both",
 			server: false, client: false, host: true, goHost: true},
 		{name: "key usage keyCertSign only", chain: func(t *testing.T) idChain {
 			return plainChain(t, testpki.Options{DNS: []string{idNode}, KeyUsage: x509.KeyUsageCertSign})
 		},
-			want:   "key usage (keyCertSign) does not fit an ECDSA key with server auth: it needs digitalSignature",
+			want:   "key usage (keyCertSign) does not fit an ECDSA key with server and client auth: it needs digitalSignature",
 			server: false, client: false, host: true, goHost: true},
 		{name: "RSA, keyEncipherment only, server", usage: pki.UsageServer, chain: func(t *testing.T) idChain {
 			return plainChain(t, testpki.Options{Key: testpki.RSA2048, DNS: []string{idNode}, KeyUsage: x509.KeyUsageKeyEncipherment})
@@ -156,13 +156,13 @@ func TestIdentityRulesMatchOpenSSL(t *testing.T) {
 		{name: "ECDSA, keyEncipherment only", chain: func(t *testing.T) idChain {
 			return plainChain(t, testpki.Options{DNS: []string{idNode}, KeyUsage: x509.KeyUsageKeyEncipherment})
 		},
-			want:   "does not fit an ECDSA key with server auth: it needs digitalSignature",
+			want:   "does not fit an ECDSA key with server and client auth: it needs digitalSignature",
 			server: true, client: false, host: true, goHost: true,
 			stricter: "an ECDSA key can not encipher; OpenSSL's purpose check ignores the key type, the TLS handshake does not"},
 		{name: "ECDSA, keyAgreement only", chain: func(t *testing.T) idChain {
 			return plainChain(t, testpki.Options{DNS: []string{idNode}, KeyUsage: x509.KeyUsageKeyAgreement})
 		},
-			want:   "does not fit an ECDSA key with server auth: it needs digitalSignature",
+			want:   "does not fit an ECDSA key with server and client auth: it needs digitalSignature",
 			server: true, client: true, host: true, goHost: true,
 			stricter: "static ECDH suites are gone; an ECDHE or TLS 1.3 handshake needs the key to sign"},
 		{name: "Ed25519, digitalSignature", chain: func(t *testing.T) idChain {
@@ -258,6 +258,12 @@ func TestIdentityRulesMatchOpenSSL(t *testing.T) {
 				}
 				if !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "node.pem: ") {
 					t.Fatalf("refusal %v\nwant one naming node.pem and %q", err, c.want)
+				}
+				// Each broken rule is said once, whatever the usages it
+				// fails (emailProtection alone failed server, client and
+				// the chain: three reasons for one).
+				if strings.Count(err.Error(), "extended key usage") > 1 || strings.Count(err.Error(), "does not fit") > 1 {
+					t.Fatalf("refusal says a rule more than once:\n%v", err)
 				}
 			}
 			// The cross-check: what a peer of this bundle refuses, certkeeper

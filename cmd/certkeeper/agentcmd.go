@@ -57,7 +57,7 @@ func runAgent(ctx context.Context, e *env, args []string) error {
 	format := fs.String("log-format", "", "human, text or json (overrides log_format)")
 	level := fs.String("log-level", "", "debug, info, warn or error (overrides log_level)")
 	asService := fs.Bool(platform.ServiceFlag, false, "run under the Windows service manager (certkeeper service install sets it)")
-	rest, err := parseE(e, fs, args)
+	rest, err := parse(e, fs, args)
 	if err != nil {
 		return err
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -57,41 +56,13 @@ Run ` + "`certkeeper ca SUBCOMMAND --help`" + ` for each one's flags and example
 docs/ca.md has the whole story.
 `}
 
-var caSubs = map[string]*command{}
-
-func registerCA(c *command) { caSubs[strings.TrimPrefix(c.name, "ca ")] = c }
-
 func init() {
-	caCmd.run = runCA
+	// ca is a group: cobra dispatches to its subcommands (group, in
+	// main.go), so it has no body of its own.
 	register(caCmd)
 	for _, c := range []*command{caInitCmd, caIssueCmd, caListCmd, caRevokeCmd, caCRLCmd, caRenewCmd, caSignCmd, caRotateCmd} {
-		registerCA(c)
+		registerSub("ca", c)
 	}
-}
-
-func runCA(ctx context.Context, e *env, args []string) int {
-	if len(args) == 0 {
-		fmt.Fprint(e.stderr, caCmd.usage)
-		return exitUsage
-	}
-	switch args[0] {
-	case "-h", "--help", "-help", "help":
-		if len(args) > 1 {
-			if c, ok := caSubs[args[1]]; ok {
-				fmt.Fprint(e.stdout, c.usage)
-				return exitOK
-			}
-		}
-		fmt.Fprint(e.stdout, caCmd.usage)
-		return exitOK
-	}
-	c, ok := caSubs[args[0]]
-	if !ok {
-		fmt.Fprintf(e.stderr, "certkeeper ca: unknown subcommand %q\n\n", args[0])
-		fmt.Fprint(e.stderr, caCmd.usage)
-		return exitUsage
-	}
-	return c.run(ctx, e, args[1:])
 }
 
 // stringList is a repeatable flag; each value may also hold several,
@@ -253,7 +224,7 @@ func runCAInit(_ context.Context, e *env, args []string) error {
 	renewKey := fs.String("renew-key", def.RenewKey, "keep or rotate node keys on ca renew")
 	crlDays := fs.Int("crl-days", def.CRLDays, "validity of the CRL in days")
 	encrypt := fs.Bool("encrypt", false, "encrypt cluster.key with a passphrase")
-	rest, err := parseE(e, fs, args)
+	rest, err := parse(e, fs, args)
 	if err != nil {
 		return err
 	}
@@ -384,7 +355,7 @@ func runCAIssue(ctx context.Context, e *env, args []string) error {
 	force := fs.Bool("force", false, "issue again for ids that exist")
 	skip := fs.Bool("skip-existing", false, "leave ids that exist alone")
 	asJSON := fs.Bool("json", false, "print what was issued, skipped and failed as JSON (docs/json.md)")
-	rest, err := parseE(e, fs, args)
+	rest, err := parse(e, fs, args)
 	if err != nil {
 		return err
 	}
@@ -553,7 +524,7 @@ func runCAList(_ context.Context, e *env, args []string) error {
 	f.add(fs, false)
 	all := fs.Bool("all", false, "every certificate ever issued, not only each node's current one")
 	asJSON := fs.Bool("json", false, "print JSON")
-	rest, err := parseE(e, fs, args)
+	rest, err := parse(e, fs, args)
 	if err != nil {
 		return err
 	}
@@ -573,12 +544,7 @@ func runCAList(_ context.Context, e *env, args []string) error {
 		if entries == nil {
 			entries = []authority.Entry{}
 		}
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(entries); err != nil {
-			return err
-		}
-		return nil
+		return writeJSON(e, entries)
 	}
 	if len(entries) == 0 {
 		fmt.Fprintf(e.stdout, "no certificates issued yet by %q (certkeeper ca issue --dir %s node)\n", a.Settings.Name, f.dir)
@@ -635,7 +601,7 @@ func runCARevoke(_ context.Context, e *env, args []string) error {
 	reason := fs.String("reason", "", "revocation reason")
 	noCRL := fs.Bool("no-crl", false, "do not write the CRL")
 	crlDays := fs.Int("crl-days", 0, "validity of the new CRL in days")
-	rest, err := parseE(e, fs, args)
+	rest, err := parse(e, fs, args)
 	if err != nil {
 		return err
 	}
@@ -712,7 +678,7 @@ func runCACRL(_ context.Context, e *env, args []string) error {
 	var f caFlags
 	f.add(fs, true)
 	days := fs.Int("days", 0, "validity of the CRL in days")
-	rest, err := parseE(e, fs, args)
+	rest, err := parse(e, fs, args)
 	if err != nil {
 		return err
 	}
@@ -781,7 +747,7 @@ func runCARenew(ctx context.Context, e *env, args []string) error {
 	key := fs.String("key", "", "keep or rotate node keys")
 	days := fs.Int("days", 0, "new validity in days")
 	dry := fs.Bool("dry-run", false, "change nothing")
-	rest, err := parseE(e, fs, args)
+	rest, err := parse(e, fs, args)
 	if err != nil {
 		return err
 	}
@@ -894,7 +860,7 @@ func runCASign(_ context.Context, e *env, args []string) error {
 	fs.Var(&dns, "dns", "a further DNS name the node may ask for")
 	fs.Var(&ips, "ip", "a further IP address the node may ask for")
 	days := fs.Int("days", 0, "validity in days")
-	rest, err := parseE(e, fs, args)
+	rest, err := parse(e, fs, args)
 	if err != nil {
 		return err
 	}

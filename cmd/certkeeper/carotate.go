@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -50,7 +49,7 @@ func runCARotate(ctx context.Context, e *env, args []string) error {
 	days := fs.Int("days", 0, "the new CA's validity in days")
 	force := fs.Bool("force", false, "finish although nodes hold old-CA leaves")
 	asJSON := fs.Bool("json", false, "print JSON")
-	rest, err := parseE(e, fs, args)
+	rest, err := parse(e, fs, args)
 	if err != nil {
 		return err
 	}
@@ -113,9 +112,7 @@ func runCARotate(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		if *asJSON {
-			enc := json.NewEncoder(e.stdout)
-			enc.SetIndent("", "  ")
-			return enc.Encode(st)
+			return writeJSON(e, st)
 		}
 		printRotateStatus(e, st)
 	}

@@ -110,7 +110,8 @@ func TestCompletionAndGendocs(t *testing.T) {
 	if r := certkeeper(t, "gendocs", dir); r.code != 0 {
 		t.Fatalf("gendocs: %+v", r)
 	}
-	for _, f := range []string{"man1/certkeeper.1", "man1/certkeeper-install.1", "man1/certkeeper-ca-issue.1", "completion/certkeeper.bash", "completion/_certkeeper", "completion/certkeeper.fish"} {
+	for _, f := range []string{"man1/certkeeper.1", "man1/certkeeper-install.1", "man1/certkeeper-ca-issue.1", "man1/certkeeper-fleet.1", "man1/certkeeper-fleet-status.1",
+		"completion/certkeeper.bash", "completion/_certkeeper", "completion/certkeeper.fish"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Errorf("gendocs did not write %s", f)
 		}
@@ -125,5 +126,33 @@ func TestCompletionAndGendocs(t *testing.T) {
 	}
 	if r := certkeeper(t, "__complete", "status", "--"); !strings.Contains(r.stdout, "--config") {
 		t.Errorf("__complete status --: %+v", r)
+	}
+	// fleet is a group: its subcommand and the subcommand's flags complete.
+	if r := certkeeper(t, "__complete", "fleet", ""); !strings.Contains(r.stdout, "status") {
+		t.Errorf("__complete fleet: %+v", r)
+	}
+	if r := certkeeper(t, "__complete", "fleet", "status", "--inv"); !strings.Contains(r.stdout, "--inventory") {
+		t.Errorf("__complete fleet status --inv: %+v", r)
+	}
+	b, _ = os.ReadFile(filepath.Join(dir, "man1/certkeeper-fleet-status.1"))
+	if !strings.Contains(string(b), "inventory") || !strings.Contains(string(b), "textfile") {
+		t.Errorf("certkeeper-fleet-status(1) does not list its flags:\n%s", b)
+	}
+}
+
+// certkeeper fleet is a group: alone a usage error (exit 2) that lists
+// status; a mistyped subcommand is suggested; fleet --help lists status.
+func TestFleetIsACommandGroup(t *testing.T) {
+	if code, _, stderr := runIn("fleet"); code != exitUsage || !strings.Contains(stderr, "status") {
+		t.Errorf("fleet alone: exit %d, %q", code, stderr)
+	}
+	if code, _, stderr := runIn("fleet", "stauts"); code != exitUsage || !strings.Contains(stderr, `unknown subcommand "stauts"`) || !strings.Contains(stderr, "Did you mean status?") {
+		t.Errorf("fleet stauts: exit %d, %q", code, stderr)
+	}
+	if code, stdout, _ := runIn("fleet", "--help"); code != exitOK || !strings.Contains(stdout, "  status ") {
+		t.Errorf("fleet --help: exit %d\n%s", code, stdout)
+	}
+	if code, _, stderr := runIn("fleet", "status", "--inventory", "nodes.toml", "extra"); code != exitUsage || !strings.Contains(stderr, "certkeeper fleet status: unexpected arguments: extra") {
+		t.Errorf("fleet status extra: exit %d, %q", code, stderr)
 	}
 }

@@ -45,26 +45,25 @@ Examples:
 `}
 
 func init() {
-	demoCmd.run = runDemo
+	demoCmd.run = withErrors(demoCmd, runDemo)
 	register(demoCmd)
 }
 
-func runDemo(ctx context.Context, e *env, args []string) int {
-	c := demoCmd
+func runDemo(ctx context.Context, e *env, args []string) error {
 	// The demo's stand-in daemon: a process of this binary, so the demo
 	// needs nothing but itself. Not for use on its own.
 	if len(args) > 0 && args[0] == "daemon" {
-		return demo.Daemon(ctx, args[1:], e.stderr)
+		return exitCodeOf(demo.Daemon(ctx, args[1:], e.stderr))
 	}
-	fs := flags(e, c)
+	fs := flags(e, demoCmd)
 	keep := fs.Bool("keep", false, "leave the demo's directory to look at")
 	plain := fs.Bool("non-interactive", false, "plain lines: no colours, no table refreshed in place")
-	rest, code, ok := parse(e, fs, args)
-	if !ok {
-		return code
+	rest, err := parse(e, fs, args)
+	if err != nil {
+		return err
 	}
-	if len(rest) > 0 {
-		return usageError(e, c, "unexpected arguments: %s", strings.Join(rest, " "))
+	if err := noArgs(rest); err != nil {
+		return err
 	}
 	out := &demoOutput{w: e.stdout, fd: -1}
 	if f, ok := e.stdout.(*os.File); ok && !*plain && term.IsTerminal(int(f.Fd())) {
@@ -76,22 +75,22 @@ func runDemo(ctx context.Context, e *env, args []string) int {
 	fmt.Fprintln(e.stdout, "certkeeper demo: the whole job on this machine, on 127.0.0.1 only; Ctrl-C stops it and cleans up.")
 	sum, err := demo.Run(ctx, demo.Options{Keep: *keep, Report: out})
 	if err != nil {
-		return failure(e, c, err)
+		return err
 	}
 	out.clear()
 	switch {
 	case sum.Interrupted:
 		fmt.Fprintf(e.stderr, "certkeeper demo: interrupted after %s; everything it started is stopped\n", sum.Took.Round(100*time.Millisecond))
-		return exitFailure
+		return exitError(exitFailure)
 	case sum.Failed > 0:
 		fmt.Fprintf(e.stdout, "\ndemo: %d of %d steps FAILED in %s\n", sum.Failed, sum.Steps, sum.Took.Round(100*time.Millisecond))
-		return exitFailure
+		return exitError(exitFailure)
 	}
 	fmt.Fprintf(e.stdout, "\ndemo: all %d steps ok in %s\n", sum.Steps, sum.Took.Round(100*time.Millisecond))
 	if *keep {
 		fmt.Fprintf(e.stdout, "kept: %s\n", sum.Dir)
 	}
-	return exitOK
+	return nil
 }
 
 // demoOutput prints the demo's narration. On a terminal the status table

@@ -14,7 +14,25 @@ import (
 	"github.com/certkeeper/certkeeper/fleet"
 )
 
-var fleetCmd = &command{name: "fleet", summary: "what every node installed, serves and how it is, joined with what the CA issued",
+var fleetCmd = &command{name: "fleet", summary: "the fleet from the admin host: status (what every node installed and serves, joined with what the CA issued)",
+	usage: `Usage: certkeeper fleet SUBCOMMAND [flags]
+
+The whole fleet as the admin host sees it: every node of an inventory, read
+over SSH/SFTP (and by TLS with --probe), joined with the CA's records.
+
+Subcommands:
+  status   per node: the serial issued, installed and served, the expiry,
+           the agent's health and what is wrong; a summary; metrics
+
+Examples:
+  certkeeper fleet status --inventory nodes.toml
+  certkeeper fleet status --inventory nodes.toml --json
+
+Run ` + "`certkeeper fleet status --help`" + ` for its flags; docs/admin-host.md
+("Fleet status") has the whole story.
+`}
+
+var fleetStatusCmd = &command{name: "fleet status", summary: "what every node installed, serves and how it is, joined with what the CA issued",
 	usage: `Usage: certkeeper fleet status --inventory FILE [--ca-dir DIR] [--concurrency N] [--only ID,...]
                                [--stale-after DURATION] [--bundle NAME] [--probe] [--no-report]
                                [--textfile FILE] [--json]
@@ -60,8 +78,10 @@ Examples:
 `}
 
 func init() {
-	fleetCmd.run = withErrors(fleetCmd, runFleet)
+	// fleet is a group (see group in main.go); status does the work.
 	register(fleetCmd)
+	fleetStatusCmd.run = withErrors(fleetStatusCmd, runFleetStatus)
+	registerSub("fleet", fleetStatusCmd)
 }
 
 // fleetJSON is fleet status --json.
@@ -70,9 +90,8 @@ type fleetJSON struct {
 	Summary fleet.Summary      `json:"summary"`
 }
 
-func runFleet(ctx context.Context, e *env, args []string) error {
-	c := fleetCmd
-	fs := flags(e, c)
+func runFleetStatus(ctx context.Context, e *env, args []string) error {
+	fs := flags(e, fleetStatusCmd)
 	invPath := fs.String("inventory", "", "inventory TOML file")
 	caDir := fs.String("ca-dir", defaultCADir(), "CA directory")
 	concurrency := fs.Int("concurrency", fleet.DefaultConcurrency, "nodes read at once")
@@ -83,15 +102,12 @@ func runFleet(ctx context.Context, e *env, args []string) error {
 	noReport := fs.Bool("no-report", false, "with --probe: do not read reports over SSH")
 	textfile := fs.String("textfile", "", "write Prometheus metrics to FILE")
 	asJSON := fs.Bool("json", false, "print one JSON document (docs/json.md)")
-	rest, err := parseE(e, fs, args)
+	rest, err := parse(e, fs, args)
 	if err != nil {
 		return err
 	}
-	if len(rest) == 0 || rest[0] != "status" {
-		return usagef("give a subcommand: certkeeper fleet status --inventory FILE")
-	}
-	if len(rest) > 1 {
-		return usagef("unexpected arguments: %s", strings.Join(rest[1:], " "))
+	if err := noArgs(rest); err != nil {
+		return err
 	}
 	if *invPath == "" {
 		return usagef("--inventory FILE is required")

@@ -23,8 +23,8 @@ type helpCase struct {
 	name string // "install", "ca issue"
 }
 
-// helpCases walks the command table: every command and every ca
-// subcommand, asked with --help, -h and `certkeeper help …`.
+// helpCases walks the command table: every command and every subcommand
+// of a group (ca, fleet), asked with --help, -h and `certkeeper help …`.
 func helpCases() []helpCase {
 	var out []helpCase
 	var names []string
@@ -38,16 +38,18 @@ func helpCases() []helpCase {
 			helpCase{[]string{n, "-h"}, n},
 			helpCase{[]string{"help", n}, n})
 	}
-	var subs []string
-	for n := range caSubs {
-		subs = append(subs, n)
-	}
-	sort.Strings(subs)
-	for _, n := range subs {
-		out = append(out,
-			helpCase{[]string{"ca", n, "--help"}, "ca " + n},
-			helpCase{[]string{"ca", "help", n}, "ca " + n},
-			helpCase{[]string{"help", "ca", n}, "ca " + n})
+	for _, g := range names {
+		var subs []string
+		for n := range groups[g] {
+			subs = append(subs, n)
+		}
+		sort.Strings(subs)
+		for _, n := range subs {
+			out = append(out,
+				helpCase{[]string{g, n, "--help"}, g + " " + n},
+				helpCase{[]string{g, "help", n}, g + " " + n},
+				helpCase{[]string{"help", g, n}, g + " " + n})
+		}
 	}
 	return out
 }
@@ -89,8 +91,8 @@ func TestEveryCommandHasHelpWithExamples(t *testing.T) {
 	}
 }
 
-// The top-level help lists every command, and `ca --help` every
-// subcommand, so nothing is hidden.
+// The top-level help lists every command, and `ca --help` and `fleet
+// --help` every subcommand, so nothing is hidden.
 func TestHelpListsEverything(t *testing.T) {
 	code, top, _ := runIn("help")
 	if code != exitOK {
@@ -101,13 +103,18 @@ func TestHelpListsEverything(t *testing.T) {
 			t.Errorf("certkeeper help does not list %s", n)
 		}
 	}
-	code, ca, _ := runIn("ca", "--help")
-	if code != exitOK {
-		t.Fatalf("certkeeper ca --help: exit %d", code)
+	if len(groups["ca"]) < 8 || len(groups["fleet"]) < 1 {
+		t.Fatalf("groups: %v", groups)
 	}
-	for n := range caSubs {
-		if !regexp.MustCompile(`(?m)^  ` + regexp.QuoteMeta(n) + ` `).MatchString(ca) {
-			t.Errorf("certkeeper ca --help does not list %s", n)
+	for g, subs := range groups {
+		code, help, _ := runIn(g, "--help")
+		if code != exitOK {
+			t.Fatalf("certkeeper %s --help: exit %d", g, code)
+		}
+		for n := range subs {
+			if !regexp.MustCompile(`(?m)^  ` + regexp.QuoteMeta(n) + ` `).MatchString(help) {
+				t.Errorf("certkeeper %s --help does not list %s", g, n)
+			}
 		}
 	}
 	// A usage error still goes to stderr, with exit 2.

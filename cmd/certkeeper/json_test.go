@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -77,9 +80,61 @@ func TestJSONVocabulary(t *testing.T) {
 	if _, err := time.Parse(time.RFC3339, is.Issued[0].NotAfter); err != nil {
 		t.Errorf("ca issue not_after: %v", err)
 	}
+	r = certkeeper(t, "ca", "list", "--dir", dir, "--json")
 	var list []map[string]any
-	decode(certkeeper(t, "ca", "list", "--dir", dir, "--json"), &list)
+	decode(r, &list)
 	if list[0]["key_type"] != "ecdsa-p256" || list[0]["seconds_left"] == nil {
 		t.Errorf("ca list --json: %v", list[0])
+	}
+	if at, _ := list[0]["issued_at"].(string); !secondPrecision.MatchString(at) {
+		t.Errorf("ca list --json issued_at %q, want RFC 3339 in UTC to the second", at)
+	}
+	if bad := nanoTime.FindString(r.stdout); bad != "" {
+		t.Errorf("ca list --json has a time with fractions of a second: %s", bad)
+	}
+	// status --json of a bundle with an agent state and an owed check:
+	// every time in it is to the second too.
+	if err := os.MkdirAll(filepath.Join(n.root, "state", "owed"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	testpki.WriteFile(t, filepath.Join(n.root, "state", "owed"), "b.json",
+		[]byte(`{"generation": "..gen-000001", "since": "2026-12-01T11:00:00.5+01:00", "reload": false, "check": true}`), 0o600)
+	r = certkeeper(t, "status", "--config", n.config, "--json")
+	if bad := nanoTime.FindString(r.stdout); bad != "" || !strings.Contains(r.stdout, `"since": "2026-12-01T10:00:00Z"`) {
+		t.Errorf("status --json times (%s):\n%s", bad, r.stdout)
+	}
+}
+
+var (
+	secondPrecision = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$`)
+	nanoTime        = regexp.MustCompile(`"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d+`)
+)
+
+// One formatter for every time a command prints as JSON: RFC 3339, UTC,
+// to the second, whatever the zone and precision of the time.Time.
+func TestJSONTimesAreToTheSecondInUTC(t *testing.T) {
+	paris := time.FixedZone("CET", 3600)
+	for _, tc := range []struct {
+		in   any
+		want string
+	}{
+		{struct {
+			At time.Time `json:"at"`
+		}{time.Date(2026, 12, 1, 23, 40, 40, 123456789, time.UTC)}, `{"at":"2026-12-01T23:40:40Z"}`},
+		{map[string]time.Time{"at": time.Date(2026, 12, 2, 0, 40, 40, 999999999, paris)}, `{"at":"2026-12-01T23:40:40Z"}`},
+		{[]any{"2026-12-01T23:40:40Z", "not 2026-12-01T23:40:40.5Z", `quoted "2026-12-01T23:40:40.5Z"`}, `["2026-12-01T23:40:40Z","not 2026-12-01T23:40:40.5Z","quoted \"2026-12-01T23:40:40.5Z\""]`},
+		{map[string]string{"detail": "2026-12-01 23:40:40 UTC"}, `{"detail":"2026-12-01 23:40:40 UTC"}`},
+	} {
+		var out strings.Builder
+		if err := writeJSON(&env{stdout: &out}, tc.in); err != nil {
+			t.Fatal(err)
+		}
+		var compact bytes.Buffer
+		if err := json.Compact(&compact, []byte(out.String())); err != nil || compact.String() != tc.want {
+			t.Errorf("writeJSON(%v) = %s (%v), want %s", tc.in, compact.String(), err, tc.want)
+		}
+	}
+	if got := jsonSeconds(-1500 * time.Millisecond); got != -1 {
+		t.Errorf("jsonSeconds(-1.5s) = %d, want -1 (whole seconds)", got)
 	}
 }

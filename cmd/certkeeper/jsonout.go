@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"os"
+	"regexp"
 	"time"
 
 	"github.com/certkeeper/certkeeper/authority"
@@ -13,7 +16,55 @@ import (
 // (docs/json.md): durations as integer seconds (…_seconds, seconds_left),
 // times as RFC 3339 in UTC, key types as --key-type spells them
 // ("ecdsa-p256"), health as check's words ("OK", "WARNING", "CRITICAL",
-// "UNKNOWN").
+// "UNKNOWN"). writeJSON prints all of it, and jsonTime and jsonSeconds
+// are the only formatters of times and durations in it.
+
+// jsonTime is how a time is written in JSON: RFC 3339, UTC, to the second
+// ("2027-02-21T15:36:13Z").
+func jsonTime(t time.Time) string { return t.UTC().Truncate(time.Second).Format(time.RFC3339) }
+
+// jsonSeconds is how a duration is written in JSON: whole seconds,
+// negative once past.
+func jsonSeconds(d time.Duration) int64 { return int64(d / time.Second) }
+
+// writeJSON prints v as the one indented JSON document of a command. Times
+// the packages' types carry as time.Time (encoding/json writes them with
+// nanoseconds and their zone) are rewritten by jsonTime, so every time a
+// command prints has the one form whoever built it.
+func writeJSON(e *env, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	data = append(secondTimes(data), '\n')
+	_, err = e.stdout.Write(data)
+	return err
+}
+
+// jsonTimeString is a JSON string that is an RFC 3339 time, as
+// encoding/json writes a time.Time.
+var jsonTimeString = regexp.MustCompile(`"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2}))"`)
+
+// secondTimes rewrites every JSON string in data that is a whole RFC 3339
+// time with jsonTime; a time quoted inside a longer string is left alone.
+func secondTimes(data []byte) []byte {
+	var out bytes.Buffer
+	last := 0
+	for _, m := range jsonTimeString.FindAllSubmatchIndex(data, -1) {
+		if m[0] > 0 && data[m[0]-1] == '\\' {
+			continue // an escaped quote: inside another string
+		}
+		t, err := time.Parse(time.RFC3339Nano, string(data[m[2]:m[3]]))
+		if err != nil {
+			continue
+		}
+		out.Write(data[last:m[2]])
+		out.WriteString(jsonTime(t))
+		last = m[3]
+	}
+	out.Write(data[last:])
+	return out.Bytes()
+}
 
 type versionJSON struct {
 	Version string `json:"version"`
@@ -46,7 +97,7 @@ func verifyReport(files []string, l rotate.Layout, nodeID string, b *rotate.Bund
 	if b.Leaf != nil {
 		i := pki.Describe(b.Leaf)
 		out.Leaf = &i
-		secs := int64(time.Until(i.NotAfter) / time.Second)
+		secs := jsonSeconds(time.Until(i.NotAfter))
 		out.SecondsLeft = &secs
 	}
 	if b.Key != nil {
@@ -95,7 +146,7 @@ func issueReport(res *authority.Result) issueJSON {
 	for _, i := range res.Issued {
 		d := pki.Describe(i.Cert)
 		out.Issued = append(out.Issued, issuedJSON{ID: i.ID, Kind: string(i.Kind), Dir: i.Dir, Serial: d.Serial, KeyType: i.KeyType, KeptKey: i.KeptKey,
-			NotAfter: d.NotAfter.UTC().Format(time.RFC3339), DNSNames: d.DNSNames, IPs: d.IPAddresses, SHA256: d.SHA256, Note: i.Note})
+			NotAfter: jsonTime(d.NotAfter), DNSNames: d.DNSNames, IPs: d.IPAddresses, SHA256: d.SHA256, Note: i.Note})
 	}
 	for _, s := range res.Skipped {
 		out.Skipped = append(out.Skipped, skipJSON{ID: s.ID, Reason: s.Reason})

@@ -36,13 +36,29 @@ type command struct {
 	name    string
 	summary string
 	usage   string // synopsis, then examples
-	run     func(ctx context.Context, env *env, args []string) int
-	hidden  bool
+	// run is the command's body (withErrors adapts one that returns an
+	// error); nil for a group of subcommands (ca), which cobra dispatches.
+	run    func(ctx context.Context, env *env, args []string) int
+	hidden bool
 }
 
 var commands = map[string]*command{}
 
 func register(c *command) { commands[c.name] = c }
+
+// groups are the commands that hold subcommands (`certkeeper ca issue`,
+// `certkeeper fleet status`): the group's name, then its subcommands by
+// their own name. A subcommand's command is named "GROUP SUB".
+var groups = map[string]map[string]*command{}
+
+// registerSub registers a subcommand of group, a command registered on
+// its own.
+func registerSub(group string, c *command) {
+	if groups[group] == nil {
+		groups[group] = map[string]*command{}
+	}
+	groups[group][strings.TrimPrefix(c.name, group+" ")] = c
+}
 
 // env carries the process's streams so tests can run commands in-process.
 type env struct {
@@ -197,8 +213,8 @@ func newRoot(ctx context.Context, e *env, complete bool, args ...string) *cobra.
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		if n == "ca" {
-			root.AddCommand(caGroup(e, leaf))
+		if subs, ok := groups[n]; ok {
+			root.AddCommand(group(e, commands[n], subs, leaf))
 			continue
 		}
 		root.AddCommand(leaf(commands[n], n))
@@ -223,8 +239,8 @@ func newRoot(ctx context.Context, e *env, complete bool, args ...string) *cobra.
 			topUsage(e.stdout)
 		case ok:
 			c.run(ctx, e, []string{"--help"})
-		case cmd.Name() == "ca":
-			fmt.Fprint(e.stdout, caCmd.usage)
+		case cmd.Parent() == root && groups[cmd.Name()] != nil:
+			fmt.Fprint(e.stdout, commands[cmd.Name()].usage)
 		default:
 			defaultHelp(cmd, args)
 		}
@@ -243,43 +259,45 @@ func markRan(cmd *cobra.Command) {
 
 func ranCommand(root *cobra.Command) bool { return root.Annotations["ran"] == "yes" }
 
-// caGroup is `certkeeper ca`, the parent of the ca subcommands.
-func caGroup(e *env, leaf func(*command, string) *cobra.Command) *cobra.Command {
-	ca := &cobra.Command{
-		Use:                        "ca",
-		Short:                      caCmd.summary,
-		Long:                       caCmd.usage,
+// group is a command that holds subcommands, `certkeeper ca` or
+// `certkeeper fleet`: alone it prints its usage (exit 2); `GROUP help SUB`
+// is SUB's help; an unknown subcommand is a usage error with a suggestion.
+func group(e *env, g *command, subs map[string]*command, leaf func(*command, string) *cobra.Command) *cobra.Command {
+	gc := &cobra.Command{
+		Use:                        g.name,
+		Short:                      g.summary,
+		Long:                       g.usage,
 		SuggestionsMinimumDistance: 2,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
-				fmt.Fprint(e.stderr, caCmd.usage)
+				fmt.Fprint(e.stderr, g.usage)
 				return exitError(exitUsage)
 			}
 			if args[0] == "help" {
 				if len(args) > 1 {
-					if c, ok := caSubs[args[1]]; ok {
+					if c, ok := subs[args[1]]; ok {
 						return exitCodeOf(c.run(cmd.Context(), e, []string{"--help"}))
 					}
 				}
-				fmt.Fprint(e.stdout, caCmd.usage)
+				fmt.Fprint(e.stdout, g.usage)
 				return nil
 			}
 			msg := fmt.Sprintf("unknown subcommand %q", args[0])
 			if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
 				msg += "\nDid you mean " + strings.Join(s, " or ") + "?"
 			}
-			return &errUsage{cmd: "ca", msg: msg}
+			return &errUsage{cmd: g.name, msg: msg}
 		},
 	}
-	subs := make([]string, 0, len(caSubs))
-	for n := range caSubs {
-		subs = append(subs, n)
+	names := make([]string, 0, len(subs))
+	for n := range subs {
+		names = append(names, n)
 	}
-	sort.Strings(subs)
-	for _, n := range subs {
-		ca.AddCommand(leaf(caSubs[n], n))
+	sort.Strings(names)
+	for _, n := range names {
+		gc.AddCommand(leaf(subs[n], n))
 	}
-	return ca
+	return gc
 }
 
 func exitCodeOf(code int) error {
@@ -415,13 +433,14 @@ func pflags(fs *flag.FlagSet) *pflag.FlagSet {
 
 // parse parses flags anywhere among the arguments (`ca issue node ID --dns
 // X` as well as `ca issue --dns X node ID`) and returns the positional ones.
-// Everything after "--" is positional. It returns the exit code to use
-// when parsing ends the command (help, or a usage error).
-func parse(e *env, fs *flag.FlagSet, args []string) ([]string, int, bool) {
+// Everything after "--" is positional. When parsing ends the command
+// (help, or a usage error, printed already) it returns an exitError with
+// the code to exit with.
+func parse(e *env, fs *flag.FlagSet, args []string) ([]string, error) {
 	pf := pflags(fs)
 	if e.describe != nil {
 		e.describe(pf)
-		return nil, exitOK, false
+		return nil, exitError(exitOK)
 	}
 	name := strings.TrimPrefix(fs.Name(), "certkeeper ")
 	// -config, the Go flag spelling older scripts use, still works.
@@ -440,16 +459,16 @@ func parse(e *env, fs *flag.FlagSet, args []string) ([]string, int, bool) {
 	if err := pf.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			fmt.Fprint(e.stdout, commandUsage(name, pf))
-			return nil, exitOK, false
+			return nil, exitError(exitOK)
 		}
 		msg := err.Error()
 		if s := suggestFlag(pf, err); s != "" {
 			msg += "\nDid you mean --" + s + "?"
 		}
 		printUsageError(e, name, msg)
-		return nil, exitUsage, false
+		return nil, exitError(exitUsage)
 	}
-	return pf.Args(), 0, true
+	return pf.Args(), nil
 }
 
 // commandUsage is a command's help: its text, then its flags.
@@ -457,8 +476,8 @@ func commandUsage(name string, pf *pflag.FlagSet) string {
 	usage := ""
 	if c, ok := commands[name]; ok {
 		usage = c.usage
-	} else if c, ok := caSubs[strings.TrimPrefix(name, "ca ")]; ok {
-		usage = c.usage
+	} else if g, sub, ok := strings.Cut(name, " "); ok && groups[g][sub] != nil {
+		usage = groups[g][sub].usage
 	}
 	if pf.HasFlags() {
 		usage += "\nFlags:\n" + pf.FlagUsages()
@@ -519,15 +538,6 @@ func usagef(format string, args ...any) error {
 	return &errUsage{msg: fmt.Sprintf(format, args...)}
 }
 
-// parseE is parse for commands that return errors.
-func parseE(e *env, fs *flag.FlagSet, args []string) ([]string, error) {
-	rest, code, ok := parse(e, fs, args)
-	if !ok {
-		return nil, exitError(code)
-	}
-	return rest, nil
-}
-
 // withErrors adapts a command that returns an error to the command table:
 // nil is exit 0; a usage error (usagef) is printed with the command's name
 // and a pointer to --help, exit 2; an exitError is its code, said already;
@@ -546,20 +556,9 @@ func withErrors(c *command, f func(context.Context, *env, []string) error) func(
 			printUsageError(e, c.name, u.msg)
 			return exitUsage
 		}
-		return failure(e, c, err)
+		fmt.Fprintf(e.stderr, "certkeeper %s: %v\n", c.name, err)
+		return exitFailure
 	}
-}
-
-// usageError reports a usage mistake and returns exit code 2.
-func usageError(e *env, c *command, format string, args ...any) int {
-	printUsageError(e, c.name, fmt.Sprintf(format, args...))
-	return exitUsage
-}
-
-// failure reports an error and returns exit code 1.
-func failure(e *env, c *command, err error) int {
-	fmt.Fprintf(e.stderr, "certkeeper %s: %v\n", c.name, err)
-	return exitFailure
 }
 
 type platformResult = platform.ReloadResult

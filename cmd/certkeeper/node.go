@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -24,15 +23,7 @@ var (
 )
 
 func init() {
-	register(&command{name: "version", summary: "print the version", usage: `Usage: certkeeper version [--json]
-
-Prints certkeeper's version, the commit it was built from, the Go version
-and the platform: what a bug report needs. certkeeper --version and -v
-do the same.
-
-Example:
-  certkeeper version
-`, run: runVersion})
+	register(versionCmd)
 	register(verifyCmd)
 	register(installCmd)
 	register(statusCmd)
@@ -40,33 +31,65 @@ Example:
 	register(rollbackCmd)
 }
 
-func runVersion(_ context.Context, e *env, args []string) int {
-	c := commands["version"]
-	fs := flags(e, c)
+var versionCmd = &command{name: "version", summary: "print the version", usage: `Usage: certkeeper version [--json]
+
+Prints certkeeper's version, the commit it was built from, the Go version
+and the platform: what a bug report needs. certkeeper --version and -v
+do the same. The commit is what the build stamped: the packages and
+scripts/build always do; a plain go build only in a repository's main
+checkout (Go skips a linked git worktree, and GOFLAGS=-buildvcs=false).
+
+Example:
+  certkeeper version
+`}
+
+func init() { versionCmd.run = withErrors(versionCmd, runVersion) }
+
+func runVersion(_ context.Context, e *env, args []string) error {
+	fs := flags(e, versionCmd)
 	asJSON := fs.Bool("json", false, "print JSON (docs/json.md)")
-	if _, code, ok := parse(e, fs, args); !ok {
-		return code
+	if _, err := parse(e, fs, args); err != nil {
+		return err
 	}
 	if *asJSON {
 		writeJSON(e, versionJSON{Version: version, Commit: buildCommit(), Go: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH})
-		return exitOK
+		return nil
 	}
 	v := "certkeeper " + version
 	if c := buildCommit(); c != "" {
 		v += " (" + c + ")"
 	}
 	fmt.Fprintf(e.stdout, "%s %s %s/%s\n", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
-	return exitOK
+	return nil
 }
 
 // cliLogger logs what the library reports (reload output, warnings) to
-// stderr; the commands print their own results to stdout.
+// stderr; the commands print their own results to stdout. A refused
+// delivery is left out: the command prints the refusal as its error, once.
 func cliLogger(e *env, verbose bool) *slog.Logger {
 	level := slog.LevelWarn
 	if verbose {
 		level = slog.LevelInfo
 	}
-	return slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+	return slog.New(saidByCommand{slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level})})
+}
+
+// saidByCommand drops the log records a command reports itself.
+type saidByCommand struct{ slog.Handler }
+
+func (h saidByCommand) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == agent.MsgRefused {
+		return nil
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h saidByCommand) WithAttrs(as []slog.Attr) slog.Handler {
+	return saidByCommand{h.Handler.WithAttrs(as)}
+}
+
+func (h saidByCommand) WithGroup(name string) slog.Handler {
+	return saidByCommand{h.Handler.WithGroup(name)}
 }
 
 var verifyCmd = &command{name: "verify", summary: "check files as one bundle under a layout's rules; installs nothing",
@@ -94,57 +117,40 @@ Examples:
   certkeeper verify --ca /etc/flocker/cluster.crt new-node.crt new-node.key
 `}
 
-func init() { verifyCmd.run = runVerify }
+func init() { verifyCmd.run = withErrors(verifyCmd, runVerify) }
 
-func runVerify(_ context.Context, e *env, args []string) int {
-	c := verifyCmd
-	fs := flags(e, c)
+func runVerify(_ context.Context, e *env, args []string) error {
+	fs := flags(e, verifyCmd)
 	caFile := fs.String("ca", "", "cluster CA certificate to trust")
 	nodeID := fs.String("node-id", "", "node id the leaf must name")
 	layout := fs.String("layout", "custom", "layout preset whose rules apply")
 	asJSON := fs.Bool("json", false, "print JSON (docs/json.md)")
-	files, code, ok := parse(e, fs, args)
-	if !ok {
-		return code
+	files, err := parse(e, fs, args)
+	if err != nil {
+		return err
 	}
 	if len(files) == 0 {
-		return usageError(e, c, "no files given")
+		return usagef("no files given")
 	}
 	l, err := rotate.Rules(*layout, *nodeID)
 	if err != nil {
-		return usageError(e, c, "%v", err)
+		return usagef("%v", err)
 	}
-	inputs, err := agent.ReadInputs(files)
+	v, err := agent.Verify(files, *caFile, rotate.Policy{Layout: l, NodeID: *nodeID, Now: time.Now()})
 	if err != nil {
-		return failure(e, c, err)
+		return err
 	}
-	var live *rotate.Bundle
-	if *caFile != "" {
-		in, err := agent.ReadInputs([]string{*caFile})
-		if err != nil {
-			return failure(e, c, err)
-		}
-		parsed, err := pki.Parse(in[0].Data)
-		if err != nil {
-			return failure(e, c, fmt.Errorf("%s: %w", *caFile, err))
-		}
-		if len(parsed.Certificates) == 0 {
-			return failure(e, c, fmt.Errorf("%s: no certificate", *caFile))
-		}
-		live = &rotate.Bundle{CAs: parsed.Certificates}
-	}
-	cand := rotate.Classify(inputs)
-	b, err := rotate.Validate(cand, rotate.Policy{Layout: l, NodeID: *nodeID, Now: time.Now()}, live)
+	cand, b := v.Candidate, v.Bundle
 	if *asJSON {
-		writeJSON(e, verifyReport(files, l, *nodeID, b, err))
-		if err != nil {
-			return exitFailure
+		writeJSON(e, verifyReport(files, l, *nodeID, b, v.Invalid))
+		if v.Invalid != nil {
+			return exitError(exitFailure)
 		}
-		return exitOK
+		return nil
 	}
-	if err != nil {
-		fmt.Fprintf(e.stdout, "INVALID: %v\n", err)
-		return exitFailure
+	if v.Invalid != nil {
+		fmt.Fprintf(e.stdout, "INVALID: %v\n", v.Invalid)
+		return exitError(exitFailure)
 	}
 	who := "any node (no --node-id given)"
 	if *nodeID != "" {
@@ -186,7 +192,7 @@ func runVerify(_ context.Context, e *env, args []string) int {
 	for _, p := range b.Warnings {
 		fmt.Fprintf(e.stdout, "WARNING: %v\n", p)
 	}
-	return exitOK
+	return nil
 }
 
 func orDash(s string) string {
@@ -197,26 +203,22 @@ func orDash(s string) string {
 }
 
 // loadConfig loads --config, reporting errors the same way everywhere.
-func loadConfig(e *env, c *command, path string) (*agent.Config, int, bool) {
+func loadConfig(path string) (*agent.Config, error) {
 	if path == "" {
-		return nil, usageError(e, c, "--config FILE is required"), false
+		return nil, usagef("--config FILE is required")
 	}
-	cfg, err := agent.LoadConfig(path)
-	if err != nil {
-		return nil, failure(e, c, err), false
-	}
-	return cfg, 0, true
+	return agent.LoadConfig(path)
 }
 
 // selectBundles is the bundle named by --bundle, or, without it, every
 // bundle of the config that keep accepts (keep nil: all of them).
-func selectBundles(e *env, c *command, cfg *agent.Config, name string, keep func(*agent.Bundle) bool) ([]*agent.Bundle, int, bool) {
+func selectBundles(cfg *agent.Config, name string, keep func(*agent.Bundle) bool) ([]*agent.Bundle, error) {
 	if name != "" {
 		b, err := cfg.BundleNamed(name)
 		if err != nil {
-			return nil, usageError(e, c, "%v", err), false
+			return nil, usagef("%v", err)
 		}
-		return []*agent.Bundle{b}, 0, true
+		return []*agent.Bundle{b}, nil
 	}
 	var bundles []*agent.Bundle
 	for i := range cfg.Bundles {
@@ -224,7 +226,7 @@ func selectBundles(e *env, c *command, cfg *agent.Config, name string, keep func
 			bundles = append(bundles, &cfg.Bundles[i])
 		}
 	}
-	return bundles, 0, true
+	return bundles, nil
 }
 
 var installCmd = &command{name: "install", summary: "classify, validate and install files into a bundle, then reload; once",
@@ -250,36 +252,36 @@ Examples:
   certkeeper install --bundle mesos localhost.pem localhost-key.pem ca.pem
 `}
 
-func init() { installCmd.run = runInstall }
+func init() { installCmd.run = withErrors(installCmd, runInstall) }
 
-func runInstall(ctx context.Context, e *env, args []string) int {
+func runInstall(ctx context.Context, e *env, args []string) error {
 	c := installCmd
 	fs := flags(e, c)
 	cfgPath := fs.String("config", "", "agent config file")
 	bundle := fs.String("bundle", "", "bundle name (needed when the config has several)")
 	verbose := fs.Bool("verbose", false, "log each step")
-	files, code, ok := parse(e, fs, args)
-	if !ok {
-		return code
+	files, err := parse(e, fs, args)
+	if err != nil {
+		return err
 	}
 	if len(files) == 0 {
-		return usageError(e, c, "no files given")
+		return usagef("no files given")
 	}
-	cfg, code, ok := loadConfig(e, c, *cfgPath)
-	if !ok {
-		return code
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
 	}
 	b, err := cfg.BundleNamed(*bundle)
 	if err != nil {
-		return usageError(e, c, "%v", err)
+		return usagef("%v", err)
 	}
 	inputs, err := agent.ReadInputs(files)
 	if err != nil {
-		return failure(e, c, err)
+		return err
 	}
 	out, err := agent.Install(ctx, b, inputs, "install: "+strings.Join(names(inputs), " "), cliLogger(e, *verbose))
 	if err != nil {
-		return failure(e, c, err)
+		return err
 	}
 	res := out.Result
 	if !res.Changed && out.Replayed {
@@ -290,7 +292,7 @@ func runInstall(ctx context.Context, e *env, args []string) int {
 	if !res.Changed {
 		fmt.Fprintf(e.stdout, "%s: unchanged: %s already holds these files (generation %s); no reload\n", b.Name, b.Resolved.Dir, res.Generation.Name)
 		printRepaired(e, b.Name, res.Repaired)
-		return exitOK
+		return nil
 	}
 	var fileNames []string
 	for _, f := range rotate.Plan(res.Bundle, b.Resolved) {
@@ -308,7 +310,9 @@ func printRepaired(e *env, bundle string, repaired []rotate.Drift) {
 	}
 }
 
-func printReloads(e *env, c *command, bundle string, reloads []platformResult) int {
+// printReloads reports each reload; when one failed, it says so on stderr
+// and returns exit 1 (an exitError: said already).
+func printReloads(e *env, c *command, bundle string, reloads []platformResult) error {
 	failed := false
 	for _, r := range reloads {
 		switch {
@@ -326,9 +330,9 @@ func printReloads(e *env, c *command, bundle string, reloads []platformResult) i
 	}
 	if failed {
 		fmt.Fprintf(e.stderr, "certkeeper %s: %s: the new files are installed, but a daemon may still serve the old ones; fix the reload and run it by hand, or `certkeeper rollback`\n", c.name, bundle)
-		return exitFailure
+		return exitError(exitFailure)
 	}
-	return exitOK
+	return nil
 }
 
 func indent(s string) string { return "    " + strings.ReplaceAll(s, "\n", "\n    ") }
@@ -353,44 +357,44 @@ Example:
   certkeeper rollback --bundle flocker
 `}
 
-func init() { rollbackCmd.run = runRollback }
+func init() { rollbackCmd.run = withErrors(rollbackCmd, runRollback) }
 
-func runRollback(ctx context.Context, e *env, args []string) int {
+func runRollback(ctx context.Context, e *env, args []string) error {
 	c := rollbackCmd
 	fs := flags(e, c)
 	cfgPath := fs.String("config", "", "agent config file")
 	bundle := fs.String("bundle", "", "bundle to roll back (default: the config's only bundle)")
 	force := fs.Bool("force", false, "roll back even if the previous generation no longer validates")
-	rest, code, ok := parse(e, fs, args)
-	if !ok {
-		return code
+	rest, err := parse(e, fs, args)
+	if err != nil {
+		return err
 	}
-	if len(rest) > 0 {
-		return usageError(e, c, "unexpected arguments: %s", strings.Join(rest, " "))
+	if err := noArgs(rest); err != nil {
+		return err
 	}
-	cfg, code, ok := loadConfig(e, c, *cfgPath)
-	if !ok {
-		return code
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
 	}
 	// Without --bundle, the config's only bundle.
 	b, err := cfg.BundleNamed(*bundle)
 	if err != nil {
-		return usageError(e, c, "%v", err)
+		return usagef("%v", err)
 	}
 	r, err := agent.Rollback(ctx, b, *force, cliLogger(e, false))
 	if err != nil {
-		return failure(e, c, err)
+		return err
 	}
 	fmt.Fprintf(e.stdout, "%s: rolled back from %s to %s (installed %s)\n", b.Name, r.From.Name, r.To.Name, rotate.Stamp(r.To.Installed))
 	if r.Refused {
 		fmt.Fprintf(e.stdout, "%s: the certificate rolled away from is refused from the admin host from now on; a newer one is taken as usual\n", b.Name)
 	}
-	code = printReloads(e, c, b.Name, r.Reloads)
+	err = printReloads(e, c, b.Name, r.Reloads)
 	if r.RefuseErr != nil {
 		fmt.Fprintf(e.stderr, "certkeeper %s: %s: could not record the certificate rolled away from as refused (%v); the agent may pull it again: fix the state directory and roll back again\n", c.name, b.Name, r.RefuseErr)
-		return exitFailure
+		return exitError(exitFailure)
 	}
-	return code
+	return err
 }
 
 var statusCmd = &command{name: "status", summary: "show each bundle: files, names, issuer, expiry, permissions, key match, next renewal",
@@ -406,36 +410,30 @@ Examples:
   certkeeper status --json | jq '.[].leaf.not_after'
 `}
 
-func init() { statusCmd.run = runStatus }
+func init() { statusCmd.run = withErrors(statusCmd, runStatus) }
 
 // statuses is every bundle's files merged with the agent's runtime state
 // (agent.Reports), so status, status --json and check say the same.
 func statuses(cfg *agent.Config) []agent.Report { return agent.Reports(cfg) }
 
-func runStatus(_ context.Context, e *env, args []string) int {
-	c := statusCmd
-	fs := flags(e, c)
+func runStatus(_ context.Context, e *env, args []string) error {
+	fs := flags(e, statusCmd)
 	cfgPath := fs.String("config", "", "agent config file")
 	asJSON := fs.Bool("json", false, "print JSON")
-	rest, code, ok := parse(e, fs, args)
-	if !ok {
-		return code
+	rest, err := parse(e, fs, args)
+	if err != nil {
+		return err
 	}
-	if len(rest) > 0 {
-		return usageError(e, c, "unexpected arguments: %s", strings.Join(rest, " "))
+	if err := noArgs(rest); err != nil {
+		return err
 	}
-	cfg, code, ok := loadConfig(e, c, *cfgPath)
-	if !ok {
-		return code
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
 	}
 	sts := statuses(cfg)
 	if *asJSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(sts); err != nil {
-			return failure(e, c, err)
-		}
-		return exitOK
+		return writeJSON(e, sts)
 	}
 	for i, st := range sts {
 		if i > 0 {
@@ -443,7 +441,7 @@ func runStatus(_ context.Context, e *env, args []string) int {
 		}
 		printStatus(e.stdout, st)
 	}
-	return exitOK
+	return nil
 }
 
 func printStatus(w io.Writer, r agent.Report) {
@@ -627,29 +625,31 @@ Examples:
   certkeeper check --json
 `}
 
-func init() { checkCmd.run = runCheck }
+func init() { checkCmd.run = withErrors(checkCmd, runCheck) }
 
-func runCheck(_ context.Context, e *env, args []string) int {
-	c := checkCmd
-	fs := flags(e, c)
+// runCheck's exit code is the Nagios state; even a usage mistake is
+// UNKNOWN (3), not 2, as monitoring systems expect of a plugin.
+func runCheck(_ context.Context, e *env, args []string) error {
+	fs := flags(e, checkCmd)
 	cfgPath := fs.String("config", "", "agent config file")
 	ack := fs.Bool("ack", false, "acknowledge the rejected inbox sets and failed installs seen so far, then check")
 	bundle := fs.String("bundle", "", "with --ack: only this bundle")
 	asJSON := fs.Bool("json", false, "print JSON (docs/json.md)")
-	rest, code, ok := parse(e, fs, args)
-	if !ok {
-		if code == exitUsage {
-			return int(rotate.Unknown)
-		}
-		return code
+	rest, err := parse(e, fs, args)
+	var said exitError
+	if errors.As(err, &said) && said == exitUsage {
+		return exitError(rotate.Unknown)
 	}
-	unknown := func(msg string) int {
+	if err != nil {
+		return err
+	}
+	unknown := func(msg string) error {
 		if *asJSON {
 			writeJSON(e, checkJSON{Health: rotate.Unknown.String(), Exit: int(rotate.Unknown), Text: msg})
 		} else {
 			fmt.Fprintf(e.stdout, "CERTKEEPER UNKNOWN - %s\n", msg)
 		}
-		return int(rotate.Unknown)
+		return exitError(rotate.Unknown)
 	}
 	if len(rest) > 0 {
 		return unknown("usage: certkeeper check [--config FILE] [--ack [--bundle NAME]] [--json]")
@@ -665,14 +665,13 @@ func runCheck(_ context.Context, e *env, args []string) int {
 	}
 	sts := statuses(cfg)
 	now := time.Now()
+	line, h := checkLine(sts, now)
 	if *asJSON {
 		writeJSON(e, checkReport(sts, now))
-		_, h := checkLine(sts, now)
-		return int(h)
+	} else {
+		fmt.Fprintln(e.stdout, line)
 	}
-	line, h := checkLine(sts, now)
-	fmt.Fprintln(e.stdout, line)
-	return int(h)
+	return exitCodeOf(int(h))
 }
 
 // checkJSON is check --json: the same judgement as the line.
@@ -697,18 +696,12 @@ func checkReport(sts []agent.Report, now time.Time) checkJSON {
 	for _, st := range sts {
 		b := checkBundleJSON{Name: st.Name, Health: st.Health.String(), Text: oneLine(errors.New(st.HealthText))}
 		if st.Leaf != nil {
-			secs := int64(st.Leaf.NotAfter.Sub(now).Seconds())
-			b.ExpirySeconds, b.NotAfter = &secs, st.Leaf.NotAfter.UTC().Format(time.RFC3339)
+			secs := jsonSeconds(st.Leaf.NotAfter.Sub(now))
+			b.ExpirySeconds, b.NotAfter = &secs, jsonTime(st.Leaf.NotAfter)
 		}
 		out.Bundles = append(out.Bundles, b)
 	}
 	return out
-}
-
-func writeJSON(e *env, v any) {
-	enc := json.NewEncoder(e.stdout)
-	enc.SetIndent("", "  ")
-	enc.Encode(v)
 }
 
 // checkLine is the Nagios plugin line: "CERTKEEPER STATE - bundle NAME:
@@ -731,7 +724,7 @@ func checkLine(sts []agent.Report, now time.Time) (string, rotate.Health) {
 	}
 	for _, st := range sts {
 		if st.Leaf != nil {
-			perf = append(perf, fmt.Sprintf("%s_expiry_seconds=%ds", perfLabel(st.Name), int64(st.Leaf.NotAfter.Sub(now).Seconds())))
+			perf = append(perf, fmt.Sprintf("%s_expiry_seconds=%ds", perfLabel(st.Name), jsonSeconds(st.Leaf.NotAfter.Sub(now))))
 		}
 	}
 	line := fmt.Sprintf("CERTKEEPER %s - %s", worst, strings.Join(parts, "; "))

@@ -39,11 +39,19 @@ func TestAnInstallKilledDuringItsReloadIsReloadedByTheNextInstall(t *testing.T) 
 		t.Fatalf("check: %+v", r)
 	}
 	var sts []struct {
-		ReloadOwed string `json:"reload_owed"`
+		Owed *struct {
+			Reload, Check bool
+			Generation    string
+			Since         string
+			Detail        string
+		} `json:"owed"`
 	}
 	r = certkeeper(t, "status", "--config", n.config, "--json")
-	if err := json.Unmarshal([]byte(r.stdout), &sts); err != nil || len(sts) != 1 || sts[0].ReloadOwed == "" {
+	if err := json.Unmarshal([]byte(r.stdout), &sts); err != nil || len(sts) != 1 || sts[0].Owed == nil {
 		t.Fatalf("status --json: %v %+v", err, r)
+	}
+	if o := sts[0].Owed; !o.Reload || o.Check || o.Generation != "..gen-000001" || !strings.HasPrefix(o.Detail, "reload of generation ..gen-000001") || !secondPrecision.MatchString(o.Since) {
+		t.Fatalf("status --json owed: %+v", o)
 	}
 
 	r = n.install(files...)
@@ -55,5 +63,37 @@ func TestAnInstallKilledDuringItsReloadIsReloadedByTheNextInstall(t *testing.T) 
 	}
 	if r := n.install(files...); r.code != 0 || !strings.Contains(r.stdout, "no reload") || reloads() != 1 {
 		t.Fatalf("a third install: %+v, reloads %d", r, reloads())
+	}
+}
+
+// A check owed alone (the kill landed during the check, after the
+// reload): status and check say "check owed", never "reload owed", and
+// status --json's owed says check and not reload.
+func TestACheckOwedAloneIsNotCalledAReload(t *testing.T) {
+	n := newNode(t, "flocker-node", "node-1", "  check = [\"/bin/true\"]\n")
+	ca := testpki.NewCA(t, "cluster", testpki.Options{})
+	p := ca.Issue(t, "node-1", testpki.Options{})
+	if r := n.install(n.files(map[string][]byte{"n.crt": p.CertPEM(), "n.key": p.KeyPEM(t), "ca.crt": ca.CertPEM()})...); r.code != 0 {
+		t.Fatalf("install: %+v", r)
+	}
+	testpki.WriteFile(t, filepath.Join(n.root, "state", "owed"), "b.json",
+		[]byte(`{"generation": "..gen-000001", "since": "2026-12-01T10:00:00.123456789Z", "reload": false, "check": true}`), 0o600)
+	r := certkeeper(t, "status", "--config", n.config)
+	if !strings.Contains(r.stdout, "check owed: check of generation ..gen-000001") || strings.Contains(r.stdout, "reload owed") {
+		t.Fatalf("status:\n%s", r.stdout)
+	}
+	r = certkeeper(t, "check", "--config", n.config)
+	if r.code != 1 || !strings.Contains(r.stdout, "check owed") || strings.Contains(r.stdout, "reload owed") {
+		t.Fatalf("check: %+v", r)
+	}
+	var sts []struct {
+		Owed map[string]any `json:"owed"`
+	}
+	r = certkeeper(t, "status", "--config", n.config, "--json")
+	if err := json.Unmarshal([]byte(r.stdout), &sts); err != nil || len(sts) != 1 {
+		t.Fatalf("status --json: %v %+v", err, r)
+	}
+	if o := sts[0].Owed; o["reload"] != false || o["check"] != true || o["generation"] != "..gen-000001" {
+		t.Fatalf("status --json owed: %v", o)
 	}
 }

@@ -35,37 +35,39 @@ Examples:
 `}
 
 func init() {
-	pullCmd.run = runPull
+	pullCmd.run = withErrors(pullCmd, runPull)
 	register(pullCmd)
 }
 
-func runPull(ctx context.Context, e *env, args []string) int {
+// runPull pulls every bundle asked for, and says what became of each; one
+// that failed does not stop the others (exit 1 at the end).
+func runPull(ctx context.Context, e *env, args []string) error {
 	c := pullCmd
 	fs := flags(e, c)
 	cfgPath := fs.String("config", "", "agent config file")
 	bundle := fs.String("bundle", "", "pull only this bundle")
 	verbose := fs.Bool("verbose", false, "print each file as it is read, and log each step")
-	rest, code, ok := parse(e, fs, args)
-	if !ok {
-		return code
+	rest, err := parse(e, fs, args)
+	if err != nil {
+		return err
 	}
-	if len(rest) > 0 {
-		return usageError(e, c, "unexpected arguments: %s", strings.Join(rest, " "))
+	if err := noArgs(rest); err != nil {
+		return err
 	}
-	cfg, code, ok := loadConfig(e, c, *cfgPath)
-	if !ok {
-		return code
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
 	}
-	bundles, code, ok := selectBundles(e, c, cfg, *bundle, func(b *agent.Bundle) bool { return b.Mode == "pull" })
-	if !ok {
-		return code
+	bundles, err := selectBundles(cfg, *bundle, func(b *agent.Bundle) bool { return b.Mode == "pull" })
+	if err != nil {
+		return err
 	}
 	if len(bundles) == 0 {
-		return usageError(e, c, "config %s has no bundle in mode \"pull\"", cfg.Path)
+		return usagef("config %s has no bundle in mode \"pull\"", cfg.Path)
 	}
 	src, each, err := agent.NewPullFailover(cfg)
 	if err != nil {
-		return failure(e, c, err)
+		return err
 	}
 	if *verbose {
 		for _, s := range each {
@@ -76,20 +78,20 @@ func runPull(ctx context.Context, e *env, args []string) int {
 	}
 	log := cliLogger(e, *verbose)
 	src.Log = log
-	code = exitOK
+	var failed error
 	for _, b := range bundles {
 		out, err := src.Pull(ctx, b, log)
 		if err != nil {
 			fmt.Fprintf(e.stderr, "certkeeper pull: %v\n", err)
-			code = exitFailure
+			failed = exitError(exitFailure)
 			continue
 		}
 		res := out.Result
 		from := strings.TrimPrefix(src.Describe(b), "pull: ")
 		if !res.Changed && out.Replayed {
 			fmt.Fprintf(e.stdout, "%s: unchanged: %s holds what %s has (generation %s), but its reload was owed; ran it\n", b.Name, b.Resolved.Dir, from, res.Generation.Name)
-			if printReloads(e, c, b.Name, out.Reloads) != exitOK {
-				code = exitFailure
+			if err := printReloads(e, c, b.Name, out.Reloads); err != nil {
+				failed = err
 			}
 			continue
 		}
@@ -103,9 +105,9 @@ func runPull(ctx context.Context, e *env, args []string) int {
 			names = append(names, f.Name)
 		}
 		fmt.Fprintf(e.stdout, "%s: pulled from %s; installed generation %s in %s: %s\n", b.Name, from, res.Generation.Name, b.Resolved.Dir, strings.Join(names, ", "))
-		if printReloads(e, c, b.Name, out.Reloads) != exitOK {
-			code = exitFailure
+		if err := printReloads(e, c, b.Name, out.Reloads); err != nil {
+			failed = err
 		}
 	}
-	return code
+	return failed
 }

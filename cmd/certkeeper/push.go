@@ -76,7 +76,7 @@ func runPush(ctx context.Context, e *env, args []string) error {
 	canary := fs.Int("canary", 0, "push to N nodes first and wait until their reports confirm it")
 	wave := fs.String("wave", "", "comma-separated wave sizes after the canary (the last repeats; default: the rest at once)")
 	wait := fs.Duration("wait", 5*time.Minute, "with --canary/--wave: how long a wave's nodes may take to confirm")
-	rest, err := parseE(e, fs, args)
+	rest, err := parse(e, fs, args)
 	if err != nil {
 		return err
 	}

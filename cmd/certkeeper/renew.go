@@ -41,39 +41,41 @@ Examples:
 `}
 
 func init() {
-	renewCmd.run = runRenew
+	renewCmd.run = withErrors(renewCmd, runRenew)
 	register(renewCmd)
 }
 
-func runRenew(ctx context.Context, e *env, args []string) int {
+// runRenew renews every bundle asked for, and says what became of each;
+// one that failed does not stop the others (exit 1 at the end).
+func runRenew(ctx context.Context, e *env, args []string) error {
 	c := renewCmd
 	fs := flags(e, c)
 	cfgPath := fs.String("config", "", "agent config file")
 	bundle := fs.String("bundle", "", "renew only this bundle")
 	force := fs.Bool("force", false, "renew even outside the renewal window")
 	verbose := fs.Bool("verbose", false, "log each step")
-	rest, code, ok := parse(e, fs, args)
-	if !ok {
-		return code
+	rest, err := parse(e, fs, args)
+	if err != nil {
+		return err
 	}
-	if len(rest) > 0 {
-		return usageError(e, c, "unexpected arguments: %s", strings.Join(rest, " "))
+	if err := noArgs(rest); err != nil {
+		return err
 	}
-	cfg, code, ok := loadConfig(e, c, *cfgPath)
-	if !ok {
-		return code
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
 	}
-	bundles, code, ok := selectBundles(e, c, cfg, *bundle, nil)
-	if !ok {
-		return code
+	bundles, err := selectBundles(cfg, *bundle, nil)
+	if err != nil {
+		return err
 	}
 	log := cliLogger(e, *verbose)
-	code = exitOK
+	var failed error
 	for _, b := range bundles {
 		r, err := agent.RenewNow(ctx, cfg, b, agent.ConfiguredSource(cfg, b), *force, time.Now(), log)
 		if err != nil {
 			fmt.Fprintf(e.stderr, "certkeeper renew: %v\n", err)
-			code = exitFailure
+			failed = exitError(exitFailure)
 			continue
 		}
 		if r.NotDue {
@@ -85,9 +87,9 @@ func runRenew(ctx context.Context, e *env, args []string) int {
 		res := r.Outcome.Result
 		fmt.Fprintf(e.stdout, "%s: renewed by %s from %s: generation %s in %s, serial %s, expires %s\n", b.Name, b.Mode, strings.TrimPrefix(r.Source, b.Mode+": "),
 			res.Generation.Name, b.Resolved.Dir, pki.Serial(r.Leaf), r.Leaf.NotAfter.UTC().Format(time.DateTime+" MST"))
-		if printReloads(e, c, b.Name, r.Outcome.Reloads) != exitOK {
-			code = exitFailure
+		if err := printReloads(e, c, b.Name, r.Outcome.Reloads); err != nil {
+			failed = err
 		}
 	}
-	return code
+	return failed
 }

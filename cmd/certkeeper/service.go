@@ -59,7 +59,7 @@ func runService(_ context.Context, e *env, args []string) error {
 	fs := flags(e, c)
 	config := fs.String("config", platform.DefaultConfigPath(), "the agent's config file")
 	dryRun := fs.Bool("dry-run", false, "install: print what would be registered (the systemd unit), change nothing")
-	pos, err := parseE(e, fs, args)
+	pos, err := parse(e, fs, args)
 	if err != nil {
 		return err
 	}

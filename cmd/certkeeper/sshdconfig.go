@@ -81,7 +81,7 @@ func runSSHDConfig(_ context.Context, e *env, args []string) error {
 	caAccount := fs.String("ca-account", distribute.DefaultCAAccount, "the CA's account, which CSR nodes log in to")
 	bin := fs.String("certkeeper", distribute.DefaultCertkeeper, "the certkeeper binary the forced command runs")
 	only := fs.String("only", "", "comma-separated node ids")
-	rest, err := parseE(e, fs, args)
+	rest, err := parse(e, fs, args)
 	if err != nil {
 		return err
 	}

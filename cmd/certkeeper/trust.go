@@ -58,7 +58,7 @@ func runTrust(ctx context.Context, e *env, args []string) error {
 	inventory := fs.String("inventory", "", "pin every node of this push inventory (in each node's known_hosts)")
 	only := fs.String("only", "", "with --inventory: comma-separated node ids")
 	concurrency := fs.Int("concurrency", distribute.DefaultConcurrency, "with --inventory: hosts asked at once")
-	rest, err := parseE(e, fs, args)
+	rest, err := parse(e, fs, args)
 	if err != nil {
 		return err
 	}
