@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/certkeeper/certkeeper/distribute"
@@ -34,8 +32,9 @@ Run ` + "`certkeeper fleet status --help`" + ` for its flags; docs/admin-host.md
 
 var fleetStatusCmd = &command{name: "fleet status", summary: "what every node installed, serves and how it is, joined with what the CA issued",
 	usage: `Usage: certkeeper fleet status --inventory FILE [--ca-dir DIR] [--concurrency N] [--only ID,...]
-                               [--stale-after DURATION] [--bundle NAME] [--probe] [--no-report]
-                               [--textfile FILE] [--json]
+                               [--stale-after DURATION] [--report-stale-after DURATION]
+                               [--bundle NAME] [--probe [--probe-cert FILE --probe-key FILE]]
+                               [--no-report] [--textfile FILE] [--json]
 
 Reads every node's fleet report (the agent's <state_dir>/report.json, or the
 inventory's report path) over SSH/SFTP, with the host key checked against
@@ -54,6 +53,8 @@ its states:
   serving-old        the daemon serves another certificate than the live one
   unhealthy          the agent's own health (as check says) is not OK
   agent-stopped      the agent stopped; nothing repairs or renews
+  report-stale       the report is older than --report-stale-after: the
+                     agent is dead or hung (killed, not stopped)
   not-issued / not-installed / expired
 
 then a summary and an expiry histogram by week.
@@ -61,6 +62,10 @@ then a summary and an expiry histogram by week.
 --probe also connects to each node's probe endpoint (inventory key probe =
 "host:port") by TLS from the admin host and takes the served serial from
 there; with --no-report only the probe is used, for nodes without SSH.
+Without --probe-cert the probe reads the certificate a mutual-TLS daemon
+shows before it refuses the handshake; with --probe-cert/--probe-key (a
+control certificate: certkeeper ca issue control HOST) it also proves the
+daemon accepts this cluster's client certificates.
 --textfile writes the result as Prometheus metrics for node_exporter's
 textfile collector (atomically, mode 0644).
 
@@ -68,6 +73,9 @@ textfile collector (atomically, mode 0644).
   --ca-dir DIR            the CA directory (default /var/lib/certkeeper/ca)
   --concurrency N         nodes at once (default 32)
   --stale-after DURATION  default 24h
+  --report-stale-after DURATION
+                          a report older than this means the agent is not
+                          running (report-stale); default 3 heartbeats
 
 Exit 0 when every node is healthy, 1 otherwise, 2 on usage errors.
 
@@ -100,6 +108,9 @@ func runFleetStatus(ctx context.Context, e *env, args []string) error {
 	bundle := fs.String("bundle", "", "the report's bundle to look at (default: the one holding the CA's certificate)")
 	probe := fs.Bool("probe", false, "also connect to each node's probe endpoint by TLS")
 	noReport := fs.Bool("no-report", false, "with --probe: do not read reports over SSH")
+	reportStale := fs.Duration("report-stale-after", 0, "how old a node's report may be before its agent counts as not running (default: 3 of the agent's heartbeats)")
+	probeCert := fs.String("probe-cert", "", "with --probe: present this client certificate (PEM) to daemons that ask for one, e.g. a control certificate")
+	probeKey := fs.String("probe-key", "", "the private key of --probe-cert")
 	textfile := fs.String("textfile", "", "write Prometheus metrics to FILE")
 	asJSON := fs.Bool("json", false, "print one JSON document (docs/json.md)")
 	rest, err := parse(e, fs, args)
@@ -118,6 +129,19 @@ func runFleetStatus(ctx context.Context, e *env, args []string) error {
 	if *noReport && !*probe {
 		return usagef("--no-report needs --probe: without either there is nothing to read")
 	}
+	if (*probeCert != "" || *probeKey != "") && !*probe {
+		return usagef("--probe-cert and --probe-key need --probe")
+	}
+	if (*probeCert == "") != (*probeKey == "") {
+		return usagef("--probe-cert and --probe-key go together: give the client certificate and its key")
+	}
+	if *reportStale < 0 {
+		return usagef("--report-stale-after must not be negative")
+	}
+	clientCert, err := fleet.ProbeClientCert(*probeCert, *probeKey)
+	if err != nil {
+		return err
+	}
 	_, nodes, err := loadInventory(*invPath, *only)
 	if err != nil {
 		return err
@@ -130,7 +154,7 @@ func runFleetStatus(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	o := fleet.CollectOptions{Concurrency: *concurrency, Reports: !*noReport, Probe: *probe}
+	o := fleet.CollectOptions{Concurrency: *concurrency, Reports: !*noReport, Probe: *probe, ClientCert: clientCert}
 	if *probe {
 		roots := x509.NewCertPool()
 		if pem, err := os.ReadFile(filepath.Join(dir, "cluster.crt")); err == nil {
@@ -139,7 +163,7 @@ func runFleetStatus(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	now := time.Now()
-	st := fleet.Join(fleet.Collect(ctx, nodes, o), ca, fleet.JoinOptions{Now: now, StaleAfter: *staleAfter, Bundle: *bundle})
+	st := fleet.Join(fleet.Collect(ctx, nodes, o), ca, fleet.JoinOptions{Now: now, StaleAfter: *staleAfter, ReportStaleAfter: *reportStale, Bundle: *bundle})
 	sum := fleet.Summarize(st, now)
 	if *textfile != "" {
 		if err := fleet.WriteTextfile(*textfile, st, sum, now); err != nil {
@@ -149,50 +173,10 @@ func runFleetStatus(ctx context.Context, e *env, args []string) error {
 	if *asJSON {
 		writeJSON(e, fleetJSON{Nodes: st, Summary: sum})
 	} else {
-		printFleet(e, st, sum)
+		fleet.WriteText(e.stdout, st, sum)
 	}
 	if sum.Healthy != sum.Nodes {
 		return exitError(exitFailure)
 	}
 	return nil
-}
-
-func printFleet(e *env, st []fleet.NodeStatus, sum fleet.Summary) {
-	t := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(t, "NODE\tISSUED\tINSTALLED\tSERVED\tEXPIRES\tHEALTH\tSTATE")
-	dash := func(s string) string {
-		if s == "" {
-			return "-"
-		}
-		return s
-	}
-	for _, s := range st {
-		exp := "-"
-		if e := s.Expiry(); !e.IsZero() {
-			exp = e.UTC().Format("2006-01-02")
-		}
-		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, dash(s.Issued), dash(s.Installed), dash(s.Served), exp, dash(s.Health), strings.Join(s.States, ","))
-	}
-	t.Flush()
-	for _, s := range st {
-		for _, p := range s.Problems {
-			fmt.Fprintf(e.stdout, "%s: %s\n", s.ID, p)
-		}
-	}
-	fmt.Fprintf(e.stdout, "\n%d node(s): %d healthy, %d not", sum.Nodes, sum.Healthy, sum.Nodes-sum.Healthy)
-	for _, x := range []string{fleet.StateUnreachable, fleet.StateStale, fleet.StatePending, fleet.StateRevoked, fleet.StateServedOld, fleet.StateUnhealthy, fleet.StateBadReport, fleet.StateStopped, fleet.StateNotIssued, fleet.StateNotFound, fleet.StateExpired} {
-		if n := sum.States[x]; n > 0 {
-			fmt.Fprintf(e.stdout, ", %d %s", n, x)
-		}
-	}
-	fmt.Fprintln(e.stdout)
-	if len(sum.Weeks) > 0 || sum.Expired > 0 {
-		fmt.Fprintln(e.stdout, "\nExpiry by week:")
-		if sum.Expired > 0 {
-			fmt.Fprintf(e.stdout, "  expired      %4d %s\n", sum.Expired, strings.Repeat("#", min(sum.Expired, 60)))
-		}
-		for _, w := range sum.Weeks {
-			fmt.Fprintf(e.stdout, "  %s   %4d %s\n", w.Start.UTC().Format("2006-01-02"), w.Nodes, strings.Repeat("#", min(w.Nodes, 60)))
-		}
-	}
 }

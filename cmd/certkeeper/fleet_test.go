@@ -56,10 +56,19 @@ func TestFleetStatusCommand(t *testing.T) {
 	if code != exitFailure || !strings.Contains(out, "2 node(s): 0 healthy, 2 not, 2 unreachable") {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}
+	// A probe certificate that does not load is an error naming it, before
+	// any node is read.
+	code, _, errOut = runIn("fleet", "status", "--inventory", invPath, "--ca-dir", caDir, "--probe", "--probe-cert", tf, "--probe-key", tf)
+	if code != exitFailure || !strings.Contains(errOut, tf) {
+		t.Errorf("--probe-cert of a textfile: exit %d: %s", code, errOut)
+	}
 	for _, args := range [][]string{
 		{"fleet"},
 		{"fleet", "status"},
 		{"fleet", "status", "--inventory", invPath, "--no-report"},
+		{"fleet", "status", "--inventory", invPath, "--probe-cert", tf, "--probe-key", tf},
+		{"fleet", "status", "--inventory", invPath, "--probe", "--probe-cert", tf},
+		{"fleet", "status", "--inventory", invPath, "--report-stale-after", "-1m"},
 		{"push", "--inventory", invPath, "--ca-dir", caDir, "--canary", "1", "--install"},
 		{"push", "--inventory", invPath, "--ca-dir", caDir, "--wave", "0"},
 	} {
