@@ -207,13 +207,20 @@ func (l *lockedBuffer) String() string {
 // with the configured sources (real SFTP), on clk; stop ends it.
 func runAgentInProcess(t *testing.T, config string, clk *offsetClock) (log *lockedBuffer, stop func()) {
 	t.Helper()
+	return runAgentWith(t, config, clk, agent.ConfiguredSource)
+}
+
+// runAgentWith is runAgentInProcess with the bundles' sources made by
+// sourceFor.
+func runAgentWith(t *testing.T, config string, clk *offsetClock, sourceFor func(*agent.Config, *agent.Bundle) agent.Source) (log *lockedBuffer, stop func()) {
+	t.Helper()
 	log = &lockedBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	ready := make(chan struct{}, 1)
 	go func() {
 		done <- agent.Run(ctx, config, agent.Options{
-			Logger: slog.New(slog.NewTextHandler(log, nil)), Now: clk.now, Rand: func() float64 { return 0 }, SourceFor: agent.ConfiguredSource,
+			Logger: slog.New(slog.NewTextHandler(log, nil)), Now: clk.now, Rand: func() float64 { return 0 }, SourceFor: sourceFor,
 			Hangup: make(chan struct{}),
 			Notify: func(s string) {
 				if s == "READY=1" {
@@ -372,4 +379,87 @@ func mustRead(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// A CSR-mode node with a pull account (docs/node.md, "pull+csr") reads its
+// published files between renewals every pull_interval, as a pull node
+// does: after `ca revoke` of another node, its next scheduled pull (over
+// SFTP from a real sshd, well outside its renewal window) installs the
+// CRL listing it, with no certificate request and the certificate as it
+// was.
+func TestRevocationReachesACSRNodeWithAPullAccount(t *testing.T) {
+	testsshd.Require(t)
+	ca := newClusterCA(t)
+	ca.issue("csr-1", "gone")
+	mustCA(t, "crl", "--dir", ca.dir)
+	s := testsshd.Start(t, testsshd.Options{})
+	root := t.TempDir()
+	live := filepath.Join(root, "live")
+	cfg := fmt.Sprintf(`node_id = "csr-1"
+state_dir = %q
+rescan_interval = "1s"
+
+[source]
+address = %q
+user = %q
+identity_file = %q
+known_hosts = %q
+timeout = "20s"
+
+[[bundle]]
+name = "b"
+layout = "flocker-node"
+crl_file = "cluster.crl"
+mode = "csr"
+dir = %q
+remote_dir = %q
+`, filepath.Join(root, "state"), s.Addr, s.User, s.Client.Path, s.KnownHosts, live, ca.path("csr-1", ""))
+	config := testpki.WriteFile(t, root, "certkeeper.toml", []byte(cfg), 0o600)
+	// One test account here: the CSR source's pull account is the same
+	// sshd and user ([source] csr_user would name the CA account).
+	sourceFor := func(c *agent.Config, b *agent.Bundle) agent.Source {
+		csr, ok := agent.ConfiguredSource(c, b).(*agent.CSRSource)
+		if !ok {
+			t.Errorf("bundle %s: not a CSR source", b.Name)
+			return nil
+		}
+		pb := *b
+		pb.Mode = agent.ModePull
+		csr.Pull, _ = agent.ConfiguredSource(c, &pb).(*agent.SFTPSource)
+		return csr
+	}
+	clk := &offsetClock{}
+	log, _ := runAgentWith(t, config, clk, sourceFor)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("agent:\n%s", log)
+		}
+	})
+	waitFor(t, "the first bundle and CRL, pulled", func() bool {
+		_, err := os.Stat(filepath.Join(live, "cluster.crl"))
+		return err == nil
+	})
+	serial := certSerial(t, mustRead(t, filepath.Join(live, "node.crt")))
+	gone := ca.serial("gone")
+	mustCA(t, "revoke", "--dir", ca.dir, "gone")
+	time.Sleep(2500 * time.Millisecond) // a few rescans: no pull is due yet
+	if liveCRLLists(live, gone) {
+		t.Fatal("the CRL came before the pull was due")
+	}
+	clk.add(67 * time.Minute)
+	waitFor(t, "the CRL listing gone after one scheduled pull", func() bool { return liveCRLLists(live, gone) })
+	if got := certSerial(t, mustRead(t, filepath.Join(live, "node.crt"))); got != serial {
+		t.Errorf("the certificate changed (%s -> %s)", serial, got)
+	}
+	for _, e := range list(t, ca.dir, true) {
+		if e.Source == "csr" {
+			t.Errorf("a certificate request was made: %+v", e)
+		}
+	}
+	if n := strings.Count(log.String(), "msg=installed"); n != 2 {
+		t.Errorf("%d installs, want 2 (the first bundle, the CRL)", n)
+	}
+	if !strings.Contains(log.String(), `source="pull: sftp://`) {
+		t.Errorf("the CRL install does not name the pull account")
+	}
 }
