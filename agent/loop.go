@@ -693,7 +693,7 @@ func (l *bundleLoop) schedule(ctx context.Context, now time.Time) {
 		if l.fetching == nil && l.pendingFetch == nil {
 			l.fetch.NextTry = NextFetch(l.fetch, p.fetch)
 			if !l.fetch.NextTry.IsZero() && !now.Before(l.fetch.NextTry) {
-				l.startFetch(ctx)
+				l.startFetch(ctx, p.fetch.Due)
 			}
 		}
 		l.publishFetch()
@@ -734,7 +734,7 @@ func (l *bundleLoop) plan(now time.Time) livePlan {
 	if sc := l.d.cfg().Source; sc != nil {
 		interval = sc.PullInterval.Duration
 	}
-	next := PlanNext(now, v, LoopPolicy{Renewal: l.b.Renewal(), HasSource: l.src != nil, Periodic: l.b.Mode != ModeCSR,
+	next := PlanNext(now, v, LoopPolicy{Renewal: l.b.Renewal(), HasSource: l.src != nil, Periodic: l.b.Mode != ModeCSR || publishedSource(l.src) != nil,
 		PullInterval: interval, FetchStarted: l.fetch.Started})
 	p := livePlan{leaf: v.Leaf, fp: next.Fingerprint, renew: next.Renew, fetch: next.Fetch}
 	if errors.Is(err, rotate.ErrNoGeneration) && l.seenGen != "" {
@@ -874,6 +874,8 @@ type fetchCall struct {
 type fetchResult struct {
 	inputs []rotate.Input
 	err    error
+	// src is the Source that was asked (fetchSource); nil: the bundle's.
+	src Source
 }
 
 // fetchTimeout bounds one call of the Source: the SFTP source applies
@@ -898,15 +900,15 @@ func (l *bundleLoop) fetchTimeout() time.Duration {
 // startFetch calls the Source in a goroutine of its own, under the loop's
 // context (a stopped loop cancels it); the loop goes on repairing and
 // taking the inbox meanwhile, and installs the result when it comes.
-func (l *bundleLoop) startFetch(ctx context.Context) {
+func (l *bundleLoop) startFetch(ctx context.Context, due bool) {
 	fctx, cancel := context.WithTimeout(ctx, l.fetchTimeout())
 	call := &fetchCall{cancel: cancel, done: make(chan struct{})}
 	l.fetching = call
-	src, b, out := l.src, l.b, l.fetched
+	src, b, out := fetchSource(l.src, due), l.b, l.fetched
 	go func() {
 		defer close(call.done)
 		defer cancel()
-		var r fetchResult
+		r := fetchResult{src: src}
 		func() {
 			defer func() {
 				if v := recover(); v != nil {
@@ -966,7 +968,11 @@ func (l *bundleLoop) installFetched(work context.Context, now time.Time, r fetch
 	var res rotate.Result
 	var out Outcome
 	outcome, detail := FetchNothingNewer, ""
-	from := fetchedFrom(l.src, l.b, p.leaf == nil)
+	asked := l.src
+	if r.src != nil {
+		asked = r.src
+	}
+	from := fetchedFrom(asked, l.b, p.leaf == nil)
 	if err == nil && len(inputs) > 0 {
 		kind := FromPull
 		if strings.HasPrefix(from, "csr: ") {
@@ -998,7 +1004,7 @@ func (l *bundleLoop) installFetched(work context.Context, now time.Time, r fetch
 	l.fetch.Record(now, outcome, due, detail, l.d.rand())
 	if r.err == nil {
 		l.fetch.Answered = from
-		if f, ok := l.src.(*Failover); ok {
+		if f, ok := asked.(*Failover); ok {
 			l.fetch.Answered = f.Answered(l.b)
 		}
 	}

@@ -2,7 +2,12 @@ package authority
 
 import (
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -106,10 +111,49 @@ func (a *Authority) Sign(id string, csrData []byte, o SignOptions) (*Signed, err
 		names.Add(o.Extra)
 		node.DNSNames, node.IPs = names.DNS, ipStrings(names.IPs)
 		node.KeyType, node.Current, node.Source = rec.KeyType, rec.Serial, SourceCSR
-		return putNode(tx, node)
+		if err := putNode(tx, node); err != nil {
+			return err
+		}
+		return a.publishSigned(id, kind, append([]*x509.Certificate{cert}, issuer.Chain...))
 	})
 	if err != nil {
 		return nil, err
 	}
 	return &Signed{Chain: append([]*x509.Certificate{cert}, issuer.Chain...), Capped: capped}, nil
+}
+
+// publishSigned puts a certificate made from a node's request into its
+// publish directory, in place of the bundle `ca issue` left there: the
+// chain as node.crt (or control-service.crt), the current cluster.crt and
+// cluster.crl, and no key (the node's key lives on the node, and the one
+// `ca issue` made no longer matches). So what `certkeeper push` (or a
+// pull account) delivers to a CSR-mode node is its own live certificate
+// with the current trust file and CRL, which its agent installs with the
+// live key: a CA rotation's trust files and new CRLs reach it, and a push
+// never brings back the certificate its last request replaced (which the
+// agent would refuse as older, trust file and all). The key goes first:
+// a push in between carries a certificate without its key, which the
+// agent refuses unless it matches the live key, and the next push is
+// whole. Called under the database lock, inside the request's
+// transaction: what is published is what is recorded.
+func (a *Authority) publishSigned(id string, kind Kind, chain []*x509.Certificate) error {
+	certName, keyName := kind.Files()
+	dir := path.Join(NodesDir, id)
+	root, err := os.OpenRoot(a.Dir)
+	if err != nil {
+		return err
+	}
+	err = root.Remove(path.Join(dir, keyName))
+	root.Close()
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%s: %w (the key ca issue published for a node that now renews by CSR)", filepath.Join(a.Dir, dir, keyName), err)
+	}
+	files := []pubFile{
+		{path.Join(dir, certName), pki.EncodeCertificates(chain...), certMode},
+		{path.Join(dir, CertFile), a.CACertPEM(), certMode},
+	}
+	if crl := a.currentCRL(); crl != nil {
+		files = append(files, pubFile{path.Join(dir, CRLFile), crl, certMode})
+	}
+	return publish(a.Dir, files)
 }

@@ -182,7 +182,7 @@ func (v *validator) checkCA(b *Bundle) {
 		return
 	}
 	if len(c.CAs) > 0 || selfLeaf {
-		v.checkCAChange(b.CAs, caFile(c, leaf), leaf.Cert)
+		v.checkCAChange(b.CAs, caFile(c, leaf), leaf.Cert, b.Intermediates)
 	}
 }
 
@@ -202,8 +202,8 @@ func caFile(c *Candidate, leaf *Cert) string {
 
 // checkCAChange refuses a cluster CA other than the installed one, unless
 // allowed, or unless it keeps continuity (Continuity).
-func (v *validator) checkCAChange(cas []*x509.Certificate, file string, leaf *x509.Certificate) {
-	if v.live == nil || len(v.live.CAs) == 0 || v.p.AllowCAChange || sameCerts(cas, v.live.CAs) || Continuity(cas, v.live.CAs, leaf) {
+func (v *validator) checkCAChange(cas []*x509.Certificate, file string, leaf *x509.Certificate, intermediates []*x509.Certificate) {
+	if v.live == nil || len(v.live.CAs) == 0 || v.p.AllowCAChange || sameCerts(cas, v.live.CAs) || Continuity(cas, v.live.CAs, leaf, intermediates) {
 		return
 	}
 	v.fail(file, fmt.Sprintf("cluster CA %q (sha256 %s) differs from the installed %q (sha256 %s); refusing a CA change",
@@ -214,22 +214,57 @@ func (v *validator) checkCAChange(cas []*x509.Certificate, file string, leaf *x5
 
 // Continuity is the rule that lets a phased CA rotation (`ca rotate`)
 // through without allow_ca_change: the new trust set keeps at least one
-// CA the node trusts now, and the leaf (when the bundle has one) is signed
-// by such a kept CA. So a trust file bringing a new CA beside the old one
-// is accepted, then a new-CA leaf under both, then the new CA alone; a
-// lone unknown CA, or a leaf from a CA the node never trusted, is not.
-func Continuity(cas, live []*x509.Certificate, leaf *x509.Certificate) bool {
+// CA the node trusts now, and the leaf (when the bundle has one) chains to
+// such a kept CA, directly or through the bundle's intermediates. So a
+// trust file bringing a new CA beside the old one is accepted, then a
+// new-CA leaf under both, then the new CA alone; a lone unknown CA, or a
+// leaf from a CA the node never trusted, is not. With intermediates the
+// same holds of the roots: a new root beside the old (the leaf still
+// under the old root's intermediate), then a leaf under the new root's
+// intermediate, then the new root alone. A new intermediate under the
+// same root is no CA change at all (the roots are the same).
+func Continuity(cas, live []*x509.Certificate, leaf *x509.Certificate, intermediates []*x509.Certificate) bool {
 	for _, c := range cas {
 		for _, l := range live {
 			if !c.Equal(l) {
 				continue
 			}
-			if leaf == nil || leaf.CheckSignatureFrom(c) == nil {
+			if leaf == nil || ChainsTo(leaf, intermediates, c) {
 				return true
 			}
 		}
 	}
 	return false
+}
+
+// ChainsTo reports whether cert is signed by root, directly or through a
+// path of the given intermediates (each used at most once). Only
+// signatures are followed: validity, usages and names are the validator's
+// other checks.
+func ChainsTo(cert *x509.Certificate, intermediates []*x509.Certificate, root *x509.Certificate) bool {
+	used := make([]bool, len(intermediates))
+	var walk func(c *x509.Certificate, depth int) bool
+	walk = func(c *x509.Certificate, depth int) bool {
+		if c.CheckSignatureFrom(root) == nil {
+			return true
+		}
+		if depth >= len(intermediates) {
+			return false
+		}
+		for i, in := range intermediates {
+			if used[i] || c.CheckSignatureFrom(in) != nil {
+				continue
+			}
+			used[i] = true
+			ok := walk(in, depth+1)
+			used[i] = false
+			if ok {
+				return true
+			}
+		}
+		return false
+	}
+	return walk(cert, 0)
 }
 
 func short(fp string) string {
@@ -379,7 +414,7 @@ func (v *validator) caOnly() *Bundle {
 			v.fail(x.File, fmt.Sprintf("CA certificate expired on %s", Stamp(x.Cert.NotAfter)), "")
 		}
 	}
-	v.checkCAChange(b.CAs, cas[0].File, nil)
+	v.checkCAChange(b.CAs, cas[0].File, nil, nil)
 	return b
 }
 

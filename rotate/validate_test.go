@@ -330,3 +330,84 @@ func TestCAContinuity(t *testing.T) {
 		})
 	}
 }
+
+// The continuity rule follows a chain: with intermediates between the
+// roots and the leaves, a rotation of the roots (new root beside the old,
+// leaves under its intermediate, then the new root alone) needs no
+// allow_ca_change either, and a new intermediate under the same root is
+// no CA change at all. A leaf under an intermediate of a root the node
+// never trusted is still refused.
+func TestCAContinuityThroughIntermediates(t *testing.T) {
+	now := time.Now()
+	oldRoot := testpki.NewCA(t, "root", testpki.Options{})
+	newRoot := testpki.NewCA(t, "root 2", testpki.Options{})
+	strange := testpki.NewCA(t, "root", testpki.Options{})
+	oldInter := oldRoot.Issue(t, "issuing", testpki.Options{CA: true})
+	oldInter2 := oldRoot.Issue(t, "issuing b", testpki.Options{CA: true})
+	newInter := newRoot.Issue(t, "issuing 2", testpki.Options{CA: true})
+	strangeInter := strange.Issue(t, "issuing", testpki.Options{CA: true})
+	key := testpki.NewKey(t, "")
+	leaf := func(in *testpki.Pair) []byte {
+		l := in.Issue(t, "node-1", testpki.Options{Reuse: key})
+		return testpki.CertPEM(l.Cert, in.Cert)
+	}
+	oldLeaf := oldInter.Issue(t, "node-1", testpki.Options{Reuse: key})
+	live := func(cas ...*x509.Certificate) *rotate.Bundle {
+		return &rotate.Bundle{Leaf: oldLeaf.Cert, Intermediates: []*x509.Certificate{oldInter.Cert}, Key: &pki.Key{Signer: key}, CAs: cas}
+	}
+	both := testpki.CertPEM(oldRoot.Cert, newRoot.Cert)
+	cases := []struct {
+		name   string
+		chain  []byte
+		trust  []byte
+		live   *rotate.Bundle
+		refuse bool
+	}{
+		{"start: both roots, leaf under the old intermediate", leaf(oldInter), both, live(oldRoot.Cert), false},
+		{"issue: both roots, leaf under the new intermediate", leaf(newInter), both, live(oldRoot.Cert, newRoot.Cert), false},
+		{"finish: new root alone, leaf under the new intermediate", leaf(newInter), newRoot.CertPEM(), live(oldRoot.Cert, newRoot.Cert), false},
+		{"a new intermediate under the same root", leaf(oldInter2), oldRoot.CertPEM(), live(oldRoot.Cert), false},
+		{"an unknown root beside the old, a leaf under its intermediate", leaf(strangeInter), testpki.CertPEM(oldRoot.Cert, strange.Cert), live(oldRoot.Cert), true},
+		{"new root alone straight from the old", leaf(newInter), newRoot.CertPEM(), live(oldRoot.Cert), true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := rotate.Policy{Layout: flockerRules(t), NodeID: "node-1", Now: now}
+			in := []rotate.Input{in("node.crt", c.chain), in("node.key", testpki.KeyPEM(t, key)), in("cluster.crt", c.trust)}
+			_, err := rotate.Validate(rotate.Classify(in), p, c.live)
+			if c.refuse {
+				if err == nil || !strings.Contains(err.Error(), "allow_ca_change") {
+					t.Fatalf("Validate = %v, want the CA change refused", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Validate: %v", err)
+			}
+		})
+	}
+}
+
+func TestChainsTo(t *testing.T) {
+	root := testpki.NewCA(t, "root", testpki.Options{})
+	other := testpki.NewCA(t, "other", testpki.Options{})
+	a := root.Issue(t, "a", testpki.Options{CA: true})
+	b := a.Issue(t, "b", testpki.Options{CA: true})
+	leaf := b.Issue(t, "leaf", testpki.Options{})
+	for _, c := range []struct {
+		name  string
+		cert  *x509.Certificate
+		inter []*x509.Certificate
+		root  *x509.Certificate
+		want  bool
+	}{
+		{"direct", a.Cert, nil, root.Cert, true},
+		{"two intermediates, in any order", leaf.Cert, []*x509.Certificate{a.Cert, b.Cert}, root.Cert, true},
+		{"a missing link", leaf.Cert, []*x509.Certificate{b.Cert}, root.Cert, false},
+		{"another root", leaf.Cert, []*x509.Certificate{b.Cert, a.Cert}, other.Cert, false},
+	} {
+		if got := rotate.ChainsTo(c.cert, c.inter, c.root); got != c.want {
+			t.Errorf("%s: ChainsTo = %v, want %v", c.name, got, c.want)
+		}
+	}
+}

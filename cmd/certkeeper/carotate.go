@@ -11,7 +11,7 @@ import (
 // ---------------------------------------------------------------- ca rotate
 
 var caRotateCmd = &command{name: "ca rotate", summary: "replace the cluster CA in phases, with no flag day",
-	usage: `Usage: certkeeper ca rotate start|issue|finish|abort|status [--dir DIR] [--force] [--days N] [--json]
+	usage: `Usage: certkeeper ca rotate start|issue|finish|abort|status [--dir DIR] [--force] [--days N] [--json] [--inventory FILE]
 
 Replaces the cluster CA without a flag day (docs/ca.md, "Replacing the
 cluster CA"). Push or pull after each step, and let every node take it,
@@ -32,11 +32,14 @@ completed by running the same command again.
   --days N    the new CA's validity (start; default: the old CA's)
   --force     finish although nodes still hold old-CA leaves
   --json      status as JSON
+  --inventory FILE   status: read every node's report over SSH (as fleet
+              status does) to fill the INSTALLED column
   --passphrase-file FILE   for an encrypted cluster.key
 
 Examples:
   certkeeper ca rotate start
   certkeeper ca rotate status
+  certkeeper ca rotate status --inventory /etc/certkeeper/nodes.toml
 `}
 
 func init() { caRotateCmd.run = withErrors(caRotateCmd, runCARotate) }
@@ -49,6 +52,7 @@ func runCARotate(ctx context.Context, e *env, args []string) error {
 	days := fs.Int("days", 0, "the new CA's validity in days")
 	force := fs.Bool("force", false, "finish although nodes hold old-CA leaves")
 	asJSON := fs.Bool("json", false, "print JSON")
+	inventory := fs.String("inventory", "", "status: the nodes whose reports fill INSTALLED")
 	rest, err := parse(e, fs, args)
 	if err != nil {
 		return err
@@ -64,6 +68,9 @@ func runCARotate(ctx context.Context, e *env, args []string) error {
 	}
 	if err := checkDays(fs, "days"); err != nil {
 		return err
+	}
+	if *inventory != "" && step != "status" {
+		return usagef("--inventory is for ca rotate status")
 	}
 	a, err := loadCA(e, &f, step != "status")
 	if err != nil {
@@ -107,7 +114,11 @@ func runCARotate(ctx context.Context, e *env, args []string) error {
 		}
 		fmt.Fprintln(e.stdout, "rotation aborted: the old CA signs and every node's cluster.crt holds it alone; push or pull to deliver it")
 	case "status":
-		st, err := a.RotationState(nil)
+		installed, err := rotationInstalled(ctx, a, *inventory)
+		if err != nil {
+			return err
+		}
+		st, err := a.RotationState(installed)
 		if err != nil {
 			return err
 		}
