@@ -5,6 +5,8 @@ package fleet_test
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"log/slog"
 	"os"
@@ -18,6 +20,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/agent"
+	"github.com/certkeeper/certkeeper/authority"
 	"github.com/certkeeper/certkeeper/fleet"
 	"github.com/certkeeper/certkeeper/internal/testdaemon/daemontest"
 	"github.com/certkeeper/certkeeper/pki"
@@ -341,3 +344,20 @@ func (an *agentNode) hups() int {
 }
 
 func same(a, b string) bool { return fleet.NormSerial(a) == fleet.NormSerial(b) }
+
+func (f *testFleet) reissue(t *testing.T, id string) {
+	t.Helper()
+	r, err := authority.NodeRequest(id, authority.Names{}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.issue(t, r)
+}
+
+func parseCertErr(data []byte) (*x509.Certificate, error) {
+	b, _ := pem.Decode(data)
+	if b == nil {
+		return nil, fmt.Errorf("no PEM")
+	}
+	return x509.ParseCertificate(b.Bytes)
+}

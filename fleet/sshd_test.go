@@ -80,15 +80,6 @@ func (f *testFleet) issue(t *testing.T, reqs ...authority.Request) {
 	}
 }
 
-func (f *testFleet) reissue(t *testing.T, id string) {
-	t.Helper()
-	r, err := authority.NodeRequest(id, authority.Names{}, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.issue(t, r)
-}
-
 func (f *testFleet) nodes(t *testing.T) []distribute.Node {
 	t.Helper()
 	inv, err := distribute.LoadInventory(f.inv)
@@ -145,12 +136,4 @@ func (f *testFleet) writeReport(t *testing.T, id string, c *x509.Certificate, se
 	if err := os.Rename(p+".tmp", p); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func parseCertErr(data []byte) (*x509.Certificate, error) {
-	b, _ := pem.Decode(data)
-	if b == nil {
-		return nil, fmt.Errorf("no PEM")
-	}
-	return x509.ParseCertificate(b.Bytes)
 }
