@@ -362,5 +362,5 @@ func ReadMessages(root string) ([]Message, error) {
 	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
 		return nil, fmt.Errorf("%s is not the module root: %w", root, err)
 	}
-	return Messages(root, []string{"cmd/certkeeper", "agent", "rotate", "pki", "distribute", "authority", "platform", "demo", "internal/mtlsdaemon", "internal/tomlcap"})
+	return Messages(root, []string{"cmd/certkeeper", "agent", "rotate", "pki", "distribute", "authority", "fleet", "platform", "demo", "internal/mtlsdaemon", "internal/tomlcap"})
 }
