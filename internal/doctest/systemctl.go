@@ -719,8 +719,42 @@ func reload(u *Unit, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "Job for %s failed: %v\n", u.Name, err)
 		return 1
 	}
+	if u.Name == "ssh.service" {
+		// sshd re-executes itself on SIGHUP and does not listen until the
+		// new image is up. On a real host the admin's next ssh comes
+		// seconds later; a guide's next block comes at once, so the
+		// stand-in waits (bounded) for what the admin would have found.
+		waitListening(net.JoinHostPort(sshdListenAddress(), "22"), 10*time.Second)
+	}
 	note(fmt.Sprintf("%s: reloaded (pid %d)", u.Name, mainPID(u)))
 	return 0
+}
+
+// sshdListenAddress is the address the machine's provisioning gave sshd
+// (ListenAddress in /etc/ssh/sshd_config.d/00-doctest.conf).
+func sshdListenAddress() string {
+	data, err := os.ReadFile("/etc/ssh/sshd_config.d/00-doctest.conf")
+	if err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if f := strings.Fields(line); len(f) == 2 && f[0] == "ListenAddress" {
+				return f[1]
+			}
+		}
+	}
+	return "127.0.0.1"
+}
+
+// waitListening returns once addr accepts a TCP connection, or after max.
+func waitListening(addr string, max time.Duration) {
+	deadline := time.Now().Add(max)
+	for time.Now().Before(deadline) {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func note(s string) {
