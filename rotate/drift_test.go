@@ -187,6 +187,7 @@ func TestRepairRestoresTheLiveGeneration(t *testing.T) {
 		}
 	})
 	t.Run("link replaced by a regular file", func(t *testing.T) {
+		needLinks(t) // with copies, a regular file is what is there: "content replaced" covers it
 		s, dir := installed(t)
 		os.Remove(filepath.Join(dir, "node.crt"))
 		os.WriteFile(filepath.Join(dir, "node.crt"), []byte("HAND COPY"), 0o644)
@@ -296,6 +297,15 @@ func TestRepairWithoutSealedCopies(t *testing.T) {
 	os.Chmod(filepath.Join(dir, "node.key"), 0o640)
 	repair(t, s, rotate.DriftMode)
 	os.WriteFile(filepath.Join(dir, "node.crt"), []byte("EDITED"), 0o644)
+	if testLinkMode() == rotate.LinkCopy {
+		// The edit hit the copy; the generation's own file, intact, is
+		// what it is restored from.
+		repair(t, s, rotate.DriftContent)
+		if readVisible(t, dir, "node.crt") != "CERT" {
+			t.Fatal("copy not restored from the generation's file")
+		}
+		return
+	}
 	if _, err := s.Repair(); err == nil || !strings.Contains(err.Error(), "no intact sealed copy") {
 		t.Fatalf("Repair without sealed copy: %v", err)
 	}
@@ -360,6 +370,7 @@ func TestRepairBringsFilesInLineWithTheConfig(t *testing.T) {
 	l := rotate.Layout{Dir: dir, CertFile: "node.crt", KeyFile: "node.key", DirMode: 0o750, CertMode: 0o644, KeyMode: 0o640}
 	owner := platform.Owner{UID: -1, GID: gid, Group: "nogroup"}
 	s := rotate.NewStore(l, owner, 2)
+	s.Link = testLinkMode()
 	m := &rotate.Manager{Spec: rotate.Spec{Name: "b", Layout: l, Owner: owner}, Store: s}
 	st := m.Status()
 	var problems []string
@@ -387,7 +398,7 @@ func TestRepairBringsFilesInLineWithTheConfig(t *testing.T) {
 		}
 	}
 	check(dir, 0o750)
-	check(filepath.Join(dir, "..data")+"/", 0o750)
+	check(liveGenDir(t, dir)+"/", 0o750)
 	check(filepath.Join(dir, "node.key"), 0o640)
 	check(filepath.Join(dir, "node.crt"), 0o644)
 	if again, err := s.Repair(); err != nil || len(again) != 0 {

@@ -17,7 +17,9 @@ import (
 
 func manager(t *testing.T, preset, nodeID string, o rotate.Overrides) *rotate.Manager {
 	t.Helper()
-	testenv.NeedSymlinks(t)
+	if testLinkMode() == rotate.LinkSymlink {
+		testenv.NeedSymlinks(t)
+	}
 	if o.Dir == nil {
 		d := filepath.Join(t.TempDir(), "live")
 		o.Dir = &d
@@ -26,7 +28,7 @@ func manager(t *testing.T, preset, nodeID string, o rotate.Overrides) *rotate.Ma
 	if err != nil {
 		t.Fatal(err)
 	}
-	return rotate.NewManager(rotate.Spec{Name: preset, Layout: l, NodeID: nodeID, Owner: platform.NoOwner})
+	return rotate.NewManager(rotate.Spec{Name: preset, Layout: l, NodeID: nodeID, Owner: platform.NoOwner, Link: testLinkMode()})
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -26,6 +26,9 @@ type Spec struct {
 	// CAWarnShare is the share of the cluster CA's lifetime left at which
 	// Status warns that the CA needs replacing (0: DefaultCAWarnShare).
 	CAWarnShare float64
+	// Link is how the live names reach the live generation (LinkAuto:
+	// symlinks, or on Windows copies where links cannot be made).
+	Link LinkMode
 }
 
 // DefaultKeep is how many previous generations are kept for rollback.
@@ -44,7 +47,9 @@ func NewManager(s Spec) *Manager {
 	if s.Keep <= 0 {
 		s.Keep = DefaultKeep
 	}
-	return &Manager{Spec: s, Store: NewStore(s.Layout, s.Owner, s.Keep), Now: time.Now}
+	st := NewStore(s.Layout, s.Owner, s.Keep)
+	st.Link = s.Link
+	return &Manager{Spec: s, Store: st, Now: time.Now}
 }
 
 func (m *Manager) now() time.Time {

@@ -16,8 +16,11 @@ import (
 )
 
 func store(t *testing.T, dir string) *rotate.Store {
-	testenv.NeedSymlinks(t)
-	return &rotate.Store{Dir: dir, DirMode: 0o700, Owner: platform.NoOwner, Keep: 2}
+	t.Helper()
+	if testLinkMode() == rotate.LinkSymlink {
+		testenv.NeedSymlinks(t)
+	}
+	return &rotate.Store{Dir: dir, DirMode: 0o700, Owner: platform.NoOwner, Keep: 2, Link: testLinkMode()}
 }
 
 func files(cert, key string) []rotate.File {
@@ -67,10 +70,30 @@ func TestStoreFirstInstallCreatesDirectoryLinksAndModes(t *testing.T) {
 	if readVisible(t, dir, "node.crt") != "CERT1" || readVisible(t, dir, "node.key") != "KEY1" {
 		t.Error("visible files do not hold the installed content")
 	}
+	if testLinkMode() == rotate.LinkCopy {
+		if fi, err := os.Lstat(filepath.Join(dir, "node.key")); err != nil || !fi.Mode().IsRegular() {
+			t.Errorf("node.key: %v, %v; want a regular file, a copy", fi, err)
+		}
+		return
+	}
 	target, err := os.Readlink(filepath.Join(dir, "node.key"))
 	if err != nil || target != "..data/node.key" {
 		t.Errorf("node.key -> %q, %v", target, err)
 	}
+}
+
+// liveGenDir is the live generation's directory, whichever form ..data
+// has (a link, or in the copy mode a file naming it).
+func liveGenDir(t *testing.T, dir string) string {
+	t.Helper()
+	if target, err := os.Readlink(filepath.Join(dir, "..data")); err == nil {
+		return filepath.Join(dir, target)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "..data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(dir, strings.TrimSpace(string(b)))
 }
 
 func TestStoreIdenticalContentChangesNothing(t *testing.T) {
@@ -251,7 +274,8 @@ func TestStoreSetsOwner(t *testing.T) {
 	if _, err := s.Install(files("C", "K"), "test"); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{dir, filepath.Join(dir, "..data/node.key"), filepath.Join(dir, "..data/node.crt"), filepath.Join(dir, "..data")} {
+	gen := liveGenDir(t, dir)
+	for _, p := range []string{dir, filepath.Join(gen, "node.key"), filepath.Join(gen, "node.crt"), gen, filepath.Join(dir, "node.key")} {
 		fi, err := os.Stat(p)
 		if err != nil {
 			t.Fatal(err)
@@ -265,6 +289,7 @@ func TestStoreSetsOwner(t *testing.T) {
 // A live name replaced by a regular file (cp over the link's place, mv) is
 // relinked on the next install, and the stray file is kept, not lost.
 func TestStoreRelinksDriftedNameAndKeepsTheStrayFile(t *testing.T) {
+	needLinks(t)
 	dir := filepath.Join(t.TempDir(), "b")
 	s := store(t, dir)
 	if _, err := s.Install(files("C", "K"), "test"); err != nil {
