@@ -27,6 +27,10 @@ func TestMain(m *testing.M) {
 		crashHelper(dir)
 		return
 	}
+	if dir := os.Getenv("CERTKEEPER_CRASH_STEP_DIR"); dir != "" {
+		crashStepHelper(dir, os.Getenv("CERTKEEPER_CRASH_STEP"))
+		return
+	}
 	os.Exit(m.Run())
 }
 
@@ -224,7 +228,7 @@ func crashLoop(t *testing.T, kills int, tamper bool) {
 			t.Fatalf("kill %d: live certificate is neither A nor B", i)
 		}
 		seen[which]++
-		if fi, err := os.Stat(filepath.Join(dir, "node.key")); err != nil || fi.Mode().Perm() != 0o600 {
+		if fi, err := os.Stat(filepath.Join(dir, "node.key")); err != nil || (fi.Mode().Perm() != 0o600 && platform.SupportsOwnership) {
 			t.Fatalf("kill %d: live key mode %v, %v", i, fi.Mode(), err)
 		}
 		leftovers, _ := filepath.Glob(filepath.Join(dir, "..tmp-*"))
@@ -266,6 +270,9 @@ func readPair(dir string) (*x509.Certificate, *pki.Key, error) {
 
 func checkNoLooseKey(t *testing.T, dir string, i int) {
 	t.Helper()
+	if !platform.SupportsOwnership {
+		return // access lists, set before the first byte: platform's tests
+	}
 	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || d.Type()&fs.ModeSymlink != 0 {
 			return nil

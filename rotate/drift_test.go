@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/certkeeper/certkeeper/internal/testenv"
 	"github.com/certkeeper/certkeeper/internal/testfs"
 	"github.com/certkeeper/certkeeper/platform"
 	"github.com/certkeeper/certkeeper/rotate"
@@ -141,6 +142,7 @@ func repair(t *testing.T, s *rotate.Store, want ...rotate.DriftKind) {
 // The admin's mistakes, each repaired from the live generation.
 func TestRepairRestoresTheLiveGeneration(t *testing.T) {
 	t.Run("key chmod-ed 0644", func(t *testing.T) {
+		testenv.NeedUnix(t, "mode bits (on Windows: TestAccessDriftIsRepaired)")
 		s, dir := installed(t)
 		before := testfs.Snapshot(t, dir)
 		os.Chmod(filepath.Join(dir, "node.key"), 0o644)
@@ -159,6 +161,7 @@ func TestRepairRestoresTheLiveGeneration(t *testing.T) {
 		}
 	})
 	t.Run("the key's content replaced and made readable", func(t *testing.T) {
+		testenv.NeedUnix(t, "mode bits")
 		s, dir := installed(t)
 		p := filepath.Join(dir, "node.key")
 		os.WriteFile(p, []byte("OTHER KEY"), 0o600)
@@ -208,6 +211,7 @@ func TestRepairRestoresTheLiveGeneration(t *testing.T) {
 		}
 	})
 	t.Run("a foreign symlink is left and reported", func(t *testing.T) {
+		testenv.NeedSymlinks(t)
 		s, dir := installed(t)
 		os.Remove(filepath.Join(dir, "node.crt"))
 		os.Symlink("/etc/hostname", filepath.Join(dir, "node.crt"))
@@ -272,11 +276,11 @@ func TestRollbackRestoresAnEditedGeneration(t *testing.T) {
 		t.Fatal("rollback showed the edited content")
 	}
 	sealed := filepath.Join(dir, "..gen-000001", "..sealed")
-	if fi, err := os.Stat(sealed); err != nil || fi.Mode().Perm() != 0o700 {
+	if fi, err := os.Stat(sealed); err != nil || (fi.Mode().Perm() != 0o700 && platform.SupportsOwnership) {
 		t.Fatalf("sealed dir: %v %v", fi, err)
 	}
 	filepath.WalkDir(sealed, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && mode(t, p) != 0o600 {
+		if err == nil && !d.IsDir() && mode(t, p) != 0o600 && platform.SupportsOwnership {
 			t.Errorf("%s is not 0600", p)
 		}
 		return nil
@@ -294,8 +298,10 @@ func TestRollbackRestoresAnEditedGeneration(t *testing.T) {
 func TestRepairWithoutSealedCopies(t *testing.T) {
 	s, dir := installed(t)
 	os.RemoveAll(filepath.Join(dir, "..gen-000001", "..sealed"))
-	os.Chmod(filepath.Join(dir, "node.key"), 0o640)
-	repair(t, s, rotate.DriftMode)
+	if platform.SupportsOwnership {
+		os.Chmod(filepath.Join(dir, "node.key"), 0o640)
+		repair(t, s, rotate.DriftMode)
+	}
 	os.WriteFile(filepath.Join(dir, "node.crt"), []byte("EDITED"), 0o644)
 	if testLinkMode() == rotate.LinkCopy {
 		// The edit hit the copy; the generation's own file, intact, is

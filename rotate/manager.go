@@ -236,6 +236,10 @@ type Status struct {
 	HealthText  string   `json:"health_text"`
 	Problems    []string `json:"problems,omitempty"`
 	Previous    []string `json:"previous_generations,omitempty"`
+	// LinkMode is "copy" when the live names are copies, not links (see
+	// LinkMode), and LinkModeWhy says why; both empty with links.
+	LinkMode    LinkMode `json:"link_mode,omitempty"`
+	LinkModeWhy string   `json:"link_mode_why,omitempty"`
 }
 
 // FileStatus describes one visible file of a bundle.
@@ -268,6 +272,9 @@ func (m *Manager) Status() Status {
 		return st
 	}
 	st.Generation, st.Installed, st.Source = gen.Name, gen.Installed, gen.Source
+	if mode, why, err := m.Store.LinkMode(); err == nil && mode == LinkCopy {
+		st.LinkMode, st.LinkModeWhy = mode, why
+	}
 	if err != nil && gen.Files == nil {
 		// The directory, ..data or ..meta.json could not be read (a mode
 		// that makes the directory untrusted, a damaged link): that is
