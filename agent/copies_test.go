@@ -23,8 +23,12 @@ type lockedBuffer struct {
 	b  bytes.Buffer
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
-func (l *lockedBuffer) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
 
 // soon waits, bounded, for ok.
 func soon(t *testing.T, what string, ok func() bool) {
@@ -61,7 +65,9 @@ link_mode = "copy"
 	log := &lockedBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- agent.Run(ctx, cfgPath, agent.Options{Logger: slog.New(slog.NewTextHandler(log, nil))}) }()
+	go func() {
+		done <- agent.Run(ctx, cfgPath, agent.Options{Logger: slog.New(slog.NewTextHandler(log, nil))})
+	}()
 	defer func() {
 		cancel()
 		select {
@@ -81,7 +87,10 @@ link_mode = "copy"
 	testpki.WriteFile(t, inbox, "8eab.key", key, 0o600)
 	testpki.WriteFile(t, inbox, "ca.crt", ca.CertPEM(), 0o644)
 	holds := func(name string, want []byte) func() bool {
-		return func() bool { b, err := os.ReadFile(filepath.Join(live, name)); return err == nil && bytes.Equal(b, want) }
+		return func() bool {
+			b, err := os.ReadFile(filepath.Join(live, name))
+			return err == nil && bytes.Equal(b, want)
+		}
 	}
 	soon(t, "the dropped bundle installed", holds("node.key", key))
 	for _, n := range []string{"node.crt", "node.key", "cluster.crt", "..data"} {
