@@ -226,7 +226,9 @@ func (s *Store) swapCopies(root *liveDir, gen string) error {
 		return fmt.Errorf("%s: swap to %s: %w", s.Dir, gen, err)
 	}
 	s.step("pointed")
-	if err := root.Remove(swapJournal); err != nil {
+	// Not there: another certkeeper finished the same swap (Windows has
+	// no directory lock; both wrote the same files).
+	if err := root.Remove(swapJournal); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("%s: remove the swap journal: %w", s.Dir, err)
 	}
 	return syncDir(root, ".")

@@ -448,6 +448,13 @@ func (s *Store) Repair() ([]Drift, error) {
 		return nil, err
 	}
 	defer unlock()
+	// A copy-mode swap that failed halfway (a daemon holding a file open
+	// on Windows) or was interrupted is finished first: judged against
+	// ..data's generation, its new copies would read as drift and be put
+	// back.
+	if err := s.recoverJournal(root); err != nil {
+		return nil, err
+	}
 	g, err := s.live(root)
 	switch {
 	case err == nil:
