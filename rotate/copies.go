@@ -360,10 +360,9 @@ func (s *Store) recoverJournal(root *liveDir) error {
 		}
 		return s.swapCopies(root, gen)
 	case journalBack:
-		if err := s.swapCopies(root, gen); err != nil {
-			return err
-		}
-		return nil
+		// A swap to ..data's own generation: the same steps put its
+		// copies back and drop the journal.
+		return s.swapCopies(root, gen)
 	case journalStuck:
 		return fmt.Errorf("%s: a swap was interrupted (%s names %q), and neither that generation nor the one ..data names (%q) is whole; install the bundle again",
 			s.Dir, swapJournal, strings.TrimSpace(string(b)), j.Data)

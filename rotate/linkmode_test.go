@@ -11,7 +11,7 @@ import (
 
 var (
 	modeOnce sync.Once
-	mode_    rotate.LinkMode
+	chosenMode    rotate.LinkMode
 )
 
 // testLinkMode is the link mode the store's tests run in: symbolic links
@@ -23,17 +23,17 @@ func testLinkMode() rotate.LinkMode {
 	modeOnce.Do(func() {
 		switch os.Getenv("CERTKEEPER_TEST_LINK_MODE") {
 		case "copy":
-			mode_ = rotate.LinkCopy
+			chosenMode = rotate.LinkCopy
 		case "symlink":
-			mode_ = rotate.LinkSymlink
+			chosenMode = rotate.LinkSymlink
 		default:
-			mode_ = rotate.LinkSymlink
+			chosenMode = rotate.LinkSymlink
 			if testenv.SymlinksErr() != nil {
-				mode_ = rotate.LinkCopy
+				chosenMode = rotate.LinkCopy
 			}
 		}
 	})
-	return mode_
+	return chosenMode
 }
 
 // needLinks skips a test whose assertions are about the symbolic links

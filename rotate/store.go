@@ -1030,7 +1030,7 @@ func (s *Store) RollbackDecided(check func(to Generation, files map[string][]byt
 	o.DataTarget = to.Name
 	var fileDrift []Drift
 	for _, d := range FindDrift(o) {
-		if d.Kind == DriftContent || d.Kind == DriftMode || d.Kind == DriftOwner || (d.Kind == DriftDirMode || d.Kind == DriftDirOwner) && d.Name != "." {
+		if !d.Copy && (d.Kind == DriftContent || d.Kind == DriftMode || d.Kind == DriftOwner || d.Kind == DriftAccess) || (d.Kind == DriftDirMode || d.Kind == DriftDirOwner) && d.Name != "." {
 			fileDrift = append(fileDrift, d)
 		}
 	}
