@@ -10,8 +10,8 @@ import (
 )
 
 var (
-	modeOnce sync.Once
-	chosenMode    rotate.LinkMode
+	modeOnce   sync.Once
+	chosenMode rotate.LinkMode
 )
 
 // testLinkMode is the link mode the store's tests run in: symbolic links
