@@ -115,7 +115,7 @@ func (s *Store) linkMode(root *liveDir) (copies bool, why string) {
 			return false, "symbolic links (the directory's ..data is a link)"
 		}
 		if fi.Mode().IsRegular() {
-			return true, "copies (the directory was installed with copies: its ..data is a file)"
+			return true, "copies (the directory was installed with copies: its ..data is a file; link_mode = \"symlink\" makes it links, where this process can make them)"
 		}
 	}
 	if err := platform.CheckSymlinks(root.Root); err != nil {
