@@ -127,6 +127,12 @@ type Bundle struct {
 	KeyType       string   `toml:"key_type"`
 	AllowCAChange bool     `toml:"allow_ca_change"`
 	Keep          int      `toml:"keep"`
+	// LinkMode is how the live names reach the live generation:
+	// "symlink", "copy" (regular files, for Windows without the privilege
+	// to make links), or "auto" (the default: symlinks on Unix; on
+	// Windows symlinks where the agent can make them, else copies).
+	LinkMode string `toml:"link_mode"`
+	linkMode rotate.LinkMode
 
 	CAFile   *string           `toml:"ca_file"`
 	CertFile *string           `toml:"cert_file"`
@@ -621,6 +627,11 @@ func (c *Config) resolve() error {
 		if err := b.Renewal().Check(0); err != nil {
 			return bad(key("renew"), toml.Key{"bundle", "renew_before"}, "%v", err)
 		}
+		if m, err := rotate.ParseLinkMode(b.LinkMode); err != nil {
+			return bad(key("link_mode"), toml.Key{"bundle", "link_mode"}, "%v", err)
+		} else {
+			b.linkMode = m
+		}
 		if b.Keep < 0 {
 			return bad(key("keep"), toml.Key{"bundle", "keep"}, "%d: must be 0 (default %d) or more", b.Keep, rotate.DefaultKeep)
 		}
@@ -744,7 +755,7 @@ func (b *Bundle) Renewal() rotate.RenewalPolicy {
 // Spec is what rotate needs to manage the bundle.
 func (b *Bundle) Spec() rotate.Spec {
 	return rotate.Spec{Name: b.Name, Layout: b.Resolved, NodeID: b.NodeID, AllowCAChange: b.AllowCAChange,
-		Keep: b.Keep, Owner: b.Owners, Renewal: b.Renewal(), CAWarnShare: b.caWarnShare}
+		Keep: b.Keep, Owner: b.Owners, Renewal: b.Renewal(), CAWarnShare: b.caWarnShare, Link: b.linkMode}
 }
 
 func (r *Reload) check() error {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"sync/atomic"
@@ -137,6 +138,11 @@ func (l *bundleLoop) run(ctx context.Context, ready func()) {
 	}
 	if err := l.m.Store.Recover(); err != nil && !errors.Is(err, rotate.ErrNoGeneration) {
 		l.log.Error("recovery of the live directory failed", "dir", l.b.Resolved.Dir, "err", err)
+	}
+	// Copies instead of links are worth a line: an admin who expected
+	// links, or the privilege to make them, learns here why there are none.
+	if mode, why, err := l.m.Store.LinkMode(); err == nil && (mode == rotate.LinkCopy || runtime.GOOS == "windows") {
+		l.log.Info("live files", "dir", l.b.Resolved.Dir, "link_mode", string(mode), "as", why)
 	}
 	defer l.stopFetch()
 	defer l.waitSettle()

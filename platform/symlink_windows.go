@@ -24,8 +24,14 @@ func CheckSymlinks(root *os.Root) error {
 	name := "..link-probe-" + TempName("")[len("..tmp-"):]
 	err := root.Symlink("..data", name)
 	if err == nil {
+		// A layer that reports success and makes nothing (Wine 8's
+		// CreateSymbolicLink) is found out by reading the link back.
+		target, rerr := root.Readlink(name)
 		_ = root.Remove(name)
-		return nil
+		if rerr == nil && target == "..data" {
+			return nil
+		}
+		return fmt.Errorf("%w: a link made here reads back as %q, %v (this Windows layer has no symbolic links; Wine before 10.20 has none)", ErrNoSymlinks, target, rerr)
 	}
 	switch {
 	case errors.Is(err, windows.ERROR_PRIVILEGE_NOT_HELD):

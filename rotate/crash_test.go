@@ -27,6 +27,10 @@ func TestMain(m *testing.M) {
 		crashHelper(dir)
 		return
 	}
+	if dir := os.Getenv("CERTKEEPER_CRASH_STEP_DIR"); dir != "" {
+		crashStepHelper(dir, os.Getenv("CERTKEEPER_CRASH_STEP"))
+		return
+	}
 	os.Exit(m.Run())
 }
 
@@ -35,7 +39,7 @@ func crashManager(dir string) *rotate.Manager {
 	if err != nil {
 		panic(err)
 	}
-	return rotate.NewManager(rotate.Spec{Name: "crash", Layout: l, NodeID: "node-1", Owner: platform.NoOwner})
+	return rotate.NewManager(rotate.Spec{Name: "crash", Layout: l, NodeID: "node-1", Owner: platform.NoOwner, Link: testLinkMode()})
 }
 
 func crashInputs(src, which string) []rotate.Input {
@@ -108,7 +112,19 @@ func TestCrashDuringRepairLeavesAMatchingPair(t *testing.T) {
 }
 
 func crashLoop(t *testing.T, kills int, tamper bool) {
-	testenv.NeedSymlinks(t)
+	if testLinkMode() == rotate.LinkSymlink {
+		testenv.NeedSymlinks(t)
+	}
+	if testenv.UnderWine() {
+		// Each helper is a Wine process, a fifth of a second to start;
+		// 40 kills land in a staging at least once all but never. With
+		// repairs in the loop a kill costs over a second there: 15 of
+		// them, which may all land in repairs (see below).
+		kills = min(kills, 40)
+		if tamper {
+			kills = min(kills, 15)
+		}
+	}
 	src, dir := t.TempDir(), filepath.Join(t.TempDir(), "flocker")
 	ca := testpki.NewCA(t, "cluster", testpki.Options{})
 	pairs := map[string]*testpki.Pair{}
@@ -145,7 +161,7 @@ func crashLoop(t *testing.T, kills int, tamper bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	seen, interrupted := map[string]int{}, 0
+	seen, interrupted, mixed := map[string]int{}, 0, 0
 	for i := range kills {
 		cmd := exec.Command(exe, "-test.run=^$")
 		cmd.Env = append(os.Environ(), "CERTKEEPER_CRASH_HELPER="+dir, "CERTKEEPER_CRASH_SRC="+src)
@@ -178,8 +194,16 @@ func crashLoop(t *testing.T, kills int, tamper bool) {
 			interrupted++
 		}
 		if cert, key, err := readPair(dir); err == nil && !tamper {
-			if !pki.KeyMatches(cert, key.Signer) {
-				t.Fatalf("kill %d: before recovery, node.crt and node.key are from different generations", i)
+			_, journal := os.Lstat(filepath.Join(dir, "..swap"))
+			switch {
+			case pki.KeyMatches(cert, key.Signer):
+			case testLinkMode() == rotate.LinkCopy && journal == nil:
+				// Copies are replaced one by one, under a journal that
+				// recovery completes (checked below); no daemon is
+				// reloaded before it has.
+				mixed++
+			default:
+				t.Fatalf("kill %d: before recovery, node.crt and node.key are from different generations (no swap journal)", i)
 			}
 		}
 		if err := crashManager(dir).Store.Recover(); err != nil {
@@ -210,7 +234,7 @@ func crashLoop(t *testing.T, kills int, tamper bool) {
 			t.Fatalf("kill %d: live certificate is neither A nor B", i)
 		}
 		seen[which]++
-		if fi, err := os.Stat(filepath.Join(dir, "node.key")); err != nil || fi.Mode().Perm() != 0o600 {
+		if fi, err := os.Stat(filepath.Join(dir, "node.key")); err != nil || (fi.Mode().Perm() != 0o600 && platform.SupportsOwnership) {
 			t.Fatalf("kill %d: live key mode %v, %v", i, fi.Mode(), err)
 		}
 		leftovers, _ := filepath.Glob(filepath.Join(dir, "..tmp-*"))
@@ -218,8 +242,10 @@ func crashLoop(t *testing.T, kills int, tamper bool) {
 			t.Fatalf("kill %d: recovery left %v", i, leftovers)
 		}
 	}
-	t.Logf("%d kills: live was A %d times, B %d times; %d kills interrupted a staging", kills, seen["a"], seen["b"], interrupted)
-	if interrupted == 0 {
+	t.Logf("%d kills: live was A %d times, B %d times; %d kills interrupted a staging; %d a journaled swap of copies halfway", kills, seen["a"], seen["b"], interrupted, mixed)
+	// Under Wine the repair loop's 15 kills land mostly in repairs: the
+	// stagings are TestCrashAtAnyInstantLeavesAMatchingPair's there.
+	if interrupted == 0 && !(tamper && testenv.UnderWine()) {
 		t.Errorf("no kill interrupted a staging: the test is not exercising the dangerous window")
 	}
 	if seen["a"] == 0 || seen["b"] == 0 {
@@ -252,6 +278,9 @@ func readPair(dir string) (*x509.Certificate, *pki.Key, error) {
 
 func checkNoLooseKey(t *testing.T, dir string, i int) {
 	t.Helper()
+	if !platform.SupportsOwnership {
+		return // access lists, set before the first byte: platform's tests
+	}
 	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || d.Type()&fs.ModeSymlink != 0 {
 			return nil

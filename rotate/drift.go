@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -40,6 +39,10 @@ const (
 	// DriftDirOwner: the live directory or the live generation's directory
 	// has another owner or group than the configured one.
 	DriftDirOwner DriftKind = "dir-owner"
+	// DriftAccess: on Windows, a file's access list grants more than its
+	// mode means (a key opened to Everyone or Users): the counterpart of
+	// a key chmod-ed to 0644.
+	DriftAccess DriftKind = "access"
 	// DriftForeign: a visible name is something certkeeper must not
 	// replace on its own (a symlink elsewhere, a directory, a device).
 	DriftForeign DriftKind = "foreign"
@@ -51,6 +54,10 @@ type Drift struct {
 	Name   string    `json:"name"`
 	Kind   DriftKind `json:"kind"`
 	Detail string    `json:"detail"`
+	// Copy is set for drift of the copy at a visible name (the copy
+	// mode), not of the generation's own file; it is repaired by a fresh
+	// copy.
+	Copy bool `json:"copy,omitempty"`
 }
 
 func (d Drift) String() string { return d.Name + ": " + d.Detail }
@@ -65,6 +72,10 @@ type Observed struct {
 	Gen Generation
 	// DataTarget is what ..data points at; "" when it is missing.
 	DataTarget string
+	// DataForm is set when ..data has the other mode's form: a file
+	// (what the copy mode writes) where names are links, or a link where
+	// they are copies. Its repair, a swap, gives it this mode's form.
+	DataForm string
 	// Names is what each visible name of the generation holds.
 	Names map[string]ObservedName
 	// Files is what each of the generation's files is now.
@@ -84,12 +95,21 @@ type Observed struct {
 	LiveDir, GenDir ObservedDir
 	// CheckModes is false where files have no Unix mode and owner.
 	CheckModes bool
+	// Copies is set in the copy mode: each visible name should be a
+	// regular file, a copy of the generation's (see LinkMode).
+	Copies bool
 }
 
 // ObservedName is what a visible name holds.
 type ObservedName struct {
 	Kind   string // "link", "missing", "regular", "other"
 	Target string // for a link
+	// For a regular file in the copy mode: what ObservedFile says of a
+	// generation's file.
+	Mode     fs.FileMode
+	UID, GID int
+	SHA256   string
+	Loose    []string
 }
 
 // ObservedDir is the mode and owner of a directory (Exists false: not seen).
@@ -105,6 +125,9 @@ type ObservedFile struct {
 	Mode     fs.FileMode
 	UID, GID int
 	SHA256   string
+	// Loose is what its access list grants beyond its mode, where access
+	// lists are kept (platform.LooseAccess); nil elsewhere.
+	Loose []string
 }
 
 // FindDrift lists how the live directory differs from its live generation,
@@ -118,6 +141,8 @@ func FindDrift(o Observed) []Drift {
 			detail = fmt.Sprintf("points at %q instead of the live generation %s", o.DataTarget, o.Gen.Name)
 		}
 		out = append(out, Drift{Name: dataLink, Kind: DriftData, Detail: detail})
+	} else if o.DataForm != "" {
+		out = append(out, Drift{Name: dataLink, Kind: DriftData, Detail: o.DataForm})
 	}
 	if o.CheckModes {
 		out = append(out, dirDrift(o, ".", o.LiveDir)...)
@@ -128,43 +153,102 @@ func FindDrift(o Observed) []Drift {
 		want, f := o.Gen.Files[name], o.Files[name]
 		switch {
 		case !f.Exists:
-			out = append(out, Drift{name, DriftContent, "the generation's file is gone"})
+			out = append(out, Drift{Name: name, Kind: DriftContent, Detail: "the generation's file is gone"})
 		case f.SHA256 != want.SHA256:
-			out = append(out, Drift{name, DriftContent, "content differs from what was installed (edited or copied over through the link)"})
+			out = append(out, Drift{Name: name, Kind: DriftContent, Detail: "content differs from what was installed (edited or copied over through the link)"})
+		}
+		if f.Exists && len(f.Loose) > 0 {
+			out = append(out, Drift{Name: name, Kind: DriftAccess, Detail: looseDetail(f.Loose, wantMode(o, name, want))})
 		}
 		if !f.Exists || !o.CheckModes {
 			continue
 		}
 		var mode, owner *Drift
 		if wm := wantMode(o, name, want); f.Mode != wm {
-			mode = &Drift{name, DriftMode, fmt.Sprintf("mode is %04o, want %04o", f.Mode, wm)}
+			mode = &Drift{Name: name, Kind: DriftMode, Detail: fmt.Sprintf("mode is %04o, want %04o", f.Mode, wm)}
 		}
 		if uid, gid := wantOwner(o, want); (uid >= 0 && f.UID != uid) || (gid >= 0 && f.GID != gid) {
-			owner = &Drift{name, DriftOwner, fmt.Sprintf("owner is %s:%s, want %s:%s",
+			owner = &Drift{Name: name, Kind: DriftOwner, Detail: fmt.Sprintf("owner is %s:%s, want %s:%s",
 				platform.UserName(f.UID), platform.GroupName(f.GID), ownerName(uid, platform.UserName), ownerName(gid, platform.GroupName))}
 		}
 		out = appendModeOwner(out, mode, owner, f.Mode, wantMode(o, name, want))
 	}
 	for _, name := range names {
 		n := o.Names[name]
+		if o.Copies {
+			// With ..data pointing elsewhere, its repair (a swap) writes
+			// every copy again: nothing more to judge.
+			if o.DataTarget == o.Gen.Name && o.DataForm == "" {
+				out = append(out, copyDrift(o, name, n)...)
+			}
+			continue
+		}
 		switch n.Kind {
 		case "link":
 			switch rest, ok := strings.CutPrefix(n.Target, dataLink+"/"); {
 			case ok && rest == name:
 			case ok && CheckName(rest) == nil:
-				out = append(out, Drift{name, DriftRelinked, fmt.Sprintf("links to %s instead of %s", n.Target, dataLink+"/"+name)})
+				out = append(out, Drift{Name: name, Kind: DriftRelinked, Detail: fmt.Sprintf("links to %s instead of %s", n.Target, dataLink+"/"+name)})
 			default:
-				out = append(out, Drift{name, DriftForeign, fmt.Sprintf("is a symlink to %q that certkeeper did not make; move it away and certkeeper restores the link", n.Target)})
+				out = append(out, Drift{Name: name, Kind: DriftForeign, Detail: fmt.Sprintf("is a symlink to %q that certkeeper did not make; move it away and certkeeper restores the link", n.Target)})
 			}
 		case "missing":
-			out = append(out, Drift{name, DriftMissing, "missing (deleted or renamed)"})
+			out = append(out, Drift{Name: name, Kind: DriftMissing, Detail: "missing (deleted or renamed)"})
 		case "regular":
-			out = append(out, Drift{name, DriftReplaced, "replaced by a regular file (kept under ..displaced/)"})
+			out = append(out, Drift{Name: name, Kind: DriftReplaced, Detail: "replaced by a regular file (kept under ..displaced/)"})
 		default:
-			out = append(out, Drift{name, DriftForeign, "is not a file or link; move it away and certkeeper restores the link"})
+			out = append(out, Drift{Name: name, Kind: DriftForeign, Detail: "is not a file or link; move it away and certkeeper restores the link"})
 		}
 	}
 	return out
+}
+
+// copyDrift judges a visible name in the copy mode: a regular file with
+// the generation's content, mode, owner and access.
+func copyDrift(o Observed, name string, n ObservedName) []Drift {
+	want := o.Gen.Files[name]
+	d := func(kind DriftKind, detail string) Drift {
+		return Drift{Name: name, Kind: kind, Detail: detail, Copy: true}
+	}
+	switch n.Kind {
+	case "missing":
+		return []Drift{d(DriftMissing, "missing (deleted or renamed)")}
+	case "link":
+		if rest, ok := strings.CutPrefix(n.Target, dataLink+"/"); ok && CheckName(rest) == nil {
+			return []Drift{d(DriftReplaced, "is a link into ..data, where this directory keeps copies")}
+		}
+		return []Drift{{Name: name, Kind: DriftForeign, Detail: fmt.Sprintf("is a symlink to %q that certkeeper did not make; move it away and certkeeper restores the file", n.Target)}}
+	case "regular":
+	default:
+		return []Drift{{Name: name, Kind: DriftForeign, Detail: "is not a file; move it away and certkeeper restores the file"}}
+	}
+	var out []Drift
+	if n.SHA256 != want.SHA256 {
+		out = append(out, d(DriftContent, "content differs from what was installed (edited, or copied over)"))
+	}
+	wm := wantMode(o, name, want)
+	if len(n.Loose) > 0 {
+		out = append(out, d(DriftAccess, looseDetail(n.Loose, wm)))
+	}
+	if !o.CheckModes {
+		return out
+	}
+	if n.Mode != wm {
+		out = append(out, d(DriftMode, fmt.Sprintf("mode is %04o, want %04o", n.Mode, wm)))
+	}
+	if uid, gid := wantOwner(o, want); (uid >= 0 && n.UID != uid) || (gid >= 0 && n.GID != gid) {
+		out = append(out, d(DriftOwner, fmt.Sprintf("owner is %s:%s, want %s:%s",
+			platform.UserName(n.UID), platform.GroupName(n.GID), ownerName(uid, platform.UserName), ownerName(gid, platform.GroupName))))
+	}
+	return out
+}
+
+func looseDetail(loose []string, mode fs.FileMode) string {
+	want := "SYSTEM and Administrators only"
+	if mode&0o004 != 0 {
+		want = "SYSTEM and Administrators, and Users to read"
+	}
+	return fmt.Sprintf("access list grants more than mode %04o means (%s): %s", mode, want, strings.Join(loose, "; "))
 }
 
 // appendModeOwner orders a file's mode and owner repairs so that no one
@@ -192,7 +276,7 @@ func dirDrift(o Observed, name string, d ObservedDir) []Drift {
 	}
 	var mode, owner *Drift
 	if o.DirMode != 0 && d.Mode != o.DirMode {
-		mode = &Drift{name, DriftDirMode, fmt.Sprintf("directory mode is %04o, want %04o (dir_mode)", d.Mode, o.DirMode)}
+		mode = &Drift{Name: name, Kind: DriftDirMode, Detail: fmt.Sprintf("directory mode is %04o, want %04o (dir_mode)", d.Mode, o.DirMode)}
 	}
 	if uid, gid := o.Owner.UID, o.Owner.GID; (uid >= 0 && d.UID != uid) || (gid >= 0 && d.GID != gid) {
 		// What is not configured stays as it is.
@@ -202,7 +286,7 @@ func dirDrift(o Observed, name string, d ObservedDir) []Drift {
 		if gid < 0 {
 			gid = d.GID
 		}
-		owner = &Drift{name, DriftDirOwner, fmt.Sprintf("directory owner is %s:%s, want %s:%s",
+		owner = &Drift{Name: name, Kind: DriftDirOwner, Detail: fmt.Sprintf("directory owner is %s:%s, want %s:%s",
 			platform.UserName(d.UID), platform.GroupName(d.GID), ownerName(uid, platform.UserName), ownerName(gid, platform.GroupName))}
 	}
 	return appendModeOwner(nil, mode, owner, d.Mode, o.DirMode)
@@ -262,11 +346,28 @@ func (s *Store) Inspect() (Observed, error) {
 }
 
 // observe reads what FindDrift needs about generation g.
-func (s *Store) observe(root *os.Root, g Generation) (Observed, error) {
+func (s *Store) observe(root *liveDir, g Generation) (Observed, error) {
 	o := Observed{Gen: g, Names: map[string]ObservedName{}, Files: map[string]ObservedFile{},
-		DirUID: -1, DirGID: -1, Owner: s.Owner, Modes: s.Modes, DirMode: s.DirMode, CheckModes: platform.SupportsOwnership}
-	if t, err := root.Readlink(dataLink); err == nil {
+		DirUID: -1, DirGID: -1, Owner: s.Owner, Modes: s.Modes, DirMode: s.DirMode, CheckModes: platform.SupportsOwnership,
+		Copies: root.copies}
+	if t, err := s.dataTarget(root); err == nil {
 		o.DataTarget = t
+		if fi, err := root.Lstat(dataLink); err == nil {
+			switch isLink := fi.Mode()&fs.ModeSymlink != 0; {
+			case root.copies && isLink:
+				o.DataForm = "is a link, and this directory keeps copies now (" + root.why + "); every name is made a copy"
+			case !root.copies && !isLink:
+				o.DataForm = "is a file, as the copy mode writes it, and this directory uses links now (" + root.why + "); every name is made a link"
+			}
+		}
+	}
+	access := platform.AccessListsKept()
+	loose := func(name string, m Meta) []string {
+		if !access {
+			return nil
+		}
+		l, _ := platform.AccessDrift(filepath.Join(s.Dir, filepath.FromSlash(name)), s.copyMode(name, m))
+		return l
 	}
 	if fi, err := root.Lstat(g.Name); err == nil {
 		o.GenDir = observeDir(fi)
@@ -288,6 +389,7 @@ func (s *Store) observe(root *os.Root, g Generation) (Observed, error) {
 					f.SHA256 = hashOf(b)
 				}
 			}
+			f.Loose = loose(g.Name+"/"+name, g.Files[name])
 			o.Files[name] = f
 		}
 		fi, err := root.Lstat(name)
@@ -303,7 +405,20 @@ func (s *Store) observe(root *os.Root, g Generation) (Observed, error) {
 			}
 			o.Names[name] = ObservedName{Kind: "link", Target: t}
 		case fi.Mode().IsRegular():
-			o.Names[name] = ObservedName{Kind: "regular"}
+			n := ObservedName{Kind: "regular"}
+			if root.copies {
+				n.Mode, n.UID, n.GID = fi.Mode().Perm(), -1, -1
+				if uid, gid, ok := platform.FileOwner(fi); ok {
+					n.UID, n.GID = uid, gid
+				}
+				if fi.Size() <= pki.MaxFileSize {
+					if b, err := root.ReadFile(name); err == nil {
+						n.SHA256 = hashOf(b)
+					}
+				}
+				n.Loose = loose(name, g.Files[name])
+			}
+			o.Names[name] = n
 		default:
 			o.Names[name] = ObservedName{Kind: "other"}
 		}
@@ -333,6 +448,13 @@ func (s *Store) Repair() ([]Drift, error) {
 		return nil, err
 	}
 	defer unlock()
+	// A copy-mode swap that failed halfway (a daemon holding a file open
+	// on Windows) or was interrupted is finished first: judged against
+	// ..data's generation, its new copies would read as drift and be put
+	// back.
+	if err := s.recoverJournal(root); err != nil {
+		return nil, err
+	}
 	g, err := s.live(root)
 	switch {
 	case err == nil:
@@ -367,7 +489,7 @@ func (s *Store) Repair() ([]Drift, error) {
 // newestGeneration is the generation to restore when ..data and its record
 // ..live were removed (or predate the record): an install always makes the
 // newest generation live.
-func (s *Store) newestGeneration(root *os.Root) (Generation, error) {
+func (s *Store) newestGeneration(root *liveDir) (Generation, error) {
 	gens, err := s.generations(root)
 	if err != nil {
 		return Generation{}, err
@@ -382,10 +504,14 @@ func (s *Store) newestGeneration(root *os.Root) (Generation, error) {
 
 // repair fixes drift. Content is restored from the sealed copies, or from
 // from (a file's installed bytes, by name) when given.
-func (s *Store) repair(root *os.Root, o Observed, drift []Drift, from map[string][]byte) error {
+func (s *Store) repair(root *liveDir, o Observed, drift []Drift, from map[string][]byte) error {
 	var errs []error
-	names := map[string]bool{}
+	names, copies := map[string]bool{}, map[string]bool{}
 	for _, d := range drift {
+		if d.Copy {
+			copies[d.Name] = true
+			continue
+		}
 		var err error
 		want := o.Gen.Files[d.Name]
 		path := o.Gen.Name + "/" + d.Name
@@ -404,6 +530,8 @@ func (s *Store) repair(root *os.Root, o Observed, drift []Drift, from map[string
 			err = root.Chmod(d.Name, o.DirMode)
 		case DriftDirOwner:
 			err = root.Lchown(d.Name, o.Owner.UID, o.Owner.GID)
+		case DriftAccess:
+			err = platform.SecureFile(filepath.Join(s.Dir, filepath.FromSlash(path)), wantMode(o, d.Name, want))
 		case DriftMissing, DriftRelinked, DriftReplaced:
 			names[d.Name] = true
 		case DriftForeign:
@@ -423,6 +551,12 @@ func (s *Store) repair(root *os.Root, o Observed, drift []Drift, from map[string
 			errs = append(errs, err)
 		}
 	}
+	// The copies last, from the generation's files as just restored.
+	if len(copies) > 0 {
+		if err := s.recopy(root, o.Gen, copies, from); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -430,7 +564,7 @@ func (s *Store) repair(root *os.Root, o Observed, drift []Drift, from map[string
 // installed content, else from its sealed copy, as a new file renamed over
 // the damaged one: a reader sees the damaged content or the installed one,
 // never a mix, and the key is 0600 from its first byte.
-func (s *Store) restoreFile(root *os.Root, gen, name string, m Meta, data []byte) error {
+func (s *Store) restoreFile(root *liveDir, gen, name string, m Meta, data []byte) error {
 	if data == nil || hashOf(data) != m.SHA256 {
 		sealed, err := root.ReadFile(gen + "/" + sealedDir + "/" + name)
 		if err != nil || hashOf(sealed) != m.SHA256 {
@@ -441,7 +575,7 @@ func (s *Store) restoreFile(root *os.Root, gen, name string, m Meta, data []byte
 	return s.replaceFile(root, gen+"/"+repairTmp+randomSuffix(), gen+"/"+name, data, m.Mode)
 }
 
-func (s *Store) removeRepairLeftovers(root *os.Root, gen string) error {
+func (s *Store) removeRepairLeftovers(root *liveDir, gen string) error {
 	d, err := root.Open(gen)
 	if err != nil {
 		return nil

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/certkeeper/certkeeper/internal/testenv"
 	"github.com/certkeeper/certkeeper/internal/testfs"
 	"github.com/certkeeper/certkeeper/platform"
 	"github.com/certkeeper/certkeeper/rotate"
@@ -141,6 +142,7 @@ func repair(t *testing.T, s *rotate.Store, want ...rotate.DriftKind) {
 // The admin's mistakes, each repaired from the live generation.
 func TestRepairRestoresTheLiveGeneration(t *testing.T) {
 	t.Run("key chmod-ed 0644", func(t *testing.T) {
+		testenv.NeedUnix(t, "mode bits (on Windows: TestAccessDriftIsRepaired)")
 		s, dir := installed(t)
 		before := testfs.Snapshot(t, dir)
 		os.Chmod(filepath.Join(dir, "node.key"), 0o644)
@@ -159,6 +161,7 @@ func TestRepairRestoresTheLiveGeneration(t *testing.T) {
 		}
 	})
 	t.Run("the key's content replaced and made readable", func(t *testing.T) {
+		testenv.NeedUnix(t, "mode bits")
 		s, dir := installed(t)
 		p := filepath.Join(dir, "node.key")
 		os.WriteFile(p, []byte("OTHER KEY"), 0o600)
@@ -187,6 +190,7 @@ func TestRepairRestoresTheLiveGeneration(t *testing.T) {
 		}
 	})
 	t.Run("link replaced by a regular file", func(t *testing.T) {
+		needLinks(t) // with copies, a regular file is what is there: "content replaced" covers it
 		s, dir := installed(t)
 		os.Remove(filepath.Join(dir, "node.crt"))
 		os.WriteFile(filepath.Join(dir, "node.crt"), []byte("HAND COPY"), 0o644)
@@ -207,6 +211,7 @@ func TestRepairRestoresTheLiveGeneration(t *testing.T) {
 		}
 	})
 	t.Run("a foreign symlink is left and reported", func(t *testing.T) {
+		testenv.NeedSymlinks(t)
 		s, dir := installed(t)
 		os.Remove(filepath.Join(dir, "node.crt"))
 		os.Symlink("/etc/hostname", filepath.Join(dir, "node.crt"))
@@ -271,11 +276,11 @@ func TestRollbackRestoresAnEditedGeneration(t *testing.T) {
 		t.Fatal("rollback showed the edited content")
 	}
 	sealed := filepath.Join(dir, "..gen-000001", "..sealed")
-	if fi, err := os.Stat(sealed); err != nil || fi.Mode().Perm() != 0o700 {
+	if fi, err := os.Stat(sealed); err != nil || (fi.Mode().Perm() != 0o700 && platform.SupportsOwnership) {
 		t.Fatalf("sealed dir: %v %v", fi, err)
 	}
 	filepath.WalkDir(sealed, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && mode(t, p) != 0o600 {
+		if err == nil && !d.IsDir() && mode(t, p) != 0o600 && platform.SupportsOwnership {
 			t.Errorf("%s is not 0600", p)
 		}
 		return nil
@@ -293,9 +298,20 @@ func TestRollbackRestoresAnEditedGeneration(t *testing.T) {
 func TestRepairWithoutSealedCopies(t *testing.T) {
 	s, dir := installed(t)
 	os.RemoveAll(filepath.Join(dir, "..gen-000001", "..sealed"))
-	os.Chmod(filepath.Join(dir, "node.key"), 0o640)
-	repair(t, s, rotate.DriftMode)
+	if platform.SupportsOwnership {
+		os.Chmod(filepath.Join(dir, "node.key"), 0o640)
+		repair(t, s, rotate.DriftMode)
+	}
 	os.WriteFile(filepath.Join(dir, "node.crt"), []byte("EDITED"), 0o644)
+	if testLinkMode() == rotate.LinkCopy {
+		// The edit hit the copy; the generation's own file, intact, is
+		// what it is restored from.
+		repair(t, s, rotate.DriftContent)
+		if readVisible(t, dir, "node.crt") != "CERT" {
+			t.Fatal("copy not restored from the generation's file")
+		}
+		return
+	}
 	if _, err := s.Repair(); err == nil || !strings.Contains(err.Error(), "no intact sealed copy") {
 		t.Fatalf("Repair without sealed copy: %v", err)
 	}
@@ -360,6 +376,7 @@ func TestRepairBringsFilesInLineWithTheConfig(t *testing.T) {
 	l := rotate.Layout{Dir: dir, CertFile: "node.crt", KeyFile: "node.key", DirMode: 0o750, CertMode: 0o644, KeyMode: 0o640}
 	owner := platform.Owner{UID: -1, GID: gid, Group: "nogroup"}
 	s := rotate.NewStore(l, owner, 2)
+	s.Link = testLinkMode()
 	m := &rotate.Manager{Spec: rotate.Spec{Name: "b", Layout: l, Owner: owner}, Store: s}
 	st := m.Status()
 	var problems []string
@@ -387,7 +404,7 @@ func TestRepairBringsFilesInLineWithTheConfig(t *testing.T) {
 		}
 	}
 	check(dir, 0o750)
-	check(filepath.Join(dir, "..data")+"/", 0o750)
+	check(liveGenDir(t, dir)+"/", 0o750)
 	check(filepath.Join(dir, "node.key"), 0o640)
 	check(filepath.Join(dir, "node.crt"), 0o644)
 	if again, err := s.Repair(); err != nil || len(again) != 0 {

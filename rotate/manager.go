@@ -26,6 +26,9 @@ type Spec struct {
 	// CAWarnShare is the share of the cluster CA's lifetime left at which
 	// Status warns that the CA needs replacing (0: DefaultCAWarnShare).
 	CAWarnShare float64
+	// Link is how the live names reach the live generation (LinkAuto:
+	// symlinks, or on Windows copies where links cannot be made).
+	Link LinkMode
 }
 
 // DefaultKeep is how many previous generations are kept for rollback.
@@ -44,7 +47,9 @@ func NewManager(s Spec) *Manager {
 	if s.Keep <= 0 {
 		s.Keep = DefaultKeep
 	}
-	return &Manager{Spec: s, Store: NewStore(s.Layout, s.Owner, s.Keep), Now: time.Now}
+	st := NewStore(s.Layout, s.Owner, s.Keep)
+	st.Link = s.Link
+	return &Manager{Spec: s, Store: st, Now: time.Now}
 }
 
 func (m *Manager) now() time.Time {
@@ -231,6 +236,10 @@ type Status struct {
 	HealthText  string   `json:"health_text"`
 	Problems    []string `json:"problems,omitempty"`
 	Previous    []string `json:"previous_generations,omitempty"`
+	// LinkMode is "copy" when the live names are copies, not links (see
+	// LinkMode), and LinkModeWhy says why; both empty with links.
+	LinkMode    LinkMode `json:"link_mode,omitempty"`
+	LinkModeWhy string   `json:"link_mode_why,omitempty"`
 }
 
 // FileStatus describes one visible file of a bundle.
@@ -263,6 +272,9 @@ func (m *Manager) Status() Status {
 		return st
 	}
 	st.Generation, st.Installed, st.Source = gen.Name, gen.Installed, gen.Source
+	if mode, why, err := m.Store.LinkMode(); err == nil && mode == LinkCopy {
+		st.LinkMode, st.LinkModeWhy = mode, why
+	}
 	if err != nil && gen.Files == nil {
 		// The directory, ..data or ..meta.json could not be read (a mode
 		// that makes the directory untrusted, a damaged link): that is

@@ -104,6 +104,12 @@ type Store struct {
 	// rollback.
 	Keep int
 	Now  func() time.Time
+	// Link is how the visible names reach the live generation: symbolic
+	// links, or copies where links cannot be made (see LinkMode).
+	Link LinkMode
+	// crashAt, set by tests, is called at each step of a copy-mode swap
+	// (see swapCopies): a test ends the process there to crash it.
+	crashAt func(step string)
 }
 
 // NewStore returns a store for a layout's directory.
@@ -124,7 +130,7 @@ func (s *Store) now() time.Time {
 // open makes sure the directory exists, is a real directory this process
 // may trust, and has the layout's mode and owner; then opens it as a root
 // that no symlink can lead out of.
-func (s *Store) open(create bool) (*os.Root, error) {
+func (s *Store) open(create bool) (*liveDir, error) {
 	fi, err := os.Lstat(s.Dir)
 	if errors.Is(err, fs.ErrNotExist) && create {
 		if err := os.MkdirAll(filepath.Dir(s.Dir), 0o755); err != nil {
@@ -156,12 +162,18 @@ func (s *Store) open(create bool) (*os.Root, error) {
 			return nil, err
 		}
 	}
-	return os.OpenRoot(s.Dir)
+	r, err := os.OpenRoot(s.Dir)
+	if err != nil {
+		return nil, err
+	}
+	root := &liveDir{Root: r}
+	root.copies, root.why = s.linkMode(root)
+	return root, nil
 }
 
 // openLocked is open plus the directory's lock, so that the agent's
 // repairs and an admin's install never interleave; unlock also closes root.
-func (s *Store) openLocked(create bool) (*os.Root, func(), error) {
+func (s *Store) openLocked(create bool) (*liveDir, func(), error) {
 	root, err := s.open(create)
 	if err != nil {
 		return nil, nil, err
@@ -249,8 +261,10 @@ func (s *Store) InstallDecided(source string, decide func() ([]File, error), bef
 		return Installed{}, err
 	}
 	defer unlock()
-	if err := platform.CheckSymlinks(root); err != nil {
-		return Installed{}, fmt.Errorf("%s: %w", s.Dir, err)
+	if !root.copies {
+		if err := platform.CheckSymlinks(root.Root); err != nil {
+			return Installed{}, fmt.Errorf("%s: %w (or set link_mode = \"copy\" for the bundle)", s.Dir, err)
+		}
 	}
 	if err := s.recover(root); err != nil {
 		return Installed{}, err
@@ -293,9 +307,12 @@ func (s *Store) InstallDecided(source string, decide func() ([]File, error), bef
 		return Installed{Generation: gen}, err
 	}
 	// Links first: a name that is new in this generation dangles (reads as
-	// missing) until the swap makes all of them appear together.
-	if err := s.linkAll(root, names(files), true); err != nil {
-		return Installed{Generation: gen}, err
+	// missing) until the swap makes all of them appear together. (Copies
+	// are the swap's own work.)
+	if !root.copies {
+		if err := s.linkAll(root, names(files), true); err != nil {
+			return Installed{Generation: gen}, err
+		}
 	}
 	if beforeSwap != nil {
 		if err := beforeSwap(gen); err != nil {
@@ -316,7 +333,7 @@ func (s *Store) InstallDecided(source string, decide func() ([]File, error), bef
 // (byte for byte the generation's: sameFiles). So it works where no sealed
 // copy is left, and writes missing or damaged sealed copies again for the
 // repairs to come. It returns what it found and restored.
-func (s *Store) restore(root *os.Root, live Generation, files []File) ([]Drift, error) {
+func (s *Store) restore(root *liveDir, live Generation, files []File) ([]Drift, error) {
 	data := map[string][]byte{}
 	for _, f := range files {
 		data[f.Name] = f.Data
@@ -334,6 +351,9 @@ func (s *Store) restore(root *os.Root, live Generation, files []File) ([]Drift, 
 	if err != nil {
 		return drift, err
 	}
+	if root.copies {
+		return drift, nil
+	}
 	// The links' owner, which FindDrift does not judge.
 	return drift, s.linkAll(root, names(files), true)
 }
@@ -341,7 +361,7 @@ func (s *Store) restore(root *os.Root, live Generation, files []File) ([]Drift, 
 // reseal writes again each sealed copy of generation g that is missing or
 // no longer matches ..meta.json, from data when it holds the recorded
 // content.
-func (s *Store) reseal(root *os.Root, g Generation, data map[string][]byte) ([]Drift, error) {
+func (s *Store) reseal(root *liveDir, g Generation, data map[string][]byte) ([]Drift, error) {
 	var out []Drift
 	sealed := g.Name + "/" + sealedDir
 	for _, name := range sortedNames(g.Files) {
@@ -406,7 +426,7 @@ const (
 // classifyVisible says what a visible name holds, refusing what certkeeper
 // did not put there and must not overwrite: a symlink elsewhere (it could
 // lead a write anywhere), a directory, a device.
-func (s *Store) classifyVisible(root *os.Root, name string) (visible, fs.FileInfo, error) {
+func (s *Store) classifyVisible(root *liveDir, name string) (visible, fs.FileInfo, error) {
 	fi, err := root.Lstat(name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return visMissing, nil, nil
@@ -436,7 +456,7 @@ func (s *Store) classifyVisible(root *os.Root, name string) (visible, fs.FileInf
 
 // checkVisible refuses before anything is written when a name holds
 // something certkeeper must not replace.
-func (s *Store) checkVisible(root *os.Root, files []File) error {
+func (s *Store) checkVisible(root *liveDir, files []File) error {
 	for _, f := range files {
 		if _, _, err := s.classifyVisible(root, f.Name); err != nil {
 			return err
@@ -450,7 +470,7 @@ func (s *Store) checkVisible(root *os.Root, files []File) error {
 // their own, and replaces each by a link to the same content. Each step
 // keeps what readers see unchanged, so the swap that follows changes all
 // names at once instead of one file after another.
-func (s *Store) adopt(root *os.Root, files []File) error {
+func (s *Store) adopt(root *liveDir, files []File) error {
 	var existing []File
 	for _, f := range files {
 		data, ok, err := s.readRegular(root, f.Name)
@@ -471,6 +491,11 @@ func (s *Store) adopt(root *os.Root, files []File) error {
 	if err := s.swap(root, gen.Name); err != nil {
 		return err
 	}
+	if root.copies {
+		// The swap replaced each file by a copy of the same content, now
+		// with the layout's mode.
+		return nil
+	}
 	// The adopted generation holds the files' content; no need to keep
 	// the originals under ..displaced as well.
 	return s.linkAll(root, names(existing), false)
@@ -478,7 +503,7 @@ func (s *Store) adopt(root *os.Root, files []File) error {
 
 // readRegular reads a regular file at a visible name: what adopt takes in.
 // ok is false when the name holds no regular file.
-func (s *Store) readRegular(root *os.Root, name string) (data []byte, ok bool, err error) {
+func (s *Store) readRegular(root *liveDir, name string) (data []byte, ok bool, err error) {
 	fi, err := root.Lstat(name)
 	if err != nil || !fi.Mode().IsRegular() {
 		return nil, false, nil
@@ -529,7 +554,7 @@ func (s *Store) HandCopied(names []string) (map[string][]byte, error) {
 // stage writes a complete generation under a temporary name and renames it
 // into place. Every file is created with its final mode and owner before
 // its first byte, so a key is never readable by others, not even briefly.
-func (s *Store) stage(root *os.Root, files []File, source, replaced string) (Generation, error) {
+func (s *Store) stage(root *liveDir, files []File, source, replaced string) (Generation, error) {
 	seq, err := s.nextSeq(root)
 	if err != nil {
 		return Generation{}, err
@@ -583,15 +608,15 @@ func (s *Store) stage(root *os.Root, files []File, source, replaced string) (Gen
 	return gen, syncDir(root, ".")
 }
 
-func (s *Store) writeFile(root *os.Root, name string, data []byte, mode fs.FileMode) error {
-	return s.ownerHint(platform.WriteNewFile(root, name, data, mode, s.Owner, true))
+func (s *Store) writeFile(root *liveDir, name string, data []byte, mode fs.FileMode) error {
+	return s.ownerHint(platform.WriteNewFile(root.Root, name, data, mode, s.Owner, true))
 }
 
 // replaceFile writes name atomically (platform.AtomicWrite) through tmp, a
 // name of this store's own that recover removes when a crash leaves it.
-func (s *Store) replaceFile(root *os.Root, tmp, name string, data []byte, mode fs.FileMode) error {
+func (s *Store) replaceFile(root *liveDir, tmp, name string, data []byte, mode fs.FileMode) error {
 	w := platform.AtomicWrite{Mode: mode, Owner: s.Owner, Temp: tmp}
-	return s.ownerHint(w.WriteFileIn(root, name, data))
+	return s.ownerHint(w.WriteFileIn(root.Root, name, data))
 }
 
 func (s *Store) ownerHint(err error) error {
@@ -601,7 +626,7 @@ func (s *Store) ownerHint(err error) error {
 	return err
 }
 
-func syncDir(root *os.Root, name string) error { return platform.SyncDirIn(root, name) }
+func syncDir(root *liveDir, name string) error { return platform.SyncDirIn(root.Root, name) }
 
 func randomSuffix() string {
 	var b [6]byte
@@ -609,13 +634,17 @@ func randomSuffix() string {
 	return hex.EncodeToString(b[:])
 }
 
-// swap points ..data at a generation with a single rename. The record of
+// swap points ..data at a generation with a single rename (in the copy
+// mode: see swapCopies). The record of
 // the live generation is written first: if the rename then fails, or the
 // process dies before it, ..data still names the live generation and the
 // next recover or repair puts the record right.
-func (s *Store) swap(root *os.Root, gen string) error {
+func (s *Store) swap(root *liveDir, gen string) error {
 	if err := s.recordLive(root, gen); err != nil {
 		return err
+	}
+	if root.copies {
+		return s.swapCopies(root, gen)
 	}
 	_ = root.Remove(dataTmp)
 	if err := root.Symlink(gen, dataTmp); err != nil {
@@ -628,14 +657,14 @@ func (s *Store) swap(root *os.Root, gen string) error {
 }
 
 // recordLive writes the name of the live generation to ..live, atomically.
-func (s *Store) recordLive(root *os.Root, gen string) error {
+func (s *Store) recordLive(root *liveDir, gen string) error {
 	_ = root.Remove(liveTmp)
 	return s.replaceFile(root, liveTmp, liveRecord, []byte(gen+"\n"), 0o600)
 }
 
 // syncLiveRecord makes ..live name g, the generation ..data points at,
 // when an interrupted swap or an older certkeeper left it otherwise.
-func (s *Store) syncLiveRecord(root *os.Root, g Generation) error {
+func (s *Store) syncLiveRecord(root *liveDir, g Generation) error {
 	if b, err := root.ReadFile(liveRecord); err == nil && strings.TrimSpace(string(b)) == g.Name {
 		return nil
 	}
@@ -647,7 +676,7 @@ func (s *Store) syncLiveRecord(root *os.Root, g Generation) error {
 
 // recordedLive is the generation ..live names, if it is still there and
 // whole.
-func (s *Store) recordedLive(root *os.Root) (Generation, bool) {
+func (s *Store) recordedLive(root *liveDir) (Generation, bool) {
 	b, err := root.ReadFile(liveRecord)
 	if err != nil {
 		return Generation{}, false
@@ -671,7 +700,7 @@ func (s *Store) recordedLive(root *os.Root) (Generation, bool) {
 // linkAll makes every visible name a link into ..data. A regular file found
 // in its place (a drifted copy) is kept under ..displaced/ rather than lost,
 // when keep is set.
-func (s *Store) linkAll(root *os.Root, files []string, keep bool) error {
+func (s *Store) linkAll(root *liveDir, files []string, keep bool) error {
 	for _, name := range files {
 		kind, fi, err := s.classifyVisible(root, name)
 		if err != nil {
@@ -707,7 +736,7 @@ func (s *Store) linkAll(root *os.Root, files []string, keep bool) error {
 
 // displace keeps a hard link to a regular file that is about to be replaced
 // by certkeeper's link, so a hand-placed file is never silently lost.
-func (s *Store) displace(root *os.Root, name string) error {
+func (s *Store) displace(root *liveDir, name string) error {
 	if err := root.Mkdir(displaced, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("%s: %w", s.Dir, err)
 	}
@@ -747,7 +776,7 @@ type displacedCopy struct {
 
 // displacedCopies lists ..displaced/, oldest first: by the sequence that
 // ends each name, a copy of an older version (none) first.
-func displacedCopies(root *os.Root) ([]displacedCopy, error) {
+func displacedCopies(root *liveDir) ([]displacedCopy, error) {
 	d, err := root.Open(displaced)
 	if err != nil {
 		return nil, err
@@ -780,7 +809,7 @@ func displacedCopies(root *os.Root) ([]displacedCopy, error) {
 }
 
 // Generations lists the generation directories, oldest first.
-func (s *Store) generations(root *os.Root) ([]Generation, error) {
+func (s *Store) generations(root *liveDir) ([]Generation, error) {
 	d, err := root.Open(".")
 	if err != nil {
 		return nil, err
@@ -815,7 +844,7 @@ func genSeq(name string) (int, bool) {
 	return n, err == nil && n > 0
 }
 
-func (s *Store) nextSeq(root *os.Root) (int, error) {
+func (s *Store) nextSeq(root *liveDir) (int, error) {
 	gens, err := s.generations(root)
 	if err != nil {
 		return 0, err
@@ -827,8 +856,8 @@ func (s *Store) nextSeq(root *os.Root) (int, error) {
 }
 
 // live returns the generation ..data points at.
-func (s *Store) live(root *os.Root) (Generation, error) {
-	target, err := root.Readlink(dataLink)
+func (s *Store) live(root *liveDir) (Generation, error) {
+	target, err := s.dataTarget(root)
 	if errors.Is(err, fs.ErrNotExist) {
 		return Generation{}, ErrNoGeneration
 	}
@@ -882,7 +911,9 @@ func (s *Store) Generations() ([]Generation, error) {
 // Recover finishes or undoes whatever an interrupted install left behind:
 // staging directories and temporary links are removed (nothing points at
 // them), and every name of the live generation is linked again. The swap
-// itself is a single rename, so there is no half-swapped state to repair.
+// itself is a single rename, so there is no half-swapped state to repair;
+// in the copy mode it is not, and a swap its journal shows interrupted is
+// finished (see swapCopies).
 func (s *Store) Recover() error {
 	root, unlock, err := s.openLocked(false)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -895,7 +926,7 @@ func (s *Store) Recover() error {
 	return s.recover(root)
 }
 
-func (s *Store) recover(root *os.Root) error {
+func (s *Store) recover(root *liveDir) error {
 	d, err := root.Open(".")
 	if err != nil {
 		return err
@@ -907,7 +938,8 @@ func (s *Store) recover(root *os.Root) error {
 	}
 	for _, e := range entries {
 		n := e.Name()
-		if strings.HasPrefix(n, tmpPrefix) || strings.HasPrefix(n, linkTmp) || n == dataTmp || n == liveTmp {
+		if strings.HasPrefix(n, tmpPrefix) || strings.HasPrefix(n, linkTmp) || n == dataTmp || n == liveTmp ||
+			strings.HasPrefix(n, copyTmp) || n == swapTmp || strings.HasPrefix(n, aclProbe) {
 			if err := root.RemoveAll(n); err != nil {
 				return fmt.Errorf("%s: remove leftover %s: %w", s.Dir, n, err)
 			}
@@ -918,6 +950,9 @@ func (s *Store) recover(root *os.Root) error {
 			}
 		}
 	}
+	if err := s.recoverJournal(root); err != nil {
+		return err
+	}
 	live, err := s.live(root)
 	if errors.Is(err, ErrNoGeneration) {
 		return nil
@@ -927,6 +962,20 @@ func (s *Store) recover(root *os.Root) error {
 	}
 	if err := s.syncLiveRecord(root, live); err != nil {
 		return err
+	}
+	// A directory whose mode changed (link_mode, or the privilege to make
+	// links) changes at its next swap; this is one, to the live generation.
+	fi, err := root.Lstat(dataLink)
+	if err != nil {
+		return fmt.Errorf("%s: %w", filepath.Join(s.Dir, dataLink), err)
+	}
+	if isLink := fi.Mode()&fs.ModeSymlink != 0; root.copies == isLink {
+		if err := s.swap(root, live.Name); err != nil {
+			return err
+		}
+	}
+	if root.copies {
+		return s.placeMissing(root, live)
 	}
 	var want []string
 	for name := range live.Files {
@@ -981,15 +1030,17 @@ func (s *Store) RollbackDecided(check func(to Generation, files map[string][]byt
 	o.DataTarget = to.Name
 	var fileDrift []Drift
 	for _, d := range FindDrift(o) {
-		if d.Kind == DriftContent || d.Kind == DriftMode || d.Kind == DriftOwner || (d.Kind == DriftDirMode || d.Kind == DriftDirOwner) && d.Name != "." {
+		if !d.Copy && (d.Kind == DriftContent || d.Kind == DriftMode || d.Kind == DriftOwner || d.Kind == DriftAccess) || (d.Kind == DriftDirMode || d.Kind == DriftDirOwner) && d.Name != "." {
 			fileDrift = append(fileDrift, d)
 		}
 	}
 	if err := s.repair(root, o, fileDrift, nil); err != nil {
 		return from, to, err
 	}
-	if err := s.linkAll(root, sortedNames(to.Files), true); err != nil {
-		return from, to, err
+	if !root.copies {
+		if err := s.linkAll(root, sortedNames(to.Files), true); err != nil {
+			return from, to, err
+		}
 	}
 	if beforeSwap != nil {
 		if err := beforeSwap(from, to); err != nil {
@@ -1018,7 +1069,7 @@ func (s *Store) Previous() (Generation, error) {
 	return s.previous(root, live)
 }
 
-func (s *Store) previous(root *os.Root, live Generation) (Generation, error) {
+func (s *Store) previous(root *liveDir, live Generation) (Generation, error) {
 	gens, err := s.generations(root)
 	if err != nil {
 		return Generation{}, err
@@ -1054,7 +1105,7 @@ func (s *Store) ReadGeneration(g Generation) (map[string][]byte, error) {
 // the sealed copies, or from the files themselves while they still match
 // ..meta.json. Content edited through a visible link is never returned as
 // if it were the installed bundle.
-func (s *Store) readGeneration(root *os.Root, g Generation) (map[string][]byte, error) {
+func (s *Store) readGeneration(root *liveDir, g Generation) (map[string][]byte, error) {
 	files := map[string][]byte{}
 	for name, m := range g.Files {
 		b, err := s.pristine(root, g.Name, name, m)
@@ -1066,7 +1117,7 @@ func (s *Store) readGeneration(root *os.Root, g Generation) (map[string][]byte, 
 	return files, nil
 }
 
-func (s *Store) pristine(root *os.Root, gen, name string, m Meta) ([]byte, error) {
+func (s *Store) pristine(root *liveDir, gen, name string, m Meta) ([]byte, error) {
 	if b, err := root.ReadFile(gen + "/" + sealedDir + "/" + name); err == nil && hashOf(b) == m.SHA256 {
 		return b, nil
 	}
@@ -1095,7 +1146,7 @@ func sortedNames(m map[string]Meta) []string {
 // replaced, what that one replaced, …), then the newest by number. Newest
 // alone is not enough: after a rollback, the newest generation is the one
 // rolled away from, and what the next install replaces is older.
-func (s *Store) prune(root *os.Root) error {
+func (s *Store) prune(root *liveDir) error {
 	live, err := s.live(root)
 	if err != nil {
 		return err

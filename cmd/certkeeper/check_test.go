@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/agent"
-	"github.com/certkeeper/certkeeper/internal/testenv"
 	"github.com/certkeeper/certkeeper/internal/testpki"
 )
 
@@ -31,7 +30,6 @@ func writeRejected(t *testing.T, n *node, at time.Time, dir string) {
 // directory is removed, or the admin acknowledges it; the line is a Nagios
 // plugin's, with the seconds to expiry as performance data.
 func TestCheckRejectedSetWarnsUntilSettled(t *testing.T) {
-	testenv.NeedSymlinks(t)
 	ca := testpki.NewCA(t, "cluster", testpki.Options{})
 	n := newNode(t, "flocker-node", "node-1", "")
 	install := func() {

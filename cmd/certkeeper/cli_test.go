@@ -102,7 +102,6 @@ func (n *node) install(paths ...string) result {
 // Each bad bundle: install exits 1, says why, and the live directory is
 // byte for byte what it was.
 func TestInstallOfABadBundleChangesNothing(t *testing.T) {
-	testenv.NeedSymlinks(t)
 	now := time.Now()
 	ca := testpki.NewCA(t, "cluster", testpki.Options{})
 	other := testpki.NewCA(t, "other", testpki.Options{})
@@ -170,7 +169,7 @@ func TestInstallOfABadBundleChangesNothing(t *testing.T) {
 
 // Reloads run once per change and never without one.
 func TestInstallReloadsOnlyOnChange(t *testing.T) {
-	testenv.NeedSymlinks(t)
+	testenv.NeedUnix(t, "/bin/sh, which its reload commands run")
 	ca := testpki.NewCA(t, "cluster", testpki.Options{})
 	log := filepath.Join(t.TempDir(), "reloads")
 	n := newNode(t, "glow", "localhost", fmt.Sprintf("  [[bundle.reload]]\n  command = [\"/bin/sh\", \"-c\", \"echo reload >> %s\"]\n", log))
@@ -207,7 +206,7 @@ func TestInstallReloadsOnlyOnChange(t *testing.T) {
 }
 
 func TestInstallReportsAFailedReload(t *testing.T) {
-	testenv.NeedSymlinks(t)
+	testenv.NeedUnix(t, "/bin/sh, which its reload commands run")
 	ca := testpki.NewCA(t, "cluster", testpki.Options{})
 	p := ca.Issue(t, "localhost", testpki.Options{})
 	n := newNode(t, "glow", "localhost", "  [[bundle.reload]]\n  command = [\"/bin/sh\", \"-c\", \"echo daemon not found >&2; exit 3\"]\n")
@@ -302,7 +301,7 @@ func TestVerifySelfSignedClusterio(t *testing.T) {
 }
 
 func TestStatusAndCheck(t *testing.T) {
-	testenv.NeedSymlinks(t)
+	testenv.NeedUnix(t, "mode bits, which status shows and a chmod drifts")
 	ca := testpki.NewCA(t, "cluster", testpki.Options{})
 	now := time.Now()
 	n := newNode(t, "flocker-node", "node-1", "")
@@ -371,7 +370,7 @@ func TestUsageErrorsExit2(t *testing.T) {
 // loosened live files, says what it repaired, and reloads nothing: the
 // daemon is given exactly what it had.
 func TestInstallAgainRepairsTheLiveFiles(t *testing.T) {
-	testenv.NeedSymlinks(t)
+	testenv.NeedUnix(t, "/bin/sh, which its reload commands run")
 	ca := testpki.NewCA(t, "cluster", testpki.Options{})
 	log := filepath.Join(t.TempDir(), "reloads")
 	n := newNode(t, "glow", "localhost", fmt.Sprintf("  [[bundle.reload]]\n  command = [\"/bin/sh\", \"-c\", \"echo reload >> %s\"]\n", log))
@@ -402,7 +401,6 @@ func TestInstallAgainRepairsTheLiveFiles(t *testing.T) {
 // state directory is broken) says so and exits 1, rather than claiming the
 // agent will not pull it again.
 func TestRollbackSaysWhenTheRefusedListFails(t *testing.T) {
-	testenv.NeedSymlinks(t)
 	ca := testpki.NewCA(t, "cluster", testpki.Options{})
 	n := newNode(t, "glow", "localhost", "")
 	for _, p := range []*testpki.Pair{ca.Issue(t, "localhost", testpki.Options{}), ca.Issue(t, "localhost", testpki.Options{})} {

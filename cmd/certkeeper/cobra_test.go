@@ -90,7 +90,7 @@ func TestDefaultsFromEnvironment(t *testing.T) {
 	if r := certkeeperEnv(t, []string{"CERTKEEPER_CONFIG=/nonexistent-env.toml"}, "status"); r.code != 1 || !strings.Contains(r.stderr, "/nonexistent-env.toml") {
 		t.Fatalf("status with CERTKEEPER_CONFIG: %+v", r)
 	}
-	if r := certkeeperEnv(t, []string{"CERTKEEPER_CONFIG="}, "status"); !strings.Contains(r.stderr, "/etc/certkeeper/certkeeper.toml") && r.code != 0 {
+	if r := certkeeperEnv(t, []string{"CERTKEEPER_CONFIG="}, "status"); !strings.Contains(r.stderr, platform.DefaultConfigPath()) && r.code != 0 {
 		t.Fatalf("status without config: %+v", r)
 	}
 }

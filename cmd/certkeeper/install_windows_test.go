@@ -10,7 +10,9 @@ import (
 )
 
 // Where this process cannot make symbolic links (Wine 8; Windows without
-// SeCreateSymbolicLinkPrivilege), install says so before writing anything.
+// SeCreateSymbolicLinkPrivilege), a bundle that insists on links
+// (link_mode = "symlink") is refused before anything is written, saying
+// why; with the default, the store uses copies (the next test).
 func TestInstallWithoutSymlinksSaysWhyAndWritesNothing(t *testing.T) {
 	dir := t.TempDir()
 	if err := os.Symlink("x", dir+`\probe`); err == nil {
@@ -20,9 +22,9 @@ func TestInstallWithoutSymlinksSaysWhyAndWritesNothing(t *testing.T) {
 	}
 	ca := testpki.NewCA(t, "cluster", testpki.Options{})
 	leaf := ca.Issue(t, "node-1", testpki.Options{})
-	n := newNode(t, "flocker-node", "node-1", "")
+	n := newNode(t, "flocker-node", "node-1", "link_mode = \"symlink\"\n")
 	r := n.install(n.files(map[string][]byte{"node.crt": leaf.CertPEM(), "node.key": leaf.KeyPEM(t), "cluster.crt": ca.CertPEM()})...)
-	if r.code != 1 || !strings.Contains(r.stderr, "cannot make symbolic links here") {
+	if r.code != 1 || !strings.Contains(r.stderr, "cannot make symbolic links here") || !strings.Contains(r.stderr, `link_mode = "copy"`) {
 		t.Fatalf("install: %+v, want exit 1 saying symbolic links cannot be made", r)
 	}
 	entries, _ := os.ReadDir(n.live)
@@ -30,6 +32,29 @@ func TestInstallWithoutSymlinksSaysWhyAndWritesNothing(t *testing.T) {
 		if !strings.HasPrefix(e.Name(), "..lock") {
 			t.Errorf("%s written into the live directory", e.Name())
 		}
+	}
+}
+
+// Without symbolic links, the default link_mode installs copies, and
+// status says the live files are copies and why.
+func TestInstallWithoutSymlinksUsesCopiesAndSaysSo(t *testing.T) {
+	if testenv.SymlinksErr() == nil {
+		t.Skip("this process can make symbolic links: auto uses them")
+	}
+	ca := testpki.NewCA(t, "cluster", testpki.Options{})
+	leaf := ca.Issue(t, "node-1", testpki.Options{})
+	n := newNode(t, "flocker-node", "node-1", "")
+	if r := n.install(n.files(map[string][]byte{"node.crt": leaf.CertPEM(), "node.key": leaf.KeyPEM(t), "cluster.crt": ca.CertPEM()})...); r.code != 0 {
+		t.Fatalf("install: %+v", r)
+	}
+	for _, name := range []string{"node.crt", "node.key", "cluster.crt"} {
+		if fi, err := os.Lstat(n.live + `\` + name); err != nil || !fi.Mode().IsRegular() {
+			t.Fatalf("%s: %v, %v; want a regular file", name, fi, err)
+		}
+	}
+	r := certkeeper(t, "status", "--config", n.config)
+	if r.code != 0 || !strings.Contains(r.stdout, "live files") || !strings.Contains(r.stdout, "copies (the directory was installed with copies") {
+		t.Fatalf("status: %+v, want a live files line saying copies and why", r)
 	}
 }
 

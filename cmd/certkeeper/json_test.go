@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/certkeeper/certkeeper/internal/testenv"
 	"github.com/certkeeper/certkeeper/internal/testpki"
 )
 
@@ -19,7 +18,6 @@ import (
 // times, integer seconds, key types as --key-type spells them, health as
 // check's words (docs/json.md).
 func TestJSONVocabulary(t *testing.T) {
-	testenv.NeedSymlinks(t)
 	ca := testpki.NewCA(t, "cluster", testpki.Options{})
 	c := ca.Issue(t, "node-1", testpki.Options{NotAfter: time.Now().Add(90 * 24 * time.Hour)})
 	n := newNode(t, "flocker-node", "node-1", "")

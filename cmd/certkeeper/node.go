@@ -457,6 +457,9 @@ func printStatus(w io.Writer, r agent.Report) {
 		if len(st.Previous) > 0 {
 			fmt.Fprintf(t, "  kept\t%s\n", strings.Join(st.Previous, ", "))
 		}
+		if st.LinkMode != "" {
+			fmt.Fprintf(t, "  live files\t%s\n", st.LinkModeWhy)
+		}
 	}
 	if l := st.Leaf; l != nil {
 		fmt.Fprintf(t, "  subject\t%s\n", l.Subject)

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/certkeeper/certkeeper/internal/testenv"
 	"github.com/certkeeper/certkeeper/internal/testpki"
 )
 
@@ -141,7 +140,6 @@ func reignDial(t *testing.T, from, server *reignNode) error {
 // the id as a SAN (the old guide's openssl recipe) fails that handshake
 // exactly as reign does, and certkeeper warns that it will.
 func TestReignAcceptsCertkeeperCertificates(t *testing.T) {
-	testenv.NeedSymlinks(t)
 	for _, c := range []struct {
 		layout, cert, key, ca, keyType string
 	}{

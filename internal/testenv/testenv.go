@@ -60,6 +60,13 @@ func NeedSymlinks(t testing.TB) {
 	}
 }
 
+// SymlinksErr says why this process cannot make symbolic links (nil: it
+// can), probed once as NeedSymlinks does.
+func SymlinksErr() error {
+	symlinksOnce.Do(func() { symlinksErr = probeSymlinks() })
+	return symlinksErr
+}
+
 // probeSymlinks makes a symbolic link in a temporary directory, through
 // os.Root as the store does, and reads it back (Wine 8's CreateSymbolicLink
 // reports success and makes nothing).
