@@ -149,6 +149,7 @@ func TestServedCheckRollsBackADaemonThatIgnoresItsReload(t *testing.T) {
 	r := certkeeper(t, "check", "--config", s.n.config)
 	if r.code != 1 || !strings.Contains(r.stdout, "served check") {
 		t.Fatalf("check after a served rollback: %+v", r)
-	}	// The daemon serves the live (rolled-back) leaf again.
+	}
+	// The daemon serves the live (rolled-back) leaf again.
 	waitFor(t, "certkeeper_served_matches_live 1 after the rollback", func() bool { return strings.HasSuffix(s.servedMetric(), " 1") })
 }
