@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -41,6 +42,13 @@ func TestVerifyWarnsOfACertificateWithoutTheIDSAN(t *testing.T) {
 	}
 	if strings.Contains(warning, "))") {
 		t.Fatalf("doubled parentheses: %s", warning)
+	}
+
+	// --json carries the same warning.
+	code, stdout, _ = runIn(append([]string{"verify", "--layout", "reign", "--node-id", "1", "--json"}, files...)...)
+	var v verifyJSON
+	if err := json.Unmarshal([]byte(stdout), &v); code != 0 || err != nil || !v.Valid || len(v.Warnings) != 1 || "WARNING: "+v.Warnings[0] != want {
+		t.Fatalf("verify --json: exit %d, %v: %+v", code, err, v)
 	}
 
 	// Re-issued with the id as a SAN, as certkeeper's CA does: no warning.
