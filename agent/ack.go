@@ -38,17 +38,10 @@ func Acknowledge(c *Config, bundle string, now time.Time) error {
 		}
 		names = []string{b.Name}
 	}
-	dir := filepath.Join(c.StateDir, "ack")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("acknowledge: %w", err)
-	}
 	for _, n := range names {
-		tmp := ackPath(c, n) + ".new"
-		err := os.WriteFile(tmp, []byte(now.UTC().Format(time.RFC3339Nano)+"\n"), 0o600)
-		if err == nil {
-			err = os.Rename(tmp, ackPath(c, n))
-		}
-		if err != nil {
+		// The one atomic write (platform.AtomicWrite), fsynced: an
+		// acknowledgement survives a power cut whole or not at all.
+		if err := writeFileAtomic(ackPath(c, n), []byte(now.UTC().Format(time.RFC3339Nano)+"\n"), 0o600, 0o700, true); err != nil {
 			return fmt.Errorf("acknowledge bundle %q: %w", n, err)
 		}
 	}

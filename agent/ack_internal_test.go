@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -38,6 +39,14 @@ func TestSettledRejectedSet(t *testing.T) {
 	}
 	if h := health(); h != rotate.OK {
 		t.Fatalf("after the ack: %s", h)
+	}
+	// Written by the one atomic write: the record alone, 0600, no
+	// temporary file beside it.
+	if ents, _ := os.ReadDir(filepath.Join(root, "state", "ack")); len(ents) != 1 || ents[0].Name() != "b" {
+		t.Fatalf("the ack directory holds %v, want only b", ents)
+	}
+	if fi, err := os.Stat(ackPath(c, "b")); err != nil || (runtime.GOOS != "windows" && fi.Mode().Perm() != 0o600) {
+		t.Fatalf("the ack record: %v %v, want 0600", fi, err)
 	}
 	os.RemoveAll(filepath.Join(root, "state", "ack"))
 	if h := health(); h != rotate.Warning {

@@ -201,26 +201,37 @@ func TestVerdict(t *testing.T) {
 		r      *Report
 		done   bool
 		failed bool
+		says   string // in the failure's detail
 	}{
-		{"installed and checked", b(func(*BundleReport) {}), true, false},
-		{"served the new one", b(func(x *BundleReport) { x.ServedSerial = "0b:00" }), true, false},
-		{"still serving the old one", b(func(x *BundleReport) { x.ServedSerial = "0A:00" }), false, false},
-		{"not installed yet", b(func(x *BundleReport) { x.Serial = "0A:00"; x.LastCheckAt = since.Add(-time.Hour) }), false, false},
-		{"check ran before the push", b(func(x *BundleReport) { x.LastCheckAt = since.Add(-time.Second) }), false, false},
-		{"reload owed", b(func(x *BundleReport) { x.Owed = "reload" }), false, false},
-		{"check failed after the push", b(func(x *BundleReport) { x.Serial = "0A:00"; x.LastCheck = "failed" }), false, true},
+		{"installed and checked", b(func(*BundleReport) {}), true, false, ""},
+		{"served the new one", b(func(x *BundleReport) { x.ServedSerial = "0b:00" }), true, false, ""},
+		{"still serving the old one", b(func(x *BundleReport) { x.ServedSerial = "0A:00" }), false, false, ""},
+		{"not installed yet", b(func(x *BundleReport) { x.Serial = "0A:00"; x.LastCheckAt = since.Add(-time.Hour) }), false, false, ""},
+		{"check ran before the push", b(func(x *BundleReport) { x.LastCheckAt = since.Add(-time.Second) }), false, false, ""},
+		{"reload owed", b(func(x *BundleReport) { x.Owed = "reload" }), false, false, ""},
+		{"check failed after the push", b(func(x *BundleReport) { x.Serial = "0A:00"; x.LastCheck = "failed" }), false, true, "rolled back to serial 0A:00; its check failed at "},
+		{"served check failed, rolled back", b(func(x *BundleReport) {
+			x.Serial, x.ServedSerial, x.LastCheck, x.Health = "0A:00", "0A:00", "failed", "WARNING"
+			x.HealthText = "check failed at 2026-12-01 10:00:00 UTC: served check: 127.0.0.1:1 serves serial 0a:00, not the live serial 0b:00: the daemon did not take its reload"
+		}), false, true, "rolled back to serial 0A:00; the agent says: check failed at 2026-12-01 10:00:00 UTC: served check: "},
+		{"check failed, rollback refused: still live", b(func(x *BundleReport) {
+			x.LastCheck, x.Health, x.HealthText = "failed", "WARNING", "check failed at 2026-12-01 10:00:00 UTC: exit 1; rollback refused: nothing to go back to"
+		}), false, true, "the agent says: check failed"},
 		{"install refused after the push", b(func(x *BundleReport) {
 			x.Serial = "0A:00"
 			x.LastError = "rejected"
 			x.LastErrorAt = t0
 			x.LastCheckAt = since.Add(-time.Hour)
-		}), false, true},
-		{"installed but critical", b(func(x *BundleReport) { x.Health = "CRITICAL" }), false, true},
+		}), false, true, ""},
+		{"installed but critical", b(func(x *BundleReport) { x.Health = "CRITICAL" }), false, true, ""},
 	}
 	for _, c := range cases {
 		done, why := Verdict(c.r, w)
-		if done != c.done || (why != "") != c.failed {
+		if done != c.done || (why != "") != c.failed || !strings.Contains(why, c.says) {
 			t.Errorf("%s: done %v failed %q", c.name, done, why)
+		}
+		if strings.Contains(why, "rolled back to serial") != strings.HasPrefix(c.says, "rolled back") {
+			t.Errorf("%s: %q says rolled back wrongly", c.name, why)
 		}
 	}
 }

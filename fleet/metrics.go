@@ -3,13 +3,13 @@ package fleet
 import (
 	"bytes"
 	"io"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/certkeeper/certkeeper/platform"
 )
 
 // Metric names of fleet status's textfile (docs/admin-host.md lists them).
@@ -70,29 +70,12 @@ func b2f(b bool) float64 {
 	return 0
 }
 
-// WriteTextfile writes the metrics to path atomically (a temporary file
-// in its directory, renamed into place), mode 0644 so node_exporter reads
-// it: the collector never sees half a file.
+// WriteTextfile writes the metrics to path with the project's one atomic
+// write (platform.AtomicWrite: a temporary file beside it, exactly 0644
+// before the first byte so node_exporter reads it, fsynced, renamed into
+// place): the collector never sees half a file.
 func WriteTextfile(path string, st []NodeStatus, sum Summary, now time.Time) error {
 	var buf bytes.Buffer
 	WriteMetrics(&buf, st, sum, now)
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(buf.Bytes())
-	if err == nil {
-		err = f.Chmod(0o644)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-	}
-	return err
+	return platform.WriteFileAtomic(path, buf.Bytes(), 0o644, platform.NoOwner)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -44,6 +45,17 @@ func TestTextfileParses(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "fleet.prom")
 	if err := WriteTextfile(p, st, Summarize(st, t0), t0); err != nil {
 		t.Fatal(err)
+	}
+	// Written again over the first: the one atomic write leaves the
+	// textfile alone, 0644 for node_exporter, no temporary file beside it.
+	if err := WriteTextfile(p, st, Summarize(st, t0), t0); err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(filepath.Dir(p)); len(ents) != 1 {
+		t.Fatalf("the textfile's directory holds %v, want only fleet.prom", ents)
+	}
+	if fi, err := os.Stat(p); err != nil || (runtime.GOOS != "windows" && fi.Mode().Perm() != 0o644) {
+		t.Fatalf("the textfile: %v %v, want 0644", fi, err)
 	}
 	data, err := os.ReadFile(p)
 	if err != nil {

@@ -467,7 +467,7 @@ func TestCanaryStopsAtADaemonThatIgnoresItsReload(t *testing.T) {
 		t.Fatalf("rollout: %v", err)
 	}
 	an := f.node[canary]
-	if o := out[0]; o.Outcome != fleet.OutcomeFailed || !strings.Contains(o.Detail, "did not take its reload") || !same(o.Installed, an.firstSerial) {
+	if o := out[0]; o.Outcome != fleet.OutcomeFailed || !strings.Contains(o.Detail, "rolled back to serial") || !strings.Contains(o.Detail, "did not take its reload") || !same(o.Installed, an.firstSerial) {
 		t.Errorf("%s: %s, installed %s: %q", o.ID, o.Outcome, o.Installed, o.Detail)
 	}
 	if !strings.Contains(an.agentLog(), "rolling back") {

@@ -58,11 +58,17 @@ func Verdict(r *Report, w Want) (done bool, failed string) {
 	}
 	fresh := !b.LastCheckAt.Before(w.Since)
 	if fresh && b.LastCheck == "failed" {
+		why := fmt.Sprintf("its check failed at %s", b.LastCheckAt.UTC().Format(time.RFC3339))
 		if b.HealthText != "" {
 			// The agent's own text says when, and what followed.
-			return false, "the agent says: " + b.HealthText
+			why = "the agent says: " + b.HealthText
 		}
-		return false, fmt.Sprintf("its check failed at %s", b.LastCheckAt.UTC().Format(time.RFC3339))
+		if b.Serial != "" && NormSerial(b.Serial) != NormSerial(w.Serial) {
+			// A check (or the served check) failed after the push and
+			// the pushed serial is no longer live: the agent rolled back.
+			why = fmt.Sprintf("rolled back to serial %s; %s", b.Serial, why)
+		}
+		return false, why
 	}
 	if NormSerial(b.Serial) != NormSerial(w.Serial) {
 		if !b.LastErrorAt.Before(w.Since) && b.LastError != "" {

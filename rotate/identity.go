@@ -20,7 +20,7 @@ type finding struct {
 // a SAN: certkeeper's CA adds it to every certificate it issues now, and
 // `ca issue --force` keeps the node's recorded names.
 func reissueHint(id string) string {
-	return fmt.Sprintf("re-issue it on the admin host: certkeeper ca issue node %s --force (names are kept; a node in CSR mode gets the SAN at its next renewal)", id)
+	return fmt.Sprintf("re-issue it on the admin host: certkeeper ca issue node %s --force; names are kept, and a node in CSR mode gets the SAN at its next renewal", id)
 }
 
 // identity applies the rules TLS peers apply to a node's certificate:
@@ -99,7 +99,7 @@ func nameRules(leaf *x509.Certificate, chain []*x509.Certificate, l Layout, id s
 		if !pki.LooksIssuedByCertkeeper(leaf) {
 			refuse = append(refuse, finding{
 				fmt.Sprintf("certificate's SANs (%s) do not name this node %q; its CN does, but TLS peers check only the SANs of a certificate that has them", pki.Describe(leaf).SANs(), id),
-				"issue it with the node id as a SAN (certkeeper ca issue node " + id + "; with openssl, subjectAltName = DNS:" + id + ")"})
+				"issue it with the node id as a SAN: certkeeper ca issue node " + id + ", or with openssl subjectAltName = DNS:" + id})
 			return refuse, warn
 		}
 		who := "peers that check names by SAN (Go programs, browsers) do not see it"

@@ -65,13 +65,7 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 	if err := noArgs(rest); err != nil {
 		return err
 	}
-	out := &demoOutput{w: e.stdout, fd: -1}
-	if f, ok := e.stdout.(*os.File); ok && !*plain && term.IsTerminal(int(f.Fd())) {
-		out.live, out.fd = true, int(f.Fd())
-		// NO_COLOR (https://no-color.org): the table still redraws in
-		// place, without colours.
-		out.color = !noColor()
-	}
+	out := newDemoOutput(e.stdout, *plain)
 	fmt.Fprintln(e.stdout, "certkeeper demo: the whole job on this machine, on 127.0.0.1 only; Ctrl-C stops it and cleans up.")
 	sum, err := demo.Run(ctx, demo.Options{Keep: *keep, Report: out})
 	if err != nil {
@@ -106,6 +100,20 @@ type demoOutput struct {
 	rows  []demo.Row
 	now   time.Time
 	table bool // a table series is running
+}
+
+// newDemoOutput decides how the demo prints to w: live (the table redrawn
+// in place) only on a terminal and without --non-interactive, coloured
+// only when live and NO_COLOR (https://no-color.org) is not set; a pipe
+// or a file gets plain lines without any escape sequence.
+func newDemoOutput(w io.Writer, plain bool) *demoOutput {
+	out := &demoOutput{w: w, fd: -1}
+	if f, ok := w.(*os.File); ok && !plain && term.IsTerminal(int(f.Fd())) {
+		out.live, out.fd = true, int(f.Fd())
+		// NO_COLOR: the table still redraws in place, without colours.
+		out.color = !noColor()
+	}
+	return out
 }
 
 // clear removes the table from the screen, to print above it.

@@ -86,6 +86,9 @@ type verifyJSON struct {
 	InstallsAs []string   `json:"installs_as,omitempty"`
 	// SecondsLeft is the leaf's validity left.
 	SecondsLeft *int64 `json:"seconds_left,omitempty"`
+	// Warnings are the WARNING lines of a valid bundle some peer will
+	// still refuse (no node id SAN), without the "WARNING: ".
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 func verifyReport(files []string, l rotate.Layout, nodeID string, b *rotate.Bundle, err error) verifyJSON {
@@ -110,6 +113,9 @@ func verifyReport(files []string, l rotate.Layout, nodeID string, b *rotate.Bund
 		for _, f := range rotate.Plan(b, l) {
 			out.InstallsAs = append(out.InstallsAs, f.Name)
 		}
+	}
+	for _, p := range b.Warnings {
+		out.Warnings = append(out.Warnings, p.Error())
 	}
 	return out
 }

@@ -23,6 +23,7 @@ type servedNode struct {
 	ca            *testpki.Pair
 	first, second *testpki.Pair
 	inbox         string
+	prom          string // the agent's metrics textfile
 }
 
 func startServed(t *testing.T, ignoreHUP bool, policy string) *servedNode {
@@ -39,8 +40,10 @@ func startServed(t *testing.T, ignoreHUP bool, policy string) *servedNode {
 	if policy != "" {
 		mismatch = fmt.Sprintf("served_mismatch = %q\n", policy)
 	}
+	s.prom = filepath.Join(s.n.root, "metrics.prom")
 	cfg := fmt.Sprintf(`node_id = "node-1"
 state_dir = %q
+metrics_textfile = %q
 
 [[bundle]]
 name = "b"
@@ -52,7 +55,7 @@ served_wait = "300ms"
   [[bundle.reload]]
   signal = "HUP"
   pidfile = %q
-`, filepath.Join(s.n.root, "state"), s.n.live, s.d.Addr, mismatch, s.d.Pidfile)
+`, filepath.Join(s.n.root, "state"), s.prom, s.n.live, s.d.Addr, mismatch, s.d.Pidfile)
 	testpki.WriteFile(t, s.n.root, "certkeeper.toml", []byte(cfg), 0o600)
 	s.a = startAgent(t, s.n.config)
 	t.Cleanup(func() { s.a.stop(t) })
@@ -65,6 +68,18 @@ served_wait = "300ms"
 		os.WriteFile(filepath.Join(s.inbox, name), data, 0o600)
 	}
 	return s
+}
+
+// servedMetric is the certkeeper_served_matches_live line of the
+// agent's metrics textfile, "" before it has one.
+func (s *servedNode) servedMetric() string {
+	m, _ := os.ReadFile(s.prom)
+	for _, line := range strings.Split(string(m), "\n") {
+		if strings.HasPrefix(line, `certkeeper_served_matches_live{bundle="b"} `) {
+			return line
+		}
+	}
+	return ""
 }
 
 func (s *servedNode) hups() int {
@@ -90,6 +105,7 @@ func TestServedCheckPassesWithOneReload(t *testing.T) {
 	if r := certkeeper(t, "check", "--config", s.n.config); r.code != 0 {
 		t.Fatalf("check: %+v", r)
 	}
+	waitFor(t, "certkeeper_served_matches_live 1", func() bool { return strings.HasSuffix(s.servedMetric(), " 1") })
 }
 
 // A daemon that ignores SIGHUP, served_mismatch = "report": the agent
@@ -113,6 +129,7 @@ func TestServedCheckReportsADaemonThatIgnoresItsReload(t *testing.T) {
 	if err != nil || !strings.Contains(string(live), strings.TrimSpace(string(s.second.CertPEM()))) {
 		t.Fatalf("the new certificate should stay live (report), err %v", err)
 	}
+	waitFor(t, "certkeeper_served_matches_live 0", func() bool { return strings.HasSuffix(s.servedMetric(), " 0") })
 }
 
 // The same daemon with served_mismatch = "rollback": after the extra
@@ -133,4 +150,6 @@ func TestServedCheckRollsBackADaemonThatIgnoresItsReload(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stdout, "served check") {
 		t.Fatalf("check after a served rollback: %+v", r)
 	}
+	// The daemon serves the live (rolled-back) leaf again.
+	waitFor(t, "certkeeper_served_matches_live 1 after the rollback", func() bool { return strings.HasSuffix(s.servedMetric(), " 1") })
 }
