@@ -281,10 +281,17 @@ func (p *Pipeline) owed(drop bool) (*Owed, OwedStep, error) {
 	if lerr != nil && !errors.Is(lerr, rotate.ErrNoGeneration) {
 		return nil, OwedNothing, lerr
 	}
-	step, applies := PlanOwed(o, g.Name)
+	// A copy-mode swap stopped by a held file: ..data still names the
+	// generation it replaces, but the record is the new one's, and must
+	// outlive the wait (PlanOwedSwapping).
+	swapping, serr := p.M.Store.Swapping()
+	if serr != nil {
+		return nil, OwedNothing, serr
+	}
+	step, applies := PlanOwedSwapping(o, g.Name, swapping)
 	if step == OwedNothing {
 		// For a generation that never became live: nothing to do.
-		if drop {
+		if drop && swapping == "" {
 			_ = dropOwed(p.B, o)
 		}
 		return nil, OwedNothing, nil
@@ -345,6 +352,13 @@ func (p *Pipeline) settle(ctx context.Context) Change {
 		o, step = &Owed{Generation: g.Name, Reload: len(b.Reload) > 0, Check: len(b.Check) > 0}, OwedRun
 	}
 	if o == nil {
+		return c
+	}
+	if step == OwedWait {
+		// The swap is not complete: reloading now would hand the daemon a
+		// torn set. The record stays; the agent's next repair finishes the
+		// swap, and the next settle runs it.
+		log.Info("reload waits: the swap is not complete (a live file is held open)", "bundle", b.Name, "owed", o.String())
 		return c
 	}
 	c.Generation = o.Generation

@@ -95,6 +95,11 @@ type bundleLoop struct {
 	// moved to rejected/: it is not rejected (logged, counted) again until
 	// the listing changes.
 	unmovable []InboxFile
+	// held counts the repairs in a row that met a live file held open
+	// (rotate.ErrHeld); heldUntil is when the next one is made (HeldRetry):
+	// file events do not bring it sooner, and the inbox waits for it.
+	held      int
+	heldUntil time.Time
 	// stepStart is when the current reconcile began (unix nanoseconds),
 	// 0 between steps: the watchdog's view of a stuck loop.
 	stepStart atomic.Int64
@@ -268,8 +273,12 @@ func (l *bundleLoop) onEvent(ev fsnotify.Event, now time.Time) {
 	case parent == inbox:
 		l.inboxEvent, l.inboxAt = now, now.Add(l.b.Debounce.Duration)
 	case parent == dir || (l.genDir != "" && parent == l.genDir):
-		if l.repairAt.IsZero() || l.repairAt.After(now.Add(repairDelay)) {
-			l.repairAt = now.Add(repairDelay)
+		at := now.Add(repairDelay)
+		if at.Before(l.heldUntil) {
+			at = l.heldUntil // a held file: its retry is scheduled
+		}
+		if l.repairAt.IsZero() || l.repairAt.After(at) {
+			l.repairAt = at
 		}
 	}
 }
@@ -306,7 +315,7 @@ func (l *bundleLoop) settleOwed(ctx context.Context) {
 	}
 	owed := o.Status(step)
 	l.st.update(func(s *BundleState) { s.Owed = owed })
-	if o != nil && l.settling == nil {
+	if o != nil && step != OwedWait && l.settling == nil {
 		l.startSettle(ctx)
 	}
 }
@@ -431,6 +440,7 @@ func (l *bundleLoop) repair(now time.Time) {
 	if errors.Is(err, rotate.ErrNoGeneration) {
 		return
 	}
+	l.noteHeld(err, now)
 	var repaired, left []rotate.Drift
 	for _, d := range drift {
 		if d.Repairable() && (err == nil || !strings.Contains(err.Error(), d.Name)) {
@@ -465,9 +475,28 @@ func (l *bundleLoop) repair(now time.Time) {
 	})
 }
 
+// noteHeld schedules the next try of a swap that met a live file held
+// open (HeldRetry), and says when such a swap is complete at last.
+func (l *bundleLoop) noteHeld(err error, now time.Time) {
+	switch {
+	case errors.Is(err, rotate.ErrHeld):
+		l.held++
+		l.heldUntil = now.Add(HeldRetry(l.held))
+		if l.repairAt.IsZero() || l.repairAt.After(l.heldUntil) {
+			l.repairAt = l.heldUntil
+		}
+	case err == nil && l.held > 0:
+		l.log.Info("the swap a held live file stopped is complete; what it owes (reload, check) runs now", "dir", l.b.Resolved.Dir, "tries", l.held+1)
+		l.held, l.heldUntil = 0, time.Time{}
+	}
+}
+
 // takeInbox installs, waits for, or rejects the set in the inbox (the
 // rule is at the top of inbox.go).
 func (l *bundleLoop) takeInbox(ctx context.Context, now time.Time) {
+	if now.Before(l.heldUntil) {
+		return // the install would meet the same held file; noteHeld retries
+	}
 	inbox := l.b.Inbox
 	files, err := inboxOf(l.b).list()
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -543,8 +572,10 @@ func (l *bundleLoop) takeInbox(ctx context.Context, now time.Time) {
 		}
 		l.reject(files, err.Error(), now)
 	default:
-		// The live directory refused (a planted symlink, bad modes): the
-		// files may be fine; keep them, say why, try again later.
+		// The live directory refused (a planted symlink, bad modes, a
+		// file held open): the files may be fine; keep them, say why, try
+		// again later.
+		l.noteHeld(err, now)
 		if l.said.changed("inbox", err.Error()) {
 			l.log.Error("cannot install the inbox set", "files", strings.Join(names, " "), "err", err)
 		}

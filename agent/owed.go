@@ -76,6 +76,9 @@ type OwedStatus struct {
 	// RollbackFrom is the generation a rollback left, when it is one.
 	RollbackFrom string    `json:"rollback_from,omitempty"`
 	Since        time.Time `json:"since"`
+	// Waiting: a copy-mode swap is still under way (a live file held open
+	// on Windows); what is owed runs once it is complete.
+	Waiting bool `json:"waiting,omitempty"`
 	// Detail says it in words, as status does.
 	Detail string `json:"detail"`
 }
@@ -90,6 +93,10 @@ func (o *Owed) Status(step OwedStep) *OwedStatus {
 	if step == OwedRollback {
 		s.Rollback, s.Reload = true, true
 		s.Detail = "the rollback after a failed check, from " + o.RollbackFrom + " to " + o.Generation
+	}
+	if step == OwedWait {
+		s.Waiting = true
+		s.Detail += "; waits until the swap to it is complete (a live file is held open)"
 	}
 	return s
 }
@@ -129,6 +136,11 @@ const (
 	// OwedRollback: a rollback after a failed check was interrupted
 	// before its swap: make it again, then its reloads.
 	OwedRollback
+	// OwedWait: a copy-mode swap is still under way (its journal is there:
+	// a live file held open on Windows, see rotate.HeldError). The record
+	// is kept, and nothing runs against the torn set: what it owes runs
+	// once recovery has finished the swap.
+	OwedWait
 )
 
 // PlanOwed decides what an owed record asks for while live is the live
@@ -148,6 +160,23 @@ func PlanOwed(o *Owed, live string) (OwedStep, *Owed) {
 		return OwedRollback, o
 	case o.Prior != nil:
 		return PlanOwed(o.Prior, live)
+	}
+	return OwedNothing, nil
+}
+
+// PlanOwedSwapping is PlanOwed while swapping, the generation a copy-mode
+// swap is still making live, is not "" (rotate.Store.Swapping): then
+// nothing runs yet (OwedWait), and the record that applies is the one for
+// the generation the swap makes live, else the one for ..data's. With no
+// swap under way it is PlanOwed.
+func PlanOwedSwapping(o *Owed, live, swapping string) (OwedStep, *Owed) {
+	if swapping == "" {
+		return PlanOwed(o, live)
+	}
+	for _, g := range []string{swapping, live} {
+		if step, applies := PlanOwed(o, g); step != OwedNothing {
+			return OwedWait, applies
+		}
 	}
 	return OwedNothing, nil
 }

@@ -66,3 +66,19 @@ func NextWake(now time.Time, deadlines ...time.Time) time.Time {
 	}
 	return w
 }
+
+// HeldRetry is how long the loop waits before its n-th retry (from 1) of
+// a swap stopped by a live file another process holds open
+// (rotate.HeldError): 1 s, doubling, at most 30 s, so a daemon that holds
+// its key only briefly costs a second or two, and one that holds it for
+// its lifetime is looked at twice a minute, not on every file event.
+func HeldRetry(n int) time.Duration {
+	if n < 1 {
+		n = 1
+	}
+	d := time.Second
+	for i := 1; i < n && d < 30*time.Second; i++ {
+		d *= 2
+	}
+	return min(d, 30*time.Second)
+}

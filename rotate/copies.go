@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -257,7 +258,17 @@ func (s *Store) placeCopy(root *liveDir, g Generation, name string, data []byte,
 			}
 		}
 	}
-	return s.replaceFile(root, copyTmp+randomSuffix(), name, data, s.copyMode(name, g.Files[name]))
+	// The fresh copy is written whole first; the rename over the name may
+	// meet a file another process holds open (Windows), and is retried a
+	// little while (renameLive, held.go).
+	tmp := copyTmp + randomSuffix()
+	if err := s.writeFile(root, tmp, data, s.copyMode(name, g.Files[name])); err != nil {
+		return err
+	}
+	if err := s.renameLive(root, tmp, name, g.Name); err != nil {
+		return err
+	}
+	return syncDir(root, path.Dir(name))
 }
 
 // copyMode is the mode a visible copy gets: the configured one, else the

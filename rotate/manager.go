@@ -240,6 +240,10 @@ type Status struct {
 	// LinkMode), and LinkModeWhy says why; both empty with links.
 	LinkMode    LinkMode `json:"link_mode,omitempty"`
 	LinkModeWhy string   `json:"link_mode_why,omitempty"`
+	// Swapping is the generation a copy-mode swap is still making live
+	// (its journal is there: a live file held open on Windows, or a crash),
+	// empty when none is under way; the live files are then partly its.
+	Swapping string `json:"swapping,omitempty"`
 }
 
 // FileStatus describes one visible file of a bundle.
@@ -274,6 +278,11 @@ func (m *Manager) Status() Status {
 	st.Generation, st.Installed, st.Source = gen.Name, gen.Installed, gen.Source
 	if mode, why, err := m.Store.LinkMode(); err == nil && mode == LinkCopy {
 		st.LinkMode, st.LinkModeWhy = mode, why
+	}
+	if to, serr := m.Store.Swapping(); serr == nil && to != "" {
+		st.Swapping = to
+		problem(Critical, "mid-swap from %s to %s: the swap journal %s is there, so the live files are partly %s's (a file held open by another process, or an interrupted swap); the agent finishes the swap at its next repair, and reloads after it",
+			gen.Name, to, filepath.Join(l.Dir, swapJournal), to)
 	}
 	if err != nil && gen.Files == nil {
 		// The directory, ..data or ..meta.json could not be read (a mode

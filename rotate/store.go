@@ -110,6 +110,9 @@ type Store struct {
 	// crashAt, set by tests, is called at each step of a copy-mode swap
 	// (see swapCopies): a test ends the process there to crash it.
 	crashAt func(step string)
+	// sleep waits between the tries of a rename over a held live file
+	// (renameLive); nil is time.Sleep.
+	sleep func(time.Duration)
 }
 
 // NewStore returns a store for a layout's directory.
