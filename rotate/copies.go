@@ -217,7 +217,7 @@ func (s *Store) swapCopies(root *liveDir, gen string) error {
 	}
 	s.step("journaled")
 	for _, name := range sortedNames(g.Files) {
-		if err := s.placeCopy(root, g, name, data[name], was); err != nil {
+		if err := s.placeCopy(root, g, name, data[name], was, true); err != nil {
 			return err
 		}
 		s.step("copied " + name)
@@ -244,7 +244,9 @@ func (s *Store) swapCopies(root *liveDir, gen string) error {
 // An edited copy of a live file is not kept, as an edit through a link is
 // not in the link mode. A link certkeeper did not make, a directory or a
 // device is refused, as in the link mode.
-func (s *Store) placeCopy(root *liveDir, g Generation, name string, data []byte, was Generation) error {
+//
+// swapping says whether a swap (journaled) is placing it, or drift repair.
+func (s *Store) placeCopy(root *liveDir, g Generation, name string, data []byte, was Generation, swapping bool) error {
 	kind, _, err := s.classifyVisible(root, name)
 	if err != nil {
 		return err
@@ -265,7 +267,7 @@ func (s *Store) placeCopy(root *liveDir, g Generation, name string, data []byte,
 	if err := s.writeFile(root, tmp, data, s.copyMode(name, g.Files[name])); err != nil {
 		return err
 	}
-	if err := s.renameLive(root, tmp, name, g.Name); err != nil {
+	if err := s.renameLive(root, tmp, name, g.Name, !swapping); err != nil {
 		return err
 	}
 	return syncDir(root, path.Dir(name))
@@ -404,7 +406,7 @@ func (s *Store) placeMissing(root *liveDir, g Generation) error {
 		return err
 	}
 	for _, name := range names {
-		if err := s.placeCopy(root, g, name, data[name], g); err != nil {
+		if err := s.placeCopy(root, g, name, data[name], g, false); err != nil {
 			return err
 		}
 	}
@@ -431,7 +433,7 @@ func (s *Store) recopy(root *liveDir, g Generation, names map[string]bool, data 
 				continue
 			}
 		}
-		if err := s.placeCopy(root, g, name, b, g); err != nil {
+		if err := s.placeCopy(root, g, name, b, g, false); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -83,6 +83,10 @@ type HeldError struct {
 	Tries   int
 	Waited  time.Duration
 	Err     error
+	// Repair: it was drift repair's fresh copy that met the file, not a
+	// swap; nothing is journaled, the old copy stays until a repair gets
+	// through.
+	Repair bool
 }
 
 // ErrHeld matches a *HeldError with errors.Is.
@@ -101,6 +105,10 @@ func (e *HeldError) Error() string {
 	if !e.Held {
 		what = fmt.Sprintf("%s cannot be replaced (%v): a process may hold it open without sharing delete, or its access list denies this account", e.Path, e.Err)
 	}
+	if e.Repair {
+		return fmt.Sprintf("%s (tried %d times in %s); the drifted copy stays until it is closed: the agent tries again on its own; to repair it now, restart or stop the service that holds the file",
+			what, e.Tries, e.Waited.Round(time.Millisecond))
+	}
 	return fmt.Sprintf("%s (tried %d times in %s); the swap to %s stays journaled and finishes when it closes the file: the agent tries again on its own, and reloads only once the swap is complete; "+
 		"to finish it now, restart or stop the service that holds the file, then run `certkeeper install` again (or wait for the agent)",
 		what, e.Tries, e.Waited.Round(time.Millisecond), e.Generation)
@@ -108,7 +116,7 @@ func (e *HeldError) Error() string {
 
 // renameLive renames tmp over the live name, retrying while the target
 // may be held open (decideRename); tmp is removed when it gives up.
-func (s *Store) renameLive(root *liveDir, tmp, name, gen string) error {
+func (s *Store) renameLive(root *liveDir, tmp, name, gen string, repair bool) error {
 	sleep := s.sleep
 	if sleep == nil {
 		sleep = time.Sleep
@@ -128,7 +136,7 @@ func (s *Store) renameLive(root *liveDir, tmp, name, gen string) error {
 			_ = root.Remove(tmp)
 			path := filepath.Join(s.Dir, filepath.FromSlash(name))
 			return &HeldError{Path: path, Generation: gen, Held: platform.HeldOpen(path), Holders: platform.Holders(path),
-				Tries: tries + 1, Waited: waited, Err: err}
+				Tries: tries + 1, Waited: waited, Err: err, Repair: repair}
 		}
 		_ = root.Remove(tmp)
 		return fmt.Errorf("write %s: %w", filepath.Join(s.Dir, filepath.FromSlash(name)), err)

@@ -58,6 +58,8 @@ func TestHeldErrorSaysWhatToDo(t *testing.T) {
 	named.Holders = []string{"nginx.exe (pid 4242, service nginx)"}
 	denied := base
 	denied.Held = false
+	repair := base
+	repair.Repair = true
 	for _, c := range []struct {
 		name string
 		e    HeldError
@@ -65,6 +67,7 @@ func TestHeldErrorSaysWhatToDo(t *testing.T) {
 	}{
 		{"holder unknown", base, []string{"a process keeps " + base.Path + " open without sharing delete", "tried 6 times in 310ms", "..gen-000002 stays journaled", "restart or stop the service"}},
 		{"holder named", named, []string{"nginx.exe (pid 4242, service nginx) keeps " + base.Path}},
+		{"drift repair, not a swap", repair, []string{"a process keeps " + base.Path, "the drifted copy stays until it is closed", "restart or stop the service"}},
 		{"no holder seen", denied, []string{base.Path + " cannot be replaced (Access denied.)", "access list denies this account"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {

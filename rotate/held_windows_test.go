@@ -143,6 +143,37 @@ func TestHeldKeyPastTheRetriesLeavesTheSwapJournaled(t *testing.T) {
 	}
 }
 
+// Drift repair of a copy that is held open: the repair says so (no swap,
+// nothing journaled), and gets through once the handle is closed.
+func TestHeldDriftedKeyIsRepairedOnceClosed(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "b")
+	s := copyStore(dir)
+	if _, err := s.Install(files("CERT-A", "KEY-A"), "A"); err != nil {
+		t.Fatal(err)
+	}
+	key := filepath.Join(dir, "node.key")
+	if err := os.WriteFile(key, []byte("edited"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	release := holdOpen(t, key)
+	_, err := s.Repair()
+	var held *rotate.HeldError
+	if !errors.As(err, &held) || !held.Repair || held.Path != key {
+		t.Fatalf("repair of the held, edited key: %v; want a *rotate.HeldError for %s from the repair", err, key)
+	}
+	if to, err := s.Swapping(); err != nil || to != "" {
+		t.Errorf("Swapping() = %q, %v: a repair is no swap", to, err)
+	}
+	release()
+	if _, err := s.Repair(); err != nil {
+		t.Fatalf("repair after the handle closed: %v", err)
+	}
+	if got := readVisible(t, dir, "node.key"); got != "KEY-A" {
+		t.Errorf("node.key holds %q after the repair, want KEY-A", got)
+	}
+	assertNoSwapLeftovers(t, dir)
+}
+
 func assertNoSwapLeftovers(t *testing.T, dir string) {
 	t.Helper()
 	entries, err := os.ReadDir(dir)
