@@ -100,6 +100,7 @@ type bundleLoop struct {
 	// file events do not bring it sooner, and the inbox waits for it.
 	held      int
 	heldUntil time.Time
+	heldSwap  bool // a swap met it, not drift repair
 	// stepStart is when the current reconcile began (unix nanoseconds),
 	// 0 between steps: the watchdog's view of a stuck loop.
 	stepStart atomic.Int64
@@ -480,14 +481,20 @@ func (l *bundleLoop) repair(now time.Time) {
 func (l *bundleLoop) noteHeld(err error, now time.Time) {
 	switch {
 	case errors.Is(err, rotate.ErrHeld):
+		var h *rotate.HeldError
+		if errors.As(err, &h) && !h.Repair {
+			l.heldSwap = true
+		}
 		l.held++
 		l.heldUntil = now.Add(HeldRetry(l.held))
 		if l.repairAt.IsZero() || l.repairAt.After(l.heldUntil) {
 			l.repairAt = l.heldUntil
 		}
 	case err == nil && l.held > 0:
-		l.log.Info("the swap a held live file stopped is complete; what it owes (reload, check) runs now", "dir", l.b.Resolved.Dir, "tries", l.held+1)
-		l.held, l.heldUntil = 0, time.Time{}
+		if l.heldSwap {
+			l.log.Info("the swap a held live file stopped is complete; what it owes (reload, check) runs now", "dir", l.b.Resolved.Dir, "tries", l.held+1)
+		}
+		l.held, l.heldUntil, l.heldSwap = 0, time.Time{}, false
 	}
 }
 
