@@ -64,7 +64,9 @@ func ParseLinkMode(s string) (LinkMode, error) {
 // A swap to generation G: G is staged whole and fsynced first (as in the
 // link mode); then the journal ..swap is written naming G; then each
 // visible file is replaced by a fresh copy of G's, renamed over it
-// (MoveFileEx, MOVEFILE_REPLACE_EXISTING); then ..data is made to name G;
+// (os.Root.Rename: on Windows a FileRenameInformationEx with
+// REPLACE_IF_EXISTS and POSIX semantics; a file another process holds open
+// without sharing delete blocks it, see held.go); then ..data is made to name G;
 // then ..swap is removed. Recovery, before anything else the store does
 // (Recover, and the start of every install, rollback and repair), finishes
 // a swap whose journal it finds: G is whole, so it copies G's files again
