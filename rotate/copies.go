@@ -218,6 +218,9 @@ func (s *Store) swapCopies(root *liveDir, gen string) error {
 		return fmt.Errorf("%s: write the swap journal: %w", s.Dir, err)
 	}
 	s.step("journaled")
+	if err := s.waitUnheld(sortedNames(g.Files), gen); err != nil {
+		return err
+	}
 	for _, name := range sortedNames(g.Files) {
 		if err := s.placeCopy(root, g, name, data[name], was, true); err != nil {
 			return err

@@ -18,6 +18,9 @@ import (
 // or ERROR_SHARING_VIOLATION). The copy mode replaces each live file by
 // such a rename, so a swap can meet one:
 //
+//   - before the first rename, the swap waits (the same way) until no live
+//     file is held (waitUnheld), so a file held for a daemon's lifetime
+//     leaves the old set whole rather than torn;
 //   - the rename is tried again a few times, waiting a little longer each
 //     time (heldBackoff, about 300 ms in all): a daemon that reads its
 //     files at a reload closes them quickly;
@@ -112,6 +115,41 @@ func (e *HeldError) Error() string {
 	return fmt.Sprintf("%s (tried %d times in %s); the swap to %s stays journaled and finishes when it closes the file: the agent tries again on its own, and reloads only once the swap is complete; "+
 		"to finish it now, restart or stop the service that holds the file, then run `certkeeper install` again (or wait for the agent)",
 		what, e.Tries, e.Waited.Round(time.Millisecond), e.Generation)
+}
+
+// waitUnheld waits, by the same schedule as renameLive, until none of the
+// visible names is held open without sharing delete (platform.HeldOpen;
+// never on Unix), so that a swap replaces no file before it can replace
+// them all: a daemon holding its key for its lifetime leaves the old set
+// whole (journaled, to be finished), not a new certificate beside the old
+// key. A holder that opens a file after this look is still met by
+// renameLive.
+func (s *Store) waitUnheld(names []string, gen string) error {
+	sleep := s.sleep
+	if sleep == nil {
+		sleep = time.Sleep
+	}
+	var waited time.Duration
+	for tries := 0; ; tries++ {
+		held := ""
+		for _, name := range names {
+			if p := filepath.Join(s.Dir, filepath.FromSlash(name)); platform.HeldOpen(p) {
+				held = p
+				break
+			}
+		}
+		step, wait := decideRename(held != "", true, tries, heldBackoff)
+		switch step {
+		case renameDone:
+			return nil
+		case renameRetry:
+			sleep(wait)
+			waited += wait
+			continue
+		}
+		return &HeldError{Path: held, Generation: gen, Held: true, Holders: platform.Holders(held), Tries: tries + 1, Waited: waited,
+			Err: errors.New("held open without sharing delete")}
+	}
 }
 
 // renameLive renames tmp over the live name, retrying while the target
