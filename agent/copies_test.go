@@ -92,7 +92,12 @@ link_mode = "copy"
 			return err == nil && bytes.Equal(b, want)
 		}
 	}
-	soon(t, "the dropped bundle installed", holds("node.key", key))
+	// The key's copy is placed before ..data names the new generation (the
+	// swap's last step): wait for both.
+	soon(t, "the dropped bundle installed", func() bool {
+		fi, err := os.Lstat(filepath.Join(live, "..data"))
+		return holds("node.key", key)() && err == nil && fi.Mode().IsRegular()
+	})
 	for _, n := range []string{"node.crt", "node.key", "cluster.crt", "..data"} {
 		if fi, err := os.Lstat(filepath.Join(live, n)); err != nil || !fi.Mode().IsRegular() {
 			t.Fatalf("%s: %v, %v; want a regular file", n, fi, err)
