@@ -96,6 +96,13 @@ func TestCARotationAcrossRealDaemons(t *testing.T) {
 		m := newMember(t, id, fmt.Sprintf("\n  [[bundle.reload]]\n  signal = \"HUP\"\n  pidfile = %q\n", pidfile))
 		m.drop(ca)
 		m.waitLive(ca.serial(id))
+		// The first install's reload finds no daemon yet (or one just
+		// started, which would count it); wait until it is done so the
+		// daemons count only the rotation's changes.
+		waitFor(t, id+"'s first reload attempt", func() bool {
+			l := m.agent.log()
+			return strings.Contains(l, "msg=reloaded") || strings.Contains(l, `msg="reload failed"`)
+		})
 		n := &rotNode{member: m}
 		if i < 2 {
 			d := daemontest.Start(t, daemontest.Options{Cert: filepath.Join(m.live, "node.crt"), Key: filepath.Join(m.live, "node.key"), CA: filepath.Join(m.live, "cluster.crt"), Dir: dir})
