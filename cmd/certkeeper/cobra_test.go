@@ -156,3 +156,27 @@ func TestFleetIsACommandGroup(t *testing.T) {
 		t.Errorf("fleet status extra: exit %d, %q", code, stderr)
 	}
 }
+
+// A `<` in help prose (DIR/nodes/<id>/) survives into the man pages:
+// go-md2man took `<id>` for an HTML tag and dropped it, leaving
+// "DIR/nodes//" in certkeeper-push(1), certkeeper-ca-issue(1) and the
+// --ca-dir flag's text.
+func TestManPagesKeepAngleBrackets(t *testing.T) {
+	dir := t.TempDir()
+	if r := certkeeper(t, "gendocs", dir); r.code != 0 {
+		t.Fatalf("gendocs: %+v", r)
+	}
+	for _, page := range []string{"certkeeper-push.1", "certkeeper-ca-issue.1", "certkeeper-sshd-config.1", "certkeeper-ca.1"} {
+		b, err := os.ReadFile(filepath.Join(dir, "man1", page))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := string(b)
+		if strings.Contains(s, "nodes//") || !strings.Contains(s, "nodes/<id>/") {
+			t.Errorf("%s lost the <id> of nodes/<id>/", page)
+		}
+		if strings.Contains(s, `\\<`) || strings.Contains(s, `\<`) {
+			t.Errorf("%s shows an escape for <", page)
+		}
+	}
+}
