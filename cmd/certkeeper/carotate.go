@@ -112,7 +112,13 @@ func runCARotate(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		if *asJSON {
-			return writeJSON(e, st)
+			// "none", as the text says: a script need not know that
+			// the record spells no rotation as "".
+			js := *st
+			if js.Phase == authority.PhaseNone {
+				js.Phase = "none"
+			}
+			return writeJSON(e, js)
 		}
 		printRotateStatus(e, st)
 	}

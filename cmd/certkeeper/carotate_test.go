@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -315,5 +316,30 @@ func rotateUnderKills(t *testing.T, last string) {
 		if strings.Count(string(trust), "BEGIN CERTIFICATE") != 1 {
 			t.Errorf("%s: cluster.crt holds more than the new CA", id)
 		}
+	}
+}
+
+// With no rotation under way, status --json says "phase": "none", the word
+// the text output prints, not an empty string a script must know about.
+func TestCARotateStatusJSONSaysNone(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ca")
+	if code, _, stderr := runIn("ca", "init", "--dir", dir, "--name", "c"); code != 0 {
+		t.Fatal(stderr)
+	}
+	code, stdout, stderr := runIn("ca", "rotate", "status", "--dir", dir, "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var st struct {
+		Phase string `json:"phase"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Phase != "none" {
+		t.Errorf(`phase %q, want "none" as the text says`, st.Phase)
+	}
+	if _, text, _ := runIn("ca", "rotate", "status", "--dir", dir); !strings.Contains(text, "phase: none") {
+		t.Errorf("text status: %s", text)
 	}
 }
