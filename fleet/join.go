@@ -256,7 +256,13 @@ func classify(f Fetched, ix caIndex, o JoinOptions) NodeStatus {
 	}
 	if installed != "" {
 		if c := ix.bySerial[installed]; c != nil && c.Revoked != nil {
-			add(StateRevoked, "installed certificate %s was revoked at %s: push the current one", s.Installed, c.Revoked.At.UTC().Format(time.RFC3339))
+			if known && n.Revoked != nil {
+				// Retired (ca revoke ID): there is no current one to push.
+				add(StateRevoked, "installed certificate %s was revoked at %s with the node itself (retired): stop its daemon and remove it from the inventory, or take it back with certkeeper ca issue node %s --force",
+					s.Installed, c.Revoked.At.UTC().Format(time.RFC3339), f.ID)
+			} else {
+				add(StateRevoked, "installed certificate %s was revoked at %s: push the current one", s.Installed, c.Revoked.At.UTC().Format(time.RFC3339))
+			}
 		}
 		if cur != nil && installed != NormSerial(cur.Serial) {
 			if age := o.Now.Sub(cur.IssuedAt); age > o.StaleAfter {

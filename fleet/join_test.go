@@ -224,3 +224,21 @@ func TestVerdict(t *testing.T) {
 		}
 	}
 }
+
+// A node retired with `ca revoke ID` has no current certificate to push:
+// the problem says it is retired and what to do, not "push the current
+// one", which would push the revoked bundle again.
+func TestRetiredNodeIsNotToldToPush(t *testing.T) {
+	ca := testCA([]string{"n0"}, 48*time.Hour, "0B:00")
+	n := ca.Nodes["n0"]
+	n.Revoked = &authority.Revocation{At: t0.Add(-time.Hour), Reason: 0}
+	ca.Nodes["n0"] = n
+	got := Join([]Fetched{{ID: "n0", Data: report("0B:00", "", "OK")}}, ca, JoinOptions{Now: t0, StaleAfter: 24 * time.Hour})[0]
+	if !got.Has(StateRevoked) {
+		t.Fatalf("states %v", got.States)
+	}
+	text := strings.Join(got.Problems, "\n")
+	if strings.Contains(text, "push the current one") || !strings.Contains(text, "retired") {
+		t.Errorf("problems of a retired node: %s", text)
+	}
+}
