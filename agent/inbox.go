@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"io/fs"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -151,11 +152,19 @@ func alreadyLive(inputs []rotate.Input, live map[string][]byte) bool {
 	}
 	certs := map[string]bool{}
 	crls := map[string]bool{}
+	// The CA certificates, live and brought: a set that brings CAs must
+	// bring the live ones, all of them. The last step of a CA rotation
+	// (the new CA alone, where both are live) is a subset of what is
+	// live, yet a change.
+	liveCAs, inCAs := map[string]bool{}, map[string]bool{}
 	var keys []*pki.Key
 	for _, data := range live {
 		if p, err := pki.Parse(data); err == nil {
 			for _, c := range p.Certificates {
 				certs[pki.Fingerprint(c)] = true
+				if c.IsCA {
+					liveCAs[pki.Fingerprint(c)] = true
+				}
 			}
 			for _, c := range p.CRLs {
 				crls[string(c.Raw)] = true
@@ -172,6 +181,9 @@ func alreadyLive(inputs []rotate.Input, live map[string][]byte) bool {
 			if !certs[pki.Fingerprint(c)] {
 				return false
 			}
+			if c.IsCA {
+				inCAs[pki.Fingerprint(c)] = true
+			}
 		}
 		for _, c := range p.CRLs {
 			if !crls[string(c.Raw)] {
@@ -184,5 +196,5 @@ func alreadyLive(inputs []rotate.Input, live map[string][]byte) bool {
 			}
 		}
 	}
-	return true
+	return len(inCAs) == 0 || maps.Equal(inCAs, liveCAs)
 }
