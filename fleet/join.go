@@ -53,9 +53,14 @@ const DefaultStaleAfter = 24 * time.Hour
 // is load or a slow disk, three is an agent that is gone.
 const ReportHeartbeats = 3
 
+// MinReportHeartbeats is the least age, in the report's own heartbeats,
+// that counts as stale whatever --report-stale-after says: a running
+// agent rewrites its report every heartbeat, checked every half of one.
+const MinReportHeartbeats = 2
+
 // ReportStale judges a report's age: stale when it was written longer
 // ago than after (or, with after 0, ReportHeartbeats of the heartbeat
-// the report names). A report without a heartbeat (an agent that writes
+// the report names; never less than MinReportHeartbeats of it). A report without a heartbeat (an agent that writes
 // only on change) and the report of an agent that stopped cleanly (that
 // is StateStopped) are never stale; a report from the future (clock
 // skew) is not either. It returns the report's age.
@@ -64,11 +69,16 @@ func ReportStale(r *Report, now time.Time, after time.Duration) (bool, time.Dura
 	if r.Written.IsZero() || !r.Stopped.IsZero() || age <= 0 {
 		return false, max(age, 0)
 	}
-	if after <= 0 {
-		if r.Heartbeat <= 0 {
-			return false, age
-		}
-		after = ReportHeartbeats * time.Duration(r.Heartbeat*float64(time.Second))
+	beat := time.Duration(r.Heartbeat * float64(time.Second))
+	switch {
+	case after <= 0 && beat <= 0:
+		return false, age
+	case after <= 0:
+		after = ReportHeartbeats * beat
+	case after < MinReportHeartbeats*beat:
+		// A running agent's report can be one and a half heartbeats
+		// old: a shorter threshold would call every running agent dead.
+		after = MinReportHeartbeats * beat
 	}
 	return age > after, age
 }

@@ -75,7 +75,9 @@ textfile collector (atomically, mode 0644).
   --stale-after DURATION  default 24h
   --report-stale-after DURATION
                           a report older than this means the agent is not
-                          running (report-stale); default 3 heartbeats
+                          running (report-stale); default 3 heartbeats, and
+                          never less than 2 (a running agent's report can
+                          be 1.5 heartbeats old: 5m each, as shipped)
 
 Exit 0 when every node is healthy, 1 otherwise, 2 on usage errors.
 
