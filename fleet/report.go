@@ -77,6 +77,10 @@ type BundleReport struct {
 	// LastCheckAt when it ran.
 	LastCheck   string    `json:"last_check,omitempty"`
 	LastCheckAt time.Time `json:"last_check_at,omitzero"`
+	// NoCheck is set when the bundle has no check command: a rollout
+	// then confirms it by its serial, nothing owed, what is served and
+	// its health, since no check will ever run.
+	NoCheck bool `json:"no_check,omitempty"`
 	// Health is "OK", "WARNING", "CRITICAL" or "UNKNOWN", as check says.
 	Health     string `json:"health"`
 	HealthText string `json:"health_text,omitempty"`
