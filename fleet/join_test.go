@@ -222,9 +222,13 @@ func TestVerdict(t *testing.T) {
 		{"installed but critical", b(func(x *BundleReport) { x.Health = "CRITICAL" }), false, true},
 		// Most bundles have no check command: they are confirmed by the
 		// serial, nothing owed (the reload ran), what is served, health.
-		{"no check configured: installed, reloaded, served", b(func(x *BundleReport) { x.NoCheck, x.LastCheck, x.LastCheckAt, x.ServedSerial = true, "", time.Time{}, "0B:00" }), true, false},
+		{"no check configured: installed, reloaded, served", b(func(x *BundleReport) {
+			x.NoCheck, x.LastCheck, x.LastCheckAt, x.ServedSerial = true, "", time.Time{}, "0B:00"
+		}), true, false},
 		{"no check configured: reload owed", b(func(x *BundleReport) { x.NoCheck, x.LastCheck, x.LastCheckAt, x.Owed = true, "", time.Time{}, "reload" }), false, false},
-		{"no check configured: not installed yet", b(func(x *BundleReport) { x.NoCheck, x.LastCheck, x.LastCheckAt, x.Serial = true, "", time.Time{}, "0A:00" }), false, false},
+		{"no check configured: not installed yet", b(func(x *BundleReport) {
+			x.NoCheck, x.LastCheck, x.LastCheckAt, x.Serial = true, "", time.Time{}, "0A:00"
+		}), false, false},
 	}
 	for _, c := range cases {
 		done, why := Verdict(c.r, w)
