@@ -106,6 +106,11 @@ func TestCompletionAndGendocs(t *testing.T) {
 	if r := certkeeper(t, "completion"); r.code != exitUsage || !strings.Contains(r.stderr, "give a shell") {
 		t.Errorf("completion without a shell: %+v", r)
 	}
+	// A mistyped shell is named as one (cobra's completion command takes
+	// no arguments of its own and called it an unknown command).
+	if r := certkeeper(t, "completion", "bsh"); r.code != exitUsage || !strings.Contains(r.stderr, `certkeeper completion: unknown shell "bsh": give bash, zsh, fish or powershell`) {
+		t.Errorf("completion bsh: %+v", r)
+	}
 	dir := t.TempDir()
 	if r := certkeeper(t, "gendocs", dir); r.code != 0 {
 		t.Fatalf("gendocs: %+v", r)

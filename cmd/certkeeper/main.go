@@ -224,6 +224,9 @@ func newRoot(ctx context.Context, e *env, complete bool, args ...string) *cobra.
 	root.InitDefaultCompletionCmd(args...)
 	for _, cc := range root.Commands() {
 		if cc.Name() == "completion" {
+			// cobra's NoArgs would call a mistyped shell an unknown
+			// command; RunE names it.
+			cc.Args = cobra.ArbitraryArgs
 			cc.RunE = func(cmd *cobra.Command, args []string) error {
 				if len(args) > 0 {
 					return &errUsage{cmd: "completion", msg: fmt.Sprintf("unknown shell %q: give bash, zsh, fish or powershell", args[0])}
