@@ -359,8 +359,11 @@ func runCAIssue(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if len(rest) == 0 || (rest[0] != "node" && rest[0] != "control") {
+	if len(rest) == 0 {
 		return usagef("say what to issue: `node [ID...]` or `control HOSTNAME`")
+	}
+	if rest[0] != "node" && rest[0] != "control" {
+		return usagef("unknown kind %q: give node [ID...] or control HOSTNAME", rest[0])
 	}
 	kind, ids := rest[0], rest[1:]
 	if *force && *skip {

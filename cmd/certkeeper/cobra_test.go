@@ -42,6 +42,8 @@ func TestMistakesSuggestAndStayShort(t *testing.T) {
 		{[]string{"check", "--conf", "x"}, "Did you mean --config?", 3}, // check's usage errors are UNKNOWN
 		{[]string{"ca", "isue"}, "Did you mean issue?", 0},
 		{[]string{"ca", "issue", "--dsn", "x", "node", "a"}, "Did you mean --dns?", 0},
+		{[]string{"push"}, "push: --inventory FILE is required", 0}, // --ca-dir has a default
+		{[]string{"ca", "issue", "nod", "a"}, `unknown kind "nod": give node [ID...] or control HOSTNAME`, 0},
 	}
 	for _, c := range cases {
 		r := certkeeper(t, c.args...)

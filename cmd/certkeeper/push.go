@@ -83,8 +83,13 @@ func runPush(ctx context.Context, e *env, args []string) error {
 	if len(rest) > 0 {
 		return usagef("unexpected arguments: %s", strings.Join(rest, " "))
 	}
-	if *invPath == "" || *caDir == "" {
-		return usagef("--inventory FILE and --ca-dir DIR are required")
+	// --ca-dir has a default ($CERTKEEPER_CA_DIR, else the FHS path): only
+	// the inventory is for the admin to give.
+	if *invPath == "" {
+		return usagef("--inventory FILE is required")
+	}
+	if *caDir == "" {
+		return usagef("--ca-dir must not be empty")
 	}
 	if *concurrency < 1 || *concurrency > 1024 {
 		return usagef("--concurrency must be between 1 and 1024")
