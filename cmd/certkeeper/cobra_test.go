@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -184,6 +185,39 @@ func TestManPagesKeepAngleBrackets(t *testing.T) {
 		}
 		if strings.Contains(s, `\\<`) || strings.Contains(s, `\<`) {
 			t.Errorf("%s shows an escape for <", page)
+		}
+	}
+}
+
+// Completion knows the words a command takes (ca rotate's steps, service's
+// actions), flag values (--key-type, --layout, --reason), the config's
+// bundles for --bundle and the inventory's node ids for --only.
+func TestCompletionOfArgumentsAndFlagValues(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.toml")
+	os.WriteFile(cfg, []byte("node_id = \"n1\"\nstate_dir = \""+filepath.ToSlash(dir)+"/state\"\n[[bundle]]\nname = \"web\"\nlayout = \"flocker-node\"\ndir = \""+filepath.ToSlash(dir)+"/live\"\n"), 0o600)
+	inv := filepath.Join(dir, "nodes.toml")
+	os.WriteFile(inv, []byte("[defaults]\nuser = \"root\"\ntarget = \"/in\"\n[[node]]\nid = \"node1\"\naddress = \"127.0.0.1\"\n[[node]]\nid = \"node2\"\naddress = \"127.0.0.2\"\n"), 0o600)
+	for _, c := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"ca", "rotate", ""}, []string{"start", "issue", "finish", "abort", "status"}},
+		{[]string{"service", ""}, []string{"install", "uninstall", "status"}},
+		{[]string{"ca", "issue", ""}, []string{"node", "control"}},
+		{[]string{"ca", "init", "--key-type", ""}, []string{"ecdsa-p256", "ed25519", "rsa-4096"}},
+		{[]string{"verify", "--layout", ""}, []string{"flocker-node", "mesos", "reign-init"}},
+		{[]string{"ca", "revoke", "x", "--reason", ""}, []string{"keyCompromise", "superseded"}},
+		{[]string{"rollback", "--config", cfg, "--bundle", ""}, []string{"web"}},
+		{[]string{"push", "--inventory", inv, "--only", ""}, []string{"node1", "node2"}},
+		{[]string{"push", "--inventory", inv, "--only", "node1,"}, []string{"node1,node2"}},
+	} {
+		code, stdout, stderr := runIn(append([]string{"__complete"}, c.args...)...)
+		lines := strings.Split(stdout, "\n")
+		for _, w := range c.want {
+			if code != 0 || !slices.Contains(lines, w) {
+				t.Errorf("__complete %q: exit %d, no %q in:\n%s%s", c.args, code, w, stdout, stderr)
+			}
 		}
 	}
 }

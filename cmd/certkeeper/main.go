@@ -203,6 +203,7 @@ func newRoot(ctx context.Context, e *env, complete bool, args ...string) *cobra.
 			if pf := describeFlags(ctx, c); pf != nil {
 				cc.Flags().AddFlagSet(pf)
 			}
+			addCompletion(cc, c)
 		}
 		leaves[cc] = c
 		return cc
