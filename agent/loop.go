@@ -1080,6 +1080,12 @@ func (l *bundleLoop) checkServedPeriodic(ctx context.Context) {
 		return
 	}
 	r := l.pipe.CheckServedNow(ctx)
+	if errors.Is(r.Err, rotate.ErrNoGeneration) {
+		// Nothing installed (yet, or any more): no certificate the
+		// daemon ought to serve, so nothing to warn of or to record.
+		l.st.update(func(s *BundleState) { s.Served = nil })
+		return
+	}
 	if !r.Match {
 		l.log.Warn("daemon does not serve the live certificate", "served", l.b.Served, "served_serial", r.Serial, "live_serial", r.LiveSerial, "err", r.Err)
 	}
