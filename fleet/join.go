@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/authority"
+	"github.com/certkeeper/certkeeper/rotate"
 )
 
 // States a node can be in, as fleet status shows them. A node may be in
@@ -227,7 +228,7 @@ func classify(f Fetched, ix caIndex, o JoinOptions) NodeStatus {
 		s.AgentVersion, s.ReportWritten = rep.AgentVersion, rep.Written
 		if stale, age := ReportStale(rep, o.Now, o.ReportStaleAfter); stale {
 			add(StateReportStale, "the report was last written %s ago (at %s), %s: the agent is not running or hangs, and what the report says is old; see systemctl status certkeeper on the node",
-				age.Round(time.Second), rep.Written.UTC().Format(time.RFC3339), heartbeatText(rep.Heartbeat))
+				age.Round(time.Second), rotate.Stamp(rep.Written), heartbeatText(rep.Heartbeat))
 		}
 		b := pickBundle(rep, f.ID, ix, o.Bundle)
 		if b == nil {
@@ -239,7 +240,7 @@ func classify(f Fetched, ix caIndex, o JoinOptions) NodeStatus {
 				add(StateUnhealthy, "%s: %s", b.Health, b.HealthText)
 			}
 			if !rep.Stopped.IsZero() {
-				add(StateStopped, "the agent stopped at %s; nothing repairs or renews", rep.Stopped.UTC().Format(time.RFC3339))
+				add(StateStopped, "the agent stopped at %s; nothing repairs or renews", rotate.Stamp(rep.Stopped))
 			}
 		}
 	}
@@ -269,9 +270,9 @@ func classify(f Fetched, ix caIndex, o JoinOptions) NodeStatus {
 			if known && n.Revoked != nil {
 				// Retired (ca revoke ID): there is no current one to push.
 				add(StateRevoked, "installed certificate %s was revoked at %s with the node itself (retired): stop its daemon and remove it from the inventory, or take it back with certkeeper ca issue node %s --force",
-					s.Installed, c.Revoked.At.UTC().Format(time.RFC3339), f.ID)
+					s.Installed, rotate.Stamp(c.Revoked.At), f.ID)
 			} else {
-				add(StateRevoked, "installed certificate %s was revoked at %s: push the current one", s.Installed, c.Revoked.At.UTC().Format(time.RFC3339))
+				add(StateRevoked, "installed certificate %s was revoked at %s: push the current one", s.Installed, rotate.Stamp(c.Revoked.At))
 			}
 		}
 		if cur != nil && installed != NormSerial(cur.Serial) {
@@ -282,7 +283,7 @@ func classify(f Fetched, ix caIndex, o JoinOptions) NodeStatus {
 			}
 		}
 		if !s.InstalledNotAfter.IsZero() && !o.Now.Before(s.InstalledNotAfter) {
-			add(StateExpired, "installed certificate expired at %s", s.InstalledNotAfter.UTC().Format(time.RFC3339))
+			add(StateExpired, "installed certificate expired at %s", rotate.Stamp(s.InstalledNotAfter))
 		}
 	}
 	if served := NormSerial(s.Served); served != "" && installed != "" && served != installed {

@@ -251,7 +251,8 @@ func TestRetiredNodeIsNotToldToPush(t *testing.T) {
 		t.Fatalf("states %v", got.States)
 	}
 	text := strings.Join(got.Problems, "\n")
-	if strings.Contains(text, "push the current one") || !strings.Contains(text, "retired") {
+	// Times in a problem's text read as in status and check, not RFC 3339.
+	if strings.Contains(text, "push the current one") || !strings.Contains(text, "retired") || !strings.Contains(text, "revoked at 2026-12-01 11:00:00 UTC") {
 		t.Errorf("problems of a retired node: %s", text)
 	}
 }

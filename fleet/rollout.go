@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/distribute"
+	"github.com/certkeeper/certkeeper/rotate"
 )
 
 // PlanWaves splits n nodes into waves: the first canary nodes, then waves
@@ -62,7 +63,7 @@ func Verdict(r *Report, w Want) (done bool, failed string) {
 			// The agent's own text says when, and what followed.
 			return false, "the agent says: " + b.HealthText
 		}
-		return false, fmt.Sprintf("its check failed at %s", b.LastCheckAt.UTC().Format(time.RFC3339))
+		return false, fmt.Sprintf("its check failed at %s", rotate.Stamp(b.LastCheckAt))
 	}
 	if NormSerial(b.Serial) != NormSerial(w.Serial) {
 		if !b.LastErrorAt.Before(w.Since) && b.LastError != "" {
