@@ -33,6 +33,10 @@ func TestTrustPinsOnlyWhenConfirmed(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "pinned "+s.Addr) {
 		t.Fatalf("yes must pin: %+v", r)
 	}
+	// An answer piped in is not echoed: the prompt's line still ends.
+	if !strings.Contains(r.stdout, "Type \"yes\" to pin: \npinned ") {
+		t.Errorf("the prompt and the result share a line:\n%s", r.stdout)
+	}
 	data, _ := os.ReadFile(kh)
 	if want := fmt.Sprintf("[127.0.0.1]:%d %s\n", s.Port, s.HostKeys[0].AuthorizedLine()); string(data) != want {
 		t.Fatalf("known_hosts:\n%s\nwant\n%s", data, want)
