@@ -114,6 +114,9 @@ func TestCompletionAndGendocs(t *testing.T) {
 	if r := certkeeper(t, "completion", "bsh"); r.code != exitUsage || !strings.Contains(r.stderr, `certkeeper completion: unknown shell "bsh": give bash, zsh, fish or powershell`) {
 		t.Errorf("completion bsh: %+v", r)
 	}
+	if r := certkeeper(t, "completion", "bash", "extra"); r.code != exitUsage || !strings.Contains(r.stderr, "certkeeper completion bash: unexpected arguments: extra") {
+		t.Errorf("completion bash extra: %+v", r)
+	}
 	dir := t.TempDir()
 	if r := certkeeper(t, "gendocs", dir); r.code != 0 {
 		t.Fatalf("gendocs: %+v", r)

@@ -228,6 +228,15 @@ func newRoot(ctx context.Context, e *env, complete bool, args ...string) *cobra.
 			// cobra's NoArgs would call a mistyped shell an unknown
 			// command; RunE names it.
 			cc.Args = cobra.ArbitraryArgs
+			for _, sh := range cc.Commands() {
+				name := sh.Name()
+				sh.Args = func(_ *cobra.Command, args []string) error {
+					if len(args) > 0 {
+						return &errUsage{cmd: "completion " + name, msg: fmt.Sprintf("unexpected arguments: %s", strings.Join(args, " "))}
+					}
+					return nil
+				}
+			}
 			cc.RunE = func(cmd *cobra.Command, args []string) error {
 				if len(args) > 0 {
 					return &errUsage{cmd: "completion", msg: fmt.Sprintf("unknown shell %q: give bash, zsh, fish or powershell", args[0])}
