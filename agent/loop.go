@@ -1090,4 +1090,14 @@ func (l *bundleLoop) checkServedPeriodic(ctx context.Context) {
 		l.log.Warn("daemon does not serve the live certificate", "served", l.b.Served, "served_serial", r.Serial, "live_serial", r.LiveSerial, "err", r.Err)
 	}
 	l.recordServed(r, nil)
+	if r.Match && len(l.b.Reload) == 1 {
+		// The one reload failed, and the daemon serves the live leaf
+		// now all the same (reloaded by hand, started after the
+		// install): what the reload was for is done.
+		if e := l.st.snapshot().LastReload; e != nil && e.Result == ResultFailed {
+			l.log.Info("daemon serves the live certificate; the failed reload is settled", "served", l.b.Served, "serial", r.Serial, "failed_at", e.Time)
+			settled := &Event{Time: l.d.now(), Result: ResultOK, Detail: fmt.Sprintf("the daemon serves the live certificate (the reload of %s failed: %s)", rotate.Stamp(e.Time), e.Detail)}
+			l.st.update(func(s *BundleState) { s.LastReload = settled })
+		}
+	}
 }
