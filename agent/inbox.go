@@ -101,13 +101,8 @@ func sameListing(a, b []InboxFile) bool {
 // raw inputs (empty, or a PEM block cut short) and at what the set lacks
 // for the layout given the live bundle.
 func Incomplete(inputs []rotate.Input, c *rotate.Candidate, live *rotate.Bundle, l rotate.Layout) string {
-	for _, in := range inputs {
-		if len(in.Data) == 0 {
-			return in.Name + " is empty (still being written?)"
-		}
-		if bytes.Count(in.Data, []byte("-----BEGIN ")) > bytes.Count(in.Data, []byte("-----END ")) {
-			return in.Name + " ends inside a PEM block (still being written?)"
-		}
+	if why := StillWriting(inputs); why != "" {
+		return why
 	}
 	if !anyParses(inputs) {
 		// Nothing here is a certificate or a key (a README, a tarball, a
@@ -128,6 +123,21 @@ func Incomplete(inputs []rotate.Input, c *rotate.Candidate, live *rotate.Bundle,
 		return "no private key yet"
 	case len(c.CAs) == 0 && (live == nil || len(live.CAs) == 0) && !(l.SelfSignedLeaf && pki.SelfSigned(c.Leaf.Cert)):
 		return "no cluster CA yet"
+	}
+	return ""
+}
+
+// StillWriting says which input looks like a file still being written
+// (empty, or a PEM block without its END line), or "". Such a set can not
+// validate, so the inbox waits for it without judging it.
+func StillWriting(inputs []rotate.Input) string {
+	for _, in := range inputs {
+		if len(in.Data) == 0 {
+			return in.Name + " is empty (still being written?)"
+		}
+		if bytes.Count(in.Data, []byte("-----BEGIN ")) > bytes.Count(in.Data, []byte("-----END ")) {
+			return in.Name + " ends inside a PEM block (still being written?)"
+		}
 	}
 	return ""
 }

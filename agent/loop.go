@@ -502,6 +502,15 @@ func (l *bundleLoop) takeInbox(ctx context.Context, now time.Time) {
 		l.reject(files, readErr.Error(), now)
 		return
 	}
+	if why := StillWriting(inputs); why != "" {
+		// Not judged yet (no "delivery refused" for a file that is
+		// still arriving): it waits, quiet, for inbox_timeout.
+		if wait := Settled(files, l.inboxEvent, 0, now).Add(l.b.InboxTimeout.Duration); now.Before(wait) {
+			l.inboxAt = wait
+			l.setWaiting(why)
+			return
+		}
+	}
 	source := "inbox: " + strings.Join(names, " ")
 	// The inbox is automated delivery (certkeeper push, a script's scp),
 	// so, like a pull, it never takes the bundle back in time: a push of
