@@ -44,6 +44,8 @@ func TestMistakesSuggestAndStayShort(t *testing.T) {
 		{[]string{"ca", "isue"}, "Did you mean issue?", 0},
 		{[]string{"ca", "issue", "--dsn", "x", "node", "a"}, "Did you mean --dns?", 0},
 		{[]string{"push"}, "push: --inventory FILE is required", 0}, // --ca-dir has a default
+		{[]string{"help", "stauts"}, "certkeeper: unknown command \"stauts\"\nDid you mean status?", 0},
+		{[]string{"help", "ca", "isue"}, "certkeeper: unknown command \"ca isue\"\nDid you mean ca issue?", 0},
 		{[]string{"ca", "issue", "nod", "a"}, `unknown kind "nod": give node [ID...] or control HOSTNAME`, 0},
 	}
 	for _, c := range cases {
