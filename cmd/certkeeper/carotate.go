@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/certkeeper/certkeeper/authority"
@@ -93,6 +95,15 @@ func runCARotate(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		fmt.Fprintf(e.stdout, "rotation finished: every node's cluster.crt holds the new CA (sha256 %s) alone; push or pull to deliver it\n", r.To)
+		// The CRL is still the old CA's, which no node trusts now: an
+		// agent with crl_file would refuse the finished bundle for it.
+		if _, err := os.Stat(filepath.Join(f.dir, authority.CRLFile)); err == nil {
+			info, err := a.WriteCRL(0)
+			if err != nil {
+				return fmt.Errorf("the rotation is finished, but the CRL was not signed again by the new CA: %w (run certkeeper ca crl --dir %s once fixed)", err, f.dir)
+			}
+			printCRL(e, info)
+		}
 	case "abort":
 		r, res, err := a.RotateAbort(ctx)
 		if res != nil {

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/internal/testdaemon/daemontest"
+	"github.com/certkeeper/certkeeper/internal/testpki"
 )
 
 // rotNode is one node of the rotation proof: a real agent and a real
@@ -341,5 +342,30 @@ func TestCARotateStatusJSONSaysNone(t *testing.T) {
 	}
 	if _, text, _ := runIn("ca", "rotate", "status", "--dir", dir); !strings.Contains(text, "phase: none") {
 		t.Errorf("text status: %s", text)
+	}
+}
+
+// After ca rotate finish the CRL is signed by the new CA, the only one the
+// nodes trust from then on: an agent with crl_file refuses a bundle whose
+// CRL the old CA signed (and so never drops the old CA), and a daemon with
+// ssl_crl would have no CRL of its CA.
+func TestCARotateFinishResignsTheCRL(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ca")
+	for _, args := range [][]string{
+		{"ca", "init", "--dir", dir, "--name", "c"},
+		{"ca", "issue", "--dir", dir, "node", "n1", "n2"},
+		{"ca", "revoke", "--dir", dir, "n2"},
+		{"ca", "rotate", "start", "--dir", dir},
+		{"ca", "rotate", "issue", "--dir", dir},
+		{"ca", "rotate", "finish", "--dir", dir},
+	} {
+		if code, _, stderr := runIn(args...); code != 0 {
+			t.Fatalf("%v: %s", args, stderr)
+		}
+	}
+	for _, crl := range []string{filepath.Join(dir, "cluster.crl"), filepath.Join(dir, "nodes", "n1", "cluster.crl")} {
+		if out, err := testpki.OpenSSLErr(dir, "crl", "-in", crl, "-CAfile", filepath.Join(dir, "cluster.crt"), "-noout"); err != nil || !strings.Contains(out, "verify OK") {
+			t.Errorf("%s is not signed by the new CA: %v\n%s", crl, err, out)
+		}
 	}
 }
