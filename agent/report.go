@@ -33,6 +33,9 @@ func BuildReport(c *Config, version string, pid int, bundles []BundleState, now,
 		if e := b.LastInstall; e != nil && e.Result == ResultInstalled {
 			br.LastChange = e.Time
 		}
+		if e := b.LastInstall; e != nil && (e.Result == ResultInstalled || e.Result == ResultUnchanged) {
+			br.LastDelivery = e.Time
+		}
 		if e := b.LastError; e != nil {
 			br.LastError, br.LastErrorAt = e.Detail, e.Time
 			if br.LastError == "" {

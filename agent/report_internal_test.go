@@ -125,3 +125,15 @@ func TestReportSaysWhichBundlesHaveNoCheck(t *testing.T) {
 		t.Errorf("no_check: plain %v, checked %v; want true, false", r.Bundles[0].NoCheck, r.Bundles[1].NoCheck)
 	}
 }
+
+// The report says when the agent last took a delivery, installed or found
+// already live, so a rollout can tell a push it has seen from one it has
+// not when nothing changes.
+func TestReportSaysWhenADeliveryWasTaken(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	c := &Config{NodeID: "n1", Bundles: []Bundle{{Name: "b", NodeID: "n1"}}}
+	r := BuildReport(c, "9.9", 1, []BundleState{{Name: "b", LastInstall: &Event{Time: now, Result: ResultUnchanged}}}, now, time.Time{})
+	if b := r.Bundles[0]; !b.LastDelivery.Equal(now) || !b.LastChange.IsZero() {
+		t.Errorf("an unchanged delivery: last_delivery %v, last_change %v", b.LastDelivery, b.LastChange)
+	}
+}

@@ -220,11 +220,29 @@ func TestVerdict(t *testing.T) {
 			x.LastCheckAt = since.Add(-time.Hour)
 		}), false, true},
 		{"installed but critical", b(func(x *BundleReport) { x.Health = "CRITICAL" }), false, true},
-		// Most bundles have no check command: they are confirmed by the
-		// serial, nothing owed (the reload ran), what is served, health.
+		// Most bundles have no check command: they are confirmed by an
+		// install after the push, the serial, nothing owed (the reload
+		// ran), what is served, health.
 		{"no check configured: installed, reloaded, served", b(func(x *BundleReport) {
-			x.NoCheck, x.LastCheck, x.LastCheckAt, x.ServedSerial = true, "", time.Time{}, "0B:00"
+			x.NoCheck, x.LastCheck, x.LastCheckAt, x.ServedSerial, x.LastChange = true, "", time.Time{}, "0B:00", t0
 		}), true, false},
+		// A push that keeps the serial (a CA rotation's trust file, a
+		// CRL) is confirmed by a change after the push, not by the
+		// serial the node had before it.
+		{"no check configured: nothing changed since the push", b(func(x *BundleReport) {
+			x.NoCheck, x.LastCheck, x.LastCheckAt, x.ServedSerial, x.LastChange = true, "", time.Time{}, "0B:00", since.Add(-time.Second)
+		}), false, false},
+		// The agent took the push and found it already live: nothing is
+		// coming, with or without a check.
+		{"no check configured: the push found already live", b(func(x *BundleReport) {
+			x.NoCheck, x.LastCheck, x.LastCheckAt, x.LastChange, x.LastDelivery = true, "", time.Time{}, since.Add(-time.Hour), t0
+		}), true, false},
+		{"checked bundle: the push found already live", b(func(x *BundleReport) {
+			x.LastCheckAt, x.LastChange, x.LastDelivery = since.Add(-time.Hour), since.Add(-time.Hour), t0
+		}), true, false},
+		{"checked bundle: the push not taken yet", b(func(x *BundleReport) {
+			x.LastCheckAt, x.LastChange, x.LastDelivery = since.Add(-time.Hour), since.Add(-time.Hour), since.Add(-time.Hour)
+		}), false, false},
 		{"no check configured: reload owed", b(func(x *BundleReport) { x.NoCheck, x.LastCheck, x.LastCheckAt, x.Owed = true, "", time.Time{}, "reload" }), false, false},
 		{"no check configured: not installed yet", b(func(x *BundleReport) {
 			x.NoCheck, x.LastCheck, x.LastCheckAt, x.Serial = true, "", time.Time{}, "0A:00"

@@ -69,6 +69,10 @@ type BundleReport struct {
 	ServedAt     time.Time `json:"served_checked,omitzero"`
 	// LastChange is when the live certificate last changed (install).
 	LastChange time.Time `json:"last_change,omitzero"`
+	// LastDelivery is when the agent last took a delivery (inbox, pull,
+	// install) and installed it or found it already live: a rollout's
+	// proof that a push which changes nothing for this bundle was seen.
+	LastDelivery time.Time `json:"last_delivery,omitzero"`
 	// Owed is what the live generation still owes (reload, check).
 	Owed        string    `json:"owed,omitempty"`
 	LastError   string    `json:"last_error,omitempty"`

@@ -57,8 +57,8 @@ func Verdict(r *Report, w Want) (done bool, failed string) {
 	if b == nil {
 		return false, ""
 	}
-	fresh := !b.LastCheckAt.Before(w.Since)
-	if fresh && b.LastCheck == "failed" {
+	checkFresh := !b.LastCheckAt.Before(w.Since)
+	if checkFresh && b.LastCheck == "failed" {
 		if b.HealthText != "" {
 			// The agent's own text says when, and what followed.
 			return false, "the agent says: " + b.HealthText
@@ -71,7 +71,22 @@ func Verdict(r *Report, w Want) (done bool, failed string) {
 		}
 		return false, ""
 	}
-	if b.Owed != "" || (!b.NoCheck && (!fresh || b.LastCheck != "ok")) {
+	// What says the agent dealt with this push: a check run after it
+	// and passed; for a bundle without a check, an install after it (the
+	// serial alone may be the one the node had before); either way, a
+	// delivery after it that found the files already live (a CRL the
+	// bundle does not keep, the same files again), which owes nothing.
+	changed := !b.LastChange.Before(w.Since)
+	seen := false
+	switch {
+	case !changed && !b.LastDelivery.IsZero() && !b.LastDelivery.Before(w.Since):
+		seen = true
+	case b.NoCheck:
+		seen = changed
+	default:
+		seen = checkFresh && b.LastCheck == "ok"
+	}
+	if b.Owed != "" || !seen {
 		return false, ""
 	}
 	if b.ServedSerial != "" && NormSerial(b.ServedSerial) != NormSerial(w.Serial) {
