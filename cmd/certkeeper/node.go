@@ -710,12 +710,12 @@ func checkReport(sts []agent.Report, now time.Time) checkJSON {
 func checkLine(sts []agent.Report, now time.Time) (string, rotate.Health) {
 	worst := rotate.OK
 	for _, st := range sts {
-		if st.Health > worst {
+		if agent.Severity(st.Health) > agent.Severity(worst) {
 			worst = st.Health
 		}
 	}
 	var parts, perf []string
-	for h := rotate.Unknown; h >= rotate.OK; h-- {
+	for _, h := range []rotate.Health{rotate.Critical, rotate.Warning, rotate.Unknown, rotate.OK} {
 		for _, st := range sts {
 			if st.Health == h {
 				parts = append(parts, fmt.Sprintf("bundle %s: %s", st.Name, oneLine(errors.New(st.HealthText))))
