@@ -175,7 +175,9 @@ served_wait = "200ms"
 	for name, data := range map[string][]byte{"n.crt": second.CertPEM(), "n.key": second.KeyPEM(t)} {
 		os.WriteFile(filepath.Join(inbox, name), data, 0o600)
 	}
-	waitFor(t, "the failed reload", func() bool { return strings.Contains(a.log(), "reload failed") && strings.Contains(a.log(), "reported, the live bundle stays") })
+	waitFor(t, "the failed reload", func() bool {
+		return strings.Contains(a.log(), "reload failed") && strings.Contains(a.log(), "reported, the live bundle stays")
+	})
 	if r := certkeeper(t, "check", "--config", n.config); r.code == 0 {
 		t.Fatalf("check after a failed reload: %+v", r)
 	}
