@@ -56,7 +56,8 @@ const ReportHeartbeats = 3
 
 // MinReportHeartbeats is the least age, in the report's own heartbeats,
 // that counts as stale whatever --report-stale-after says: a running
-// agent rewrites its report every heartbeat, checked every half of one.
+// agent keeps its report younger than one heartbeat (ReportDue), and one
+// more allows for a loaded host or a slow disk.
 const MinReportHeartbeats = 2
 
 // ReportStale judges a report's age: stale when it was written longer
@@ -77,8 +78,9 @@ func ReportStale(r *Report, now time.Time, after time.Duration) (bool, time.Dura
 	case after <= 0:
 		after = ReportHeartbeats * beat
 	case after < MinReportHeartbeats*beat:
-		// A running agent's report can be one and a half heartbeats
-		// old: a shorter threshold would call every running agent dead.
+		// A running agent's report is up to a heartbeat old (more on
+		// a loaded host): a shorter threshold would call every running
+		// agent dead.
 		after = MinReportHeartbeats * beat
 	}
 	return age > after, age

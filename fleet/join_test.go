@@ -106,8 +106,8 @@ func TestReportStale(t *testing.T) {
 		{"a short heartbeat", Report{Written: t0.Add(-4 * time.Second), Heartbeat: 1}, 0, true, 4 * time.Second},
 		{"a threshold given beats the heartbeat", Report{Written: t0.Add(-time.Hour), Heartbeat: 300}, 2 * time.Hour, false, time.Hour},
 		{"a threshold given, no heartbeat", Report{Written: t0.Add(-time.Hour)}, 30 * time.Minute, true, time.Hour},
-		// A running agent may leave its report one and a half heartbeats
-		// old; a threshold below that would call every running agent dead.
+		// A running agent's report is up to a heartbeat old; a threshold
+		// below that would call every running agent dead.
 		{"a threshold below the heartbeat does not call a running agent dead", Report{Written: t0.Add(-46 * time.Second), Heartbeat: 300}, 5 * time.Second, false, 46 * time.Second},
 		{"a threshold below the heartbeat: two heartbeats missed", Report{Written: t0.Add(-10*time.Minute - time.Second), Heartbeat: 300}, 5 * time.Second, true, 10*time.Minute + time.Second},
 		{"no heartbeat (writes on change only): age says nothing", Report{Written: t0.Add(-30 * 24 * time.Hour)}, 0, false, 30 * 24 * time.Hour},

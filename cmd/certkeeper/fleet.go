@@ -76,8 +76,8 @@ textfile collector (atomically, mode 0644).
   --report-stale-after DURATION
                           a report older than this means the agent is not
                           running (report-stale); default 3 heartbeats, and
-                          never less than 2 (a running agent's report can
-                          be 1.5 heartbeats old: 5m each, as shipped)
+                          never less than 2 (a running agent's report is up
+                          to one heartbeat old: 5m, as shipped)
 
 Exit 0 when every node is healthy, 1 otherwise, 2 on usage errors.
 
