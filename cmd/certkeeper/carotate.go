@@ -89,6 +89,13 @@ func runCARotate(ctx context.Context, e *env, args []string) error {
 			return fmt.Errorf("%d node(s) not re-issued; run `certkeeper ca rotate issue` again", len(res.Failed))
 		}
 		fmt.Fprintln(e.stdout, "the new CA signs now; push or pull, then run `certkeeper ca rotate finish`")
+		if _, err := os.Stat(filepath.Join(f.dir, authority.CRLFile)); err == nil {
+			// Until finish, cluster.crl is the old CA's only: a peer that
+			// checks a CRL for every CA of a chain (nginx ssl_crl, openssl
+			// -crl_check) has none for the new CA's leaves.
+			fmt.Fprintf(e.stderr, "certkeeper ca rotate: warning: %s is the old CA's until `ca rotate finish` signs it again: daemons that check a CRL (crl_file: nginx ssl_crl, etcd --client-crl-file) refuse the new CA's leaves meanwhile (\"unable to get certificate CRL\"); finish soon after every node runs with its new leaf\n",
+				filepath.Join(f.dir, authority.CRLFile))
+		}
 	case "finish":
 		r, err := a.RotateFinish(o)
 		if err != nil {
