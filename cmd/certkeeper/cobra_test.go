@@ -95,6 +95,10 @@ func TestDefaultsFromEnvironment(t *testing.T) {
 	if r := certkeeperEnv(t, []string{"CERTKEEPER_CONFIG=/nonexistent-env.toml"}, "status"); r.code != 1 || !strings.Contains(r.stderr, "/nonexistent-env.toml") {
 		t.Fatalf("status with CERTKEEPER_CONFIG: %+v", r)
 	}
+	// A config that is not there says how to point at one.
+	if r := certkeeperEnv(t, []string{"CERTKEEPER_CONFIG=/nonexistent-env.toml"}, "check"); r.code != 3 || !strings.Contains(r.stdout, "point --config or $CERTKEEPER_CONFIG at yours") {
+		t.Errorf("check without a config: %+v", r)
+	}
 	if r := certkeeperEnv(t, []string{"CERTKEEPER_CONFIG="}, "status"); !strings.Contains(r.stderr, "/etc/certkeeper/certkeeper.toml") && r.code != 0 {
 		t.Fatalf("status without config: %+v", r)
 	}

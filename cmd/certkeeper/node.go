@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"runtime"
 	"strings"
@@ -207,7 +208,17 @@ func loadConfig(path string) (*agent.Config, error) {
 	if path == "" {
 		return nil, usagef("--config FILE is required")
 	}
-	return agent.LoadConfig(path)
+	return withConfigHint(agent.LoadConfig(path))
+}
+
+// withConfigHint adds, to a config that is not there, where certkeeper
+// looked and how to point it elsewhere: the first command of a first
+// hour is often `certkeeper status` on a machine without the package.
+func withConfigHint(cfg *agent.Config, err error) (*agent.Config, error) {
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w (write one, docs/config.md, or point --config or $%s at yours; the package installs a starter config)", err, envConfig)
+	}
+	return cfg, err
 }
 
 // selectBundles is the bundle named by --bundle, or, without it, every
@@ -654,7 +665,7 @@ func runCheck(_ context.Context, e *env, args []string) error {
 	if len(rest) > 0 {
 		return unknown("usage: certkeeper check [--config FILE] [--ack [--bundle NAME]] [--json]")
 	}
-	cfg, err := agent.LoadConfig(*cfgPath)
+	cfg, err := withConfigHint(agent.LoadConfig(*cfgPath))
 	if err != nil {
 		return unknown(oneLine(err))
 	}
