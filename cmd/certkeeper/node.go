@@ -310,7 +310,24 @@ func runInstall(ctx context.Context, e *env, args []string) error {
 		fileNames = append(fileNames, f.Name)
 	}
 	fmt.Fprintf(e.stdout, "%s: installed generation %s in %s: %s\n", b.Name, res.Generation.Name, b.Resolved.Dir, strings.Join(fileNames, ", "))
-	return printReloads(e, c, b.Name, out.Reloads)
+	if err := printReloads(e, c, b.Name, out.Reloads); err != nil {
+		return err
+	}
+	printServed(e, b.Name, out.Served)
+	return nil
+}
+
+// printServed says that the served check saw the daemon take the new
+// certificate (a failed one is the command's error, said already).
+func printServed(e *env, bundle string, o *agent.ServedOutcome) {
+	if o == nil || o.Step != agent.ServedDone || !o.Last.Match {
+		return
+	}
+	if o.ExtraReloads > 0 {
+		fmt.Fprintf(e.stdout, "%s: %s serves serial %s, the new certificate, after %d more reloads\n", bundle, o.Last.Endpoint, o.Last.Serial, o.ExtraReloads)
+		return
+	}
+	fmt.Fprintf(e.stdout, "%s: %s serves serial %s, the new certificate\n", bundle, o.Last.Endpoint, o.Last.Serial)
 }
 
 // printRepaired lists what an install of unchanged files restored: the

@@ -192,3 +192,23 @@ served_wait = "200ms"
 		return certkeeper(t, "check", "--config", n.config).code == 0
 	})
 }
+
+// certkeeper install on a bundle with served says when the daemon serves
+// the new certificate, as the agent's log does.
+func TestInstallSaysTheDaemonServesTheNewCertificate(t *testing.T) {
+	ca := testpki.NewCA(t, "cluster", testpki.Options{})
+	first := ca.Issue(t, "node-1", testpki.Options{NotAfter: time.Now().Add(90 * 24 * time.Hour)})
+	n := newNode(t, "flocker-node", "node-1", "")
+	if r := n.install(n.files(map[string][]byte{"a": first.CertPEM(), "b": first.KeyPEM(t), "c": ca.CertPEM()})...); r.code != 0 {
+		t.Fatal(r)
+	}
+	d := daemontest.Start(t, daemontest.Options{Cert: filepath.Join(n.live, "node.crt"), Key: filepath.Join(n.live, "node.key"), CA: filepath.Join(n.live, "cluster.crt")})
+	cfg := fmt.Sprintf("node_id = \"node-1\"\nstate_dir = %q\n\n[[bundle]]\nname = \"b\"\nlayout = \"flocker-node\"\ndir = %q\nserved = %q\n\n  [[bundle.reload]]\n  signal = \"HUP\"\n  pidfile = %q\n",
+		filepath.Join(n.root, "state"), n.live, d.Addr, d.Pidfile)
+	testpki.WriteFile(t, n.root, "certkeeper.toml", []byte(cfg), 0o600)
+	second := ca.Issue(t, "node-1", testpki.Options{NotAfter: time.Now().Add(90 * 24 * time.Hour)})
+	r := n.install(n.files(map[string][]byte{"a": second.CertPEM(), "b": second.KeyPEM(t)})...)
+	if r.code != 0 || !strings.Contains(r.stdout, d.Addr+" serves serial ") || !strings.Contains(r.stdout, "the new certificate") {
+		t.Fatalf("%+v", r)
+	}
+}
