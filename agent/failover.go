@@ -103,6 +103,9 @@ func (f *Failover) Fetch(ctx context.Context, b *Bundle) ([]rotate.Input, error)
 			break
 		}
 	}
+	if len(f.Sources) == 1 && len(errs) == 1 {
+		return nil, errs[0] // one admin host: its error says it all
+	}
 	return nil, fmt.Errorf("every admin host failed (%d sources): %w", len(f.Sources), errors.Join(errs...))
 }
 

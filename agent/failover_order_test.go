@@ -1,10 +1,14 @@
 package agent_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/certkeeper/certkeeper/agent"
+	"github.com/certkeeper/certkeeper/rotate"
 )
 
 // Every fetch tries the admin hosts in config order: the primary first,
@@ -37,5 +41,26 @@ func TestFailoverNews(t *testing.T) {
 		if got := agent.FailoverNews(c.n, c.prev, c.i); got != c.want {
 			t.Errorf("FailoverNews(%d, %d, %d) = %d, want %d", c.n, c.prev, c.i, got, c.want)
 		}
+	}
+}
+
+type failingSource struct{ err error }
+
+func (s failingSource) Fetch(context.Context, *agent.Bundle) ([]rotate.Input, error) {
+	return nil, s.err
+}
+
+// With one admin host there is no "every admin host" to speak of: its own
+// error is the error, as it was before failover (and the standby's wording
+// "(1 sources)" is not English).
+func TestOneSourceFailsWithItsOwnError(t *testing.T) {
+	cause := errors.New(`bundle "main": pull: 127.0.0.1:22: connect: connection refused`)
+	_, err := (&agent.Failover{Sources: []agent.Source{failingSource{cause}}}).Fetch(context.Background(), &agent.Bundle{Name: "main"})
+	if !errors.Is(err, cause) || err.Error() != cause.Error() {
+		t.Errorf("one source: %v; want %v", err, cause)
+	}
+	_, err = (&agent.Failover{Sources: []agent.Source{failingSource{cause}, failingSource{cause}}}).Fetch(context.Background(), &agent.Bundle{Name: "main"})
+	if !errors.Is(err, cause) || !strings.Contains(err.Error(), "every admin host failed (2 sources)") {
+		t.Errorf("two sources: %v", err)
 	}
 }

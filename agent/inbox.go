@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"io/fs"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -100,13 +101,8 @@ func sameListing(a, b []InboxFile) bool {
 // raw inputs (empty, or a PEM block cut short) and at what the set lacks
 // for the layout given the live bundle.
 func Incomplete(inputs []rotate.Input, c *rotate.Candidate, live *rotate.Bundle, l rotate.Layout) string {
-	for _, in := range inputs {
-		if len(in.Data) == 0 {
-			return in.Name + " is empty (still being written?)"
-		}
-		if bytes.Count(in.Data, []byte("-----BEGIN ")) > bytes.Count(in.Data, []byte("-----END ")) {
-			return in.Name + " ends inside a PEM block (still being written?)"
-		}
+	if why := StillWriting(inputs); why != "" {
+		return why
 	}
 	if !anyParses(inputs) {
 		// Nothing here is a certificate or a key (a README, a tarball, a
@@ -131,6 +127,21 @@ func Incomplete(inputs []rotate.Input, c *rotate.Candidate, live *rotate.Bundle,
 	return ""
 }
 
+// StillWriting says which input looks like a file still being written
+// (empty, or a PEM block without its END line), or "". Such a set can not
+// validate, so the inbox waits for it without judging it.
+func StillWriting(inputs []rotate.Input) string {
+	for _, in := range inputs {
+		if len(in.Data) == 0 {
+			return in.Name + " is empty (still being written?)"
+		}
+		if bytes.Count(in.Data, []byte("-----BEGIN ")) > bytes.Count(in.Data, []byte("-----END ")) {
+			return in.Name + " ends inside a PEM block (still being written?)"
+		}
+	}
+	return ""
+}
+
 // anyParses reports whether any input holds a certificate or a key, in
 // PEM or DER.
 func anyParses(inputs []rotate.Input) bool {
@@ -151,11 +162,19 @@ func alreadyLive(inputs []rotate.Input, live map[string][]byte) bool {
 	}
 	certs := map[string]bool{}
 	crls := map[string]bool{}
+	// The CA certificates, live and brought: a set that brings CAs must
+	// bring the live ones, all of them. The last step of a CA rotation
+	// (the new CA alone, where both are live) is a subset of what is
+	// live, yet a change.
+	liveCAs, inCAs := map[string]bool{}, map[string]bool{}
 	var keys []*pki.Key
 	for _, data := range live {
 		if p, err := pki.Parse(data); err == nil {
 			for _, c := range p.Certificates {
 				certs[pki.Fingerprint(c)] = true
+				if c.IsCA {
+					liveCAs[pki.Fingerprint(c)] = true
+				}
 			}
 			for _, c := range p.CRLs {
 				crls[string(c.Raw)] = true
@@ -172,6 +191,9 @@ func alreadyLive(inputs []rotate.Input, live map[string][]byte) bool {
 			if !certs[pki.Fingerprint(c)] {
 				return false
 			}
+			if c.IsCA {
+				inCAs[pki.Fingerprint(c)] = true
+			}
 		}
 		for _, c := range p.CRLs {
 			if !crls[string(c.Raw)] {
@@ -184,5 +206,5 @@ func alreadyLive(inputs []rotate.Input, live map[string][]byte) bool {
 			}
 		}
 	}
-	return true
+	return len(inCAs) == 0 || maps.Equal(inCAs, liveCAs)
 }

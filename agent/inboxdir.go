@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/pki"
+	"github.com/certkeeper/certkeeper/platform"
 	"github.com/certkeeper/certkeeper/rotate"
 )
 
@@ -189,7 +190,7 @@ func (ib inboxDir) read(files []InboxFile) ([]rotate.Input, error) {
 			return nil, fmt.Errorf("%s is a symlink; give the file itself (certkeeper does not follow links in its inputs)", p)
 		}
 		if !fi.Mode().IsRegular() {
-			return nil, fmt.Errorf("%s is not a regular file (%s)", p, fi.Mode().Type())
+			return nil, fmt.Errorf("%s is not a regular file (%s)", p, platform.FileType(fi.Mode()))
 		}
 		data, err := readRegular(r, f.Name, p)
 		if err != nil {

@@ -39,7 +39,7 @@ func readInput(p string) ([]byte, error) {
 		return nil, fmt.Errorf("%s is a symlink; give the file itself (certkeeper does not follow links in its inputs)", p)
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file (%s)", p, fi.Mode().Type())
+		return nil, fmt.Errorf("%s is not a regular file (%s)", p, platform.FileType(fi.Mode()))
 	}
 	f, err := platform.OpenInput(p)
 	if err != nil {

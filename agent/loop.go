@@ -544,6 +544,15 @@ func (l *bundleLoop) takeInbox(ctx context.Context, now time.Time) {
 		l.reject(files, readErr.Error(), now)
 		return
 	}
+	if why := StillWriting(inputs); why != "" {
+		// Not judged yet (no "delivery refused" for a file that is
+		// still arriving): it waits, quiet, for inbox_timeout.
+		if wait := Settled(files, l.inboxEvent, 0, now).Add(l.b.InboxTimeout.Duration); now.Before(wait) {
+			l.inboxAt = wait
+			l.setWaiting(why)
+			return
+		}
+	}
 	source := "inbox: " + strings.Join(names, " ")
 	// The inbox is automated delivery (certkeeper push, a script's scp),
 	// so, like a pull, it never takes the bundle back in time: a push of
@@ -1130,8 +1139,24 @@ func (l *bundleLoop) checkServedPeriodic(ctx context.Context) {
 		return
 	}
 	r := l.pipe.CheckServedNow(ctx)
+	if errors.Is(r.Err, rotate.ErrNoGeneration) {
+		// Nothing installed (yet, or any more): no certificate the
+		// daemon ought to serve, so nothing to warn of or to record.
+		l.st.update(func(s *BundleState) { s.Served = nil })
+		return
+	}
 	if !r.Match {
 		l.log.Warn("daemon does not serve the live certificate", "served", l.b.Served, "served_serial", r.Serial, "live_serial", r.LiveSerial, "err", r.Err)
 	}
 	l.recordServed(r, nil)
+	if r.Match && len(l.b.Reload) == 1 {
+		// The one reload failed, and the daemon serves the live leaf
+		// now all the same (reloaded by hand, started after the
+		// install): what the reload was for is done.
+		if e := l.st.snapshot().LastReload; e != nil && e.Result == ResultFailed {
+			l.log.Info("daemon serves the live certificate; the failed reload is settled", "served", l.b.Served, "serial", r.Serial, "failed_at", e.Time)
+			settled := &Event{Time: l.d.now(), Result: ResultOK, Detail: fmt.Sprintf("the daemon serves the live certificate (the reload of %s failed: %s)", rotate.Stamp(e.Time), e.Detail)}
+			l.st.update(func(s *BundleState) { s.LastReload = settled })
+		}
+	}
 }

@@ -19,17 +19,22 @@ func ReportPath(c *Config) string { return filepath.Join(c.StateDir, fleet.Repor
 func BuildReport(c *Config, version string, pid int, bundles []BundleState, now, stopped time.Time) fleet.Report {
 	r := fleet.Report{NodeID: c.NodeID, AgentVersion: version, PID: pid, Written: now, Stopped: stopped}
 	nodeIDs := map[string]string{}
+	noCheck := map[string]bool{}
 	for i := range c.Bundles {
 		nodeIDs[c.Bundles[i].Name] = c.Bundles[i].NodeID
+		noCheck[c.Bundles[i].Name] = len(c.Bundles[i].Check) == 0
 	}
 	for _, b := range bundles {
 		h, text := b.Health()
 		br := fleet.BundleReport{
 			Name: b.Name, NodeID: nodeIDs[b.Name], Serial: b.Serial, NotAfter: b.NotAfter,
-			Owed: b.Owed.Text(), Health: h.String(), HealthText: text,
+			Owed: b.Owed.Text(), Health: h.String(), HealthText: text, NoCheck: noCheck[b.Name],
 		}
 		if e := b.LastInstall; e != nil && e.Result == ResultInstalled {
 			br.LastChange = e.Time
+		}
+		if e := b.LastInstall; e != nil && (e.Result == ResultInstalled || e.Result == ResultUnchanged) {
+			br.LastDelivery = e.Time
 		}
 		if e := b.LastError; e != nil {
 			br.LastError, br.LastErrorAt = e.Detail, e.Time

@@ -114,3 +114,26 @@ func TestSaveRewritesTheReportOnItsHeartbeat(t *testing.T) {
 		t.Fatalf("not rewritten after half a heartbeat: %+v", r)
 	}
 }
+
+// A bundle without a check command says so in the report, so that push
+// --canary confirms it by its serial, reload and health instead of
+// waiting for a check that never runs.
+func TestReportSaysWhichBundlesHaveNoCheck(t *testing.T) {
+	c := &Config{NodeID: "n1", Bundles: []Bundle{{Name: "plain", NodeID: "n1"}, {Name: "checked", NodeID: "n1", Check: []string{"/bin/true"}}}}
+	r := BuildReport(c, "9.9", 1, []BundleState{{Name: "plain"}, {Name: "checked"}}, time.Now(), time.Time{})
+	if !r.Bundles[0].NoCheck || r.Bundles[1].NoCheck {
+		t.Errorf("no_check: plain %v, checked %v; want true, false", r.Bundles[0].NoCheck, r.Bundles[1].NoCheck)
+	}
+}
+
+// The report says when the agent last took a delivery, installed or found
+// already live, so a rollout can tell a push it has seen from one it has
+// not when nothing changes.
+func TestReportSaysWhenADeliveryWasTaken(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	c := &Config{NodeID: "n1", Bundles: []Bundle{{Name: "b", NodeID: "n1"}}}
+	r := BuildReport(c, "9.9", 1, []BundleState{{Name: "b", LastInstall: &Event{Time: now, Result: ResultUnchanged}}}, now, time.Time{})
+	if b := r.Bundles[0]; !b.LastDelivery.Equal(now) || !b.LastChange.IsZero() {
+		t.Errorf("an unchanged delivery: last_delivery %v, last_change %v", b.LastDelivery, b.LastChange)
+	}
+}

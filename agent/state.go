@@ -306,6 +306,22 @@ type Report struct {
 	Agent *AgentView  `json:"agent,omitempty"`
 }
 
+// Severity ranks healths when several are combined into one, as the
+// monitoring plugins combine them (max_state_alt): CRITICAL, WARNING,
+// UNKNOWN, OK. What could not be read (UNKNOWN) never hides what is known
+// to be CRITICAL, such as nothing installed beside a damaged state file.
+func Severity(h rotate.Health) int {
+	switch h {
+	case rotate.Critical:
+		return 3
+	case rotate.Warning:
+		return 2
+	case rotate.Unknown:
+		return 1
+	}
+	return 0
+}
+
 // Reports inspects every bundle of a config and merges the agent's state.
 // The health is the worse of the two; an agent that died (its pid gone
 // without a clean stop) is a WARNING: nothing repairs or renews meanwhile.
@@ -317,7 +333,7 @@ func Reports(c *Config) []Report {
 		r := Report{Status: rotate.NewManager(b.Spec()).Status()}
 		worse := func(h rotate.Health, text string) {
 			r.Problems = append(r.Problems, text)
-			if h > r.Health {
+			if Severity(h) > Severity(r.Health) {
 				r.Health, r.HealthText = h, text
 			}
 		}

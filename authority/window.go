@@ -33,7 +33,7 @@ func ParseWindow(s string) (Window, error) {
 	if p, ok := strings.CutSuffix(strings.TrimSpace(s), "%"); ok {
 		f, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
 		if err != nil || f <= 0 || f >= 100 {
-			return Window{}, fmt.Errorf("%q: a percentage of the lifetime between 0 and 100, such as 40%%", s)
+			return Window{}, fmt.Errorf("%q: a percentage of the lifetime, more than 0%% and less than 100%%, such as 40%%", s)
 		}
 		return Window{Fraction: f / 100}, nil
 	}
@@ -52,7 +52,7 @@ func (w Window) Check() error {
 	case w.Duration < 0:
 		return fmt.Errorf("--within must be positive, such as 30d or 40%%")
 	case w.Fraction < 0 || w.Fraction >= 1:
-		return fmt.Errorf("--within %g%%: a percentage of the lifetime between 0 and 100", w.Fraction*100)
+		return fmt.Errorf("--within %g%%: a percentage of the lifetime, more than 0%% and less than 100%%", w.Fraction*100)
 	case w.Duration == 0 && w.Fraction == 0:
 		return fmt.Errorf("--within must be positive, such as 30d or 40%%")
 	}

@@ -73,7 +73,13 @@ func Collect(ctx context.Context, nodes []distribute.Node, o CollectOptions) []F
 		go func() {
 			defer wg.Done()
 			n := nodes[i]
-			f := Fetched{ID: n.ID, Address: n.SSH.Address, NotReport: !o.Reports}
+			// The address as push names it, with its port: nodes
+			// behind one address differ only by it.
+			addr, err := n.SSH.HostPort()
+			if err != nil {
+				addr = n.SSH.Address
+			}
+			f := Fetched{ID: n.ID, Address: addr, NotReport: !o.Reports}
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():

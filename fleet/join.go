@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/authority"
+	"github.com/certkeeper/certkeeper/rotate"
 )
 
 // States a node can be in, as fleet status shows them. A node may be in
@@ -53,9 +54,15 @@ const DefaultStaleAfter = 24 * time.Hour
 // is load or a slow disk, three is an agent that is gone.
 const ReportHeartbeats = 3
 
+// MinReportHeartbeats is the least age, in the report's own heartbeats,
+// that counts as stale whatever --report-stale-after says: a running
+// agent keeps its report younger than one heartbeat (ReportDue), and one
+// more allows for a loaded host or a slow disk.
+const MinReportHeartbeats = 2
+
 // ReportStale judges a report's age: stale when it was written longer
 // ago than after (or, with after 0, ReportHeartbeats of the heartbeat
-// the report names). A report without a heartbeat (an agent that writes
+// the report names; never less than MinReportHeartbeats of it). A report without a heartbeat (an agent that writes
 // only on change) and the report of an agent that stopped cleanly (that
 // is StateStopped) are never stale; a report from the future (clock
 // skew) is not either. It returns the report's age.
@@ -64,11 +71,17 @@ func ReportStale(r *Report, now time.Time, after time.Duration) (bool, time.Dura
 	if r.Written.IsZero() || !r.Stopped.IsZero() || age <= 0 {
 		return false, max(age, 0)
 	}
-	if after <= 0 {
-		if r.Heartbeat <= 0 {
-			return false, age
-		}
-		after = ReportHeartbeats * time.Duration(r.Heartbeat*float64(time.Second))
+	beat := time.Duration(r.Heartbeat * float64(time.Second))
+	switch {
+	case after <= 0 && beat <= 0:
+		return false, age
+	case after <= 0:
+		after = ReportHeartbeats * beat
+	case after < MinReportHeartbeats*beat:
+		// A running agent's report is up to a heartbeat old (more on
+		// a loaded host): a shorter threshold would call every running
+		// agent dead.
+		after = MinReportHeartbeats * beat
 	}
 	return age > after, age
 }
@@ -217,7 +230,7 @@ func classify(f Fetched, ix caIndex, o JoinOptions) NodeStatus {
 		s.AgentVersion, s.ReportWritten = rep.AgentVersion, rep.Written
 		if stale, age := ReportStale(rep, o.Now, o.ReportStaleAfter); stale {
 			add(StateReportStale, "the report was last written %s ago (at %s), %s: the agent is not running or hangs, and what the report says is old; see systemctl status certkeeper on the node",
-				age.Round(time.Second), rep.Written.UTC().Format(time.RFC3339), heartbeatText(rep.Heartbeat))
+				age.Round(time.Second), rotate.Stamp(rep.Written), heartbeatText(rep.Heartbeat))
 		}
 		b := pickBundle(rep, f.ID, ix, o.Bundle)
 		if b == nil {
@@ -229,7 +242,7 @@ func classify(f Fetched, ix caIndex, o JoinOptions) NodeStatus {
 				add(StateUnhealthy, "%s: %s", b.Health, b.HealthText)
 			}
 			if !rep.Stopped.IsZero() {
-				add(StateStopped, "the agent stopped at %s; nothing repairs or renews", rep.Stopped.UTC().Format(time.RFC3339))
+				add(StateStopped, "the agent stopped at %s; nothing repairs or renews", rotate.Stamp(rep.Stopped))
 			}
 		}
 	}
@@ -256,7 +269,13 @@ func classify(f Fetched, ix caIndex, o JoinOptions) NodeStatus {
 	}
 	if installed != "" {
 		if c := ix.bySerial[installed]; c != nil && c.Revoked != nil {
-			add(StateRevoked, "installed certificate %s was revoked at %s: push the current one", s.Installed, c.Revoked.At.UTC().Format(time.RFC3339))
+			if known && n.Revoked != nil {
+				// Retired (ca revoke ID): there is no current one to push.
+				add(StateRevoked, "installed certificate %s was revoked at %s with the node itself (retired): stop its daemon and remove it from the inventory, or take it back with certkeeper ca issue node %s --force",
+					s.Installed, rotate.Stamp(c.Revoked.At), f.ID)
+			} else {
+				add(StateRevoked, "installed certificate %s was revoked at %s: push the current one", s.Installed, rotate.Stamp(c.Revoked.At))
+			}
 		}
 		if cur != nil && installed != NormSerial(cur.Serial) {
 			if age := o.Now.Sub(cur.IssuedAt); age > o.StaleAfter {
@@ -266,7 +285,7 @@ func classify(f Fetched, ix caIndex, o JoinOptions) NodeStatus {
 			}
 		}
 		if !s.InstalledNotAfter.IsZero() && !o.Now.Before(s.InstalledNotAfter) {
-			add(StateExpired, "installed certificate expired at %s", s.InstalledNotAfter.UTC().Format(time.RFC3339))
+			add(StateExpired, "installed certificate expired at %s", rotate.Stamp(s.InstalledNotAfter))
 		}
 	}
 	if served := NormSerial(s.Served); served != "" && installed != "" && served != installed {

@@ -106,6 +106,10 @@ func TestReportStale(t *testing.T) {
 		{"a short heartbeat", Report{Written: t0.Add(-4 * time.Second), Heartbeat: 1}, 0, true, 4 * time.Second},
 		{"a threshold given beats the heartbeat", Report{Written: t0.Add(-time.Hour), Heartbeat: 300}, 2 * time.Hour, false, time.Hour},
 		{"a threshold given, no heartbeat", Report{Written: t0.Add(-time.Hour)}, 30 * time.Minute, true, time.Hour},
+		// A running agent's report is up to a heartbeat old; a threshold
+		// below that would call every running agent dead.
+		{"a threshold below the heartbeat does not call a running agent dead", Report{Written: t0.Add(-46 * time.Second), Heartbeat: 300}, 5 * time.Second, false, 46 * time.Second},
+		{"a threshold below the heartbeat: two heartbeats missed", Report{Written: t0.Add(-10*time.Minute - time.Second), Heartbeat: 300}, 5 * time.Second, true, 10*time.Minute + time.Second},
 		{"no heartbeat (writes on change only): age says nothing", Report{Written: t0.Add(-30 * 24 * time.Hour)}, 0, false, 30 * 24 * time.Hour},
 		{"stopped cleanly: that is agent-stopped", Report{Written: t0.Add(-time.Hour), Heartbeat: 300, Stopped: t0.Add(-time.Hour)}, 0, false, 0},
 		{"from the future (clock skew)", Report{Written: t0.Add(time.Hour), Heartbeat: 300}, 0, false, 0},
@@ -224,6 +228,33 @@ func TestVerdict(t *testing.T) {
 			x.LastCheckAt = since.Add(-time.Hour)
 		}), false, true, ""},
 		{"installed but critical", b(func(x *BundleReport) { x.Health = "CRITICAL" }), false, true, ""},
+		// Most bundles have no check command: they are confirmed by an
+		// install after the push, the serial, nothing owed (the reload
+		// ran), what is served, health.
+		{"no check configured: installed, reloaded, served", b(func(x *BundleReport) {
+			x.NoCheck, x.LastCheck, x.LastCheckAt, x.ServedSerial, x.LastChange = true, "", time.Time{}, "0B:00", t0
+		}), true, false, ""},
+		// A push that keeps the serial (a CA rotation's trust file, a
+		// CRL) is confirmed by a change after the push, not by the
+		// serial the node had before it.
+		{"no check configured: nothing changed since the push", b(func(x *BundleReport) {
+			x.NoCheck, x.LastCheck, x.LastCheckAt, x.ServedSerial, x.LastChange = true, "", time.Time{}, "0B:00", since.Add(-time.Second)
+		}), false, false, ""},
+		// The agent took the push and found it already live: nothing is
+		// coming, with or without a check.
+		{"no check configured: the push found already live", b(func(x *BundleReport) {
+			x.NoCheck, x.LastCheck, x.LastCheckAt, x.LastChange, x.LastDelivery = true, "", time.Time{}, since.Add(-time.Hour), t0
+		}), true, false, ""},
+		{"checked bundle: the push found already live", b(func(x *BundleReport) {
+			x.LastCheckAt, x.LastChange, x.LastDelivery = since.Add(-time.Hour), since.Add(-time.Hour), t0
+		}), true, false, ""},
+		{"checked bundle: the push not taken yet", b(func(x *BundleReport) {
+			x.LastCheckAt, x.LastChange, x.LastDelivery = since.Add(-time.Hour), since.Add(-time.Hour), since.Add(-time.Hour)
+		}), false, false, ""},
+		{"no check configured: reload owed", b(func(x *BundleReport) { x.NoCheck, x.LastCheck, x.LastCheckAt, x.Owed = true, "", time.Time{}, "reload" }), false, false, ""},
+		{"no check configured: not installed yet", b(func(x *BundleReport) {
+			x.NoCheck, x.LastCheck, x.LastCheckAt, x.Serial = true, "", time.Time{}, "0A:00"
+		}), false, false, ""},
 	}
 	for _, c := range cases {
 		done, why := Verdict(c.r, w)
@@ -233,5 +264,24 @@ func TestVerdict(t *testing.T) {
 		if strings.Contains(why, "rolled back to serial") != strings.HasPrefix(c.says, "rolled back") {
 			t.Errorf("%s: %q says rolled back wrongly", c.name, why)
 		}
+	}
+}
+
+// A node retired with `ca revoke ID` has no current certificate to push:
+// the problem says it is retired and what to do, not "push the current
+// one", which would push the revoked bundle again.
+func TestRetiredNodeIsNotToldToPush(t *testing.T) {
+	ca := testCA([]string{"n0"}, 48*time.Hour, "0B:00")
+	n := ca.Nodes["n0"]
+	n.Revoked = &authority.Revocation{At: t0.Add(-time.Hour), Reason: 0}
+	ca.Nodes["n0"] = n
+	got := Join([]Fetched{{ID: "n0", Data: report("0B:00", "", "OK")}}, ca, JoinOptions{Now: t0, StaleAfter: 24 * time.Hour})[0]
+	if !got.Has(StateRevoked) {
+		t.Fatalf("states %v", got.States)
+	}
+	text := strings.Join(got.Problems, "\n")
+	// Times in a problem's text read as in status and check, not RFC 3339.
+	if strings.Contains(text, "push the current one") || !strings.Contains(text, "retired") || !strings.Contains(text, "revoked at 2026-12-01 11:00:00 UTC") {
+		t.Errorf("problems of a retired node: %s", text)
 	}
 }

@@ -69,6 +69,10 @@ type BundleReport struct {
 	ServedAt     time.Time `json:"served_checked,omitzero"`
 	// LastChange is when the live certificate last changed (install).
 	LastChange time.Time `json:"last_change,omitzero"`
+	// LastDelivery is when the agent last took a delivery (inbox, pull,
+	// install) and installed it or found it already live: a rollout's
+	// proof that a push which changes nothing for this bundle was seen.
+	LastDelivery time.Time `json:"last_delivery,omitzero"`
 	// Owed is what the live generation still owes (reload, check).
 	Owed        string    `json:"owed,omitempty"`
 	LastError   string    `json:"last_error,omitempty"`
@@ -77,6 +81,10 @@ type BundleReport struct {
 	// LastCheckAt when it ran.
 	LastCheck   string    `json:"last_check,omitempty"`
 	LastCheckAt time.Time `json:"last_check_at,omitzero"`
+	// NoCheck is set when the bundle has no check command: a rollout
+	// then confirms it by its serial, nothing owed, what is served and
+	// its health, since no check will ever run.
+	NoCheck bool `json:"no_check,omitempty"`
 	// Health is "OK", "WARNING", "CRITICAL" or "UNKNOWN", as check says.
 	Health     string `json:"health"`
 	HealthText string `json:"health_text,omitempty"`

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/distribute"
+	"github.com/certkeeper/certkeeper/rotate"
 )
 
 // PlanWaves splits n nodes into waves: the first canary nodes, then waves
@@ -41,8 +42,8 @@ func PlanWaves(n, canary int, sizes []int) [][2]int {
 }
 
 // Want is what a node's report must show before a rollout goes on: the
-// bundle's serial installed, its check run after the push, served (when
-// the report has a served serial), healthy.
+// bundle's serial installed, its check run after the push (unless the
+// bundle has none), served (when the report has a served serial), healthy.
 type Want struct {
 	Serial string
 	Since  time.Time
@@ -56,9 +57,9 @@ func Verdict(r *Report, w Want) (done bool, failed string) {
 	if b == nil {
 		return false, ""
 	}
-	fresh := !b.LastCheckAt.Before(w.Since)
-	if fresh && b.LastCheck == "failed" {
-		why := fmt.Sprintf("its check failed at %s", b.LastCheckAt.UTC().Format(time.RFC3339))
+	checkFresh := !b.LastCheckAt.Before(w.Since)
+	if checkFresh && b.LastCheck == "failed" {
+		why := fmt.Sprintf("its check failed at %s", rotate.Stamp(b.LastCheckAt))
 		if b.HealthText != "" {
 			// The agent's own text says when, and what followed.
 			why = "the agent says: " + b.HealthText
@@ -76,7 +77,22 @@ func Verdict(r *Report, w Want) (done bool, failed string) {
 		}
 		return false, ""
 	}
-	if b.Owed != "" || !fresh || b.LastCheck != "ok" {
+	// What says the agent dealt with this push: a check run after it
+	// and passed; for a bundle without a check, an install after it (the
+	// serial alone may be the one the node had before); either way, a
+	// delivery after it that found the files already live (a CRL the
+	// bundle does not keep, the same files again), which owes nothing.
+	changed := !b.LastChange.Before(w.Since)
+	seen := false
+	switch {
+	case !changed && !b.LastDelivery.IsZero() && !b.LastDelivery.Before(w.Since):
+		seen = true
+	case b.NoCheck:
+		seen = changed
+	default:
+		seen = checkFresh && b.LastCheck == "ok"
+	}
+	if b.Owed != "" || !seen {
 		return false, ""
 	}
 	if b.ServedSerial != "" && NormSerial(b.ServedSerial) != NormSerial(w.Serial) {

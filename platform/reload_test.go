@@ -4,6 +4,7 @@ package platform_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,8 +37,8 @@ func TestSignalReachesThePidfileProcess(t *testing.T) {
 func TestSignalToAStoppedService(t *testing.T) {
 	dir := t.TempDir()
 	missing := filepath.Join(dir, "none.pid")
-	if r := platform.RunReload(context.Background(), platform.ReloadAction{Signal: "HUP", Pidfile: missing}); r.Err == nil {
-		t.Error("signal with a missing pidfile succeeded")
+	if r := platform.RunReload(context.Background(), platform.ReloadAction{Signal: "HUP", Pidfile: missing}); r.Err == nil || !errors.Is(r.Err, os.ErrNotExist) || !strings.Contains(r.Err.Error(), "only_if_running = true") {
+		t.Errorf("signal with a missing pidfile: %v; want a failure that names only_if_running", r.Err)
 	}
 	if r := platform.RunReload(context.Background(), platform.ReloadAction{Signal: "HUP", Pidfile: missing, OnlyIfRunning: true}); r.Err != nil || r.Skipped == "" {
 		t.Errorf("only_if_running with no pidfile: %+v", r)

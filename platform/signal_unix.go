@@ -32,8 +32,12 @@ func signalPidfile(pidfile, name string, onlyIfRunning bool) (skipped string, er
 	}
 	pid, err := ReadPidfile(pidfile)
 	if err != nil {
-		if onlyIfRunning && errors.Is(err, os.ErrNotExist) {
-			return "not running (no pidfile " + pidfile + ")", nil
+		if errors.Is(err, os.ErrNotExist) {
+			if onlyIfRunning {
+				return "not running (no pidfile " + pidfile + ")", nil
+			}
+			// Most often the daemon is not started yet (a first install).
+			return "", fmt.Errorf("%w: the daemon is not running, or pidfile names another path (only_if_running = true skips the signal while it is down)", err)
 		}
 		return "", err
 	}

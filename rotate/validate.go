@@ -137,7 +137,7 @@ func (v *validator) run() *Bundle {
 			v.fail(leaf.File, "certificate does not match the installed private key, and the bundle brings no key", "include the private key that belongs to this certificate")
 		}
 	default:
-		v.fail(leaf.File, "no private key in the bundle and none installed", "include the private key (node.key)")
+		v.fail(leaf.File, "no private key in the bundle and none installed", fmt.Sprintf("include the private key (%s)", orName(v.p.Layout.KeyFile, "node.key")))
 	}
 
 	v.checkCA(b)

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/certkeeper/certkeeper/authority"
+	"github.com/certkeeper/certkeeper/fleet"
 	"github.com/certkeeper/certkeeper/pki"
 	"github.com/certkeeper/certkeeper/platform"
 	"github.com/certkeeper/certkeeper/rotate"
@@ -359,8 +360,11 @@ func runCAIssue(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if len(rest) == 0 || (rest[0] != "node" && rest[0] != "control") {
+	if len(rest) == 0 {
 		return usagef("say what to issue: `node [ID...]` or `control HOSTNAME`")
+	}
+	if rest[0] != "node" && rest[0] != "control" {
+		return usagef("unknown kind %q: give node [ID...] or control HOSTNAME", rest[0])
 	}
 	kind, ids := rest[0], rest[1:]
 	if *force && *skip {
@@ -637,6 +641,9 @@ func runCARevoke(_ context.Context, e *env, args []string) error {
 	for _, r := range res.Revoked {
 		fmt.Fprintf(e.stdout, "revoked %s %s: serial %s (was valid until %s)\n", r.Kind, r.ID, r.Serial, day(r.NotAfter))
 	}
+	if res.Node == nil {
+		warnRevokedCurrent(e, f.dir, res.Revoked)
+	}
 	for _, r := range res.Already {
 		fmt.Fprintf(e.stdout, "already revoked on %s: %s %s serial %s\n", r.Revoked.At.Format(time.DateOnly), r.Kind, r.ID, r.Serial)
 	}
@@ -897,4 +904,22 @@ func runCASign(_ context.Context, e *env, args []string) error {
 		return err
 	}
 	return nil
+}
+
+// warnRevokedCurrent says when a certificate revoked by serial was its
+// node's current one: the published bundle (what push and pull send)
+// then holds a revoked certificate, and ca renew leaves it until its
+// window. admin-host.md's order is the other way round: issue, then
+// revoke the old serial.
+func warnRevokedCurrent(e *env, dir string, revoked []authority.CertRecord) {
+	ca, err := fleet.LoadCA(dir)
+	if err != nil {
+		return
+	}
+	for _, r := range revoked {
+		if n, ok := ca.Nodes[r.ID]; ok && n.Revoked == nil && fleet.NormSerial(n.Current) == fleet.NormSerial(r.Serial) {
+			fmt.Fprintf(e.stdout, "%s's current certificate is revoked, and its published bundle holds it: issue a new one (certkeeper ca issue --dir %s %s %s --force), then push or sync\n",
+				r.ID, dir, r.Kind, strings.TrimPrefix(r.ID, "control-"))
+		}
+	}
 }

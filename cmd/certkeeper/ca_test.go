@@ -288,6 +288,11 @@ func TestCARevokeAndCRLWithOpenSSL(t *testing.T) {
 	if !strings.Contains(r.stdout, "revoked node spare: serial "+spareSerial) || !strings.Contains(r.stdout, "was not written") {
 		t.Fatalf("revoke by serial: %s", r.stdout)
 	}
+	// spare's only certificate was its current one: the published bundle
+	// now holds a revoked certificate, and nothing re-issues it.
+	if !strings.Contains(r.stdout, "spare's current certificate is revoked") || !strings.Contains(r.stdout, "ca issue --dir "+dir+" node spare --force") {
+		t.Errorf("revoking a current certificate says nothing of what follows: %s", r.stdout)
+	}
 	mustCA(t, "crl", "--dir", dir, "--days", "7")
 	if out := testpki.OpenSSL(t, dir, "crl", "-in", "cluster.crl", "-CAfile", "cluster.crt", "-noout", "-text"); !strings.Contains(out, "verify OK") ||
 		!strings.Contains(out, "X509v3 CRL Number: \n                2") || !strings.Contains(out, "Key Compromise") {

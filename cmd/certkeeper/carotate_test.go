@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/internal/testdaemon/daemontest"
+	"github.com/certkeeper/certkeeper/internal/testpki"
 )
 
 // rotNode is one node of the rotation proof: a real agent and a real
@@ -321,6 +323,62 @@ func rotateUnderKills(t *testing.T, last string) {
 		}
 		if strings.Count(string(trust), "BEGIN CERTIFICATE") != 1 {
 			t.Errorf("%s: cluster.crt holds more than the new CA", id)
+		}
+	}
+}
+
+// With no rotation under way, status --json says "phase": "none", the word
+// the text output prints, not an empty string a script must know about.
+func TestCARotateStatusJSONSaysNone(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ca")
+	if code, _, stderr := runIn("ca", "init", "--dir", dir, "--name", "c"); code != 0 {
+		t.Fatal(stderr)
+	}
+	code, stdout, stderr := runIn("ca", "rotate", "status", "--dir", dir, "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var st struct {
+		Phase string `json:"phase"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Phase != "none" {
+		t.Errorf(`phase %q, want "none" as the text says`, st.Phase)
+	}
+	if _, text, _ := runIn("ca", "rotate", "status", "--dir", dir); !strings.Contains(text, "phase: none") {
+		t.Errorf("text status: %s", text)
+	}
+}
+
+// After ca rotate finish the CRL is signed by the new CA, the only one the
+// nodes trust from then on: an agent with crl_file refuses a bundle whose
+// CRL the old CA signed (and so never drops the old CA), and a daemon with
+// ssl_crl would have no CRL of its CA.
+func TestCARotateFinishResignsTheCRL(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ca")
+	for _, args := range [][]string{
+		{"ca", "init", "--dir", dir, "--name", "c"},
+		{"ca", "issue", "--dir", dir, "node", "n1", "n2"},
+		{"ca", "revoke", "--dir", dir, "n2"},
+		{"ca", "rotate", "start", "--dir", dir},
+		{"ca", "rotate", "issue", "--dir", dir},
+		{"ca", "rotate", "finish", "--dir", dir},
+	} {
+		code, _, stderr := runIn(args...)
+		if code != 0 {
+			t.Fatalf("%v: %s", args, stderr)
+		}
+		// Between issue and finish the CRL is the old CA's alone, which
+		// CRL-checking daemons hold against every new-CA leaf.
+		if args[2] == "issue" && !strings.Contains(stderr, "refuse the new CA's leaves meanwhile") {
+			t.Errorf("ca rotate issue with a CRL: no warning:\n%s", stderr)
+		}
+	}
+	for _, crl := range []string{filepath.Join(dir, "cluster.crl"), filepath.Join(dir, "nodes", "n1", "cluster.crl")} {
+		if out, err := testpki.OpenSSLErr(dir, "crl", "-in", crl, "-CAfile", filepath.Join(dir, "cluster.crt"), "-noout"); err != nil || !strings.Contains(out, "verify OK") {
+			t.Errorf("%s is not signed by the new CA: %v\n%s", crl, err, out)
 		}
 	}
 }

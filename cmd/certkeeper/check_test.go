@@ -116,3 +116,17 @@ func TestCheckStarterConfig(t *testing.T) {
 		t.Errorf("packaging/certkeeper.toml does not use agent.StarterNodeID")
 	}
 }
+
+// Health is combined as the monitoring plugins combine it (max_state_alt):
+// CRITICAL, WARNING, UNKNOWN, OK. A bundle with nothing installed is
+// CRITICAL even when the agent's state file is damaged (UNKNOWN), which
+// used to hide it.
+func TestCheckUnknownDoesNotHideCritical(t *testing.T) {
+	n := newNode(t, "flocker-node", "node-1", "")
+	os.MkdirAll(filepath.Join(n.root, "state"), 0o700)
+	testpki.WriteFile(t, filepath.Join(n.root, "state"), "agent-state.json", []byte("{garbage"), 0o600)
+	code, stdout, _ := runIn("check", "--config", n.config)
+	if code != 2 || !strings.HasPrefix(stdout, "CERTKEEPER CRITICAL - bundle b: nothing installed") {
+		t.Errorf("exit %d: %s", code, stdout)
+	}
+}

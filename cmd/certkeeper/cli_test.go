@@ -415,3 +415,16 @@ func TestRollbackSaysWhenTheRefusedListFails(t *testing.T) {
 		t.Fatalf("%+v", r)
 	}
 }
+
+// A bundle without its key is told to include the key under the layout's
+// name (mesos: localhost-key.pem), as the missing CA is (ca.pem), not
+// under Flocker's node.key.
+func TestVerifyNamesTheLayoutsKeyFile(t *testing.T) {
+	ca := testpki.NewCA(t, "c", testpki.Options{})
+	dir := t.TempDir()
+	cert := testpki.WriteFile(t, dir, "localhost.pem", ca.Issue(t, "node1", testpki.Options{DNS: []string{"node1"}}).CertPEM(), 0o644)
+	code, stdout, stderr := runIn("verify", "--layout", "mesos", "--node-id", "node1", cert)
+	if code != 1 || !strings.Contains(stdout+stderr, "include the private key (localhost-key.pem)") || strings.Contains(stdout+stderr, "node.key") {
+		t.Errorf("exit %d:\n%s%s", code, stdout, stderr)
+	}
+}

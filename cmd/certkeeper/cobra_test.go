@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -42,6 +43,10 @@ func TestMistakesSuggestAndStayShort(t *testing.T) {
 		{[]string{"check", "--conf", "x"}, "Did you mean --config?", 3}, // check's usage errors are UNKNOWN
 		{[]string{"ca", "isue"}, "Did you mean issue?", 0},
 		{[]string{"ca", "issue", "--dsn", "x", "node", "a"}, "Did you mean --dns?", 0},
+		{[]string{"push"}, "push: --inventory FILE is required", 0}, // --ca-dir has a default
+		{[]string{"help", "stauts"}, "certkeeper: unknown command \"stauts\"\nDid you mean status?", 0},
+		{[]string{"help", "ca", "isue"}, "certkeeper: unknown command \"ca isue\"\nDid you mean ca issue?", 0},
+		{[]string{"ca", "issue", "nod", "a"}, `unknown kind "nod": give node [ID...] or control HOSTNAME`, 0},
 	}
 	for _, c := range cases {
 		r := certkeeper(t, c.args...)
@@ -90,6 +95,10 @@ func TestDefaultsFromEnvironment(t *testing.T) {
 	if r := certkeeperEnv(t, []string{"CERTKEEPER_CONFIG=/nonexistent-env.toml"}, "status"); r.code != 1 || !strings.Contains(r.stderr, "/nonexistent-env.toml") {
 		t.Fatalf("status with CERTKEEPER_CONFIG: %+v", r)
 	}
+	// A config that is not there says how to point at one.
+	if r := certkeeperEnv(t, []string{"CERTKEEPER_CONFIG=/nonexistent-env.toml"}, "check"); r.code != 3 || !strings.Contains(r.stdout, "point --config or $CERTKEEPER_CONFIG at yours") {
+		t.Errorf("check without a config: %+v", r)
+	}
 	if r := certkeeperEnv(t, []string{"CERTKEEPER_CONFIG="}, "status"); !strings.Contains(r.stderr, platform.DefaultConfigPath()) && r.code != 0 {
 		t.Fatalf("status without config: %+v", r)
 	}
@@ -105,6 +114,14 @@ func TestCompletionAndGendocs(t *testing.T) {
 	}
 	if r := certkeeper(t, "completion"); r.code != exitUsage || !strings.Contains(r.stderr, "give a shell") {
 		t.Errorf("completion without a shell: %+v", r)
+	}
+	// A mistyped shell is named as one (cobra's completion command takes
+	// no arguments of its own and called it an unknown command).
+	if r := certkeeper(t, "completion", "bsh"); r.code != exitUsage || !strings.Contains(r.stderr, `certkeeper completion: unknown shell "bsh": give bash, zsh, fish or powershell`) {
+		t.Errorf("completion bsh: %+v", r)
+	}
+	if r := certkeeper(t, "completion", "bash", "extra"); r.code != exitUsage || !strings.Contains(r.stderr, "certkeeper completion bash: unexpected arguments: extra") {
+		t.Errorf("completion bash extra: %+v", r)
 	}
 	dir := t.TempDir()
 	if r := certkeeper(t, "gendocs", dir); r.code != 0 {
@@ -154,5 +171,62 @@ func TestFleetIsACommandGroup(t *testing.T) {
 	}
 	if code, _, stderr := runIn("fleet", "status", "--inventory", "nodes.toml", "extra"); code != exitUsage || !strings.Contains(stderr, "certkeeper fleet status: unexpected arguments: extra") {
 		t.Errorf("fleet status extra: exit %d, %q", code, stderr)
+	}
+}
+
+// A `<` in help prose (DIR/nodes/<id>/) survives into the man pages:
+// go-md2man took `<id>` for an HTML tag and dropped it, leaving
+// "DIR/nodes//" in certkeeper-push(1), certkeeper-ca-issue(1) and the
+// --ca-dir flag's text.
+func TestManPagesKeepAngleBrackets(t *testing.T) {
+	dir := t.TempDir()
+	if r := certkeeper(t, "gendocs", dir); r.code != 0 {
+		t.Fatalf("gendocs: %+v", r)
+	}
+	for _, page := range []string{"certkeeper-push.1", "certkeeper-ca-issue.1", "certkeeper-sshd-config.1", "certkeeper-ca.1"} {
+		b, err := os.ReadFile(filepath.Join(dir, "man1", page))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := string(b)
+		if strings.Contains(s, "nodes//") || !strings.Contains(s, "nodes/<id>/") {
+			t.Errorf("%s lost the <id> of nodes/<id>/", page)
+		}
+		if strings.Contains(s, `\\<`) || strings.Contains(s, `\<`) {
+			t.Errorf("%s shows an escape for <", page)
+		}
+	}
+}
+
+// Completion knows the words a command takes (ca rotate's steps, service's
+// actions), flag values (--key-type, --layout, --reason), the config's
+// bundles for --bundle and the inventory's node ids for --only.
+func TestCompletionOfArgumentsAndFlagValues(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.toml")
+	os.WriteFile(cfg, []byte("node_id = \"n1\"\nstate_dir = \""+filepath.ToSlash(dir)+"/state\"\n[[bundle]]\nname = \"web\"\nlayout = \"flocker-node\"\ndir = \""+filepath.ToSlash(dir)+"/live\"\n"), 0o600)
+	inv := filepath.Join(dir, "nodes.toml")
+	os.WriteFile(inv, []byte("[defaults]\nuser = \"root\"\ntarget = \"/in\"\n[[node]]\nid = \"node1\"\naddress = \"127.0.0.1\"\n[[node]]\nid = \"node2\"\naddress = \"127.0.0.2\"\n"), 0o600)
+	for _, c := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"ca", "rotate", ""}, []string{"start", "issue", "finish", "abort", "status"}},
+		{[]string{"service", ""}, []string{"install", "uninstall", "status"}},
+		{[]string{"ca", "issue", ""}, []string{"node", "control"}},
+		{[]string{"ca", "init", "--key-type", ""}, []string{"ecdsa-p256", "ed25519", "rsa-4096"}},
+		{[]string{"verify", "--layout", ""}, []string{"flocker-node", "mesos", "reign-init"}},
+		{[]string{"ca", "revoke", "x", "--reason", ""}, []string{"keyCompromise", "superseded"}},
+		{[]string{"rollback", "--config", cfg, "--bundle", ""}, []string{"web"}},
+		{[]string{"push", "--inventory", inv, "--only", ""}, []string{"node1", "node2"}},
+		{[]string{"push", "--inventory", inv, "--only", "node1,"}, []string{"node1,node2"}},
+	} {
+		code, stdout, stderr := runIn(append([]string{"__complete"}, c.args...)...)
+		lines := strings.Split(stdout, "\n")
+		for _, w := range c.want {
+			if code != 0 || !slices.Contains(lines, w) {
+				t.Errorf("__complete %q: exit %d, no %q in:\n%s%s", c.args, code, w, stdout, stderr)
+			}
+		}
 	}
 }

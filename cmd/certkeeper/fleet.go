@@ -70,12 +70,14 @@ daemon accepts this cluster's client certificates.
 textfile collector (atomically, mode 0644).
 
   --inventory FILE        the nodes (docs/ssh.md)
-  --ca-dir DIR            the CA directory (default /var/lib/certkeeper/ca)
+  --ca-dir DIR            the CA directory (default /var/lib/certkeeper/ca, or $CERTKEEPER_CA_DIR)
   --concurrency N         nodes at once (default 32)
   --stale-after DURATION  default 24h
   --report-stale-after DURATION
                           a report older than this means the agent is not
-                          running (report-stale); default 3 heartbeats
+                          running (report-stale); default 3 heartbeats, and
+                          never less than 2 (a running agent's report is up
+                          to one heartbeat old: 5m, as shipped)
 
 Exit 0 when every node is healthy, 1 otherwise, 2 on usage errors.
 
@@ -101,7 +103,7 @@ type fleetJSON struct {
 func runFleetStatus(ctx context.Context, e *env, args []string) error {
 	fs := flags(e, fleetStatusCmd)
 	invPath := fs.String("inventory", "", "inventory TOML file")
-	caDir := fs.String("ca-dir", defaultCADir(), "CA directory")
+	caDir := fs.String("ca-dir", "", "CA directory")
 	concurrency := fs.Int("concurrency", fleet.DefaultConcurrency, "nodes read at once")
 	only := fs.String("only", "", "comma-separated node ids")
 	staleAfter := fs.Duration("stale-after", fleet.DefaultStaleAfter, "how long a newer issued certificate may wait to be installed")

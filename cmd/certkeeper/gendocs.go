@@ -9,6 +9,7 @@ import (
 	"github.com/cpuguy83/go-md2man/v2/md2man"
 	"github.com/spf13/cobra"
 	"github.com/spf13/cobra/doc"
+	"github.com/spf13/pflag"
 )
 
 // gendocsCommand is the hidden `certkeeper gendocs DIR [CONFIG_MD]`, run
@@ -40,6 +41,7 @@ func gendocsCommand(e *env) *cobra.Command {
 			}
 			for _, c := range allCommands(root) {
 				c.Long = manText(c.Long)
+				c.Flags().VisitAll(func(f *pflag.Flag) { f.Usage = manEscape(f.Usage) })
 			}
 			hdr := &doc.GenManHeader{Section: "1", Source: "certkeeper " + version, Manual: "certkeeper manual"}
 			if err := doc.GenManTree(root, hdr, man); err != nil {
@@ -143,6 +145,9 @@ func manText(help string) string {
 	inBlock := false
 	for _, l := range strings.Split(help, "\n") {
 		indented := strings.HasPrefix(l, "  ")
+		if !indented {
+			l = manEscape(l)
+		}
 		switch {
 		case indented && !inBlock:
 			out = append(out, "", "    "+l)
@@ -157,3 +162,8 @@ func manText(help string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// manEscape keeps a `<` of prose (DIR/nodes/<id>/) from being taken by
+// go-md2man for the start of an HTML tag and dropped with what follows,
+// which left "DIR/nodes//" in the pages. Code blocks need no escape.
+func manEscape(s string) string { return strings.ReplaceAll(s, "<", `\<`) }

@@ -203,6 +203,7 @@ func newRoot(ctx context.Context, e *env, complete bool, args ...string) *cobra.
 			if pf := describeFlags(ctx, c); pf != nil {
 				cc.Flags().AddFlagSet(pf)
 			}
+			addCompletion(cc, c)
 		}
 		leaves[cc] = c
 		return cc
@@ -224,6 +225,18 @@ func newRoot(ctx context.Context, e *env, complete bool, args ...string) *cobra.
 	root.InitDefaultCompletionCmd(args...)
 	for _, cc := range root.Commands() {
 		if cc.Name() == "completion" {
+			// cobra's NoArgs would call a mistyped shell an unknown
+			// command; RunE names it.
+			cc.Args = cobra.ArbitraryArgs
+			for _, sh := range cc.Commands() {
+				name := sh.Name()
+				sh.Args = func(_ *cobra.Command, args []string) error {
+					if len(args) > 0 {
+						return &errUsage{cmd: "completion " + name, msg: fmt.Sprintf("unexpected arguments: %s", strings.Join(args, " "))}
+					}
+					return nil
+				}
+			}
 			cc.RunE = func(cmd *cobra.Command, args []string) error {
 				if len(args) > 0 {
 					return &errUsage{cmd: "completion", msg: fmt.Sprintf("unknown shell %q: give bash, zsh, fish or powershell", args[0])}
@@ -232,6 +245,50 @@ func newRoot(ctx context.Context, e *env, complete bool, args ...string) *cobra.
 			}
 		}
 	}
+	// `certkeeper help TOPIC`: cobra's own prints "Unknown help topic" and
+	// its usage, exit 0, for a topic that is no command; here that is a
+	// usage error with a suggestion, like a mistyped command.
+	root.SetHelpCommand(&cobra.Command{
+		Use:   "help [command]",
+		Short: "help about any command",
+		ValidArgsFunction: func(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+			cmd, _, err := root.Find(args)
+			if err != nil || cmd == nil {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			var out []string
+			for _, sub := range cmd.Commands() {
+				if sub.IsAvailableCommand() {
+					out = append(out, sub.Name())
+				}
+			}
+			return out, cobra.ShellCompDirectiveNoFileComp
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			markRan(c)
+			cmd, rest, err := root.Find(args)
+			if err != nil || cmd == nil || len(rest) > 0 {
+				msg := fmt.Sprintf("unknown command %q", strings.Join(args, " "))
+				parent, word := root, ""
+				if len(args) > 0 {
+					word = args[len(args)-1]
+					if p, _, err := root.Find(args[:len(args)-1]); err == nil && p != nil {
+						parent = p
+					}
+				}
+				if sug := parent.SuggestionsFor(word); len(sug) > 0 {
+					prefix := strings.TrimPrefix(strings.TrimPrefix(parent.CommandPath(), "certkeeper"), " ")
+					for i := range sug {
+						sug[i] = strings.TrimSpace(prefix + " " + sug[i])
+					}
+					msg += "\nDid you mean " + strings.Join(sug, " or ") + "?"
+				}
+				return &errUsage{msg: msg}
+			}
+			cmd.InitDefaultHelpFlag()
+			return cmd.Help()
+		},
+	})
 	defaultHelp := root.HelpFunc()
 	root.SetHelpFunc(func(cmd *cobra.Command, args []string) {
 		switch c, ok := leaves[cmd]; {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"runtime"
 	"strings"
@@ -207,7 +208,17 @@ func loadConfig(path string) (*agent.Config, error) {
 	if path == "" {
 		return nil, usagef("--config FILE is required")
 	}
-	return agent.LoadConfig(path)
+	return withConfigHint(agent.LoadConfig(path))
+}
+
+// withConfigHint adds, to a config that is not there, where certkeeper
+// looked and how to point it elsewhere: the first command of a first
+// hour is often `certkeeper status` on a machine without the package.
+func withConfigHint(cfg *agent.Config, err error) (*agent.Config, error) {
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w (write one, docs/config.md, or point --config or $%s at yours; the package installs a starter config)", err, envConfig)
+	}
+	return cfg, err
 }
 
 // selectBundles is the bundle named by --bundle, or, without it, every
@@ -299,7 +310,24 @@ func runInstall(ctx context.Context, e *env, args []string) error {
 		fileNames = append(fileNames, f.Name)
 	}
 	fmt.Fprintf(e.stdout, "%s: installed generation %s in %s: %s\n", b.Name, res.Generation.Name, b.Resolved.Dir, strings.Join(fileNames, ", "))
-	return printReloads(e, c, b.Name, out.Reloads)
+	if err := printReloads(e, c, b.Name, out.Reloads); err != nil {
+		return err
+	}
+	printServed(e, b.Name, out.Served)
+	return nil
+}
+
+// printServed says that the served check saw the daemon take the new
+// certificate (a failed one is the command's error, said already).
+func printServed(e *env, bundle string, o *agent.ServedOutcome) {
+	if o == nil || o.Step != agent.ServedDone || !o.Last.Match {
+		return
+	}
+	if o.ExtraReloads > 0 {
+		fmt.Fprintf(e.stdout, "%s: %s serves serial %s, the new certificate, after %d more reloads\n", bundle, o.Last.Endpoint, o.Last.Serial, o.ExtraReloads)
+		return
+	}
+	fmt.Fprintf(e.stdout, "%s: %s serves serial %s, the new certificate\n", bundle, o.Last.Endpoint, o.Last.Serial)
 }
 
 // printRepaired lists what an install of unchanged files restored: the
@@ -657,7 +685,7 @@ func runCheck(_ context.Context, e *env, args []string) error {
 	if len(rest) > 0 {
 		return unknown("usage: certkeeper check [--config FILE] [--ack [--bundle NAME]] [--json]")
 	}
-	cfg, err := agent.LoadConfig(*cfgPath)
+	cfg, err := withConfigHint(agent.LoadConfig(*cfgPath))
 	if err != nil {
 		return unknown(oneLine(err))
 	}
@@ -713,12 +741,12 @@ func checkReport(sts []agent.Report, now time.Time) checkJSON {
 func checkLine(sts []agent.Report, now time.Time) (string, rotate.Health) {
 	worst := rotate.OK
 	for _, st := range sts {
-		if st.Health > worst {
+		if agent.Severity(st.Health) > agent.Severity(worst) {
 			worst = st.Health
 		}
 	}
 	var parts, perf []string
-	for h := rotate.Unknown; h >= rotate.OK; h-- {
+	for _, h := range []rotate.Health{rotate.Critical, rotate.Warning, rotate.Unknown, rotate.OK} {
 		for _, st := range sts {
 			if st.Health == h {
 				parts = append(parts, fmt.Sprintf("bundle %s: %s", st.Name, oneLine(errors.New(st.HealthText))))

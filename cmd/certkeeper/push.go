@@ -12,6 +12,8 @@ import (
 	"golang.org/x/term"
 
 	"github.com/certkeeper/certkeeper/distribute"
+	"github.com/certkeeper/certkeeper/fleet"
+	"github.com/certkeeper/certkeeper/rotate"
 )
 
 var pushCmd = &command{name: "push", summary: "send each node its bundle over SSH/SFTP, many nodes at once",
@@ -83,8 +85,13 @@ func runPush(ctx context.Context, e *env, args []string) error {
 	if len(rest) > 0 {
 		return usagef("unexpected arguments: %s", strings.Join(rest, " "))
 	}
-	if *invPath == "" || *caDir == "" {
-		return usagef("--inventory FILE and --ca-dir DIR are required")
+	// --ca-dir has a default ($CERTKEEPER_CA_DIR, else the FHS path): only
+	// the inventory is for the admin to give.
+	if *invPath == "" {
+		return usagef("--inventory FILE is required")
+	}
+	if *caDir == "" {
+		return usagef("--ca-dir must not be empty")
 	}
 	if *concurrency < 1 || *concurrency > 1024 {
 		return usagef("--concurrency must be between 1 and 1024")
@@ -97,6 +104,7 @@ func runPush(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return usagef("%v", err)
 	}
+	warnRetired(e, dir, nodes)
 	if *canary > 0 || *wave != "" {
 		if *install || *dryRun {
 			return usagef("--canary and --wave need agents on the nodes (their reports confirm each wave): not with --install or --dry-run")
@@ -274,4 +282,21 @@ func loadInventory(path, only string) (*distribute.Inventory, []distribute.Node,
 		return nil, nil, usagef("%v", err)
 	}
 	return inv, nodes, nil
+}
+
+// warnRetired says, on stderr, which nodes of the push the CA retired
+// (`ca revoke ID`): their published bundle is revoked, and pushing it
+// again puts a revoked certificate on the node. A CA directory without
+// records (a copy of nodes/ only) says nothing.
+func warnRetired(e *env, caDir string, nodes []distribute.Node) {
+	ca, err := fleet.LoadCA(caDir)
+	if err != nil {
+		return
+	}
+	for _, n := range nodes {
+		if r, ok := ca.Nodes[n.ID]; ok && r.Revoked != nil {
+			fmt.Fprintf(e.stderr, "certkeeper push: warning: node %s was retired (ca revoke %s, %s): its bundle is revoked; remove it from the inventory, or take it back with `certkeeper ca issue node %s --force`\n",
+				n.ID, n.ID, rotate.Stamp(r.Revoked.At), n.ID)
+		}
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -152,4 +153,81 @@ func TestServedCheckRollsBackADaemonThatIgnoresItsReload(t *testing.T) {
 	}
 	// The daemon serves the live (rolled-back) leaf again.
 	waitFor(t, "certkeeper_served_matches_live 1 after the rollback", func() bool { return strings.HasSuffix(s.servedMetric(), " 1") })
+}
+
+// A reload that failed (the pid file names nothing: the daemon was not
+// started by its usual unit) is fixed by hand, as troubleshooting.md says:
+// the admin reloads the daemon. Once the served check sees the daemon
+// serve the live certificate, check is OK again; it no longer says
+// "reload failed" until the next change or a restart of the agent.
+func TestServedCheckClearsAReloadFixedByHand(t *testing.T) {
+	ca := testpki.NewCA(t, "cluster", testpki.Options{})
+	first := ca.Issue(t, "node-1", testpki.Options{NotAfter: time.Now().Add(90 * 24 * time.Hour)})
+	n := newNode(t, "flocker-node", "node-1", "")
+	if r := n.install(n.files(map[string][]byte{"a": first.CertPEM(), "b": first.KeyPEM(t), "c": ca.CertPEM()})...); r.code != 0 {
+		t.Fatal(r)
+	}
+	d := daemontest.Start(t, daemontest.Options{Cert: filepath.Join(n.live, "node.crt"), Key: filepath.Join(n.live, "node.key"), CA: filepath.Join(n.live, "cluster.crt")})
+	cfg := fmt.Sprintf(`node_id = "node-1"
+state_dir = %q
+rescan_interval = "1s"
+
+[[bundle]]
+name = "b"
+layout = "flocker-node"
+dir = %q
+served = %q
+served_wait = "200ms"
+
+  [[bundle.reload]]
+  signal = "HUP"
+  pidfile = %q
+`, filepath.Join(n.root, "state"), n.live, d.Addr, d.Pidfile+".wrong")
+	testpki.WriteFile(t, n.root, "certkeeper.toml", []byte(cfg), 0o600)
+	a := startAgent(t, n.config)
+	t.Cleanup(func() { a.stop(t) })
+	waitFor(t, "the first served check", func() bool {
+		return strings.Contains(certkeeper(t, "status", "--config", n.config).stdout, "matches the live certificate")
+	})
+	second := ca.Issue(t, "node-1", testpki.Options{NotAfter: time.Now().Add(90 * 24 * time.Hour)})
+	inbox := filepath.Join(n.root, "state", "inbox", "b")
+	for name, data := range map[string][]byte{"n.crt": second.CertPEM(), "n.key": second.KeyPEM(t)} {
+		os.WriteFile(filepath.Join(inbox, name), data, 0o600)
+	}
+	waitFor(t, "the failed reload", func() bool {
+		return strings.Contains(a.log(), "reload failed") && strings.Contains(a.log(), "reported, the live bundle stays")
+	})
+	if r := certkeeper(t, "check", "--config", n.config); r.code == 0 {
+		t.Fatalf("check after a failed reload: %+v", r)
+	}
+	pid, err := os.ReadFile(d.Pidfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p int
+	fmt.Sscan(string(pid), &p)
+	syscall.Kill(p, syscall.SIGHUP) // the admin's reload by hand
+	waitFor(t, "check OK once the daemon serves the live certificate", func() bool {
+		return certkeeper(t, "check", "--config", n.config).code == 0
+	})
+}
+
+// certkeeper install on a bundle with served says when the daemon serves
+// the new certificate, as the agent's log does.
+func TestInstallSaysTheDaemonServesTheNewCertificate(t *testing.T) {
+	ca := testpki.NewCA(t, "cluster", testpki.Options{})
+	first := ca.Issue(t, "node-1", testpki.Options{NotAfter: time.Now().Add(90 * 24 * time.Hour)})
+	n := newNode(t, "flocker-node", "node-1", "")
+	if r := n.install(n.files(map[string][]byte{"a": first.CertPEM(), "b": first.KeyPEM(t), "c": ca.CertPEM()})...); r.code != 0 {
+		t.Fatal(r)
+	}
+	d := daemontest.Start(t, daemontest.Options{Cert: filepath.Join(n.live, "node.crt"), Key: filepath.Join(n.live, "node.key"), CA: filepath.Join(n.live, "cluster.crt")})
+	cfg := fmt.Sprintf("node_id = \"node-1\"\nstate_dir = %q\n\n[[bundle]]\nname = \"b\"\nlayout = \"flocker-node\"\ndir = %q\nserved = %q\n\n  [[bundle.reload]]\n  signal = \"HUP\"\n  pidfile = %q\n",
+		filepath.Join(n.root, "state"), n.live, d.Addr, d.Pidfile)
+	testpki.WriteFile(t, n.root, "certkeeper.toml", []byte(cfg), 0o600)
+	second := ca.Issue(t, "node-1", testpki.Options{NotAfter: time.Now().Add(90 * 24 * time.Hour)})
+	r := n.install(n.files(map[string][]byte{"a": second.CertPEM(), "b": second.KeyPEM(t)})...)
+	if r.code != 0 || !strings.Contains(r.stdout, d.Addr+" serves serial ") || !strings.Contains(r.stdout, "the new certificate") {
+		t.Fatalf("%+v", r)
+	}
 }

@@ -35,7 +35,7 @@ install --dry-run prints what it would register (under systemd, the unit)
 and changes nothing.
 status exits 0 when the agent runs, 3 when it is stopped or not installed.
 
-  --config FILE   the agent's config (default ` + platform.DefaultConfigPath() + `)
+  --config FILE   the agent's config (default ` + platform.DefaultConfigPath() + `, or $CERTKEEPER_CONFIG)
   --dry-run       with install: print, change nothing
 
 Examples:
@@ -57,7 +57,7 @@ const exitNotRunning = 3
 func runService(_ context.Context, e *env, args []string) error {
 	c := serviceCmd
 	fs := flags(e, c)
-	config := fs.String("config", platform.DefaultConfigPath(), "the agent's config file")
+	config := fs.String("config", "", "the agent's config file")
 	dryRun := fs.Bool("dry-run", false, "install: print what would be registered (the systemd unit), change nothing")
 	pos, err := parse(e, fs, args)
 	if err != nil {

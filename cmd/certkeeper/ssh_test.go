@@ -33,6 +33,10 @@ func TestTrustPinsOnlyWhenConfirmed(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "pinned "+s.Addr) {
 		t.Fatalf("yes must pin: %+v", r)
 	}
+	// An answer piped in is not echoed: the prompt's line still ends.
+	if !strings.Contains(r.stdout, "Type \"yes\" to pin: \npinned ") {
+		t.Errorf("the prompt and the result share a line:\n%s", r.stdout)
+	}
 	data, _ := os.ReadFile(kh)
 	if want := fmt.Sprintf("[127.0.0.1]:%d %s\n", s.Port, s.HostKeys[0].AuthorizedLine()); string(data) != want {
 		t.Fatalf("known_hosts:\n%s\nwant\n%s", data, want)
@@ -280,5 +284,23 @@ public_key = %q
 	if r.code == 0 || strings.Contains(r.stdout, "ca sign") || !strings.Contains(r.stderr, inv+`:6: node "n@x".id: id "n@x": '@' is not allowed`) ||
 		!strings.Contains(r.stderr, "1 to 64 letters, digits") {
 		t.Fatalf("%+v", r)
+	}
+}
+
+// Pushing a node the CA retired (ca revoke ID) warns on stderr: its
+// published bundle is revoked.
+func TestPushWarnsOfARetiredNode(t *testing.T) {
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca")
+	for _, args := range [][]string{{"ca", "init", "--dir", ca, "--name", "c"}, {"ca", "issue", "--dir", ca, "node", "n1", "n2"}, {"ca", "revoke", "--dir", ca, "n2"}} {
+		if code, _, stderr := runIn(args...); code != 0 {
+			t.Fatalf("%v: %s", args, stderr)
+		}
+	}
+	inv := filepath.Join(dir, "nodes.toml")
+	os.WriteFile(inv, []byte("[defaults]\nuser = \"root\"\nknown_hosts = \""+filepath.ToSlash(filepath.Join(dir, "kh"))+"\"\ntarget = \"/in\"\ntimeout = \"2s\"\n[[node]]\nid = \"n1\"\naddress = \"127.0.0.1:1\"\n[[node]]\nid = \"n2\"\naddress = \"127.0.0.1:1\"\n"), 0o600)
+	_, _, stderr := runIn("push", "--inventory", inv, "--ca-dir", ca, "--dry-run")
+	if !strings.Contains(stderr, "warning: node n2 was retired") || strings.Contains(stderr, "node n1 was retired") {
+		t.Errorf("stderr:\n%s", stderr)
 	}
 }

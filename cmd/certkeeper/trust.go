@@ -5,12 +5,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/term"
 
 	"github.com/certkeeper/certkeeper/distribute"
 )
@@ -101,8 +103,9 @@ func runTrust(ctx context.Context, e *env, args []string) error {
 	if !*yes {
 		fmt.Fprintf(e.stdout, "Compare it with the host's own (ssh-keygen -lf /etc/ssh/ssh_host_%s_key.pub on %s).\n", keyFileType(key), hostOnly(hp))
 		fmt.Fprintf(e.stdout, "Pin this key for %s in %s? Type \"yes\" to pin: ", hp, path)
-		if !confirmed(e.stdin) {
-			fmt.Fprintln(e.stdout)
+		ok := confirmed(e.stdin)
+		endPrompt(e)
+		if !ok {
 			fmt.Fprintf(e.stderr, "certkeeper trust: not pinned (only \"yes\" pins)\n")
 			return exitError(exitFailure)
 		}
@@ -112,6 +115,15 @@ func runTrust(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "pinned %s %s %s in %s\n", hp, key.Type(), fp, path)
 	return nil
+}
+
+// endPrompt ends the prompt's line when the answer was not typed on a
+// terminal (which echoes it with its newline): piped in, or none.
+func endPrompt(e *env) {
+	if f, ok := e.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		return
+	}
+	fmt.Fprintln(e.stdout)
 }
 
 // confirmed reads one line and accepts only "yes".
@@ -186,8 +198,9 @@ func trustInventory(ctx context.Context, e *env, invPath, only string, concurren
 		if !yes {
 			fmt.Fprintln(e.stdout, "Compare them with the hosts' own (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub on each).")
 			fmt.Fprintf(e.stdout, "Pin the %d new key(s) in %s? Type \"yes\" to pin: ", fresh, strings.Join(where, ", "))
-			if !confirmed(e.stdin) {
-				fmt.Fprintln(e.stdout)
+			ok := confirmed(e.stdin)
+			endPrompt(e)
+			if !ok {
 				fmt.Fprintf(e.stderr, "certkeeper trust: nothing pinned (only \"yes\" pins)\n")
 				return exitError(exitFailure)
 			}
