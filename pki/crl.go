@@ -39,6 +39,86 @@ func ParseCRL(data []byte) (*x509.RevocationList, error) {
 	return parseCRLDER(der)
 }
 
+// MaxCRLsInFile bounds the CRLs one CRL file may hold: one per CA the
+// nodes trust, which is two during a CA rotation.
+const MaxCRLsInFile = 4
+
+// ParseCRLs reads a CRL file that holds one CRL or, during a CA rotation,
+// one per trusted CA: PEM "X509 CRL" blocks one after another (nginx's
+// ssl_crl, openssl -CRLfile and etcd read them so), or one DER CRL. The
+// whole file is bounded by MaxFileSize and MaxCRLsInFile, each CRL by
+// ParseCRL's checks.
+func ParseCRLs(data []byte) ([]*x509.RevocationList, error) {
+	if len(data) > MaxFileSize {
+		return nil, ErrTooLarge
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, ErrEmpty
+	}
+	if !bytes.Contains(data, []byte("-----BEGIN")) {
+		crl, err := parseCRLDER(data)
+		if err != nil {
+			return nil, err
+		}
+		return []*x509.RevocationList{crl}, nil
+	}
+	var out []*x509.RevocationList
+	rest := data
+	for {
+		b, r := pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		rest = r
+		if b.Type != "X509 CRL" {
+			return nil, fmt.Errorf("%w: a PEM %q block in a CRL file (only \"X509 CRL\" blocks belong there)", ErrUnsupported, b.Type)
+		}
+		if len(out) == MaxCRLsInFile {
+			return nil, fmt.Errorf("%w: more than %d CRLs in one CRL file", ErrUnsupported, MaxCRLsInFile)
+		}
+		crl, err := parseCRLDER(b.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("CRL %d of the file: %w", len(out)+1, err)
+		}
+		out = append(out, crl)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: no PEM \"X509 CRL\" block", ErrUnsupported)
+	}
+	return out, nil
+}
+
+// EncodeCRLs is the PEM form of several CRLs in one file, in order.
+func EncodeCRLs(crls []*x509.RevocationList) []byte {
+	var out []byte
+	for _, c := range crls {
+		out = append(out, EncodeCRL(c)...)
+	}
+	return out
+}
+
+// RevocationIn looks cert up in the CRL of its issuer among crls (nil when
+// none lists it).
+func RevocationIn(crls []*x509.RevocationList, cert *x509.Certificate) *x509.RevocationListEntry {
+	for _, crl := range crls {
+		if e := Revocation(crl, cert); e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+// EarliestCRL is the CRL of crls that goes stale first (nil for none).
+func EarliestCRL(crls []*x509.RevocationList) *x509.RevocationList {
+	var first *x509.RevocationList
+	for _, c := range crls {
+		if first == nil || c.NextUpdate.Before(first.NextUpdate) {
+			first = c
+		}
+	}
+	return first
+}
+
 func parseCRLDER(der []byte) (*x509.RevocationList, error) {
 	crl, err := x509.ParseRevocationList(der)
 	if err != nil {

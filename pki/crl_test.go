@@ -1,6 +1,7 @@
 package pki_test
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
@@ -122,4 +123,86 @@ func FuzzParseCRL(f *testing.F) {
 			t.Fatalf("a CRL ParseCRL accepted does not parse again once encoded: %v", err)
 		}
 	})
+}
+
+// FuzzParseCRLs is FuzzParseCRL for a file of several CRLs (one per CA
+// during a rotation): never a panic, never more than MaxCRLsInFile, each
+// CRL as ParseCRL would accept it, and the encoding reads back the same.
+func FuzzParseCRLs(f *testing.F) {
+	ca := testpki.NewCA(f, "cluster", testpki.Options{})
+	ca2 := testpki.NewCA(f, "cluster 2", testpki.Options{})
+	leaf := ca.Issue(f, "node-1", testpki.Options{DNS: []string{"n1"}})
+	now := time.Now()
+	crl := makeCRL(f, ca, now.Add(-time.Hour), now.Add(time.Hour), leaf.Cert)
+	crl2 := makeCRL(f, ca2, now.Add(-time.Hour), now.Add(2*time.Hour))
+	f.Add(crl)
+	f.Add(append(append([]byte{}, crl...), crl2...))
+	b, _ := pem.Decode(crl)
+	f.Add(b.Bytes)
+	f.Add(bytes.Repeat(crl, 5))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		crls, err := pki.ParseCRLs(data)
+		if err != nil {
+			return
+		}
+		if len(crls) == 0 || len(crls) > pki.MaxCRLsInFile {
+			t.Fatalf("ParseCRLs accepted %d CRLs", len(crls))
+		}
+		for _, c := range crls {
+			if !c.NextUpdate.After(c.ThisUpdate) || len(c.RevokedCertificateEntries) > pki.MaxCRLEntries {
+				t.Fatal("ParseCRLs accepted a CRL ParseCRL would refuse")
+			}
+			_, _ = pki.CheckCRL(c, []*x509.Certificate{ca.Cert, ca2.Cert}, now)
+		}
+		_ = pki.RevocationIn(crls, leaf.Cert)
+		_ = pki.EarliestCRL(crls)
+		again, err := pki.ParseCRLs(pki.EncodeCRLs(crls))
+		if err != nil || len(again) != len(crls) {
+			t.Fatalf("CRLs ParseCRLs accepted do not parse again once encoded: %d, %v", len(again), err)
+		}
+	})
+}
+
+func TestParseCRLs(t *testing.T) {
+	ca := testpki.NewCA(t, "cluster", testpki.Options{})
+	ca2 := testpki.NewCA(t, "cluster 2", testpki.Options{})
+	now := time.Now()
+	one := makeCRL(t, ca, now.Add(-time.Hour), now.Add(time.Hour))
+	two := makeCRL(t, ca2, now.Add(-time.Hour), now.Add(2*time.Hour))
+	der, _ := pem.Decode(one)
+	bad := []byte("-----BEGIN X509 CRL-----\nMAA=\n-----END X509 CRL-----\n")
+	cert := pki.EncodeCertificates(ca.Cert)
+	for _, tc := range []struct {
+		name string
+		data []byte
+		n    int // CRLs read; 0: refused
+	}{
+		{"one PEM", one, 1},
+		{"one DER", der.Bytes, 1},
+		{"one per CA", append(append([]byte{}, one...), two...), 2},
+		{"the bound", bytes.Repeat(one, pki.MaxCRLsInFile), pki.MaxCRLsInFile},
+		{"over the bound", bytes.Repeat(one, pki.MaxCRLsInFile+1), 0},
+		{"a broken second", append(append([]byte{}, one...), bad...), 0},
+		{"a certificate among them", append(append([]byte{}, one...), cert...), 0},
+		{"empty", []byte("\n"), 0},
+		{"no PEM block", []byte("-----BEGIN nothing"), 0},
+		{"too large", bytes.Repeat([]byte{' '}, pki.MaxFileSize+1), 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			crls, err := pki.ParseCRLs(tc.data)
+			if tc.n == 0 {
+				if err == nil {
+					t.Fatalf("accepted %d CRLs", len(crls))
+				}
+				return
+			}
+			if err != nil || len(crls) != tc.n {
+				t.Fatalf("got %d CRLs, %v; want %d", len(crls), err, tc.n)
+			}
+		})
+	}
+	crls, _ := pki.ParseCRLs(append(append([]byte{}, two...), one...))
+	if e := pki.EarliestCRL(crls); e != crls[1] {
+		t.Errorf("EarliestCRL is not the one with the earlier nextUpdate")
+	}
 }

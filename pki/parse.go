@@ -129,6 +129,9 @@ func (c *Contents) addBlock(b *pem.Block) error {
 	case "OPENSSH PRIVATE KEY", "DSA PRIVATE KEY":
 		return fmt.Errorf("%w: %q is not a TLS private key (an SSH or DSA key?)", ErrUnsupported, b.Type)
 	case "X509 CRL":
+		if len(c.CRLs) == MaxCRLsInFile {
+			return fmt.Errorf("%w: more than %d CRLs in one CRL file", ErrUnsupported, MaxCRLsInFile)
+		}
 		crl, err := parseCRLDER(b.Bytes)
 		if err != nil {
 			return err
