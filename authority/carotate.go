@@ -193,6 +193,10 @@ func (a *Authority) RotateStart(o RotateOptions) (*Rotation, error) {
 	if err := a.publishTrust(pki.EncodeCertificates(from, to)); err != nil {
 		return nil, err
 	}
+	// Both CAs are trusted now: cluster.crl holds a CRL from each.
+	if err := a.refreshCRL(); err != nil {
+		return nil, err
+	}
 	return r, nil
 }
 
@@ -390,6 +394,11 @@ func (a *Authority) swapAndIssue(ctx context.Context, r *Rotation) (*IssueResult
 		return nil, fmt.Errorf("%s is not the new CA (sha256 %s) after the swap; run the command again", b.path(CertFile), r.To)
 	}
 	*a = *b
+	// A CRL from each CA, before leaves of the new signing one go out (a
+	// start killed before it wrote them, or an abort turning back).
+	if err := a.refreshCRL(); err != nil {
+		return nil, err
+	}
 	res := &IssueResult{Rotation: r}
 	var reqs []Request
 	err = a.view(func(tx *bolt.Tx) error {
@@ -547,6 +556,11 @@ func (a *Authority) finish(r *Rotation, force bool) error {
 		if err := a.update(func(tx *bolt.Tx) error { return putRotation(tx, r) }); err != nil {
 			return err
 		}
+	}
+	// The CRL of the CA that stays, alone, before the trust file drops the
+	// other: a node never gets a CRL from a CA it does not trust.
+	if err := a.refreshCRL(); err != nil {
+		return err
 	}
 	if err := a.publishTrust(nil); err != nil {
 		return err

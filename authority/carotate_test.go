@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/certkeeper/certkeeper/internal/testenv"
 	"github.com/certkeeper/certkeeper/internal/testpki"
 	"github.com/certkeeper/certkeeper/pki"
 )
@@ -170,5 +171,122 @@ func TestRotateAbort(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// During a rotation cluster.crl holds one CRL per trusted CA, each listing
+// what that CA issued: openssl verify -crl_check (nginx's ssl_crl check)
+// against both CAs and the published file accepts a leaf of either CA and
+// refuses a revoked one of either. After finish, the new CA's CRL alone.
+func TestRotationCRLPerCA(t *testing.T) {
+	a := newCA(t, Options{}, nil)
+	issue(t, a, nodes(t, "node-1", "node-2"), IssueOptions{})
+	if _, err := a.Revoke("node-2", 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.WriteCRL(0); err != nil {
+		t.Fatal(err)
+	}
+	tmp := t.TempDir()
+	leaf := func(id, name string) string {
+		data, err := os.ReadFile(filepath.Join(a.Dir, NodesDir, id, "node.crt"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return testpki.WriteFile(t, tmp, name, data, 0o644)
+	}
+	oldLeaf1, oldLeaf2 := leaf("node-1", "old1.pem"), leaf("node-2", "old2.pem")
+	crls := func() []*x509.RevocationList {
+		t.Helper()
+		for _, p := range []string{filepath.Join(a.Dir, CRLFile), filepath.Join(a.Dir, NodesDir, "node-1", CRLFile)} {
+			if _, err := os.Stat(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		data, err := os.ReadFile(filepath.Join(a.Dir, NodesDir, "node-1", CRLFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := pki.ParseCRLs(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	listed := func(crl *x509.RevocationList) int { return len(crl.RevokedCertificateEntries) }
+
+	r, err := a.RotateStart(RotateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a = reload(t, a)
+	oldCA, newCA, err := a.rotationCAs(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := crls()
+	if len(got) != 2 || got[0].CheckSignatureFrom(oldCA) != nil || got[1].CheckSignatureFrom(newCA) != nil || listed(got[0]) != 1 || listed(got[1]) != 0 {
+		t.Fatalf("after start: %d CRLs, want the old CA's listing node-2 and the new CA's empty", len(got))
+	}
+	if _, err := a.RotateIssue(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	a = reload(t, a)
+	issue(t, a, nodes(t, "node-3"), IssueOptions{})
+	newLeaf1, newLeaf3 := leaf("node-1", "new1.pem"), leaf("node-3", "new3.pem")
+	if _, err := a.Revoke("node-3", 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.WriteCRL(0); err != nil {
+		t.Fatal(err)
+	}
+	got = crls()
+	if len(got) != 2 || got[0].CheckSignatureFrom(oldCA) != nil || got[1].CheckSignatureFrom(newCA) != nil || listed(got[0]) != 1 || listed(got[1]) != 1 {
+		t.Fatalf("after issue and a revocation: %d CRLs, want one per CA, each listing its own revoked leaf", len(got))
+	}
+	testenv.NeedUnix(t, "openssl")
+	trust := testpki.WriteFile(t, tmp, "trust.pem", pki.EncodeCertificates(oldCA, newCA), 0o644)
+	crlFile := filepath.Join(a.Dir, NodesDir, "node-1", CRLFile)
+	for _, c := range []struct {
+		name, leaf string
+		ok         bool
+	}{
+		{"old CA's leaf", oldLeaf1, true},
+		{"new CA's leaf", newLeaf1, true},
+		{"old CA's revoked leaf", oldLeaf2, false},
+		{"new CA's revoked leaf", newLeaf3, false},
+	} {
+		out, err := testpki.OpenSSLErr(tmp, "verify", "-crl_check", "-CAfile", trust, "-CRLfile", crlFile, c.leaf)
+		if (err == nil) != c.ok || (!c.ok && !strings.Contains(out, "revoked")) {
+			t.Errorf("%s: openssl verify -crl_check accepts %v, want %v\n%s", c.name, err == nil, c.ok, out)
+		}
+	}
+	if _, err := a.RotateFinish(RotateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	got = crls()
+	if len(got) != 1 || got[0].CheckSignatureFrom(newCA) != nil || listed(got[0]) != 1 {
+		t.Fatalf("after finish: %d CRLs, want the new CA's alone", len(got))
+	}
+}
+
+// IssuedBy keeps the certificates a CA signed.
+func TestIssuedBy(t *testing.T) {
+	ca := testpki.NewCA(t, "a", testpki.Options{})
+	other := testpki.NewCA(t, "b", testpki.Options{})
+	mine := CertRecord{Serial: "1", DER: ca.Issue(t, "n1", testpki.Options{DNS: []string{"n1"}}).Cert.Raw}
+	theirs := CertRecord{Serial: "2", DER: other.Issue(t, "n2", testpki.Options{DNS: []string{"n2"}}).Cert.Raw}
+	broken := CertRecord{Serial: "3", DER: []byte("x")}
+	for _, c := range []struct {
+		ca   *x509.Certificate
+		want string
+	}{{ca.Cert, "1,3"}, {other.Cert, "2,3"}} {
+		var s []string
+		for _, r := range IssuedBy([]CertRecord{mine, theirs, broken}, c.ca) {
+			s = append(s, r.Serial)
+		}
+		if strings.Join(s, ",") != c.want {
+			t.Errorf("IssuedBy(%s) = %v, want %s", c.ca.Subject, s, c.want)
+		}
 	}
 }
