@@ -5,8 +5,10 @@
 package rotate
 
 import (
+	"bytes"
 	"crypto/x509"
 	"fmt"
+	"math/big"
 	"strings"
 
 	"github.com/certkeeper/certkeeper/pki"
@@ -34,7 +36,9 @@ type Key struct {
 // CRL is a certificate revocation list and the file it came from.
 type CRL struct {
 	File string
-	CRL  *x509.RevocationList
+	// CRLs are the file's CRLs: one, or one per trusted CA during a CA
+	// rotation.
+	CRLs []*x509.RevocationList
 }
 
 // Candidate is a set of inputs sorted by what they are, whatever their
@@ -102,14 +106,14 @@ func Classify(inputs []Input) *Candidate {
 			seen[fp] = true
 			certs = append(certs, Cert{File: in.Name, Cert: cert})
 		}
-		for _, crl := range parsed.CRLs {
-			// The CRL is told apart by content, like the rest: a CRL from
-			// another issuer than the one the bundle's CA signs is left to
-			// validation, which names it.
-			if c.CRL != nil && pki.CRLNumber(crl).Cmp(pki.CRLNumber(c.CRL.CRL)) <= 0 {
-				continue
+		if crls := newestPerIssuer(parsed.CRLs); len(crls) > 0 {
+			// The CRL file is told apart by content, like the rest: a
+			// CRL from another issuer than the bundle's CAs is left to
+			// validation, which names it. Of two CRL files, the one with
+			// the higher number wins.
+			if c.CRL == nil || maxCRLNumber(crls).Cmp(maxCRLNumber(c.CRL.CRLs)) > 0 {
+				c.CRL = &CRL{File: in.Name, CRLs: crls}
 			}
-			c.CRL = &CRL{File: in.Name, CRL: crl}
 		}
 		for _, k := range parsed.Keys {
 			if c.Key != nil {
@@ -189,4 +193,33 @@ func (c *Candidate) Files() string {
 		add(c.CRL.File)
 	}
 	return strings.Join(names, ", ")
+}
+
+// newestPerIssuer keeps, of one file's CRLs, the highest-numbered one of
+// each issuer, in the file's order.
+func newestPerIssuer(crls []*x509.RevocationList) []*x509.RevocationList {
+	var out []*x509.RevocationList
+next:
+	for _, crl := range crls {
+		for i, o := range out {
+			if bytes.Equal(o.RawIssuer, crl.RawIssuer) {
+				if pki.CRLNumber(crl).Cmp(pki.CRLNumber(o)) > 0 {
+					out[i] = crl
+				}
+				continue next
+			}
+		}
+		out = append(out, crl)
+	}
+	return out
+}
+
+func maxCRLNumber(crls []*x509.RevocationList) *big.Int {
+	m := new(big.Int)
+	for _, c := range crls {
+		if n := pki.CRLNumber(c); n.Cmp(m) > 0 {
+			m = n
+		}
+	}
+	return m
 }

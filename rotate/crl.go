@@ -78,6 +78,10 @@ type CRLInfo struct {
 	ThisUpdate time.Time `json:"this_update"`
 	NextUpdate time.Time `json:"next_update"`
 	Entries    int       `json:"entries"`
+	// CRLs is how many CRLs the file holds when more than one (one per
+	// trusted CA during a CA rotation); the rest describes the one that
+	// goes stale first.
+	CRLs int `json:"crls,omitempty"`
 }
 
 func crlInfo(crl *x509.RevocationList, file string) CRLInfo {
@@ -91,30 +95,38 @@ type Finding struct {
 	Text   string
 }
 
-// CRLHealth judges an installed CRL for check: signed by the cluster CA,
-// current (a warning with CRLWarnShare of its validity left, critical
-// past its nextUpdate, when daemons that check it refuse every client),
-// and whether it lists this node's own certificate.
-func CRLHealth(now time.Time, crl *x509.RevocationList, cas []*x509.Certificate, leaf *x509.Certificate, file string) []Finding {
+// CRLHealth judges an installed CRL file for check: each CRL signed by a
+// cluster CA, current (a warning when the one that goes stale first has
+// CRLWarnShare of its validity left, critical past a nextUpdate, when
+// daemons that check it refuse every client), and whether the CRL of this
+// node's issuer lists its own certificate. During a CA rotation the file
+// holds one CRL per CA.
+func CRLHealth(now time.Time, crls []*x509.RevocationList, cas []*x509.Certificate, leaf *x509.Certificate, file string) []Finding {
 	var out []Finding
-	_, err := pki.CheckCRL(crl, cas, now)
-	switch {
-	case errors.Is(err, pki.ErrCRLIssuer):
-		return []Finding{{Critical, fmt.Sprintf("%s: %v; publish the CA's cluster.crl again (certkeeper ca crl) and push", file, err)}}
-	case errors.Is(err, pki.ErrCRLExpired):
-		out = append(out, Finding{Critical, fmt.Sprintf("%s: CRL expired on %s (%s ago); daemons that check it refuse every client: run certkeeper ca crl on the admin host, then push or let the nodes pull",
-			file, Stamp(crl.NextUpdate), Age(now.Sub(crl.NextUpdate)))})
-	case err != nil:
-		out = append(out, Finding{Critical, fmt.Sprintf("%s: %v", file, err)})
-	default:
-		left, life := crl.NextUpdate.Sub(now), crl.NextUpdate.Sub(crl.ThisUpdate)
+	bad := false
+	for _, crl := range crls {
+		_, err := pki.CheckCRL(crl, cas, now)
+		switch {
+		case errors.Is(err, pki.ErrCRLIssuer):
+			return []Finding{{Critical, fmt.Sprintf("%s: %v; publish the CA's cluster.crl again (certkeeper ca crl) and push", file, err)}}
+		case errors.Is(err, pki.ErrCRLExpired):
+			bad = true
+			out = append(out, Finding{Critical, fmt.Sprintf("%s: CRL expired on %s (%s ago); daemons that check it refuse every client: run certkeeper ca crl on the admin host, then push or let the nodes pull",
+				file, Stamp(crl.NextUpdate), Age(now.Sub(crl.NextUpdate)))})
+		case err != nil:
+			bad = true
+			out = append(out, Finding{Critical, fmt.Sprintf("%s: %v", file, err)})
+		}
+	}
+	if first := pki.EarliestCRL(crls); first != nil && !bad {
+		left, life := first.NextUpdate.Sub(now), first.NextUpdate.Sub(first.ThisUpdate)
 		if float64(left) <= CRLWarnShare*float64(life) {
 			out = append(out, Finding{Warning, fmt.Sprintf("%s: CRL expires on %s (in %s) and has not been refreshed; run certkeeper ca crl (or ca renew) on the admin host, then push",
-				file, Stamp(crl.NextUpdate), Age(left))})
+				file, Stamp(first.NextUpdate), Age(left))})
 		}
 	}
 	if leaf != nil {
-		if e := pki.Revocation(crl, leaf); e != nil {
+		if e := pki.RevocationIn(crls, leaf); e != nil {
 			reason := ""
 			if e.ReasonCode != 0 {
 				reason = " (" + pki.ReasonName(e.ReasonCode) + ")"

@@ -35,22 +35,32 @@ func TestCRLHealth(t *testing.T) {
 	other := testpki.NewCA(t, "other", testpki.Options{})
 	leaf := ca.Issue(t, "node-1", testpki.Options{DNS: []string{"node-1"}})
 	now := time.Now()
-	cas := []*x509.Certificate{ca.Cert}
+	newCA := testpki.NewCA(t, "cluster 2", testpki.Options{})
+	one := func(c *x509.RevocationList) []*x509.RevocationList { return []*x509.RevocationList{c} }
+	current := crlFor(t, ca, now.Add(-time.Hour), now.Add(30*24*time.Hour))
 	cases := []struct {
 		name string
-		crl  *x509.RevocationList
+		crls []*x509.RevocationList
 		want []string // substrings of the findings, in order
 		h    []rotate.Health
 	}{
-		{"current", crlFor(t, ca, now.Add(-time.Hour), now.Add(30*24*time.Hour)), nil, nil},
-		{"a quarter left", crlFor(t, ca, now.Add(-29*24*time.Hour), now.Add(24*time.Hour)), []string{"CRL expires on"}, []rotate.Health{rotate.Warning}},
-		{"expired", crlFor(t, ca, now.Add(-3*time.Hour), now.Add(-time.Hour)), []string{"CRL expired on"}, []rotate.Health{rotate.Critical}},
-		{"other CA", crlFor(t, other, now.Add(-time.Hour), now.Add(time.Hour)), []string{"not signed by the cluster CA"}, []rotate.Health{rotate.Critical}},
-		{"this node revoked", crlFor(t, ca, now.Add(-time.Hour), now.Add(30*24*time.Hour), leaf.Cert), []string{"this node's certificate was revoked on"}, []rotate.Health{rotate.Critical}},
+		{"current", one(current), nil, nil},
+		{"a quarter left", one(crlFor(t, ca, now.Add(-29*24*time.Hour), now.Add(24*time.Hour))), []string{"CRL expires on"}, []rotate.Health{rotate.Warning}},
+		{"expired", one(crlFor(t, ca, now.Add(-3*time.Hour), now.Add(-time.Hour))), []string{"CRL expired on"}, []rotate.Health{rotate.Critical}},
+		{"other CA", one(crlFor(t, other, now.Add(-time.Hour), now.Add(time.Hour))), []string{"not signed by the cluster CA"}, []rotate.Health{rotate.Critical}},
+		{"this node revoked", one(crlFor(t, ca, now.Add(-time.Hour), now.Add(30*24*time.Hour), leaf.Cert)), []string{"this node's certificate was revoked on"}, []rotate.Health{rotate.Critical}},
+		// During a CA rotation: one CRL per CA.
+		{"one per CA", []*x509.RevocationList{current, crlFor(t, newCA, now.Add(-time.Hour), now.Add(30*24*time.Hour))}, nil, nil},
+		{"one per CA, the new one's near its end", []*x509.RevocationList{current, crlFor(t, newCA, now.Add(-29*24*time.Hour), now.Add(24*time.Hour))}, []string{"CRL expires on"}, []rotate.Health{rotate.Warning}},
+		{"one per CA, one expired", []*x509.RevocationList{current, crlFor(t, newCA, now.Add(-3*time.Hour), now.Add(-time.Hour))}, []string{"CRL expired on"}, []rotate.Health{rotate.Critical}},
+		{"one per CA, a third from no cluster CA", []*x509.RevocationList{current, crlFor(t, other, now.Add(-time.Hour), now.Add(time.Hour))}, []string{"not signed by the cluster CA"}, []rotate.Health{rotate.Critical}},
+		{"revoked in the CRL of its issuer", []*x509.RevocationList{crlFor(t, newCA, now.Add(-time.Hour), now.Add(30*24*time.Hour)), crlFor(t, ca, now.Add(-time.Hour), now.Add(30*24*time.Hour), leaf.Cert)}, []string{"this node's certificate was revoked on"}, []rotate.Health{rotate.Critical}},
+		{"its serial in the other CA's CRL revokes nothing", []*x509.RevocationList{current, crlFor(t, newCA, now.Add(-time.Hour), now.Add(30*24*time.Hour), leaf.Cert)}, nil, nil},
 	}
+	cas := []*x509.Certificate{ca.Cert, newCA.Cert}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got := rotate.CRLHealth(now, c.crl, cas, leaf.Cert, "signing.crl")
+			got := rotate.CRLHealth(now, c.crls, cas, leaf.Cert, "signing.crl")
 			if len(got) != len(c.want) {
 				t.Fatalf("findings %+v, want %q", got, c.want)
 			}

@@ -358,10 +358,15 @@ func (m *Manager) Status() Status {
 	if l.CRLFile != "" {
 		if b.CRLErr != nil {
 			problem(Critical, "%v", b.CRLErr)
-		} else if b.CRL != nil {
-			info := crlInfo(b.CRL, l.CRLFile)
+		} else if len(b.CRLs) > 0 {
+			// The CRL that goes stale first (of one per CA during a
+			// rotation) is the one to watch.
+			info := crlInfo(pki.EarliestCRL(b.CRLs), l.CRLFile)
+			if len(b.CRLs) > 1 {
+				info.CRLs = len(b.CRLs)
+			}
 			st.CRL = &info
-			for _, f := range CRLHealth(now, b.CRL, b.CAs, b.Leaf, l.CRLFile) {
+			for _, f := range CRLHealth(now, b.CRLs, b.CAs, b.Leaf, l.CRLFile) {
 				problem(f.Health, "%s", f.Text)
 			}
 		}

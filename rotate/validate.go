@@ -19,9 +19,10 @@ type Bundle struct {
 	Leaf          *x509.Certificate
 	Intermediates []*x509.Certificate
 	Key           *pki.Key
-	// CRL is the cluster CA's revocation list, for a layout with a CRL
-	// file: the candidate's, else the live one while its CA still signs it.
-	CRL *x509.RevocationList
+	// CRLs are the cluster CAs' revocation lists (one, or one per CA
+	// during a CA rotation), for a layout with a CRL file: the
+	// candidate's, else the live ones while the bundle's CAs sign them.
+	CRLs []*x509.RevocationList
 	// CRLErr is why the live CRL file could not be read (ReadBundle); the
 	// rest of the bundle still vouches and lends its key.
 	CRLErr error
@@ -345,34 +346,42 @@ func (v *validator) checkCRL(b *Bundle) {
 		return
 	}
 	if c.CRL == nil {
-		if v.live != nil && v.live.CRL != nil {
-			if _, err := pki.CheckCRL(v.live.CRL, b.CAs, v.p.Now); !errors.Is(err, pki.ErrCRLIssuer) {
-				b.CRL = v.live.CRL
+		if v.live != nil && len(v.live.CRLs) > 0 {
+			for _, crl := range v.live.CRLs {
+				if _, err := pki.CheckCRL(crl, b.CAs, v.p.Now); errors.Is(err, pki.ErrCRLIssuer) {
+					return
+				}
+			}
+			b.CRLs = v.live.CRLs
+		}
+		return
+	}
+	for _, crl := range c.CRL.CRLs {
+		if _, err := pki.CheckCRL(crl, b.CAs, v.p.Now); err != nil {
+			hint := "run `certkeeper ca crl --dir DIR` on the admin host, then push or let the nodes pull"
+			if errors.Is(err, pki.ErrCRLIssuer) {
+				hint = "the CRL must come from the CA that signed this bundle; publish the CA directory's cluster.crl"
+			}
+			if errors.Is(err, pki.ErrCRLFuture) {
+				hint = "check the clock on this node and on the CA host"
+			}
+			v.fail(c.CRL.File, err.Error(), hint)
+			return
+		}
+		if !v.p.RefuseOlder || v.live == nil {
+			continue
+		}
+		for _, old := range v.live.CRLs {
+			if bytes.Equal(old.RawIssuer, crl.RawIssuer) && pki.CRLNumber(crl).Cmp(pki.CRLNumber(old)) < 0 {
+				v.fail(c.CRL.File, fmt.Sprintf("CRL number %s is lower than the installed CRL's %s; refusing to go back (it could un-revoke a node)",
+					pki.CRLNumber(crl), pki.CRLNumber(old)), "the source still holds an older cluster.crl; publish the current one")
+				return
 			}
 		}
-		return
 	}
-	crl := c.CRL.CRL
-	if _, err := pki.CheckCRL(crl, b.CAs, v.p.Now); err != nil {
-		hint := "run `certkeeper ca crl --dir DIR` on the admin host, then push or let the nodes pull"
-		if errors.Is(err, pki.ErrCRLIssuer) {
-			hint = "the CRL must come from the CA that signed this bundle; publish the CA directory's cluster.crl"
-		}
-		if errors.Is(err, pki.ErrCRLFuture) {
-			hint = "check the clock on this node and on the CA host"
-		}
-		v.fail(c.CRL.File, err.Error(), hint)
-		return
-	}
-	if v.p.RefuseOlder && v.live != nil && v.live.CRL != nil && bytes.Equal(v.live.CRL.RawIssuer, crl.RawIssuer) &&
-		pki.CRLNumber(crl).Cmp(pki.CRLNumber(v.live.CRL)) < 0 {
-		v.fail(c.CRL.File, fmt.Sprintf("CRL number %s is lower than the installed CRL's %s; refusing to go back (it could un-revoke a node)",
-			pki.CRLNumber(crl), pki.CRLNumber(v.live.CRL)), "the source still holds an older cluster.crl; publish the current one")
-		return
-	}
-	b.CRL = crl
+	b.CRLs = c.CRL.CRLs
 	if b.Leaf != nil {
-		if e := pki.Revocation(crl, b.Leaf); e != nil {
+		if e := pki.RevocationIn(b.CRLs, b.Leaf); e != nil {
 			v.warnings = append(v.warnings, Problem{File: c.Leaf.File,
 				Reason: fmt.Sprintf("this node's certificate (serial %s) was revoked on %s, per the CRL", pki.Serial(b.Leaf), Stamp(e.RevocationTime)),
 				Hint:   "issue the node again (certkeeper ca issue --force) if it is to rejoin"})
@@ -462,8 +471,8 @@ func Plan(b *Bundle, l Layout) []File {
 	if l.EnvFile != "" {
 		files = append(files, File{Name: l.EnvFile, Data: l.EnvFileContent(), Mode: l.CertMode})
 	}
-	if l.CRLFile != "" && b.CRL != nil {
-		files = append(files, File{Name: l.CRLFile, Data: pki.EncodeCRL(b.CRL), Mode: l.CertMode})
+	if l.CRLFile != "" && len(b.CRLs) > 0 {
+		files = append(files, File{Name: l.CRLFile, Data: pki.EncodeCRLs(b.CRLs), Mode: l.CertMode})
 	}
 	return files
 }
@@ -512,7 +521,7 @@ func ReadBundle(files map[string][]byte, l Layout) (*Bundle, error) {
 	}
 	if l.CRLFile != "" {
 		if data, ok := files[l.CRLFile]; ok {
-			if b.CRL, b.CRLErr = pki.ParseCRL(data); b.CRLErr != nil {
+			if b.CRLs, b.CRLErr = pki.ParseCRLs(data); b.CRLErr != nil {
 				b.CRLErr = fmt.Errorf("%s: %w", l.CRLFile, b.CRLErr)
 			}
 		}
