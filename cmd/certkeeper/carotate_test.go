@@ -82,12 +82,28 @@ func handshake(from, to *rotNode) error {
 // with nginx, while every node handshakes with every other one every
 // 200 ms: no handshake fails, and each node reloads once per change it
 // receives (three: the two-CA trust file, the new-CA leaf, the new CA
-// alone), with no allow_ca_change anywhere.
+// alone), with no allow_ca_change anywhere. Every bundle installs the
+// CA's cluster.crl (crl_file) and nginx checks it (ssl_crl): from start to
+// finish the file holds a CRL from each CA the nodes trust, so nginx
+// accepts the leaves of both CAs and refuses a revoked one of each.
 func TestCARotationAcrossRealDaemons(t *testing.T) {
 	nginx := needDaemon(t, "/usr/sbin/nginx", "nginx")
 	ca := newClusterCA(t)
 	ids := []string{"node-a", "node-b", "node-c"}
 	ca.issue(ids...)
+	// A revoked node of the old CA, so the CRLs list something.
+	ca.issue("gone-old")
+	mustCA(t, "revoke", "--dir", ca.dir, "gone-old")
+	mustCA(t, "crl", "--dir", ca.dir)
+	drop := func(m *member) {
+		t.Helper()
+		crl, err := os.ReadFile(ca.path(m.id, "cluster.crl"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		testpki.WriteFile(t, m.inbox, "cluster.crl", crl, 0o600)
+		m.drop(ca)
+	}
 	var nodes []*rotNode
 	for i, id := range ids {
 		dir := t.TempDir()
@@ -95,8 +111,8 @@ func TestCARotationAcrossRealDaemons(t *testing.T) {
 		if i == 2 {
 			pidfile = filepath.Join(dir, "nginx.pid")
 		}
-		m := newMember(t, id, fmt.Sprintf("\n  [[bundle.reload]]\n  signal = \"HUP\"\n  pidfile = %q\n", pidfile))
-		m.drop(ca)
+		m := newMember(t, id, fmt.Sprintf("crl_file = \"cluster.crl\"\n\n  [[bundle.reload]]\n  signal = \"HUP\"\n  pidfile = %q\n", pidfile))
+		drop(m)
 		m.waitLive(ca.serial(id))
 		// The first install's reload finds no daemon yet (or one just
 		// started, which would count it); wait until it is done so the
@@ -114,7 +130,12 @@ func TestCARotationAcrossRealDaemons(t *testing.T) {
 			port := freePort(t)
 			n.addr, n.nginx = fmt.Sprintf("127.0.0.1:%d", port), true
 			conf := filepath.Join(dir, "nginx.conf")
-			if err := os.WriteFile(conf, []byte(nginxConfig(dir, m.live, port)), 0o644); err != nil {
+			cfg := strings.Replace(nginxConfig(dir, m.live, port), "ssl_verify_client on;",
+				fmt.Sprintf("ssl_verify_client on;\n\t\tssl_crl %s/cluster.crl;", m.live), 1)
+			if !strings.Contains(cfg, "ssl_crl") {
+				t.Fatal("nginx config without ssl_verify_client")
+			}
+			if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			d := startDaemon(t, "nginx", dir, nginx, "-p", dir, "-c", conf, "-e", filepath.Join(dir, "error.log"))
@@ -168,14 +189,15 @@ func TestCARotationAcrossRealDaemons(t *testing.T) {
 		t.Fatalf("before the rotation: %d handshakes, failures %v", n, failures)
 	}
 
-	// deliver drops each node's published files into its inbox and waits
-	// until the node installed them and its daemon reloaded.
+	// deliver drops each node's published files into its inbox, one node
+	// after the other as a push reaches them (nginx last), and waits until
+	// the node installed them and its daemon reloaded, with rounds of
+	// handshakes between: nodes on either CA's leaf meet nginx holding the
+	// CRLs of before the step.
 	deliver := func(step string, want int) {
 		t.Helper()
 		for _, n := range nodes {
-			n.drop(ca)
-		}
-		for _, n := range nodes {
+			drop(n.member)
 			n.waitInboxTaken()
 			waitFor(t, fmt.Sprintf("%s's reload after %s", n.id, step), func() bool { return n.reloads() >= want })
 			trust, _ := os.ReadFile(filepath.Join(n.live, "cluster.crt"))
@@ -184,8 +206,27 @@ func TestCARotationAcrossRealDaemons(t *testing.T) {
 				t.Fatalf("%s did not install the trust file of %s:\n%s", n.id, step, n.agent.log())
 			}
 			n.waitLive(ca.serial(n.id))
+			crl, _ := os.ReadFile(filepath.Join(n.live, "cluster.crl"))
+			if pub, _ := os.ReadFile(ca.path(n.id, "cluster.crl")); string(crl) != string(pub) {
+				t.Fatalf("%s did not install the CRL of %s:\n%s", n.id, step, n.agent.log())
+			}
+			pause()
 		}
-		pause()
+	}
+	web := nodes[2]
+	// refused: nginx, checking the live CRL, turns the revoked id away.
+	refused := func(id string) {
+		t.Helper()
+		if code, err := mtlsGet(ca, id, web.addr); code == 200 {
+			t.Errorf("nginx with ssl_crl served revoked %s: %d %v", id, code, err)
+		}
+	}
+	crls := func(step string, want int) {
+		t.Helper()
+		data, _ := os.ReadFile(filepath.Join(web.live, "cluster.crl"))
+		if n := strings.Count(string(data), "BEGIN X509 CRL"); n != want {
+			t.Errorf("after %s the live cluster.crl holds %d CRLs, want %d", step, n, want)
+		}
 	}
 	rotate := func(step string, args ...string) string {
 		t.Helper()
@@ -201,6 +242,8 @@ func TestCARotationAcrossRealDaemons(t *testing.T) {
 	}
 	rotate("start")
 	deliver("start", 1)
+	crls("start", 2)
+	refused("gone-old")
 	for _, n := range nodes {
 		if ca.serial(n.id) != oldSerials[n.id] {
 			t.Fatalf("start re-issued %s", n.id)
@@ -210,13 +253,22 @@ func TestCARotationAcrossRealDaemons(t *testing.T) {
 		t.Fatalf("finish before issue: %+v", r)
 	}
 	rotate("issue")
+	// A revoked node of the new CA, in the same delivery.
+	ca.issue("gone-new")
+	mustCA(t, "revoke", "--dir", ca.dir, "gone-new")
+	mustCA(t, "crl", "--dir", ca.dir)
 	deliver("issue", 2)
+	crls("issue", 2)
+	refused("gone-old")
+	refused("gone-new")
 	st := rotate("status")
 	if !strings.Contains(st, "phase: issued") || strings.Contains(st, "still on the old CA") {
 		t.Fatalf("status after issue:\n%s", st)
 	}
 	rotate("finish")
 	deliver("finish", 3)
+	crls("finish", 1)
+	refused("gone-new")
 	close(stop)
 	wg.Wait()
 
