@@ -709,6 +709,9 @@ func runCACRL(_ context.Context, e *env, args []string) error {
 
 func printCRL(e *env, info *authority.CRLInfo) {
 	fmt.Fprintf(e.stdout, "wrote %s: CRL number %s, %d revoked certificate(s), next update %s\n", info.Path, info.Number, len(info.Entries), day(info.NextUpdate))
+	if len(info.CAs) > 1 {
+		fmt.Fprintf(e.stdout, "a CA rotation is under way: the file holds one CRL per trusted CA (%s)\n", strings.Join(info.CAs, ", "))
+	}
 }
 
 // ---------------------------------------------------------------- ca renew
