@@ -149,6 +149,17 @@ link_mode = "copy"
 	drop(leafA, keyA)
 	soon(t, "A installed and reloaded", func() bool { return holds("node.key", keyA)() && len(reloadLines()) == 1 })
 
+	// Windows refuses to open a name the agent still has open (it reads
+	// and removes A's set): B is dropped once the inbox is empty.
+	soon(t, "A's files taken from the inbox", func() bool {
+		ents, err := os.ReadDir(inbox)
+		for _, e := range ents {
+			if !e.IsDir() {
+				return false
+			}
+		}
+		return err == nil
+	})
 	key := filepath.Join(live, "node.key")
 	release := holdKey(t, key)
 	drop(leafB, keyB)

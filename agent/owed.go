@@ -233,7 +233,9 @@ func changeOwed(b *Bundle, f func(o *Owed) *Owed) error {
 		if cur == nil {
 			return nil
 		}
-		if err := os.Remove(b.owedPath()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		// Windows refuses the removal while a reader (status, the
+		// pipeline) has the file open for a moment: retried, bounded.
+		if err := platform.RetryBusy(func() error { return os.Remove(b.owedPath()) }); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("owed actions: %w", err)
 		}
 		return platform.SyncDir(dir)

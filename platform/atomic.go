@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // AtomicWrite replaces a file so that a reader, or whatever survives a
@@ -79,7 +80,7 @@ func (w AtomicWrite) WriteFileIn(root *os.Root, name string, data []byte) error 
 	if err := w.create(root, tmp, data, !w.NoSync); err != nil {
 		return fmt.Errorf("write %s: %w", full, err)
 	}
-	if err := root.Rename(tmp, name); err != nil {
+	if err := RetryBusy(func() error { return root.Rename(tmp, name) }); err != nil {
 		_ = root.Remove(tmp)
 		return fmt.Errorf("write %s: %w", full, err)
 	}
@@ -240,4 +241,25 @@ func joinName(dir, base string) string {
 		return base
 	}
 	return dir + "/" + base
+}
+
+// busyBackoff is how long RetryBusy waits between tries: about 0.6 s in
+// all, far longer than another process takes to read a small file.
+var busyBackoff = []time.Duration{5 * time.Millisecond, 10 * time.Millisecond, 20 * time.Millisecond, 40 * time.Millisecond, 80 * time.Millisecond, 160 * time.Millisecond, 320 * time.Millisecond}
+
+// RetryBusy runs op again, a bounded number of times, while it fails as
+// RenameBusy says a held file does. On Windows a reader of a small state
+// file (os.ReadFile opens without FILE_SHARE_DELETE) makes a rename over
+// it or its removal fail for the moment it reads; on Unix that never
+// happens and op runs once.
+func RetryBusy(op func() error) error {
+	err := op()
+	for _, d := range busyBackoff {
+		if err == nil || !RenameBusy(err) {
+			return err
+		}
+		time.Sleep(d)
+		err = op()
+	}
+	return err
 }
