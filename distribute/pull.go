@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/certkeeper/certkeeper/pki"
+	"github.com/certkeeper/certkeeper/platform"
 	"github.com/certkeeper/certkeeper/rotate"
 )
 
@@ -54,7 +55,7 @@ func CheckListing(dir string, entries []fs.FileInfo, lim Limits) ([]RemoteFile, 
 		case m&fs.ModeSymlink != 0:
 			return nil, fmt.Errorf("%s is a symlink; certkeeper does not follow links in a bundle directory (put the file itself there)", remoteJoin(dir, name))
 		case !m.IsRegular():
-			return nil, fmt.Errorf("%s is not a regular file (%s)", remoteJoin(dir, name), typeName(m))
+			return nil, fmt.Errorf("%s is not a regular file (%s)", remoteJoin(dir, name), platform.FileType(m))
 		case e.Size() > lim.MaxFileSize:
 			return nil, fmt.Errorf("%s is %d bytes, larger than the %d-byte limit for a certificate or key file", remoteJoin(dir, name), e.Size(), lim.MaxFileSize)
 		}
@@ -69,20 +70,6 @@ func CheckListing(dir string, entries []fs.FileInfo, lim Limits) ([]RemoteFile, 
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
-}
-
-func typeName(m fs.FileMode) string {
-	switch {
-	case m.IsDir():
-		return "a directory"
-	case m&fs.ModeNamedPipe != 0:
-		return "a FIFO"
-	case m&fs.ModeSocket != 0:
-		return "a socket"
-	case m&fs.ModeDevice != 0:
-		return "a device"
-	}
-	return "mode " + m.String()
 }
 
 // Fetch reads the bundle in a remote directory: it lists dir, checks the
@@ -136,7 +123,7 @@ func (c *Conn) readFile(ctx context.Context, p string, max int64) ([]byte, error
 			return err
 		}
 		if !fi.Mode().IsRegular() {
-			return fmt.Errorf("not a regular file when opened (%s)", typeName(fi.Mode()))
+			return fmt.Errorf("not a regular file when opened (%s)", platform.FileType(fi.Mode()))
 		}
 		data, err = io.ReadAll(io.LimitReader(f, max+1))
 		if err != nil {

@@ -118,7 +118,7 @@ func PushNode(ctx context.Context, n Node, o PushOptions) ([]string, error) {
 		return names, err
 	}
 	if !fi.IsDir() {
-		return names, fmt.Errorf("%s: target %s is not a directory (%s)", c.Host, n.Dir, typeName(fi.Mode()))
+		return names, fmt.Errorf("%s: target %s is not a directory (%s)", c.Host, n.Dir, platform.FileType(fi.Mode()))
 	}
 	if o.Install {
 		// The agent's store keeps its files as links into ..data; writing

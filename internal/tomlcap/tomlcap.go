@@ -12,8 +12,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
+
+	"github.com/certkeeper/certkeeper/platform"
 )
 
 // Limits are what one kind of file may hold. Bytes and Depth are chosen
@@ -58,7 +59,7 @@ func ReadFile(what, path string, lim Limits) ([]byte, error) {
 		return nil, fmt.Errorf("%s %s: %w", what, path, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: not a regular file (%s); the %s must be a regular file", path, kind(fi.Mode()), what)
+		return nil, fmt.Errorf("%s: not a regular file (%s); the %s must be a regular file", path, platform.FileType(fi.Mode()), what)
 	}
 	if fi.Size() > max {
 		return nil, beyond("%s: %d bytes, larger than the %s limit for %s files", path, fi.Size(), Size(max), what)
@@ -74,20 +75,6 @@ func ReadFile(what, path string, lim Limits) ([]byte, error) {
 		return nil, err
 	}
 	return data, nil
-}
-
-func kind(m os.FileMode) string {
-	switch {
-	case m.IsDir():
-		return "a directory"
-	case m&os.ModeNamedPipe != 0:
-		return "a FIFO"
-	case m&os.ModeSocket != 0:
-		return "a socket"
-	case m&os.ModeDevice != 0:
-		return "a device"
-	}
-	return m.Type().String()
 }
 
 // Size writes a byte count the way the limits are documented.
