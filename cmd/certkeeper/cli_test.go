@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -51,18 +52,41 @@ func certkeeper(t *testing.T, args ...string) result {
 // "yes" for trust).
 func certkeeperIn(t *testing.T, stdin []byte, args ...string) result {
 	t.Helper()
-	cmd := exec.Command(binary, args...)
-	cmd.Stdin = bytes.NewReader(stdin)
-	var o, e bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &e
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
+	return runBinary(t, stdin, nil, args...)
+}
+
+// runBinary runs the binary once to its exit, with stdin and extra
+// environment variables, and returns its exit code and output.
+//
+// Under Wine, CreateProcess now and then fails before the child exists
+// ("fork/exec ...certkeeper.exe: Internal error.", seen once in a CI run
+// with five test binaries sharing one wineserver). Such a start failure
+// is retried, at most three times; anything the child itself did, an
+// exit code included, is never retried.
+func runBinary(t *testing.T, stdin []byte, env []string, args ...string) result {
+	t.Helper()
+	const attempts = 3
+	for i := 1; ; i++ {
+		cmd := exec.Command(binary, args...)
+		cmd.Stdin = bytes.NewReader(stdin)
+		if env != nil {
+			cmd.Env = append(os.Environ(), env...)
+		}
+		var o, e bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &o, &e
+		err := cmd.Run()
+		if ee, ok := err.(*exec.ExitError); ok {
+			return result{ee.ExitCode(), o.String(), e.String()}
+		}
+		if err == nil {
+			return result{0, o.String(), e.String()}
+		}
+		if cmd.Process != nil || runtime.GOOS != "windows" || i == attempts {
+			t.Fatal(err)
+		}
+		t.Logf("start %d of %d failed, retrying: %v", i, attempts, err)
+		time.Sleep(time.Duration(i) * 100 * time.Millisecond)
 	}
-	return result{code, o.String(), e.String()}
 }
 
 // node is a temporary node: a config with one bundle and a place for files.
