@@ -11,6 +11,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/certkeeper/certkeeper/internal/promtext"
 	"github.com/certkeeper/certkeeper/platform"
 )
 
@@ -110,7 +111,11 @@ func WriteMetrics(w io.Writer, started time.Time, bundles []BundleState, now tim
 			counter(mSourceFetches, n, c.Fetches)
 		}
 	}
-	s.WritePrometheus(w)
+	// Metadata is on: WritePrometheus writes an empty "# HELP name" per
+	// family, which says nothing; drop those lines (TYPE stays).
+	var buf bytes.Buffer
+	s.WritePrometheus(&buf)
+	w.Write(promtext.WithHelp(buf.Bytes(), nil))
 }
 
 func boolf(b bool) float64 {

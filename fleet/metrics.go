@@ -9,6 +9,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/certkeeper/certkeeper/internal/promtext"
 	"github.com/certkeeper/certkeeper/platform"
 )
 
@@ -23,6 +24,19 @@ const (
 	MetricExpiryWeek   = "certkeeper_fleet_expiring_nodes"
 	MetricLastRun      = "certkeeper_fleet_status_timestamp_seconds"
 )
+
+// metricHelp is each family's HELP text (the textfile's own description,
+// as docs/admin-host.md's table gives it).
+var metricHelp = map[string]string{
+	MetricNodeOK:       "1 when the node is healthy (fleet status), else 0",
+	MetricNodeState:    "1 for each state the node is in (ok, stale, pending, unreachable, ...)",
+	MetricNodeNotAfter: "expiry of the node's installed certificate (else the issued one), in Unix seconds",
+	MetricNodeMatches:  "1 when the serial installed on the node is the one the CA issued last, else 0",
+	MetricNodes:        "nodes of the inventory, healthy and unhealthy",
+	MetricStateNodes:   "nodes in each state",
+	MetricExpiryWeek:   "nodes whose certificate expires in week N from now (expired: already past)",
+	MetricLastRun:      "when fleet status wrote these metrics, in Unix seconds",
+}
 
 var labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
 
@@ -60,7 +74,11 @@ func WriteMetrics(w io.Writer, st []NodeStatus, sum Summary, now time.Time) {
 		g(MetricExpiryWeek, float64(sum.Expired), label("week", "expired"))
 	}
 	s.NewGauge(MetricLastRun, nil).Set(float64(now.UnixNano()) / 1e9)
-	s.WritePrometheus(w)
+	// With metadata on (the binary has it), WritePrometheus writes an
+	// empty "# HELP name" line per family: give each its text.
+	var buf bytes.Buffer
+	s.WritePrometheus(&buf)
+	w.Write(promtext.WithHelp(buf.Bytes(), metricHelp))
 }
 
 func b2f(b bool) float64 {

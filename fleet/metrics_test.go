@@ -5,9 +5,11 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 )
@@ -73,6 +75,42 @@ func TestTextfileParses(t *testing.T) {
 	} {
 		if got, ok := m[k]; !ok || got != want {
 			t.Errorf("%s = %v (present %v), want %v\n%s", k, got, ok, want, data)
+		}
+	}
+}
+
+// With metadata on, as the binary has it (package agent turns it on for
+// every metrics set), every family of the textfile has a HELP that says
+// what it is, not the empty "# HELP name" line VictoriaMetrics writes.
+func TestTextfileHelp(t *testing.T) {
+	metrics.ExposeMetadata(true)
+	t.Cleanup(func() { metrics.ExposeMetadata(false) })
+	st := Join([]Fetched{
+		{ID: "n0", Data: report("0B:00", "", "OK")},
+		{ID: "n1", Data: report("0A:01", "", "OK")},
+	}, testCA([]string{"n0", "n1"}, 48*time.Hour), JoinOptions{Now: t0})
+	sum := Summarize(st, t0)
+	sum.Expired = 1
+	var buf bytes.Buffer
+	WriteMetrics(&buf, st, sum, t0)
+	for _, line := range strings.Split(buf.String(), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "#" && f[1] == "HELP" {
+			t.Errorf("empty HELP line %q\n%s", line, buf.String())
+		}
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(bytes.NewReader(buf.Bytes()))
+	if err != nil {
+		t.Fatalf("does not parse: %v\n%s", err, buf.String())
+	}
+	for _, name := range []string{MetricNodeOK, MetricNodeState, MetricNodeNotAfter, MetricNodeMatches, MetricNodes, MetricStateNodes, MetricExpiryWeek, MetricLastRun} {
+		f, ok := fams[name]
+		if !ok {
+			t.Errorf("%s missing\n%s", name, buf.String())
+			continue
+		}
+		if f.GetHelp() == "" || f.GetType().String() != "GAUGE" {
+			t.Errorf("%s: help %q, type %v", name, f.GetHelp(), f.GetType())
 		}
 	}
 }
