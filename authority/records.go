@@ -1,10 +1,12 @@
 package authority
 
 import (
+	"bytes"
 	"crypto/x509"
 	"math/big"
 	"net"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/certkeeper/certkeeper/pki"
@@ -262,3 +264,56 @@ func SignNames(asked pki.CSRNames, n *NodeRecord, extra Names) Names {
 }
 
 func serialKey(n *big.Int) []byte { return n.Bytes() }
+
+// ReuseSigned decides whether `ca sign` hands back the certificate it
+// recorded for the same key rather than recording another one. A node's
+// agent keeps its pending key until the certificate for it is installed
+// (and never asks again with its live key), so a request with the key of
+// the node's current certificate means that certificate was signed but
+// never installed: an install that failed on the node, retried at most
+// hourly. Signing again each time would record one certificate per
+// attempt, each of them valid and revocable. So it is reused while it is
+// still what a new signature would make: made from a request (csr), not
+// revoked, for the same public key, the same names, the same lifetime
+// (notBefore, notAfter: what this request would get), signed by the
+// current issuer (a CA rotation signs anew), and in the first half of its
+// life (a node whose installs fail for that long gets a fresh one then:
+// at most one record per half lifetime, not one per attempt).
+func ReuseSigned(cur *CertRecord, cert *x509.Certificate, pub any, names Names, issuer *x509.Certificate, notBefore, notAfter, now time.Time) bool {
+	if cur == nil || cert == nil || issuer == nil || cur.Source != SourceCSR || cur.Revoked != nil {
+		return false
+	}
+	life := cur.NotAfter.Sub(cur.NotBefore)
+	if !now.Before(cur.NotBefore.Add(life/2)) || !now.Before(cur.NotAfter) {
+		return false
+	}
+	if life != notAfter.Sub(notBefore) && !cur.NotAfter.Equal(notAfter) {
+		return false
+	}
+	if !samePublicKey(cert.PublicKey, pub) || cert.CheckSignatureFrom(issuer) != nil {
+		return false
+	}
+	return sameSet(cert.DNSNames, names.DNS) && sameSet(ipStrings(cert.IPAddresses), ipStrings(names.IPs))
+}
+
+func samePublicKey(a, b any) bool {
+	x, err1 := x509.MarshalPKIXPublicKey(a)
+	y, err2 := x509.MarshalPKIXPublicKey(b)
+	return err1 == nil && err2 == nil && bytes.Equal(x, y)
+}
+
+func sameSet(a, b []string) bool {
+	in := map[string]int{}
+	for _, s := range a {
+		in[strings.ToLower(s)] |= 1
+	}
+	for _, s := range b {
+		in[strings.ToLower(s)] |= 2
+	}
+	for _, v := range in {
+		if v != 3 {
+			return false
+		}
+	}
+	return true
+}

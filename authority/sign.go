@@ -29,6 +29,10 @@ type SignOptions struct {
 type Signed struct {
 	Chain  []*x509.Certificate // the leaf, then intermediates; never the root
 	Capped bool
+	// Reused: the request was for the key of the node's current
+	// certificate, signed earlier and not installed since (ReuseSigned),
+	// and that certificate was handed back; nothing new was recorded.
+	Reused bool
 }
 
 // Sign signs a node's certificate signing request. It is what an SSH forced
@@ -68,6 +72,7 @@ func (a *Authority) Sign(id string, csrData []byte, o SignOptions) (*Signed, err
 	}
 	defer db.Close()
 	var cert *x509.Certificate
+	reused := false
 	// One transaction from the check to the record: a node revoked a moment
 	// ago is refused, and nothing leaves this process unrecorded.
 	err = db.Update(func(tx *bolt.Tx) error {
@@ -87,6 +92,18 @@ func (a *Authority) Sign(id string, csrData []byte, o SignOptions) (*Signed, err
 		}
 		names := SignNames(asked, n, o.Extra)
 		carried := WithID(id, kind, names)
+		if c, err := a.reusable(tx, n, csr.PublicKey, carried, issuer.Cert, nb, na, now); err != nil || c != nil {
+			if err != nil {
+				return err
+			}
+			cert, reused = c, true
+			if n.Source == SourceCSR {
+				// Nothing new is recorded; the publish directory gets
+				// the current trust file and CRL again.
+				return a.publishSigned(id, kind, append([]*x509.Certificate{cert}, issuer.Chain...))
+			}
+			return nil
+		}
 		cert, err = issuer.Issue(pki.LeafProfile{
 			CommonName:   id,
 			Organization: a.Settings.Name,
@@ -119,7 +136,31 @@ func (a *Authority) Sign(id string, csrData []byte, o SignOptions) (*Signed, err
 	if err != nil {
 		return nil, err
 	}
-	return &Signed{Chain: append([]*x509.Certificate{cert}, issuer.Chain...), Capped: capped}, nil
+	if reused {
+		capped = false
+	}
+	return &Signed{Chain: append([]*x509.Certificate{cert}, issuer.Chain...), Capped: capped, Reused: reused}, nil
+}
+
+// reusable returns the node's current certificate when ReuseSigned says a
+// request for pub gets it back, else nil.
+func (a *Authority) reusable(tx *bolt.Tx, n *NodeRecord, pub any, names Names, issuer *x509.Certificate, nb, na, now time.Time) (*x509.Certificate, error) {
+	if n == nil {
+		return nil, nil
+	}
+	s, err := ParseSerial(n.Current)
+	if err != nil {
+		return nil, nil
+	}
+	cur, err := getCert(tx, s)
+	if err != nil || cur == nil {
+		return nil, err
+	}
+	c, err := x509.ParseCertificate(cur.DER)
+	if err != nil || !ReuseSigned(cur, c, pub, names, issuer, nb, na, now) {
+		return nil, nil
+	}
+	return c, nil
 }
 
 // publishSigned puts a certificate made from a node's request into its

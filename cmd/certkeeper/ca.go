@@ -906,6 +906,11 @@ func runCASign(_ context.Context, e *env, args []string) error {
 	if _, err := e.stdout.Write(pki.EncodeCertificates(s.Chain...)); err != nil {
 		return err
 	}
+	if s.Reused {
+		// stderr: the agent reads only stdout when ca sign succeeds.
+		fmt.Fprintf(e.stderr, "node %s: this key already has certificate %s (signed %s), not installed since; handed back again, nothing new recorded\n",
+			*node, authority.FormatSerial(s.Chain[0].SerialNumber), day(s.Chain[0].NotBefore))
+	}
 	return nil
 }
 
