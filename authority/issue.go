@@ -186,7 +186,10 @@ func (a *Authority) Issue(ctx context.Context, reqs []Request, o IssueOptions) (
 			if err != nil {
 				return err
 			}
-			published := n != nil && a.published(n)
+			// A certificate an admin handed in (ca sign by hand) is
+			// current and not published, on purpose: not an
+			// interrupted issue.
+			published := n != nil && (a.published(n) || a.handedIn(tx, n))
 			switch what, why := DecideExisting(n, published, o.Force, o.SkipExisting); what {
 			case RefuseExisting:
 				refused = append(refused, fmt.Sprintf("%s %s", r.ID, why))
@@ -429,6 +432,20 @@ func (a *Authority) published(n *NodeRecord) bool {
 	}
 	_, err = a.publishedKey(*n, c.Certificates[0])
 	return err == nil
+}
+
+// handedIn reports whether a node whose key is made here has as its
+// current certificate one signed from a request the admin handed in.
+func (a *Authority) handedIn(tx *bolt.Tx, n *NodeRecord) bool {
+	if n.Source == SourceCSR {
+		return false
+	}
+	s, err := ParseSerial(n.Current)
+	if err != nil {
+		return false
+	}
+	c, err := getCert(tx, s)
+	return err == nil && c != nil && c.Source == SourceCSR
 }
 
 // publishedKey reads a node's published key, for renewal with renew_key =

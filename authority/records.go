@@ -59,6 +59,16 @@ type NodeRecord struct {
 	Revoked *Revocation `json:"revoked,omitempty"`
 }
 
+// RenewsByCSR says whether the node is in CSR mode (its key lives on the
+// node and its agent renews through ca sign): its recorded source, or,
+// for a record without one, its current certificate's c.
+func (n *NodeRecord) RenewsByCSR(c CertRecord) bool {
+	if n.Source != "" {
+		return n.Source == SourceCSR
+	}
+	return c.Source == SourceCSR
+}
+
 // Names are the node's recorded subject alternative names.
 func (n *NodeRecord) Names() Names {
 	var out Names
@@ -140,17 +150,26 @@ type Skip struct {
 // whose current certificate is within the window (Window.Due; an expired
 // one always is), and those whose current certificate never made it to
 // their publish directory (unpublished, by id), unless the node or that
-// certificate is revoked. Nodes whose key lives on the node (their
-// certificate came from `ca sign`) are left to the node's agent, which
-// renews by CSR; they are reported as skipped when due.
-func DueForRenewal(nodes []NodeRecord, certs map[string]CertRecord, unpublished map[string]bool, now time.Time, within Window) (due []Due, skipped []Skip) {
+// certificate is revoked. Nodes whose key lives on the node (CSR mode,
+// NodeRecord.RenewsByCSR) are left to the node's agent, which renews by
+// CSR; so are nodes that will renew by CSR but still hold their first
+// certificate from ca issue (csr, by id: the inventory's mode "csr" or
+// "pull+csr", `ca renew --inventory`): re-issuing it would put a key made
+// here in their publish directory, which a pull+csr node pulls between
+// renewals and installs, and it would never renew by CSR. Their first
+// bundle is still re-published when it was lost (unpublished). Both are
+// reported as skipped when due. A node whose current certificate an admin
+// handed in (ca sign by hand) keeps its mode, and is renewed here in its
+// window like any other.
+func DueForRenewal(nodes []NodeRecord, certs map[string]CertRecord, unpublished, csr map[string]bool, now time.Time, within Window) (due []Due, skipped []Skip) {
 	for _, n := range nodes {
 		c, ok := certs[n.Current]
 		if !ok {
 			skipped = append(skipped, Skip{n.ID, "its current certificate " + n.Current + " is not in the database"})
 			continue
 		}
-		lost := unpublished[n.ID] && c.Source != SourceCSR
+		byCSR := n.RenewsByCSR(c)
+		lost := unpublished[n.ID] && !byCSR
 		if !lost && !within.Due(c.NotBefore, c.NotAfter, now) {
 			continue
 		}
@@ -160,8 +179,10 @@ func DueForRenewal(nodes []NodeRecord, certs map[string]CertRecord, unpublished 
 			// listing it every hour until the end would be noise.
 		case c.Revoked != nil:
 			skipped = append(skipped, Skip{n.ID, "its current certificate " + c.Serial + " is revoked; issue a new one with `ca issue --force`"})
-		case c.Source == SourceCSR:
+		case byCSR:
 			skipped = append(skipped, Skip{n.ID, "its key lives on the node (CSR mode): the node's agent renews it with `ca sign`"})
+		case csr[n.ID] && !lost:
+			skipped = append(skipped, Skip{n.ID, "the inventory has it renew by CSR: its agent asks `ca sign` for its first renewal, in its own window"})
 		default:
 			due = append(due, Due{Node: n, Cert: c, Unpublished: lost})
 		}

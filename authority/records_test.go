@@ -66,29 +66,42 @@ func TestDueForRenewal(t *testing.T) {
 	add("unpublished-csr", cert("0B", 80*day, SourceCSR, false), false)
 	add("unpublished-revoked", cert("0C", 80*day, SourceIssue, false), true)
 	nodes = append(nodes, NodeRecord{ID: "lost", Current: "FF"})
-	unpublished := map[string]bool{"unpublished": true, "unpublished-csr": true, "unpublished-revoked": true}
+	// With the node's mode recorded (its Source), the mode decides, not
+	// the current certificate's source.
+	addMode := func(id string, c CertRecord, mode Source) {
+		certs[c.Serial] = c
+		nodes = append(nodes, NodeRecord{ID: id, Current: c.Serial, Source: mode})
+	}
+	addMode("handed-in", cert("10", day, SourceCSR, false), SourceIssue)        // a push node that got a hand-in ca sign
+	addMode("csr-mode", cert("11", day, SourceCSR, false), SourceCSR)           // its agent renews by CSR
+	addMode("pull-csr-first", cert("12", day, SourceIssue, false), SourceIssue) // pull+csr, still on its first certificate
+	addMode("pull-csr-fresh", cert("13", 80*day, SourceIssue, false), SourceIssue)
+	addMode("pull-csr-lost", cert("14", 80*day, SourceIssue, false), SourceIssue)
+	csrIDs := map[string]bool{"pull-csr-first": true, "pull-csr-fresh": true, "pull-csr-lost": true}
+	unpublished := map[string]bool{"unpublished": true, "unpublished-csr": true, "unpublished-revoked": true, "pull-csr-lost": true}
 
-	due, skipped := DueForRenewal(nodes, certs, unpublished, t0, Window{Duration: 30 * day})
+	due, skipped := DueForRenewal(nodes, certs, unpublished, csrIDs, t0, Window{Duration: 30 * day})
 	var got []string
 	for _, d := range due {
 		got = append(got, d.Node.ID)
-		if d.Unpublished != (d.Node.ID == "unpublished") {
+		if d.Unpublished != (d.Node.ID == "unpublished" || d.Node.ID == "pull-csr-lost") {
 			t.Errorf("%s: Unpublished = %v", d.Node.ID, d.Unpublished)
 		}
 	}
-	if want := "expired,due-sooner,due-later,exactly-at-window,unpublished"; strings.Join(got, ",") != want {
+	if want := "expired,handed-in,due-sooner,due-later,exactly-at-window,pull-csr-lost,unpublished"; strings.Join(got, ",") != want {
 		t.Errorf("due %v, want %s (soonest first; a certificate that was never published whatever its expiry)", got, want)
 	}
 	reasons := map[string]string{}
 	for _, s := range skipped {
 		reasons[s.ID] = s.Reason
 	}
-	for id, want := range map[string]string{"csr": "CSR mode", "cert-revoked": "is revoked", "lost": "not in the database"} {
+	for id, want := range map[string]string{"csr": "CSR mode", "csr-mode": "CSR mode", "cert-revoked": "is revoked", "lost": "not in the database",
+		"pull-csr-first": "the inventory has it renew by CSR"} {
 		if !strings.Contains(reasons[id], want) {
 			t.Errorf("skip %s: %q, want %q", id, reasons[id], want)
 		}
 	}
-	for _, id := range []string{"node-revoked", "fresh", "csr-not-due", "unpublished-csr", "unpublished-revoked"} {
+	for _, id := range []string{"node-revoked", "fresh", "csr-not-due", "unpublished-csr", "unpublished-revoked", "pull-csr-fresh"} {
 		if _, ok := reasons[id]; ok {
 			t.Errorf("%s reported as skipped: %s", id, reasons[id])
 		}
@@ -236,7 +249,7 @@ func TestDueForRenewalByFraction(t *testing.T) {
 		certs[c.Serial] = c
 		nodes = append(nodes, NodeRecord{ID: id, Current: c.Serial})
 	}
-	due, _ := DueForRenewal(nodes, certs, nil, t0, Window{Fraction: 0.4})
+	due, _ := DueForRenewal(nodes, certs, nil, nil, t0, Window{Fraction: 0.4})
 	var got []string
 	for _, d := range due {
 		got = append(got, d.Node.ID)

@@ -24,6 +24,10 @@ type RenewOptions struct {
 	Days int
 	// DryRun decides and reports, and changes nothing.
 	DryRun bool
+	// CSR are the ids that renew by CSR (the inventory's mode "csr" or
+	// "pull+csr"): left to their agents even while they hold the first
+	// certificate ca issue made (DueForRenewal).
+	CSR map[string]bool
 }
 
 // RenewResult is what ca renew did.
@@ -83,6 +87,9 @@ func (a *Authority) Renew(ctx context.Context, o RenewOptions) (*RenewResult, er
 	}
 	// Reading files outside the transaction: a slow disk must not hold
 	// the database lock that ca sign waits for.
+	// By the certificate's source, not the node's mode: a certificate
+	// an admin handed in (ca sign by hand, for a node whose key is made
+	// here) is current but not published, on purpose.
 	unpublished := map[string]bool{}
 	for i := range all {
 		n := &all[i]
@@ -90,7 +97,7 @@ func (a *Authority) Renew(ctx context.Context, o RenewOptions) (*RenewResult, er
 			unpublished[n.ID] = true
 		}
 	}
-	res.Due, res.Skipped = DueForRenewal(all, allCerts, unpublished, now, o.Within)
+	res.Due, res.Skipped = DueForRenewal(all, allCerts, unpublished, o.CSR, now, o.Within)
 	if o.DryRun {
 		return res, nil
 	}

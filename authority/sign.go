@@ -23,6 +23,14 @@ type SignOptions struct {
 	// Extra are names the node may ask for besides its recorded ones (the
 	// forced command's --dns and --ip).
 	Extra Names
+	// HandedIn: the request is one the admin hands in (ca sign run by
+	// hand), not the node's agent renewing through its forced command.
+	// For a node whose key is made here (push or pull: ca issue, ca
+	// renew), the certificate is recorded as its current one and the
+	// node keeps that mode: its publish directory is left as it is, and
+	// ca renew re-issues it in its window. Without it, a request converts
+	// such a node to CSR mode (a pull+csr node's first renewal by CSR).
+	HandedIn bool
 }
 
 // Signed is a certificate made from a node's request.
@@ -33,6 +41,36 @@ type Signed struct {
 	// certificate, signed earlier and not installed since (ReuseSigned),
 	// and that certificate was handed back; nothing new was recorded.
 	Reused bool
+	// Mode is the node's mode after the request when it was not CSR mode
+	// before: KeptMode (HandedIn) or ConvertedToCSR; "" otherwise.
+	Mode ModeChange
+	// Was is the node's source before the request (issue or renew) when
+	// Mode is set.
+	Was Source
+}
+
+// ModeChange says what a request did to a node whose key was made here.
+type ModeChange string
+
+const (
+	KeptMode       ModeChange = "kept"
+	ConvertedToCSR ModeChange = "converted"
+)
+
+// SignMode decides what a request does to the node's recorded mode (its
+// Source): a new node, or one in CSR mode, is (stays) in CSR mode; a node
+// whose key is made here (issue, renew) keeps that mode when the admin
+// hands the request in, and turns to CSR mode when its own agent sends it
+// (through the forced command: the node renews by CSR from now on). It
+// returns the node's source after the request and what changed.
+func SignMode(n *NodeRecord, handedIn bool) (Source, ModeChange) {
+	switch {
+	case n == nil || n.Source == SourceCSR || n.Source == "":
+		return SourceCSR, ""
+	case handedIn:
+		return n.Source, KeptMode
+	}
+	return SourceCSR, ConvertedToCSR
 }
 
 // Sign signs a node's certificate signing request. It is what an SSH forced
@@ -73,6 +111,8 @@ func (a *Authority) Sign(id string, csrData []byte, o SignOptions) (*Signed, err
 	defer db.Close()
 	var cert *x509.Certificate
 	reused := false
+	var mode ModeChange
+	var was Source
 	// One transaction from the check to the record: a node revoked a moment
 	// ago is refused, and nothing leaves this process unrecorded.
 	err = db.Update(func(tx *bolt.Tx) error {
@@ -97,7 +137,7 @@ func (a *Authority) Sign(id string, csrData []byte, o SignOptions) (*Signed, err
 				return err
 			}
 			cert, reused = c, true
-			if n.Source == SourceCSR {
+			if n.Source == SourceCSR || n.Source == "" {
 				// Nothing new is recorded; the publish directory gets
 				// the current trust file and CRL again.
 				return a.publishSigned(id, kind, append([]*x509.Certificate{cert}, issuer.Chain...))
@@ -127,9 +167,21 @@ func (a *Authority) Sign(id string, csrData []byte, o SignOptions) (*Signed, err
 		}
 		names.Add(o.Extra)
 		node.DNSNames, node.IPs = names.DNS, ipStrings(names.IPs)
-		node.KeyType, node.Current, node.Source = rec.KeyType, rec.Serial, SourceCSR
+		node.KeyType, node.Current = rec.KeyType, rec.Serial
+		node.Source, mode = SignMode(n, o.HandedIn)
+		if mode == KeptMode {
+			// Its key is made here, as before: the next ca renew
+			// makes one of the recorded type.
+			node.KeyType, was = n.KeyType, n.Source
+		} else if mode == ConvertedToCSR {
+			was = n.Source
+		}
 		if err := putNode(tx, node); err != nil {
 			return err
+		}
+		if mode == KeptMode {
+			// What push and pull deliver stays the bundle made here.
+			return nil
 		}
 		return a.publishSigned(id, kind, append([]*x509.Certificate{cert}, issuer.Chain...))
 	})
@@ -139,7 +191,7 @@ func (a *Authority) Sign(id string, csrData []byte, o SignOptions) (*Signed, err
 	if reused {
 		capped = false
 	}
-	return &Signed{Chain: append([]*x509.Certificate{cert}, issuer.Chain...), Capped: capped, Reused: reused}, nil
+	return &Signed{Chain: append([]*x509.Certificate{cert}, issuer.Chain...), Capped: capped, Reused: reused, Mode: mode, Was: was}, nil
 }
 
 // reusable returns the node's current certificate when ReuseSigned says a

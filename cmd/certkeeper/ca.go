@@ -717,14 +717,17 @@ func printCRL(e *env, info *authority.CRLInfo) {
 // ---------------------------------------------------------------- ca renew
 
 var caRenewCmd = &command{name: "ca renew", summary: "re-issue every certificate that expires within a window",
-	usage: `Usage: certkeeper ca renew [--dir DIR] --within DURATION|PERCENT [--key keep|rotate] [--days N] [--dry-run]
+	usage: `Usage: certkeeper ca renew [--dir DIR] --within DURATION|PERCENT [--key keep|rotate] [--days N] [--inventory FILE] [--dry-run]
 
 Re-issues every node's current certificate that expires within DURATION,
 or that has at most PERCENT of its lifetime left (or has expired), into its
 publish directory, with the same names and key type, so the next push or
 pull delivers it. Revoked nodes and certificates are left alone, and so are
 nodes whose key lives on the node (CSR mode): their agent renews through
-ca sign. Also rewrites DIR/cluster.crl when it would expire within the
+ca sign. With --inventory, so are the nodes it gives mode "csr" or
+"pull+csr" while they still hold their first certificate from ca issue
+(re-issuing it would hand a pull+csr node a key made here, which it pulls
+and installs instead of renewing by CSR). Also rewrites DIR/cluster.crl when it would expire within the
 window. Meant for a timer; exit 1 if anything failed.
 
 The window must open before the nodes' agents start looking: an agent with
@@ -737,6 +740,8 @@ first for any lifetime of 3 days or more. docs/renewal.md has the rule.
   --key keep|rotate   rotate (a new key each time) or keep (sign the
                       published key again); default: renew_key in ca.toml
   --days N            new validity (default: node_days in ca.toml)
+  --inventory FILE    the push inventory: its csr and pull+csr nodes are
+                      left to their agents from their first certificate on
   --dry-run           list what would be renewed; change nothing
   --passphrase-file FILE   for an encrypted cluster.key
 
@@ -757,6 +762,7 @@ func runCARenew(ctx context.Context, e *env, args []string) error {
 	key := fs.String("key", "", "keep or rotate node keys")
 	days := fs.Int("days", 0, "new validity in days")
 	dry := fs.Bool("dry-run", false, "change nothing")
+	invPath := fs.String("inventory", "", "inventory whose csr and pull+csr nodes are left to their agents")
 	rest, err := parse(e, fs, args)
 	if err != nil {
 		return err
@@ -777,11 +783,24 @@ func runCARenew(ctx context.Context, e *env, args []string) error {
 	if err := checkDays(fs, "days"); err != nil {
 		return err
 	}
+	var csrNodes map[string]bool
+	if *invPath != "" {
+		_, nodes, err := loadInventory(*invPath, "")
+		if err != nil {
+			return err
+		}
+		csrNodes = map[string]bool{}
+		for _, n := range nodes {
+			if n.SendsCSR() {
+				csrNodes[n.ID] = true
+			}
+		}
+	}
 	a, err := loadCA(e, &f, true)
 	if err != nil {
 		return err
 	}
-	res, err := a.Renew(ctx, authority.RenewOptions{Within: w, Key: *key, Days: *days, DryRun: *dry})
+	res, err := a.Renew(ctx, authority.RenewOptions{Within: w, Key: *key, Days: *days, DryRun: *dry, CSR: csrNodes})
 	if err != nil {
 		return err
 	}
@@ -899,12 +918,23 @@ func runCASign(_ context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	s, err := a.Sign(*node, csr, authority.SignOptions{Days: *days, Extra: extra})
+	// sshd sets SSH_ORIGINAL_COMMAND for a forced command (the node's
+	// agent always asks for a command): without it, the admin runs ca
+	// sign by hand and hands the request in.
+	handedIn := os.Getenv("SSH_ORIGINAL_COMMAND") == ""
+	s, err := a.Sign(*node, csr, authority.SignOptions{Days: *days, Extra: extra, HandedIn: handedIn})
 	if err != nil {
 		return fmt.Errorf("node %s: %w", *node, err)
 	}
 	if _, err := e.stdout.Write(pki.EncodeCertificates(s.Chain...)); err != nil {
 		return err
+	}
+	switch s.Mode {
+	case authority.KeptMode:
+		fmt.Fprintf(e.stderr, "node %s: recorded certificate %s as its current one; the node keeps its mode (its key is made here, source %s): its published bundle is unchanged, and ca renew re-issues it in its window\n",
+			*node, authority.FormatSerial(s.Chain[0].SerialNumber), s.Was)
+	case authority.ConvertedToCSR:
+		fmt.Fprintf(e.stderr, "node %s: its own agent asked (forced command): it renews by CSR from now on; its published bundle holds this certificate and no key, and ca renew leaves it to the agent\n", *node)
 	}
 	if s.Reused {
 		// stderr: the agent reads only stdout when ca sign succeeds.

@@ -351,12 +351,15 @@ func TestCASign(t *testing.T) {
 	mustCA(t, "issue", "--dir", dir, "node", "node-1", "--dns", "n1.example.com", "--ip", "10.0.0.5")
 	mustCA(t, "issue", "--dir", dir, "node", "node-2", "--dns", "n2.example.com")
 	work := t.TempDir()
+	// As sshd runs the forced command: SSH_ORIGINAL_COMMAND is what the
+	// agent asked for.
 	sign := func(stdin []byte, node string, extra ...string) result {
-		return certkeeperIn(t, stdin, append([]string{"ca", "sign", "--dir", dir, "--node", node}, extra...)...)
+		t.Helper()
+		return runBinary(t, stdin, []string{"SSH_ORIGINAL_COMMAND=certkeeper ca sign"}, append([]string{"ca", "sign", "--dir", dir, "--node", node}, extra...)...)
 	}
 	good := csrPEM(t, work, "", "/CN=node-1", "subjectAltName=DNS:n1.example.com,IP:10.0.0.5")
 	r := sign(good, "node-1")
-	if r.code != 0 || r.stderr != "" || strings.Count(r.stdout, "BEGIN CERTIFICATE") != 1 {
+	if r.code != 0 || !strings.Contains(r.stderr, "node node-1: its own agent asked (forced command): it renews by CSR from now on") || strings.Count(r.stdout, "BEGIN CERTIFICATE") != 1 {
 		t.Fatalf("sign: %+v", r)
 	}
 	testpki.WriteFile(t, work, "signed.crt", []byte(r.stdout), 0o644)
