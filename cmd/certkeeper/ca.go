@@ -865,7 +865,12 @@ verifies; its key is RSA of 2048 to 8192 bits, ECDSA P-256 or larger, or
 Ed25519; its CN is exactly ID; and each subject alternative name it asks for
 is one recorded for ID (by ca issue), given on this command line, or ID
 itself. A request without names gets the recorded ones. A revoked node is
-refused. It never prompts: an encrypted cluster.key needs
+refused. Through the forced command (sshd sets SSH_ORIGINAL_COMMAND), a
+node whose key was made here (ca issue) turns to CSR mode; run by hand,
+the node keeps its mode: the certificate is recorded as its current one,
+its published bundle stays, and ca renew renews it as before. A request
+for the key of the node's current, never-installed certificate gets that
+certificate back, not a new one. It never prompts: an encrypted cluster.key needs
 --passphrase-file or passphrase_file in ca.toml.
 
   --node ID     the node this key belongs to (required)
