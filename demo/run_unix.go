@@ -374,11 +374,13 @@ layout  = "flocker-node"
 }
 
 // caSign is the admin host's forced command: the real `certkeeper ca
-// sign`, run as authorized_keys' command= would run it.
-func (d *run) caSign(ctx context.Context, node string, stdin io.Reader, stdout, stderr io.Writer) int {
+// sign`, run as authorized_keys' command= would run it, with what the
+// client asked for in SSH_ORIGINAL_COMMAND as sshd sets it (ca sign
+// tells a node's own request from a request an admin hands in by it).
+func (d *run) caSign(ctx context.Context, node, asked string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cmd := exec.CommandContext(ctx, d.exe, "ca", "sign", "--dir", d.caDir, "--node", node)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
-	cmd.Env = childEnv()
+	cmd.Env = append(childEnv(), "SSH_ORIGINAL_COMMAND="+asked)
 	cmd.SysProcAttr = procAttr()
 	cmd.WaitDelay = 2 * time.Second
 	err := cmd.Run()

@@ -45,7 +45,7 @@ type account struct {
 
 // forcedSign runs `ca sign` for node with the request on stdin, the chain
 // to stdout and reasons to stderr, and returns its exit status.
-type forcedSign func(ctx context.Context, node string, stdin io.Reader, stdout, stderr io.Writer) int
+type forcedSign func(ctx context.Context, node, asked string, stdin io.Reader, stdout, stderr io.Writer) int
 
 // signEvent is one run of the forced command, for the narration.
 type signEvent struct {
@@ -267,12 +267,13 @@ func (s *sshServer) sftp(a account, ch ssh.Channel) int {
 
 // forced runs the forced command for a's key: `ca sign` for its node,
 // whatever the client asked (sshd passes that on as
-// SSH_ORIGINAL_COMMAND; `ca sign` needs none of it).
+// SSH_ORIGINAL_COMMAND, which ca sign reads only to know that a node's
+// own agent asked, not an admin by hand).
 func (s *sshServer) forced(a account, asked string, ch ssh.Channel) int {
 	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
 	defer cancel()
 	var reason bytes.Buffer
-	status := s.sign(ctx, a.SignNode, ch, ch, io.MultiWriter(ch.Stderr(), &limited{w: &reason, n: 4096}))
+	status := s.sign(ctx, a.SignNode, asked, ch, ch, io.MultiWriter(ch.Stderr(), &limited{w: &reason, n: 4096}))
 	if s.signed != nil {
 		s.signed(signEvent{User: a.User, Node: a.SignNode, Asked: asked, Status: status, Stderr: reason.String()})
 	}

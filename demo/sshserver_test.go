@@ -181,7 +181,7 @@ func TestNodeSSHTakesAPush(t *testing.T) {
 // back as from OpenSSH.
 func TestCAAccountRunsTheForcedCommand(t *testing.T) {
 	var asked []string
-	sign := func(ctx context.Context, node string, stdin io.Reader, stdout, stderr io.Writer) int {
+	sign := func(ctx context.Context, node, _ string, stdin io.Reader, stdout, stderr io.Writer) int {
 		req, _ := io.ReadAll(stdin)
 		asked = append(asked, node+":"+string(req))
 		if string(req) == "bad" {
@@ -222,7 +222,7 @@ func TestCAAccountRunsTheForcedCommand(t *testing.T) {
 // Close ends every connection and forced command, and returns.
 func TestServerCloseEndsEverything(t *testing.T) {
 	started := make(chan struct{})
-	sign := func(ctx context.Context, node string, stdin io.Reader, stdout, stderr io.Writer) int {
+	sign := func(ctx context.Context, node, _ string, stdin io.Reader, stdout, stderr io.Writer) int {
 		close(started)
 		<-ctx.Done()
 		return 1
