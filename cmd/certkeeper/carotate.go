@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"text/tabwriter"
 
 	"github.com/certkeeper/certkeeper/authority"
 )
@@ -89,7 +90,7 @@ func runCARotate(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		printRotateIssue(e, res)
+		printRotateIssue(e, res, "new")
 		if len(res.Failed) > 0 {
 			return fmt.Errorf("%d node(s) not re-issued; run `certkeeper ca rotate issue` again", len(res.Failed))
 		}
@@ -103,7 +104,8 @@ func runCARotate(ctx context.Context, e *env, args []string) error {
 	case "abort":
 		r, res, err := a.RotateAbort(ctx)
 		if res != nil {
-			printRotateIssue(e, res)
+			// An abort re-issues from the old CA: the one it goes back to.
+			printRotateIssue(e, res, "old")
 		}
 		if err != nil {
 			return err
@@ -136,15 +138,19 @@ func runCARotate(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-func printRotateIssue(e *env, res *authority.IssueResult) {
+// printRotateIssue reports a re-issue to the CA named by which: "new"
+// for `ca rotate issue`, "old" for `ca rotate abort`, which re-issues from
+// the CA it goes back to (authority's IssueResult calls that CA "new",
+// since an abort is a rotation turned around).
+func printRotateIssue(e *env, res *authority.IssueResult, which string) {
 	for _, id := range res.Issued {
-		fmt.Fprintf(e.stdout, "re-issued %s from the new CA\n", id)
+		fmt.Fprintf(e.stdout, "re-issued %s from the %s CA\n", id, which)
 	}
 	if len(res.Done) > 0 {
-		fmt.Fprintf(e.stdout, "already on the new CA: %s\n", strings.Join(res.Done, ", "))
+		fmt.Fprintf(e.stdout, "already on the %s CA: %s\n", which, strings.Join(res.Done, ", "))
 	}
 	if len(res.Waiting) > 0 {
-		fmt.Fprintf(e.stdout, "CSR-mode, new-CA certificate at their next request: %s\n", strings.Join(res.Waiting, ", "))
+		fmt.Fprintf(e.stdout, "CSR-mode, %s-CA certificate at their next request: %s\n", which, strings.Join(res.Waiting, ", "))
 	}
 	for _, f := range res.Failed {
 		fmt.Fprintf(e.stderr, "certkeeper ca rotate: %s: %v\n", f.ID, f.Err)
@@ -171,14 +177,18 @@ func printRotateStatus(e *env, st *authority.RotationStatus) {
 		fmt.Fprintf(e.stdout, "next: %s\n", st.Next)
 	}
 	if len(st.Nodes) > 0 {
-		fmt.Fprintf(e.stdout, "%-24s %-6s %-5s %-10s %-9s %s\n", "NODE", "SOURCE", "LEAF", "TRUST", "PUB-LEAF", "INSTALLED")
+		// Columns as wide as their longest entry: a UUID id (what
+		// `ca issue node` makes without one) is 36 characters.
+		t := tabwriter.NewWriter(e.stdout, 0, 0, 1, ' ', 0)
+		fmt.Fprintln(t, "NODE\tSOURCE\tLEAF\tTRUST\tPUB-LEAF\tINSTALLED")
 		for _, n := range st.Nodes {
 			id := n.ID
 			if n.Revoked {
 				id += " (revoked)"
 			}
-			fmt.Fprintf(e.stdout, "%-24s %-6s %-5s %-10s %-9s %s\n", id, n.Source, or(n.Leaf, "-"), or(n.Published, "-"), or(n.PublishedLeaf, "-"), or(n.Installed, "unknown"))
+			fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\n", id, n.Source, or(n.Leaf, "-"), or(n.Published, "-"), or(n.PublishedLeaf, "-"), or(n.Installed, "unknown"))
 		}
+		t.Flush()
 	}
 	if len(st.OldLeafs) > 0 {
 		fmt.Fprintf(e.stdout, "still on the old CA: %s\n", strings.Join(st.OldLeafs, ", "))
