@@ -12,7 +12,10 @@ import (
 // ---------------------------------------------------------------- ca rotate
 
 var caRotateCmd = &command{name: "ca rotate", summary: "replace the cluster CA in phases, with no flag day",
-	usage: `Usage: certkeeper ca rotate start|issue|finish|abort|status [--dir DIR] [--force] [--days N] [--json] [--inventory FILE]
+	usage: `Usage: certkeeper ca rotate start|issue|finish|abort|status [--dir DIR] [--passphrase-file FILE]
+       certkeeper ca rotate start [--days N]
+       certkeeper ca rotate finish [--force]
+       certkeeper ca rotate status [--json] [--inventory FILE]
 
 Replaces the cluster CA without a flag day (docs/ca.md, "Replacing the
 cluster CA"). Push or pull after each step, and let every node take it,
@@ -72,6 +75,17 @@ func runCARotate(ctx context.Context, e *env, args []string) error {
 	}
 	if *inventory != "" && step != "status" {
 		return usagef("--inventory is for ca rotate status")
+	}
+	// A flag another step would take is refused rather than ignored: a
+	// `ca rotate start --json` that prints text, or an `abort --force`
+	// that forces nothing, would leave a script or an admin believing it.
+	for _, f := range []struct {
+		set        bool
+		flag, only string
+	}{{*asJSON, "--json", "status"}, {*force, "--force", "finish"}, {*days != 0, "--days", "start"}} {
+		if f.set && step != f.only {
+			return usagef("%s is for ca rotate %s, not %s", f.flag, f.only, step)
+		}
 	}
 	a, err := loadCA(e, &f, step != "status")
 	if err != nil {

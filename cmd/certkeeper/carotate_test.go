@@ -482,3 +482,22 @@ func TestCARotateAbortSaysTheOldCAAndStatusAligns(t *testing.T) {
 		t.Errorf("%d node rows, want 2:\n%s", rows, st)
 	}
 }
+
+// A flag of another step is a usage error (exit 2), not silently ignored:
+// `ca rotate start --json` printing text, or `abort --force` forcing
+// nothing, would mislead. Nothing changes in the CA directory.
+func TestCARotateRefusesAnotherStepsFlag(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ca")
+	mustCA(t, "init", "--dir", dir, "--name", "c")
+	for _, args := range [][]string{
+		{"start", "--json"}, {"start", "--force"}, {"issue", "--days", "30"}, {"abort", "--force"}, {"finish", "--json"}, {"status", "--days", "30"},
+	} {
+		r := certkeeper(t, append([]string{"ca", "rotate", "--dir", dir}, args...)...)
+		if r.code != 2 || !strings.Contains(r.stderr, args[1]+" is for ca rotate ") || !strings.Contains(r.stderr, ", not "+args[0]) {
+			t.Errorf("ca rotate %v: want exit 2 naming the flag's step: %+v", args, r)
+		}
+	}
+	if st := mustCA(t, "rotate", "status", "--dir", dir, "--json").stdout; !strings.Contains(st, `"phase": "none"`) {
+		t.Errorf("a refused step changed the CA:\n%s", st)
+	}
+}
