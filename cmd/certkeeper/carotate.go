@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"text/tabwriter"
 
 	"github.com/certkeeper/certkeeper/authority"
 )
@@ -11,7 +12,10 @@ import (
 // ---------------------------------------------------------------- ca rotate
 
 var caRotateCmd = &command{name: "ca rotate", summary: "replace the cluster CA in phases, with no flag day",
-	usage: `Usage: certkeeper ca rotate start|issue|finish|abort|status [--dir DIR] [--force] [--days N] [--json] [--inventory FILE]
+	usage: `Usage: certkeeper ca rotate start|issue|finish|abort|status [--dir DIR] [--passphrase-file FILE]
+       certkeeper ca rotate start [--days N]
+       certkeeper ca rotate finish [--force]
+       certkeeper ca rotate status [--json] [--inventory FILE]
 
 Replaces the cluster CA without a flag day (docs/ca.md, "Replacing the
 cluster CA"). Push or pull after each step, and let every node take it,
@@ -72,6 +76,17 @@ func runCARotate(ctx context.Context, e *env, args []string) error {
 	if *inventory != "" && step != "status" {
 		return usagef("--inventory is for ca rotate status")
 	}
+	// A flag another step would take is refused rather than ignored: a
+	// `ca rotate start --json` that prints text, or an `abort --force`
+	// that forces nothing, would leave a script or an admin believing it.
+	for _, f := range []struct {
+		set        bool
+		flag, only string
+	}{{*asJSON, "--json", "status"}, {*force, "--force", "finish"}, {*days != 0, "--days", "start"}} {
+		if f.set && step != f.only {
+			return usagef("%s is for ca rotate %s, not %s", f.flag, f.only, step)
+		}
+	}
 	a, err := loadCA(e, &f, step != "status")
 	if err != nil {
 		return err
@@ -89,7 +104,7 @@ func runCARotate(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		printRotateIssue(e, res)
+		printRotateIssue(e, res, "new")
 		if len(res.Failed) > 0 {
 			return fmt.Errorf("%d node(s) not re-issued; run `certkeeper ca rotate issue` again", len(res.Failed))
 		}
@@ -103,7 +118,8 @@ func runCARotate(ctx context.Context, e *env, args []string) error {
 	case "abort":
 		r, res, err := a.RotateAbort(ctx)
 		if res != nil {
-			printRotateIssue(e, res)
+			// An abort re-issues from the old CA: the one it goes back to.
+			printRotateIssue(e, res, "old")
 		}
 		if err != nil {
 			return err
@@ -136,15 +152,19 @@ func runCARotate(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-func printRotateIssue(e *env, res *authority.IssueResult) {
+// printRotateIssue reports a re-issue to the CA named by which: "new"
+// for `ca rotate issue`, "old" for `ca rotate abort`, which re-issues from
+// the CA it goes back to (authority's IssueResult calls that CA "new",
+// since an abort is a rotation turned around).
+func printRotateIssue(e *env, res *authority.IssueResult, which string) {
 	for _, id := range res.Issued {
-		fmt.Fprintf(e.stdout, "re-issued %s from the new CA\n", id)
+		fmt.Fprintf(e.stdout, "re-issued %s from the %s CA\n", id, which)
 	}
 	if len(res.Done) > 0 {
-		fmt.Fprintf(e.stdout, "already on the new CA: %s\n", strings.Join(res.Done, ", "))
+		fmt.Fprintf(e.stdout, "already on the %s CA: %s\n", which, strings.Join(res.Done, ", "))
 	}
 	if len(res.Waiting) > 0 {
-		fmt.Fprintf(e.stdout, "CSR-mode, new-CA certificate at their next request: %s\n", strings.Join(res.Waiting, ", "))
+		fmt.Fprintf(e.stdout, "CSR-mode, %s-CA certificate at their next request: %s\n", which, strings.Join(res.Waiting, ", "))
 	}
 	for _, f := range res.Failed {
 		fmt.Fprintf(e.stderr, "certkeeper ca rotate: %s: %v\n", f.ID, f.Err)
@@ -171,14 +191,18 @@ func printRotateStatus(e *env, st *authority.RotationStatus) {
 		fmt.Fprintf(e.stdout, "next: %s\n", st.Next)
 	}
 	if len(st.Nodes) > 0 {
-		fmt.Fprintf(e.stdout, "%-24s %-6s %-5s %-10s %-9s %s\n", "NODE", "SOURCE", "LEAF", "TRUST", "PUB-LEAF", "INSTALLED")
+		// Columns as wide as their longest entry: a UUID id (what
+		// `ca issue node` makes without one) is 36 characters.
+		t := tabwriter.NewWriter(e.stdout, 0, 0, 1, ' ', 0)
+		fmt.Fprintln(t, "NODE\tSOURCE\tLEAF\tTRUST\tPUB-LEAF\tINSTALLED")
 		for _, n := range st.Nodes {
 			id := n.ID
 			if n.Revoked {
 				id += " (revoked)"
 			}
-			fmt.Fprintf(e.stdout, "%-24s %-6s %-5s %-10s %-9s %s\n", id, n.Source, or(n.Leaf, "-"), or(n.Published, "-"), or(n.PublishedLeaf, "-"), or(n.Installed, "unknown"))
+			fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\n", id, n.Source, or(n.Leaf, "-"), or(n.Published, "-"), or(n.PublishedLeaf, "-"), or(n.Installed, "unknown"))
 		}
+		t.Flush()
 	}
 	if len(st.OldLeafs) > 0 {
 		fmt.Fprintf(e.stdout, "still on the old CA: %s\n", strings.Join(st.OldLeafs, ", "))

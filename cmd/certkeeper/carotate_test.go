@@ -440,3 +440,64 @@ func TestCARotateFinishResignsTheCRL(t *testing.T) {
 		}
 	}
 }
+
+// An abort after issue re-issues every node from the old CA, and says so:
+// not "from the new CA", the words of `ca rotate issue`. The status table
+// keeps its columns for the 36-character UUID ids `ca issue node` makes
+// without an id.
+func TestCARotateAbortSaysTheOldCAAndStatusAligns(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ca")
+	mustCA(t, "init", "--dir", dir, "--name", "c")
+	mustCA(t, "issue", "--dir", dir, "node")
+	mustCA(t, "issue", "--dir", dir, "node", "n1")
+	mustCA(t, "rotate", "start", "--dir", dir)
+	if r := mustCA(t, "rotate", "issue", "--dir", dir); !strings.Contains(r.stdout, "re-issued n1 from the new CA") {
+		t.Errorf("rotate issue: %s", r.stdout)
+	}
+	r := mustCA(t, "rotate", "abort", "--dir", dir)
+	if !strings.Contains(r.stdout, "re-issued n1 from the old CA") || strings.Contains(r.stdout, "new CA") {
+		t.Errorf("rotate abort re-issues from the old CA, but says:\n%s", r.stdout)
+	}
+	mustCA(t, "rotate", "start", "--dir", dir)
+	st := mustCA(t, "rotate", "status", "--dir", dir).stdout
+	var header string
+	rows := 0
+	for _, l := range strings.Split(st, "\n") {
+		if strings.HasPrefix(l, "NODE ") {
+			header = l
+			continue
+		}
+		if header == "" || !strings.Contains(l, " issue ") {
+			continue
+		}
+		rows++
+		if want, got := strings.Index(header, "SOURCE"), strings.Index(l, " issue ")+1; got != want {
+			t.Errorf("SOURCE column at %d in the header, %d in %q:\n%s", want, got, l, st)
+		}
+		if want, got := strings.Index(header, "TRUST"), strings.Index(l, "old+new"); got != want {
+			t.Errorf("TRUST column at %d in the header, %d in %q:\n%s", want, got, l, st)
+		}
+	}
+	if rows != 2 {
+		t.Errorf("%d node rows, want 2:\n%s", rows, st)
+	}
+}
+
+// A flag of another step is a usage error (exit 2), not silently ignored:
+// `ca rotate start --json` printing text, or `abort --force` forcing
+// nothing, would mislead. Nothing changes in the CA directory.
+func TestCARotateRefusesAnotherStepsFlag(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ca")
+	mustCA(t, "init", "--dir", dir, "--name", "c")
+	for _, args := range [][]string{
+		{"start", "--json"}, {"start", "--force"}, {"issue", "--days", "30"}, {"abort", "--force"}, {"finish", "--json"}, {"status", "--days", "30"},
+	} {
+		r := certkeeper(t, append([]string{"ca", "rotate", "--dir", dir}, args...)...)
+		if r.code != 2 || !strings.Contains(r.stderr, args[1]+" is for ca rotate ") || !strings.Contains(r.stderr, ", not "+args[0]) {
+			t.Errorf("ca rotate %v: want exit 2 naming the flag's step: %+v", args, r)
+		}
+	}
+	if st := mustCA(t, "rotate", "status", "--dir", dir, "--json").stdout; !strings.Contains(st, `"phase": "none"`) {
+		t.Errorf("a refused step changed the CA:\n%s", st)
+	}
+}

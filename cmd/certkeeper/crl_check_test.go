@@ -9,6 +9,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -129,5 +130,27 @@ func TestCAListAndRenewWarnWhenTheCANearsItsEnd(t *testing.T) {
 	// The JSON on stdout stays clean.
 	if r := mustCA(t, "list", "--dir", dir, "--json"); !strings.HasPrefix(strings.TrimSpace(r.stdout), "[") || !strings.Contains(r.stderr, "ca rotate") {
 		t.Errorf("ca list --json: %+v", r)
+	}
+}
+
+// certkeeper status shows the installed CRL in its text, as status --json
+// does in crl: the file, its number and issuer, how many it revokes and
+// its next update, the date check judges it by.
+func TestStatusShowsTheInstalledCRL(t *testing.T) {
+	testenv.NeedSymlinks(t)
+	ca := testpki.NewCA(t, "cluster", testpki.Options{NotAfter: time.Now().Add(3650 * 24 * time.Hour)})
+	leaf := ca.Issue(t, "node-1", testpki.Options{NotAfter: time.Now().Add(90 * 24 * time.Hour)})
+	other := ca.Issue(t, "node-2", testpki.Options{})
+	n := newNode(t, "flocker-node", "node-1", "crl_file = \"cluster.crl\"\n")
+	now := time.Now().UTC().Truncate(time.Second)
+	next := now.Add(30 * 24 * time.Hour)
+	crl := signedCRL(t, ca, 7, now.Add(-time.Hour), next, other.Cert)
+	if r := n.install(n.files(map[string][]byte{"node.crt": leaf.CertPEM(), "node.key": leaf.KeyPEM(t), "cluster.crt": ca.CertPEM(), "cluster.crl": crl})...); r.code != 0 {
+		t.Fatalf("install: %+v", r)
+	}
+	r := certkeeper(t, "status", "--config", n.config)
+	want := ", 1 revoked, next update " + next.Format("2006-01-02 15:04:05") + " UTC"
+	if r.code != 0 || !regexp.MustCompile(`\n  CRL +cluster\.crl: number 7 from CN=cluster`).MatchString(r.stdout) || !strings.Contains(r.stdout, want) {
+		t.Fatalf("status does not show the CRL (%q):\n%+v", want, r)
 	}
 }

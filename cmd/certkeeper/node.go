@@ -430,8 +430,8 @@ var statusCmd = &command{name: "status", summary: "show each bundle: files, name
 
 For each bundle: the live generation, its files with modes, owners and
 whether they are intact, the certificate's subject, SANs, issuer, serial,
-validity and time left, whether the key matches, the chain, and the next
-renewal time. Read-only.
+validity and time left, whether the key matches, the chain, the next
+renewal time, and an installed CRL's number and next update. Read-only.
 
 Examples:
   certkeeper status
@@ -507,6 +507,15 @@ func printStatus(w io.Writer, r agent.Report) {
 	}
 	for _, ca := range st.CA {
 		fmt.Fprintf(t, "  cluster CA\t%s, expires %s\n", ca.Subject, ca.NotAfter.Format(time.DateOnly))
+	}
+	if c := st.CRL; c != nil {
+		// What the daemon checks revocation against, and when it goes
+		// stale: status --json has it as crl, check judges it.
+		fmt.Fprintf(t, "  CRL\t%s: number %s from %s, %d revoked, next update %s", c.File, c.Number, c.Issuer, c.Entries, rotate.Stamp(c.NextUpdate))
+		if c.CRLs > 1 {
+			fmt.Fprintf(t, " (the first of %d CRLs to go stale, one per CA of a rotation)", c.CRLs)
+		}
+		fmt.Fprintln(t)
 	}
 	t.Flush()
 	if len(st.Files) > 0 {
