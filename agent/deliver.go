@@ -364,7 +364,7 @@ func (p *Pipeline) settle(ctx context.Context) Change {
 	c.Generation = o.Generation
 	if step == OwedRollback {
 		log.Warn("a rollback after a failed check was interrupted; rolling back again", "bundle", b.Name, "from", o.RollbackFrom, "to", o.Generation)
-		p.rollback(ctx, &c)
+		p.rollback(ctx, &c, "") // refused before the interrupted swap
 		return c
 	}
 	if o.Reload {
@@ -401,23 +401,24 @@ func (p *Pipeline) settle(ctx context.Context) Change {
 		return c
 	}
 	log.Error("check failed after the install; rolling back", append(attrs, "err", cr.Err)...)
-	if live, g, err := p.M.Live(); err == nil && g.Name == o.Generation {
-		if leaf := live.Leafish(); leaf != nil {
-			if err := RefuseLeaf(b, leaf, "its check failed after the install and it was rolled back", p.now()); err != nil {
-				log.Error("cannot record the certificate as refused; a source may offer it again", "bundle", b.Name, "err", err)
-			}
-		}
-	}
-	p.rollback(ctx, &c)
+	p.rollback(ctx, &c, "its check failed after the install and it was rolled back")
 	return c
 }
 
 // rollback makes the generation before the failed one live again, with
-// the rollback's reloads owed until they ran.
-func (p *Pipeline) rollback(ctx context.Context, c *Change) {
+// the rollback's reloads owed until they ran. Unless reason is empty, what
+// it rolls away from is put on the refused list first, under the store's
+// lock (RefuseRolledAway: the leaf, or the exact set when the leaf is the
+// same as the one it goes back to), so no source brings it straight back.
+func (p *Pipeline) rollback(ctx context.Context, c *Change, reason string) {
 	b, log := p.B, p.Log
 	failed := c.Generation
 	from, to, err := p.M.RollbackHook(false, func(from, to rotate.Generation) error {
+		if reason != "" && from.Name == failed {
+			if _, err := RefuseRolledAway(b, p.M, from, to, reason, p.now()); err != nil {
+				log.Error("cannot record the certificate as refused; a source may offer it again", "bundle", b.Name, "err", err)
+			}
+		}
 		return oweRollback(b, from, to, p.now())
 	})
 	if err != nil {
@@ -439,7 +440,7 @@ func (p *Pipeline) rollback(ctx context.Context, c *Change) {
 // bundle says served_mismatch = "rollback", refuses the new leaf and rolls
 // back, then looks once more at what the daemon serves.
 func (p *Pipeline) settleServed(ctx context.Context, c *Change, reloaded bool) {
-	b, log := p.B, p.Log
+	b := p.B
 	if b.Served == "" || !reloaded {
 		return
 	}
@@ -447,14 +448,7 @@ func (p *Pipeline) settleServed(ctx context.Context, c *Change, reloaded bool) {
 	if c.Served.Step != ServedRollBack {
 		return
 	}
-	if live, g, err := p.M.Live(); err == nil && g.Name == c.Generation {
-		if leaf := live.Leafish(); leaf != nil {
-			if err := RefuseLeaf(b, leaf, "its daemon did not serve it after its reloads and it was rolled back", p.now()); err != nil {
-				log.Error("cannot record the certificate as refused; a source may offer it again", "bundle", b.Name, "err", err)
-			}
-		}
-	}
-	p.rollback(ctx, c)
+	p.rollback(ctx, c, "its daemon did not serve it after its reloads and it was rolled back")
 	if c.RolledBack {
 		r := p.waitServed(ctx, b.ServedWait.Duration)
 		c.ServedAfterRollback = &r

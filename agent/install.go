@@ -71,10 +71,12 @@ func Install(ctx context.Context, b *Bundle, inputs []rotate.Input, source strin
 type RollbackResult struct {
 	From, To rotate.Generation
 	Reloads  []platform.ReloadResult
-	// Refused: the certificate rolled away from is on the refused list,
-	// so the agent will not pull it again. RefuseErr says why it could
-	// not be put there; nothing is recorded for a bundle without a leaf.
-	Refused   bool
+	// Refused is what of the generation rolled away from is on the
+	// refused list (RefusedCertificate, or RefusedSet when the leaf is the
+	// same as the one rolled back to), so the agent will not pull it
+	// again. RefuseErr says why it could not be put there; nothing is
+	// recorded for a bundle without a certificate.
+	Refused   string
 	RefuseErr error
 }
 
@@ -86,22 +88,18 @@ func Rollback(ctx context.Context, b *Bundle, force bool, log *slog.Logger) (Rol
 		defer unlock()
 	}
 	m := p.M
-	live, _, _ := m.Live()
 	from, to, err := m.RollbackHook(force, func(from, to rotate.Generation) error {
+		// The admin rolled away from this certificate (or, when the
+		// leaf stays, from this set): the agent's next pull must not
+		// bring it back from the admin host.
+		r.Refused, r.RefuseErr = RefuseRolledAway(b, m, from, to, "rolled back by hand from "+from.Name, time.Now())
 		return oweRollbackByHand(b, from, to, time.Now())
 	})
 	if err != nil {
-		return r, fmt.Errorf("bundle %q: %w", b.Name, err)
+		return RollbackResult{}, fmt.Errorf("bundle %q: %w", b.Name, err)
 	}
 	r.From, r.To = from, to
 	log.Info("rolled back", "bundle", b.Name, "from", from.Name, "to", to.Name)
-	// The admin rolled away from this certificate: the agent's next pull
-	// must not bring it back from the admin host.
-	if live != nil && live.Leaf != nil {
-		if r.RefuseErr = RefuseLeaf(b, live.Leaf, "rolled back by hand from "+from.Name, time.Now()); r.RefuseErr == nil {
-			r.Refused = true
-		}
-	}
 	r.Reloads = RunReloads(ctx, b, log)
 	if err := paidOwed(b, to.Name, true, true); err != nil {
 		log.Error("cannot record the rollback's reload as done; it may run again", "bundle", b.Name, "err", err)

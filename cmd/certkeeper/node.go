@@ -414,8 +414,11 @@ func runRollback(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "%s: rolled back from %s to %s (installed %s)\n", b.Name, r.From.Name, r.To.Name, rotate.Stamp(r.To.Installed))
-	if r.Refused {
+	switch r.Refused {
+	case agent.RefusedCertificate:
 		fmt.Fprintf(e.stdout, "%s: the certificate rolled away from is refused from the admin host from now on; a newer one is taken as usual\n", b.Name)
+	case agent.RefusedSet:
+		fmt.Fprintf(e.stdout, "%s: the set rolled away from (the same certificate with other CAs or another CRL) is refused from the admin host from now on; another set is taken as usual\n", b.Name)
 	}
 	err = printReloads(e, c, b.Name, r.Reloads)
 	if r.RefuseErr != nil {
