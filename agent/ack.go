@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/certkeeper/certkeeper/rotate"
 )
 
 // StarterNodeID is the node_id of the config the package installs: a
@@ -105,6 +107,24 @@ func settledAll(c *Config, states []BundleState) []BundleState {
 			// no emergency.
 			out[i].NotInstalled = ""
 		}
+	}
+	return out
+}
+
+// judged is a snapshot as check judges it, for the fleet report and the
+// metrics: settledAll, and each bundle's live files judged as status and
+// check judge them (BundleState.Files), so a revoked certificate, a stale
+// CRL or a near expiry is in the report's and the metric's health, not
+// only in check's.
+func judged(c *Config, states []BundleState) []BundleState {
+	out := settledAll(c, states)
+	for i := range out {
+		b, err := c.BundleNamed(out[i].Name)
+		if err != nil || out[i].Name == "" || b.Resolved.Dir == "" || (c.NodeID == StarterNodeID && out[i].Generation == "") {
+			continue // no files to judge (or the starter config's)
+		}
+		st := rotate.NewManager(b.Spec()).Status()
+		out[i].Files = &FilesHealth{Health: st.Health, Text: st.HealthText}
 	}
 	return out
 }

@@ -266,7 +266,7 @@ func (d *daemon) startMetrics(ctx context.Context, c *Config) (func(), string, e
 }
 
 func (d *daemon) writeMetrics(w io.Writer) {
-	WriteMetrics(w, d.started, settledAll(d.cfg(), d.snapshot()), d.now())
+	WriteMetrics(w, d.started, judged(d.cfg(), d.snapshot()), d.now())
 }
 
 // startLoops starts one loop per bundle; the channel closes when every
@@ -400,7 +400,8 @@ func (d *daemon) save(stopped time.Time) {
 	// agent's report goes stale, as a dead one's does). 0644: the push
 	// account reads it over SFTP (fleet status); it holds serials, dates
 	// and health, no key.
-	rep := BuildReport(c, d.opts.Version, os.Getpid(), bundles, time.Time{}, stopped)
+	seen := judged(c, bundles)
+	rep := BuildReport(c, d.opts.Version, os.Getpid(), seen, time.Time{}, stopped)
 	rep.Heartbeat = d.reportHeartbeat().Seconds()
 	now := d.now()
 	repData := rep.Marshal()
@@ -414,7 +415,7 @@ func (d *daemon) save(stopped time.Time) {
 	}
 	if c.MetricsTextfile != "" {
 		var buf bytes.Buffer
-		WriteMetrics(&buf, d.started, settledAll(c, bundles), d.now())
+		WriteMetrics(&buf, d.started, seen, d.now())
 		// 0755: node_exporter's textfile collector, not root, lists the
 		// directory.
 		if err := writeFileAtomic(c.MetricsTextfile, buf.Bytes(), 0o644, 0o755, false); err != nil {

@@ -37,6 +37,14 @@ type RuntimeState struct {
 
 // BundleState is what the agent knows of one bundle beyond its files.
 type BundleState struct {
+	// Files is how status and check judge the bundle's live files
+	// (rotate.Status: expiry, damage, the CRL, this node's own
+	// revocation). The daemon fills it in when it writes the fleet report
+	// and the metrics (judged), so both say what check says; it is not
+	// kept in the state file, since status and check read the files
+	// themselves.
+	Files *FilesHealth `json:"-"`
+
 	Name       string    `json:"name"`
 	Generation string    `json:"generation,omitempty"`
 	Serial     string    `json:"serial,omitempty"`
@@ -139,9 +147,12 @@ type Counters struct {
 func (s BundleState) Health() (rotate.Health, string) {
 	h, text := rotate.OK, ""
 	worse := func(x rotate.Health, t string) {
-		if x > h {
+		if Severity(x) > Severity(h) {
 			h, text = x, t
 		}
+	}
+	if f := s.Files; f != nil && f.Health != rotate.OK {
+		worse(f.Health, f.Text)
 	}
 	if s.NotInstalled != "" {
 		worse(rotate.Critical, s.NotInstalled)
@@ -189,6 +200,12 @@ func (s BundleState) Health() (rotate.Health, string) {
 		worse(rotate.Critical, fmt.Sprintf("certificate expires %s and has not been renewed: %s", rotate.Stamp(s.NotAfter), why))
 	}
 	return h, text
+}
+
+// FilesHealth is rotate.Status's judgement of a bundle's live files.
+type FilesHealth struct {
+	Health rotate.Health
+	Text   string
 }
 
 // bundleState is a BundleState shared between a bundle's loop and the
