@@ -161,11 +161,17 @@ type Pipeline struct {
 	M   *rotate.Manager
 	Log *slog.Logger
 	Now func() time.Time
+	// Command: a command runs the pipeline (install, pull, renew), not
+	// the agent's loop. A reload that fails then stays owed: status and
+	// check say so until it ran, and the agent (at its next rescan) or
+	// the same install again runs it. The agent's loop records a failed
+	// reload in its own state instead and does not retry it.
+	Command bool
 }
 
 // NewPipeline returns the pipeline of a bundle, on the wall clock.
 func NewPipeline(b *Bundle, log *slog.Logger) *Pipeline {
-	return &Pipeline{B: b, M: rotate.NewManager(b.Spec()), Log: log, Now: time.Now}
+	return &Pipeline{B: b, M: rotate.NewManager(b.Spec()), Log: log, Now: time.Now, Command: true}
 }
 
 // Deliver runs inputs through the bundle's pipeline: Install, then Settle
@@ -369,7 +375,9 @@ func (p *Pipeline) settle(ctx context.Context) Change {
 	}
 	if o.Reload {
 		c.Reloads = RunReloads(ctx, b, log)
-		if err := paidOwed(b, o.Generation, true, false); err != nil {
+		if failed := (Outcome{Change: c}).ReloadFailed(); failed != nil && p.Command && o.RollbackFrom == "" {
+			log.Warn("the reload stays owed; the agent runs it again at its next rescan", "bundle", b.Name, "generation", o.Generation, "err", failed)
+		} else if err := paidOwed(b, o.Generation, true, false); err != nil {
 			log.Error("cannot record the reload as done; it may run again", "bundle", b.Name, "err", err)
 			c.OwedErr = err
 		}

@@ -114,7 +114,13 @@ func RunReloads(ctx context.Context, b *Bundle, log *slog.Logger) []platform.Rel
 	for _, r := range b.Reload {
 		res := platform.RunReload(ctx, r.Action())
 		results = append(results, res)
-		attrs := []any{"bundle", b.Name, "action", res.Action, "exit", res.ExitCode, "duration", res.Duration.Round(1e6)}
+		attrs := []any{"bundle", b.Name, "action", res.Action}
+		if res.Err == nil || res.ExitCode != 0 {
+			// An action that failed with no exit status never ran (no
+			// pid file, no such service): "exit=0" would say it did.
+			attrs = append(attrs, "exit", res.ExitCode)
+		}
+		attrs = append(attrs, "duration", res.Duration.Round(1e6))
 		if res.Output != "" {
 			attrs = append(attrs, "output", res.Output)
 		}

@@ -356,6 +356,10 @@ func printReloads(e *env, c *command, bundle string, reloads []platformResult) e
 			fmt.Fprintf(e.stdout, "%s: reload %s: ok (%s)\n", bundle, r.Action, r.Duration.Round(time.Millisecond))
 		}
 	}
+	if failed && c.name != "rollback" {
+		fmt.Fprintf(e.stderr, "certkeeper %s: %s: the new files are installed, but a daemon may still serve the old ones; the reload stays owed (status and check say so): fix it, then the agent runs it at its next rescan, or run this command again; or `certkeeper rollback`\n", c.name, bundle)
+		return exitError(exitFailure)
+	}
 	if failed {
 		fmt.Fprintf(e.stderr, "certkeeper %s: %s: the new files are installed, but a daemon may still serve the old ones; fix the reload and run it by hand, or `certkeeper rollback`\n", c.name, bundle)
 		return exitError(exitFailure)
