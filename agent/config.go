@@ -38,6 +38,9 @@ type Config struct {
 	MetricsListen   string   `toml:"metrics_listen"`
 	MetricsTextfile string   `toml:"metrics_textfile"`
 	RescanInterval  Duration `toml:"rescan_interval"`
+	// ReportHeartbeat is how often the fleet report is rewritten when
+	// nothing changed (see DefaultReportHeartbeat).
+	ReportHeartbeat Duration `toml:"report_heartbeat"`
 	// CAExpiryWarn is the share of the cluster CA's lifetime left at
 	// which check warns ("20%", the default; "0%" turns it off).
 	CAExpiryWarn string `toml:"ca_expiry_warn"`
@@ -470,6 +473,12 @@ func (c *Config) resolve() error {
 	}
 	if c.RescanInterval.Duration < time.Second {
 		return bad("rescan_interval", toml.Key{"rescan_interval"}, "%s is too short; at least 1s", c.RescanInterval)
+	}
+	if c.ReportHeartbeat.Duration == 0 {
+		c.ReportHeartbeat.Duration = DefaultReportHeartbeat
+	}
+	if h := c.ReportHeartbeat.Duration; h < MinConfigReportHeartbeat || h > MaxReportHeartbeat {
+		return bad("report_heartbeat", toml.Key{"report_heartbeat"}, "%s is out of range; at least %s, at most %s (fleet status calls a report stale after three heartbeats)", c.ReportHeartbeat, MinConfigReportHeartbeat, MaxReportHeartbeat)
 	}
 	caWarn := rotate.DefaultCAWarnShare
 	if c.CAExpiryWarn != "" {

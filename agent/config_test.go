@@ -233,3 +233,34 @@ ca_file = "cluster.crt"
 		t.Errorf("WritableDirs:\n got %s\nwant %s", got, want)
 	}
 }
+
+// report_heartbeat: 5m by default, taken between 1m and 1h, refused
+// outside with the bounds named.
+func TestReportHeartbeatKey(t *testing.T) {
+	testenv.NeedUnixPaths(t)
+	base := "node_id = \"n1\"\n%s[[bundle]]\nname = \"b\"\nlayout = \"glow\"\n"
+	for _, c := range []struct {
+		line string
+		want time.Duration
+		err  string
+	}{
+		{"", agent.DefaultReportHeartbeat, ""},
+		{"report_heartbeat = \"1m\"\n", time.Minute, ""},
+		{"report_heartbeat = \"1h\"\n", time.Hour, ""},
+		{"report_heartbeat = \"20m\"\n", 20 * time.Minute, ""},
+		{"report_heartbeat = \"59s\"\n", 0, `c.toml:2: report_heartbeat: 59s is out of range; at least 1m0s, at most 1h0m0s`},
+		{"report_heartbeat = \"61m\"\n", 0, `report_heartbeat: 1h1m0s is out of range`},
+		{"report_heartbeat = \"-1m\"\n", 0, `report_heartbeat:`},
+	} {
+		cfg, err := agent.ParseConfig("c.toml", []byte(strings.Replace(base, "%s", c.line, 1)))
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%q: err %v, want %q", c.line, err, c.err)
+			}
+			continue
+		}
+		if err != nil || cfg.ReportHeartbeat.Duration != c.want {
+			t.Errorf("%q: %v %v, want %s", c.line, cfg, err, c.want)
+		}
+	}
+}

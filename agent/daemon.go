@@ -110,6 +110,9 @@ func (d *daemon) reportHeartbeat() time.Duration {
 	if d.opts.ReportHeartbeat > 0 {
 		return max(d.opts.ReportHeartbeat, MinReportHeartbeat)
 	}
+	if c := d.cfg(); c != nil && c.ReportHeartbeat.Duration > 0 {
+		return c.ReportHeartbeat.Duration
+	}
 	return DefaultReportHeartbeat
 }
 
@@ -230,6 +233,7 @@ func Run(ctx context.Context, configPath string, o Options) error {
 			if o.Logger == nil {
 				d.log = d.logger(newCfg)
 			}
+			beat.Reset(d.reportHeartbeat() / 2)
 			readyCh = d.startLoops(ctx, newCfg)
 		case <-ctx.Done():
 			notify("STOPPING=1")

@@ -90,6 +90,11 @@ type Change struct {
 	RolledBack      bool
 	From, To        rotate.Generation
 	RollbackReloads []platform.ReloadResult
+	// ReloadsAt, CheckAt and RollbackAt are when the last reloads, the
+	// check and the rollback's reloads ended (the pipeline's clock): the
+	// state records an outcome at the time it was known, not when the
+	// whole change (served checks included) was recorded.
+	ReloadsAt, CheckAt, RollbackAt time.Time
 	// RollbackErr is a rollback that was refused after a failed check:
 	// the new bundle stayed live.
 	RollbackErr error
@@ -375,6 +380,7 @@ func (p *Pipeline) settle(ctx context.Context) Change {
 	}
 	if o.Reload {
 		c.Reloads = RunReloads(ctx, b, log)
+		c.ReloadsAt = p.now()
 		if failed := (Outcome{Change: c}).ReloadFailed(); failed != nil && p.Command && o.RollbackFrom == "" {
 			log.Warn("the reload stays owed; the agent runs it again at its next rescan", "bundle", b.Name, "generation", o.Generation, "err", failed)
 		} else if err := paidOwed(b, o.Generation, true, false); err != nil {
@@ -385,6 +391,7 @@ func (p *Pipeline) settle(ctx context.Context) Change {
 	if o.RollbackFrom != "" {
 		c.RolledBack = true
 		c.RollbackReloads, c.Reloads = c.Reloads, nil
+		c.RollbackAt, c.ReloadsAt = c.ReloadsAt, time.Time{}
 		return c
 	}
 	if !o.Check || len(b.Check) == 0 {
@@ -395,7 +402,7 @@ func (p *Pipeline) settle(ctx context.Context) Change {
 		return c
 	}
 	cr := platform.RunReload(ctx, platform.ReloadAction{Command: b.Check, Timeout: b.CheckTimeout.Duration})
-	c.Check = &cr
+	c.Check, c.CheckAt = &cr, p.now()
 	attrs := []any{"bundle", b.Name, "command", strings.Join(b.Check, " "), "exit", cr.ExitCode, "duration", cr.Duration.Round(time.Millisecond)}
 	if cr.Output != "" {
 		attrs = append(attrs, "output", cr.Output)
@@ -438,6 +445,7 @@ func (p *Pipeline) rollback(ctx context.Context, c *Change, reason string) {
 	log.Warn("rolled back", "bundle", b.Name, "from", from.Name, "to", to.Name)
 	c.RolledBack, c.From, c.To = true, from, to
 	c.RollbackReloads = RunReloads(ctx, b, log)
+	c.RollbackAt = p.now()
 	if err := paidOwed(b, to.Name, true, true); err != nil {
 		c.OwedErr = err
 	}

@@ -662,8 +662,9 @@ func (l *bundleLoop) installed(ctx context.Context, out Outcome, now time.Time) 
 // a rollback and its reloads.
 func (l *bundleLoop) recordChange(c Change) {
 	now := l.d.now()
-	l.recordReloads(c.Reloads, now)
+	l.recordReloads(c.Reloads, knownAt(c.ReloadsAt, now))
 	if c.Check != nil {
+		now := knownAt(c.CheckAt, now)
 		if c.Check.Err == nil {
 			l.st.update(func(s *BundleState) { s.LastCheck = &Event{Time: now, Result: ResultOK} })
 		} else {
@@ -685,7 +686,7 @@ func (l *bundleLoop) recordChange(c Change) {
 			s.Counters.Rollbacks++
 			s.LastRollback = &Event{Time: now, Result: ResultOK, Detail: c.From.Name + " -> " + c.To.Name}
 		})
-		l.recordReloads(c.RollbackReloads, now)
+		l.recordReloads(c.RollbackReloads, knownAt(c.RollbackAt, now))
 	}
 	if c.Served != nil {
 		l.recordServed(c.Served.Last, c.Served)
@@ -698,6 +699,15 @@ func (l *bundleLoop) recordChange(c Change) {
 	o, step, _ := l.pipe.Owed()
 	owed := o.Status(step)
 	l.st.update(func(s *BundleState) { s.Owed = owed })
+}
+
+// knownAt is when an outcome was known: at, or now when the pipeline did
+// not say.
+func knownAt(at, now time.Time) time.Time {
+	if at.IsZero() {
+		return now
+	}
+	return at
 }
 
 // recordReloads counts a run of the bundle's reload actions (RunReloads

@@ -272,3 +272,33 @@ func TestOwedStatusSaysWhatIsOwed(t *testing.T) {
 		t.Errorf("nothing owed: %+v", s)
 	}
 }
+
+// A change's reloads and check carry the time each ended on the
+// pipeline's clock, so the state records a failed reload or check when it
+// was known, not when the whole change (served checks included) was
+// recorded.
+func TestSettleTimesEachOutcomeWhenItEnded(t *testing.T) {
+	f, b := owedFixture(t, `check = ["/bin/sh", "-c", "exit 3"]`)
+	p := f.ca.Issue(t, "node-1", testpki.Options{})
+	base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	calls := 0
+	pipe := agent.NewPipeline(b, quiet)
+	pipe.Now = func() time.Time { calls++; return base.Add(time.Duration(calls) * time.Minute) }
+	// The first generation fails its check too, with nothing to roll
+	// back to; the second rolls back to it.
+	for i := range 2 {
+		if i == 1 {
+			p = f.ca.Issue(t, "node-1", testpki.Options{})
+		}
+		if _, err := pipe.Install(agent.Delivery{Kind: agent.ByHand, Inputs: f.inputs(t, p), From: "test"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := pipe.Settle(context.Background())
+	if c.Check == nil || c.Check.Err == nil || !c.RolledBack {
+		t.Fatalf("want a failed check and a rollback: %+v", c)
+	}
+	if c.ReloadsAt.IsZero() || !c.CheckAt.After(c.ReloadsAt) || !c.RollbackAt.After(c.CheckAt) {
+		t.Fatalf("times: reloads %v, check %v, rollback %v", c.ReloadsAt, c.CheckAt, c.RollbackAt)
+	}
+}

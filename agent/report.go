@@ -66,6 +66,15 @@ func servedInto(br *fleet.BundleReport, b BundleState) {
 // a few KiB every few minutes is the whole cost.
 const DefaultReportHeartbeat = 5 * time.Minute
 
+// MinConfigReportHeartbeat and MaxReportHeartbeat bound the config's
+// report_heartbeat: a report rewritten more than twice a minute is churn
+// over SFTP, and one rewritten less than hourly leaves a dead agent
+// unnoticed by fleet status for three hours.
+const (
+	MinConfigReportHeartbeat = time.Minute
+	MaxReportHeartbeat       = time.Hour
+)
+
 // MinReportHeartbeat bounds Options.ReportHeartbeat from below (tests use
 // short ones; the I/O stays bounded).
 const MinReportHeartbeat = 100 * time.Millisecond

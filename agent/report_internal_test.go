@@ -137,3 +137,18 @@ func TestReportSaysWhenADeliveryWasTaken(t *testing.T) {
 		t.Errorf("an unchanged delivery: last_delivery %v, last_change %v", b.LastDelivery, b.LastChange)
 	}
 }
+
+// The config's report_heartbeat is the daemon's heartbeat (and the one the
+// report states); a test's Options.ReportHeartbeat still wins.
+func TestReportHeartbeatFromConfig(t *testing.T) {
+	c := &Config{ReportHeartbeat: Duration{20 * time.Minute}}
+	if h := (&daemon{config: c}).reportHeartbeat(); h != 20*time.Minute {
+		t.Fatalf("heartbeat from the config: %s", h)
+	}
+	if h := (&daemon{config: c, opts: Options{ReportHeartbeat: time.Second}}).reportHeartbeat(); h != time.Second {
+		t.Fatalf("heartbeat from the options: %s", h)
+	}
+	if h := (&daemon{config: &Config{}}).reportHeartbeat(); h != DefaultReportHeartbeat {
+		t.Fatalf("default heartbeat: %s", h)
+	}
+}

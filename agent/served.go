@@ -232,6 +232,7 @@ func (p *Pipeline) served(ctx context.Context, c *Change, canRollback bool) *Ser
 				"served_serial", o.Last.Serial, "live_serial", o.Last.LiveSerial, "err", o.Last.Err)
 			o.ExtraReloads++
 			c.Reloads = append(c.Reloads, RunReloads(ctx, b, log)...)
+			c.ReloadsAt = p.now()
 			continue
 		case ServedRollBack:
 			log.Error("daemon still does not serve the live certificate after reloading again; rolling back", "bundle", b.Name,
