@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/skeema/knownhosts"
@@ -112,8 +113,10 @@ func CheckPin(knownHostsPath, hostPort string, key ssh.PublicKey) (PinState, []x
 }
 
 // Pin appends hostPort's key to known_hosts, creating the file (0644: host
-// keys are public) if needed. It refuses when a different key is pinned:
-// replacing a pin is a decision for a person, with ssh-keygen -R.
+// keys are public) and its missing directories (0755) if needed: a first
+// `certkeeper trust` on a fresh admin host must not fail after the admin
+// typed "yes". It refuses when a different key is pinned: replacing a
+// pin is a decision for a person, with ssh-keygen -R.
 func Pin(knownHostsPath, hostPort string, key ssh.PublicKey) error {
 	state, pinned, err := CheckPin(knownHostsPath, hostPort, key)
 	if err != nil {
@@ -124,6 +127,9 @@ func Pin(knownHostsPath, hostPort string, key ssh.PublicKey) error {
 		return nil
 	case Changed:
 		return &HostKeyChangedError{Host: hostPort, Offered: key, Pinned: pinned}
+	}
+	if err := os.MkdirAll(filepath.Dir(knownHostsPath), 0o755); err != nil {
+		return fmt.Errorf("known_hosts: create its directory: %w", err)
 	}
 	f, err := os.OpenFile(knownHostsPath, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {

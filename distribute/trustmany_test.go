@@ -2,6 +2,8 @@ package distribute_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"path/filepath"
 	"testing"
 	"time"
@@ -40,5 +42,23 @@ func TestFetchHostKeysAndPinNew(t *testing.T) {
 		if h.Err != nil || h.State != distribute.Pinned {
 			t.Errorf("after PinNew: %+v", h)
 		}
+	}
+}
+
+// Pin makes the known_hosts file's missing directories: a first trust on
+// a fresh admin host failed after the admin typed "yes" (found by running
+// the binary).
+func TestPinMakesTheKnownHostsDirectory(t *testing.T) {
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	signer, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kh := filepath.Join(t.TempDir(), "etc", "certkeeper", "known_hosts")
+	if err := distribute.Pin(kh, "[127.0.0.1]:2222", signer.PublicKey()); err != nil {
+		t.Fatal(err)
+	}
+	if state, _, err := distribute.CheckPin(kh, "[127.0.0.1]:2222", signer.PublicKey()); err != nil || state != distribute.Pinned {
+		t.Fatalf("after Pin: %v %v", state, err)
 	}
 }
