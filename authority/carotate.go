@@ -488,17 +488,9 @@ func (a *Authority) onCA(tx *bolt.Tx, n *NodeRecord, ca *x509.Certificate) (bool
 }
 
 func (a *Authority) recordedOnCA(tx *bolt.Tx, n *NodeRecord, ca *x509.Certificate) (bool, error) {
-	serial, err := ParseSerial(n.Current)
-	if err != nil {
-		return false, nil
-	}
-	c, err := getCert(tx, serial)
-	if err != nil || c == nil {
+	_, leaf, err := currentCert(tx, n)
+	if err != nil || leaf == nil {
 		return false, err
-	}
-	leaf, err := x509.ParseCertificate(c.DER)
-	if err != nil {
-		return false, fmt.Errorf("certificate %s: %w", c.Serial, err)
 	}
 	return leaf.CheckSignatureFrom(ca) == nil, nil
 }

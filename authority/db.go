@@ -1,6 +1,7 @@
 package authority
 
 import (
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -93,6 +94,25 @@ func putNode(tx *bolt.Tx, n *NodeRecord) error {
 		return err
 	}
 	return tx.Bucket(bucketNodes).Put([]byte(n.ID), v)
+}
+
+// currentCert reads a node's current certificate: its record and the
+// certificate parsed. Both are nil for a node with none recorded; a record
+// whose certificate does not parse comes back with the error.
+func currentCert(tx *bolt.Tx, n *NodeRecord) (*CertRecord, *x509.Certificate, error) {
+	serial, err := ParseSerial(n.Current)
+	if err != nil {
+		return nil, nil, nil
+	}
+	c, err := getCert(tx, serial)
+	if err != nil || c == nil {
+		return nil, nil, err
+	}
+	leaf, err := x509.ParseCertificate(c.DER)
+	if err != nil {
+		return c, nil, fmt.Errorf("certificate %s: %w", c.Serial, err)
+	}
+	return c, leaf, nil
 }
 
 func getCert(tx *bolt.Tx, serial *big.Int) (*CertRecord, error) {

@@ -440,12 +440,8 @@ func (a *Authority) handedIn(tx *bolt.Tx, n *NodeRecord) bool {
 	if n.Source == SourceCSR {
 		return false
 	}
-	s, err := ParseSerial(n.Current)
-	if err != nil {
-		return false
-	}
-	c, err := getCert(tx, s)
-	return err == nil && c != nil && c.Source == SourceCSR
+	c, _, _ := currentCert(tx, n)
+	return c != nil && c.Source == SourceCSR
 }
 
 // publishedKey reads a node's published key, for renewal with renew_key =

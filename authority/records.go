@@ -1,7 +1,6 @@
 package authority
 
 import (
-	"bytes"
 	"crypto/x509"
 	"math/big"
 	"net"
@@ -311,16 +310,10 @@ func ReuseSigned(cur *CertRecord, cert *x509.Certificate, pub any, names Names, 
 	if life != notAfter.Sub(notBefore) && !cur.NotAfter.Equal(notAfter) {
 		return false
 	}
-	if !samePublicKey(cert.PublicKey, pub) || cert.CheckSignatureFrom(issuer) != nil {
+	if !pki.HasPublicKey(cert, pub) || cert.CheckSignatureFrom(issuer) != nil {
 		return false
 	}
 	return sameSet(cert.DNSNames, names.DNS) && sameSet(ipStrings(cert.IPAddresses), ipStrings(names.IPs))
-}
-
-func samePublicKey(a, b any) bool {
-	x, err1 := x509.MarshalPKIXPublicKey(a)
-	y, err2 := x509.MarshalPKIXPublicKey(b)
-	return err1 == nil && err2 == nil && bytes.Equal(x, y)
 }
 
 func sameSet(a, b []string) bool {

@@ -200,17 +200,12 @@ func (a *Authority) reusable(tx *bolt.Tx, n *NodeRecord, pub any, names Names, i
 	if n == nil {
 		return nil, nil
 	}
-	s, err := ParseSerial(n.Current)
-	if err != nil {
-		return nil, nil
-	}
-	cur, err := getCert(tx, s)
-	if err != nil || cur == nil {
+	cur, c, err := currentCert(tx, n)
+	if err != nil && cur == nil {
 		return nil, err
 	}
-	c, err := x509.ParseCertificate(cur.DER)
-	if err != nil || !ReuseSigned(cur, c, pub, names, issuer, nb, na, now) {
-		return nil, nil
+	if c == nil || !ReuseSigned(cur, c, pub, names, issuer, nb, na, now) {
+		return nil, nil // one that does not parse is signed anew
 	}
 	return c, nil
 }

@@ -18,9 +18,15 @@ import (
 
 // KeyMatches reports whether the private key belongs to the certificate.
 func KeyMatches(cert *x509.Certificate, key crypto.Signer) bool {
+	return HasPublicKey(cert, key.Public())
+}
+
+// HasPublicKey reports whether the certificate carries the public key pub
+// (a CSR's, say).
+func HasPublicKey(cert *x509.Certificate, pub crypto.PublicKey) bool {
 	type equaler interface{ Equal(crypto.PublicKey) bool }
-	pub, ok := key.Public().(equaler)
-	return ok && pub.Equal(cert.PublicKey)
+	k, ok := cert.PublicKey.(equaler)
+	return ok && k.Equal(pub)
 }
 
 // KeyMatchesKey reports whether two private keys are the same key.

@@ -37,20 +37,29 @@ func sshRun(t *testing.T, s *testsshd.Server, identity string, stdin []byte, com
 	return result{code, o.String(), e.String()}
 }
 
+// forcedSign starts a real sshd whose only key, made here with
+// ssh-keygen, may run nothing but `ca sign --dir dir --node node`: the
+// authorized_keys line docs/ca.md gives. It returns the server and the
+// key's identity file.
+func forcedSign(t *testing.T, dir, node string) (*testsshd.Server, string) {
+	t.Helper()
+	id := filepath.Join(t.TempDir(), "id_"+node)
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", node, "-f", id).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v\n%s", err, out)
+	}
+	pub, _ := os.ReadFile(id + ".pub")
+	line := fmt.Sprintf("restrict,command=\"%s ca sign --dir %s --node %s\" %s", binary, dir, node, strings.TrimSpace(string(pub)))
+	return testsshd.Start(t, testsshd.Options{AuthorizedKeys: line + "\n"}), id
+}
+
 // The authorized_keys line docs/ca.md gives works as written: a node's key
 // can only run `ca sign` for its own id, whatever command it asks for.
 func TestCASignAsSSHForcedCommand(t *testing.T) {
 	dir := newCADir(t)
 	mustCA(t, "issue", "--dir", dir, "node", "node-1", "--dns", "n1.example.com")
 	mustCA(t, "issue", "--dir", dir, "node", "node-2")
+	srv, id := forcedSign(t, dir, "node-1")
 	keys := t.TempDir()
-	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "node-1", "-f", filepath.Join(keys, "id_node1")).CombinedOutput(); err != nil {
-		t.Fatalf("ssh-keygen: %v\n%s", err, out)
-	}
-	pub, _ := os.ReadFile(filepath.Join(keys, "id_node1.pub"))
-	line := fmt.Sprintf("restrict,command=\"%s ca sign --dir %s --node node-1\" %s", binary, dir, strings.TrimSpace(string(pub)))
-	srv := testsshd.Start(t, testsshd.Options{AuthorizedKeys: line + "\n"})
-	id := filepath.Join(keys, "id_node1")
 
 	csr := csrPEM(t, keys, "", "/CN=node-1", "subjectAltName=DNS:n1.example.com")
 	marker := filepath.Join(t.TempDir(), "pwned")

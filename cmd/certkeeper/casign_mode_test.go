@@ -3,14 +3,10 @@
 package main
 
 import (
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/certkeeper/certkeeper/internal/testsshd"
 )
 
 // An admin's hand-in and a node's own request, as a CA admin sees them:
@@ -41,14 +37,8 @@ func TestCASignKeepsOrChangesTheModeAndSaysSo(t *testing.T) {
 	}
 
 	// Through a real sshd's forced command, as the node's agent asks.
-	keys := t.TempDir()
-	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "pulled", "-f", filepath.Join(keys, "id")).CombinedOutput(); err != nil {
-		t.Fatalf("ssh-keygen: %v\n%s", err, out)
-	}
-	pub, _ := os.ReadFile(filepath.Join(keys, "id.pub"))
-	line := fmt.Sprintf("restrict,command=\"%s ca sign --dir %s --node pulled\" %s", binary, dir, strings.TrimSpace(string(pub)))
-	srv := testsshd.Start(t, testsshd.Options{AuthorizedKeys: line + "\n"})
-	r = sshRun(t, srv, filepath.Join(keys, "id"), csrPEM(t, work, "", "/CN=pulled"), "certkeeper ca sign")
+	srv, id := forcedSign(t, dir, "pulled")
+	r = sshRun(t, srv, id, csrPEM(t, work, "", "/CN=pulled"), "certkeeper ca sign")
 	if r.code != 0 || strings.Count(r.stdout, "BEGIN CERTIFICATE") != 1 || !strings.Contains(r.stderr, "node pulled: its own agent asked (forced command): it renews by CSR from now on") {
 		t.Fatalf("forced command: %+v", r)
 	}
