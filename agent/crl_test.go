@@ -4,9 +4,11 @@ package agent_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -15,7 +17,9 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/agent"
+	fleetpkg "github.com/certkeeper/certkeeper/fleet"
 	"github.com/certkeeper/certkeeper/internal/testpki"
+	"github.com/certkeeper/certkeeper/rotate"
 )
 
 // A new CRL alone (the same certificate and key) is a change: the agent
@@ -69,5 +73,47 @@ func TestInboxInstallsANewCRLAloneWithOneReload(t *testing.T) {
 	}
 	if strings.Contains(log.String(), "level=ERROR") {
 		t.Fatalf("errors in the log:\n%s", log)
+	}
+}
+
+// The fleet report and the metrics judge the live files as check does:
+// the node's own certificate listed in the installed CRL is CRITICAL in
+// report.json and certkeeper_bundle_health, not only in check (found by
+// running the binary: fleet status said the revoked node was healthy).
+func TestTheReportAndMetricsSayTheNodesCertificateIsRevoked(t *testing.T) {
+	f, b := owedFixture(t, `crl_file = "cluster.crl"`)
+	prom := filepath.Join(f.root, "textfile", "certkeeper.prom")
+	cfg, _ := os.ReadFile(f.config)
+	testpki.WriteFile(t, f.root, "c.toml", bytes.Replace(cfg, []byte("state_dir"), []byte(fmt.Sprintf("metrics_textfile = %q\nstate_dir", prom)), 1), 0o600)
+	leaf := f.ca.Issue(t, "node-1", testpki.Options{})
+	now := time.Now()
+	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(5), ThisUpdate: now.Add(-time.Minute), NextUpdate: now.Add(24 * time.Hour),
+		RevokedCertificateEntries: []x509.RevocationListEntry{{SerialNumber: leaf.Cert.SerialNumber, RevocationTime: now.Add(-time.Minute)}}}, f.ca.Cert, f.ca.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := append(f.inputs(t, leaf), rotate.Input{Name: "cluster.crl", Data: pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der})})
+	if _, err := agent.Deliver(context.Background(), b, agent.Delivery{Kind: agent.ByHand, Inputs: in, From: "test"}, quiet); err != nil {
+		t.Fatal(err)
+	}
+	stop, log := run(t, f, agent.Options{})
+	defer stop()
+	report := filepath.Join(f.root, "state", "report.json")
+	var r *fleetpkg.Report
+	eventually(t, "the report", func() bool {
+		data, err := os.ReadFile(report)
+		if err != nil {
+			return false
+		}
+		r, err = fleetpkg.ParseReport(data)
+		return err == nil && len(r.Bundles) == 1 && r.Bundles[0].Serial != ""
+	})
+	if h := r.Bundles[0]; h.Health != "CRITICAL" || !strings.Contains(h.HealthText, "certificate was revoked") {
+		t.Fatalf("report health %s %q, want CRITICAL, revoked\n%s", h.Health, h.HealthText, log)
+	}
+	eventually(t, "the metrics textfile", func() bool { _, err := os.Stat(prom); return err == nil })
+	data, _ := os.ReadFile(prom)
+	if !strings.Contains(string(data), `certkeeper_bundle_health{bundle="b"} 2`) {
+		t.Fatalf("metrics, want health 2 (CRITICAL):\n%s", data)
 	}
 }

@@ -46,6 +46,37 @@ const (
 	metricsHTTPRoute = "/metrics"
 )
 
+// metricHelp is each family's HELP text, as docs/agent.md's table says it
+// (TestMetricsHaveHelp keeps them together).
+var metricHelp = map[string]string{
+	mNotAfter:       "the live certificate's expiry (unix time)",
+	mExpiry:         "seconds until the live certificate expires (negative when expired)",
+	mRenewal:        "the next renewal time",
+	mRenewalDue:     "1 while a renewal is due",
+	mExpiryCritical: "1 within the critical threshold of expiry (or expired) without a renewal",
+	mHealth:         "as check judges the bundle: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN",
+	mReloadOwed:     "1 while the live generation is owed its reload or check",
+	mLastInstall:    "when the last install attempt ended",
+	mLastInstallOK:  "1 if the last install attempt installed (or was identical), 0 if rejected or failed",
+	mInstalls:       "installs that changed the bundle",
+	mReloads:        "reload actions run",
+	mReloadFailures: "reload actions that failed",
+	mRepairs:        "drift repaired",
+	mRejected:       "inbox sets rejected",
+	mRollbacks:      "rollbacks after a failed check",
+	mCheckFailures:  "failed checks",
+	mSourceErrors:   "failed fetches from the source",
+	mSourceFailures: "source failures since the last success",
+	mSourceNextTry:  "when the source is called next",
+	mSourceLastOK:   "the last successful fetch",
+	mSourceNothing:  "fetches in a row, in the renewal window, that brought nothing newer",
+	mSourceFetches:  "calls of the source (the admin host), successful or not",
+	mServedMatches:  "1 when the daemon served the live leaf at the last served check, 0 when not (or unreachable)",
+	mServedChecked:  "when the served check last ran",
+	mAgentStart:     "when the agent started",
+	mAgentCPU:       "CPU time the agent used (getrusage)",
+}
+
 func init() { metrics.ExposeMetadata(true) }
 
 func unix(t time.Time) float64 {
@@ -112,10 +143,10 @@ func WriteMetrics(w io.Writer, started time.Time, bundles []BundleState, now tim
 		}
 	}
 	// Metadata is on: WritePrometheus writes an empty "# HELP name" per
-	// family, which says nothing; drop those lines (TYPE stays).
+	// family; give each its text.
 	var buf bytes.Buffer
 	s.WritePrometheus(&buf)
-	w.Write(promtext.WithHelp(buf.Bytes(), nil))
+	w.Write(promtext.WithHelp(buf.Bytes(), metricHelp))
 }
 
 func boolf(b bool) float64 {
@@ -134,10 +165,13 @@ func serveMetrics(ctx context.Context, addr string, write func(io.Writer)) (stop
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc(metricsHTTPRoute, func(w http.ResponseWriter, _ *http.Request) {
-		var buf bytes.Buffer
+		var buf, proc bytes.Buffer
 		write(&buf)
-		metrics.WriteProcessMetrics(&buf)
-		metrics.WriteFDMetrics(&buf)
+		// The process's own families come with empty HELP lines too;
+		// they have no text of ours to give, so the lines go.
+		metrics.WriteProcessMetrics(&proc)
+		metrics.WriteFDMetrics(&proc)
+		buf.Write(promtext.WithHelp(proc.Bytes(), nil))
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		w.Write(buf.Bytes())
 	})

@@ -302,3 +302,33 @@ func TestSettleTimesEachOutcomeWhenItEnded(t *testing.T) {
 		t.Fatalf("times: reloads %v, check %v, rollback %v", c.ReloadsAt, c.CheckAt, c.RollbackAt)
 	}
 }
+
+// A reload that fails in a command (certkeeper install) stays owed:
+// status and check warn "reload owed" instead of OK, and the same install
+// again, once the reload works, runs it once (found by running the
+// binary: the failure was forgotten and check said OK).
+func TestACommandsFailedReloadStaysOwed(t *testing.T) {
+	f, b := owedFixture(t, "")
+	p := f.ca.Issue(t, "node-1", testpki.Options{})
+	if err := os.Mkdir(f.reloads, 0o700); err != nil { // echo >> a directory fails
+		t.Fatal(err)
+	}
+	out, err := agent.Install(context.Background(), b, f.inputs(t, p), "test", quiet)
+	if err != nil || out.ReloadFailed() == nil {
+		t.Fatalf("install with a failing reload: %v, reload error %v", err, out.ReloadFailed())
+	}
+	cfg, _ := agent.LoadConfig(f.config)
+	if r := agent.Reports(cfg)[0]; r.Health != rotate.Warning || !strings.Contains(r.HealthText, "reload owed") {
+		t.Fatalf("status after a failed reload: %v %q, want WARNING, reload owed", r.Health, r.HealthText)
+	}
+	if err := os.Remove(f.reloads); err != nil {
+		t.Fatal(err)
+	}
+	out, err = agent.Install(context.Background(), b, f.inputs(t, p), "test again", quiet)
+	if err != nil || out.ReloadFailed() != nil || !out.Replayed || f.reloadCount() != 1 {
+		t.Fatalf("install again: %+v %v, %d reloads", out, err, f.reloadCount())
+	}
+	if r := agent.Reports(cfg)[0]; r.Health != rotate.OK {
+		t.Fatalf("status after the reload ran: %v %q", r.Health, r.HealthText)
+	}
+}

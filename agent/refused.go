@@ -73,9 +73,9 @@ func RefuseRolledAway(b *Bundle, m *rotate.Manager, from, to rotate.Generation, 
 	if was == nil || (was.Leaf == nil && len(was.CAs) == 0) {
 		return "", nil
 	}
-	kind, key := RefusedCertificate, RefusalKey(was.Leafish(), nil, nil, nil, false)
+	kind, key := RefusedCertificate, refusalKey(was.Leafish(), nil, nil, nil, false)
 	if back := read(to); back != nil && back.Leaf != nil && was.Leaf != nil && back.Leaf.Equal(was.Leaf) {
-		kind, key = RefusedSet, RefusalKey(was.Leaf, was.Intermediates, was.CAs, was.CRLs, true)
+		kind, key = RefusedSet, refusalKey(was.Leaf, was.Intermediates, was.CAs, was.CRLs, true)
 	}
 	if err := refuse(b, key, reason, now); err != nil {
 		return "", err
@@ -89,12 +89,12 @@ const (
 	RefusedSet         = "set"
 )
 
-// RefusalKey is the refused list's key for a certificate (set false) or
+// refusalKey is the refused list's key for a certificate (set false) or
 // for one exact set: the leaf's fingerprint, and for a set a digest of
 // its intermediates, CAs and CRLs, each in any order (the key is named by
 // the leaf). A pushed set and the generation it became give the same
 // digest whatever their files are called.
-func RefusalKey(leaf *x509.Certificate, inter, cas []*x509.Certificate, crls []*x509.RevocationList, set bool) string {
+func refusalKey(leaf *x509.Certificate, inter, cas []*x509.Certificate, crls []*x509.RevocationList, set bool) string {
 	fp := pki.Fingerprint(leaf)
 	if !set {
 		return fp
@@ -205,7 +205,7 @@ func checkRefused(b *Bundle, inputs []rotate.Input) error {
 	if c.CRL != nil {
 		crls = c.CRL.CRLs
 	}
-	if why := refusedReason(b, c.Leaf.Cert, RefusalKey(c.Leaf.Cert, inter, cas, crls, true)); why != "" {
+	if why := refusedReason(b, c.Leaf.Cert, refusalKey(c.Leaf.Cert, inter, cas, crls, true)); why != "" {
 		return fmt.Errorf("the source offers certificate %s, which is refused here (%s); waiting for another (to take it anyway, remove its line from %s)",
 			pki.Serial(c.Leaf.Cert), why, b.refusedPath())
 	}

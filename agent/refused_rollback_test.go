@@ -3,12 +3,10 @@
 package agent_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
-	"fmt"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -17,7 +15,6 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/agent"
-	fleetpkg "github.com/certkeeper/certkeeper/fleet"
 	"github.com/certkeeper/certkeeper/internal/testpki"
 	"github.com/certkeeper/certkeeper/rotate"
 )
@@ -118,77 +115,5 @@ check = ["/bin/sh", "-c", "test ! -e `+mark+`"]`)
 	}
 	if _, err := deliver(agent.FromPull, f.crlInputs(t, leaf, 3)); err != nil {
 		t.Fatalf("the next CRL: %v, want it installed", err)
-	}
-}
-
-// The fleet report and the metrics judge the live files as check does:
-// the node's own certificate listed in the installed CRL is CRITICAL in
-// report.json and certkeeper_bundle_health, not only in check (found by
-// running the binary: fleet status said the revoked node was healthy).
-func TestTheReportAndMetricsSayTheNodesCertificateIsRevoked(t *testing.T) {
-	f, b := owedFixture(t, `crl_file = "cluster.crl"`)
-	prom := filepath.Join(f.root, "textfile", "certkeeper.prom")
-	cfg, _ := os.ReadFile(f.config)
-	testpki.WriteFile(t, f.root, "c.toml", bytes.Replace(cfg, []byte("state_dir"), []byte(fmt.Sprintf("metrics_textfile = %q\nstate_dir", prom)), 1), 0o600)
-	leaf := f.ca.Issue(t, "node-1", testpki.Options{})
-	now := time.Now()
-	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(5), ThisUpdate: now.Add(-time.Minute), NextUpdate: now.Add(24 * time.Hour),
-		RevokedCertificateEntries: []x509.RevocationListEntry{{SerialNumber: leaf.Cert.SerialNumber, RevocationTime: now.Add(-time.Minute)}}}, f.ca.Cert, f.ca.Key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	in := append(f.inputs(t, leaf), rotate.Input{Name: "cluster.crl", Data: pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der})})
-	if _, err := agent.Deliver(context.Background(), b, agent.Delivery{Kind: agent.ByHand, Inputs: in, From: "test"}, quiet); err != nil {
-		t.Fatal(err)
-	}
-	stop, log := run(t, f, agent.Options{})
-	defer stop()
-	report := filepath.Join(f.root, "state", "report.json")
-	var r *fleetpkg.Report
-	eventually(t, "the report", func() bool {
-		data, err := os.ReadFile(report)
-		if err != nil {
-			return false
-		}
-		r, err = fleetpkg.ParseReport(data)
-		return err == nil && len(r.Bundles) == 1 && r.Bundles[0].Serial != ""
-	})
-	if h := r.Bundles[0]; h.Health != "CRITICAL" || !strings.Contains(h.HealthText, "certificate was revoked") {
-		t.Fatalf("report health %s %q, want CRITICAL, revoked\n%s", h.Health, h.HealthText, log)
-	}
-	eventually(t, "the metrics textfile", func() bool { _, err := os.Stat(prom); return err == nil })
-	data, _ := os.ReadFile(prom)
-	if !strings.Contains(string(data), `certkeeper_bundle_health{bundle="b"} 2`) {
-		t.Fatalf("metrics, want health 2 (CRITICAL):\n%s", data)
-	}
-}
-
-// A reload that fails in a command (certkeeper install) stays owed:
-// status and check warn "reload owed" instead of OK, and the same install
-// again, once the reload works, runs it once (found by running the
-// binary: the failure was forgotten and check said OK).
-func TestACommandsFailedReloadStaysOwed(t *testing.T) {
-	f, b := owedFixture(t, "")
-	p := f.ca.Issue(t, "node-1", testpki.Options{})
-	if err := os.Mkdir(f.reloads, 0o700); err != nil { // echo >> a directory fails
-		t.Fatal(err)
-	}
-	out, err := agent.Install(context.Background(), b, f.inputs(t, p), "test", quiet)
-	if err != nil || out.ReloadFailed() == nil {
-		t.Fatalf("install with a failing reload: %v, reload error %v", err, out.ReloadFailed())
-	}
-	cfg, _ := agent.LoadConfig(f.config)
-	if r := agent.Reports(cfg)[0]; r.Health != rotate.Warning || !strings.Contains(r.HealthText, "reload owed") {
-		t.Fatalf("status after a failed reload: %v %q, want WARNING, reload owed", r.Health, r.HealthText)
-	}
-	if err := os.Remove(f.reloads); err != nil {
-		t.Fatal(err)
-	}
-	out, err = agent.Install(context.Background(), b, f.inputs(t, p), "test again", quiet)
-	if err != nil || out.ReloadFailed() != nil || !out.Replayed || f.reloadCount() != 1 {
-		t.Fatalf("install again: %+v %v, %d reloads", out, err, f.reloadCount())
-	}
-	if r := agent.Reports(cfg)[0]; r.Health != rotate.OK {
-		t.Fatalf("status after the reload ran: %v %q", r.Health, r.HealthText)
 	}
 }

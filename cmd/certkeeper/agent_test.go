@@ -409,6 +409,16 @@ func TestAgentSignalsAndMetrics(t *testing.T) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
+	// Every HELP line says something: certkeeper's families have their
+	// text, the process's empty ones are dropped.
+	for _, line := range strings.Split(string(body), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "#" && f[1] == "HELP" {
+			t.Errorf("/metrics: empty HELP line %q", line)
+		}
+	}
+	if !strings.Contains(string(body), "# HELP certkeeper_bundle_health as check judges the bundle") {
+		t.Errorf("/metrics: no HELP text for certkeeper_bundle_health")
+	}
 	waitFor(t, "the metrics textfile", func() bool {
 		b, _ := os.ReadFile(textfile)
 		return strings.Contains(string(b), `certkeeper_installs_total{bundle="b"}`) && !strings.Contains(string(b), "process_")

@@ -298,7 +298,7 @@ func runInstall(ctx context.Context, e *env, args []string) error {
 	if !res.Changed && out.Replayed {
 		fmt.Fprintf(e.stdout, "%s: unchanged: %s already holds these files (generation %s), but its reload was owed; ran it\n", b.Name, b.Resolved.Dir, res.Generation.Name)
 		printRepaired(e, b.Name, res.Repaired)
-		return printReloads(e, c, b.Name, out.Reloads)
+		return printReloads(e, c, b.Name, out.Reloads, true)
 	}
 	if !res.Changed {
 		fmt.Fprintf(e.stdout, "%s: unchanged: %s already holds these files (generation %s); no reload\n", b.Name, b.Resolved.Dir, res.Generation.Name)
@@ -310,7 +310,7 @@ func runInstall(ctx context.Context, e *env, args []string) error {
 		fileNames = append(fileNames, f.Name)
 	}
 	fmt.Fprintf(e.stdout, "%s: installed generation %s in %s: %s\n", b.Name, res.Generation.Name, b.Resolved.Dir, strings.Join(fileNames, ", "))
-	if err := printReloads(e, c, b.Name, out.Reloads); err != nil {
+	if err := printReloads(e, c, b.Name, out.Reloads, true); err != nil {
 		return err
 	}
 	printServed(e, b.Name, out.Served)
@@ -339,8 +339,10 @@ func printRepaired(e *env, bundle string, repaired []rotate.Drift) {
 }
 
 // printReloads reports each reload; when one failed, it says so on stderr
-// and returns exit 1 (an exitError: said already).
-func printReloads(e *env, c *command, bundle string, reloads []platformResult) error {
+// and returns exit 1 (an exitError: said already). owed: the reloads are a
+// delivery's (install, pull, renew), whose failed reload stays owed
+// (agent.Pipeline.Command); a rollback's is not.
+func printReloads(e *env, c *command, bundle string, reloads []platformResult, owed bool) error {
 	failed := false
 	for _, r := range reloads {
 		switch {
@@ -356,7 +358,7 @@ func printReloads(e *env, c *command, bundle string, reloads []platformResult) e
 			fmt.Fprintf(e.stdout, "%s: reload %s: ok (%s)\n", bundle, r.Action, r.Duration.Round(time.Millisecond))
 		}
 	}
-	if failed && c.name != "rollback" {
+	if failed && owed {
 		fmt.Fprintf(e.stderr, "certkeeper %s: %s: the new files are installed, but a daemon may still serve the old ones; the reload stays owed (status and check say so): fix it, then the agent runs it at its next rescan, or run this command again; or `certkeeper rollback`\n", c.name, bundle)
 		return exitError(exitFailure)
 	}
@@ -424,7 +426,7 @@ func runRollback(ctx context.Context, e *env, args []string) error {
 	case agent.RefusedSet:
 		fmt.Fprintf(e.stdout, "%s: the set rolled away from (the same certificate with other CAs or another CRL) is refused from the admin host from now on; another set is taken as usual\n", b.Name)
 	}
-	err = printReloads(e, c, b.Name, r.Reloads)
+	err = printReloads(e, c, b.Name, r.Reloads, false)
 	if r.RefuseErr != nil {
 		fmt.Fprintf(e.stderr, "certkeeper %s: %s: could not record the certificate rolled away from as refused (%v); the agent may pull it again: fix the state directory and roll back again\n", c.name, b.Name, r.RefuseErr)
 		return exitError(exitFailure)

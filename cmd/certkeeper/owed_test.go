@@ -97,3 +97,33 @@ func TestACheckOwedAloneIsNotCalledAReload(t *testing.T) {
 		t.Fatalf("status --json owed: %v", o)
 	}
 }
+
+// certkeeper install whose reload fails (the daemon is down, its reload
+// exits 1): exit 1, saying the reload stays owed; status and check say
+// "reload owed" (not OK, as before: the failure was forgotten); once the
+// reload works, the same install runs it, once.
+func TestAnInstallWhoseReloadFailedOwesIt(t *testing.T) {
+	root := t.TempDir()
+	down, log := filepath.Join(root, "daemon-down"), filepath.Join(root, "reloads")
+	reload := fmt.Sprintf(`if [ -e %s ]; then echo "daemon not running" >&2; exit 1; fi; echo reload >> %s`, down, log)
+	n := newNode(t, "flocker-node", "node-1", fmt.Sprintf("  [[bundle.reload]]\n  command = [\"/bin/sh\", \"-c\", %q]\n", reload))
+	ca := testpki.NewCA(t, "cluster", testpki.Options{})
+	p := ca.Issue(t, "node-1", testpki.Options{})
+	files := n.files(map[string][]byte{"n.crt": p.CertPEM(), "n.key": p.KeyPEM(t), "ca.crt": ca.CertPEM()})
+	reloads := func() int { b, _ := os.ReadFile(log); return strings.Count(string(b), "reload") }
+
+	testpki.WriteFile(t, root, "daemon-down", nil, 0o600)
+	if r := n.install(files...); r.code != 1 || !strings.Contains(r.stderr, "the reload stays owed (status and check say so)") {
+		t.Fatalf("install with a failing reload: %+v", r)
+	}
+	if r := certkeeper(t, "check", "--config", n.config); r.code != 1 || !strings.Contains(r.stdout, "reload owed") {
+		t.Fatalf("check after a failed reload: %+v", r)
+	}
+	os.Remove(down)
+	if r := n.install(files...); r.code != 0 || !strings.Contains(r.stdout, "but its reload was owed; ran it") || reloads() != 1 {
+		t.Fatalf("install again once the reload works: %+v, reloads %d", r, reloads())
+	}
+	if r := certkeeper(t, "check", "--config", n.config); r.code != 0 {
+		t.Fatalf("check after the owed reload ran: %+v", r)
+	}
+}

@@ -90,7 +90,7 @@ func runPull(ctx context.Context, e *env, args []string) error {
 		from := strings.TrimPrefix(src.Describe(b), "pull: ")
 		if !res.Changed && out.Replayed {
 			fmt.Fprintf(e.stdout, "%s: unchanged: %s holds what %s has (generation %s), but its reload was owed; ran it\n", b.Name, b.Resolved.Dir, from, res.Generation.Name)
-			if err := printReloads(e, c, b.Name, out.Reloads); err != nil {
+			if err := printReloads(e, c, b.Name, out.Reloads, true); err != nil {
 				failed = err
 			}
 			continue
@@ -105,7 +105,7 @@ func runPull(ctx context.Context, e *env, args []string) error {
 			names = append(names, f.Name)
 		}
 		fmt.Fprintf(e.stdout, "%s: pulled from %s; installed generation %s in %s: %s\n", b.Name, from, res.Generation.Name, b.Resolved.Dir, strings.Join(names, ", "))
-		if err := printReloads(e, c, b.Name, out.Reloads); err != nil {
+		if err := printReloads(e, c, b.Name, out.Reloads, true); err != nil {
 			failed = err
 		}
 	}

@@ -87,7 +87,7 @@ func runRenew(ctx context.Context, e *env, args []string) error {
 		res := r.Outcome.Result
 		fmt.Fprintf(e.stdout, "%s: renewed by %s from %s: generation %s in %s, serial %s, expires %s\n", b.Name, b.Mode, strings.TrimPrefix(r.Source, b.Mode+": "),
 			res.Generation.Name, b.Resolved.Dir, pki.Serial(r.Leaf), r.Leaf.NotAfter.UTC().Format(time.DateTime+" MST"))
-		if err := printReloads(e, c, b.Name, r.Outcome.Reloads); err != nil {
+		if err := printReloads(e, c, b.Name, r.Outcome.Reloads, true); err != nil {
 			failed = err
 		}
 	}
